@@ -1,0 +1,1 @@
+"""The project's CLI verbs, found by Faust's autodiscovery."""

@@ -1,0 +1,120 @@
+"""Worker settings, read from ``AUTOPILOT_*`` environment variables.
+
+Every setting has a sane default for a laptop with a local broker; nonsense
+values fail fast with a :class:`SettingsError` that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["LOG_LEVELS", "Settings", "SettingsError"]
+
+LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
+_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
+_BROKER_PATTERN = re.compile(r"^kafka://[A-Za-z0-9.\-\[\]:]+:\d{1,5}(;[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the worker cannot run with."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is out of range [{low}, {high}]")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is out of range [{low}, {high}]")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs to know before it connects.
+
+    Examples
+    --------
+    >>> s = Settings.from_env({"AUTOPILOT_TOPIC_PREFIX": "t1.", "AUTOPILOT_PARTITIONS": "2"})
+    >>> s.broker, s.partitions, s.app_id
+    ('kafka://127.0.0.1:9092', 2, 't1.paas-autopilot')
+    >>> Settings.from_env({"AUTOPILOT_PARTITIONS": "zero"})
+    Traceback (most recent call last):
+    ...
+    streams.settings.SettingsError: AUTOPILOT_PARTITIONS='zero' is not an integer
+    """
+
+    broker: str = "kafka://127.0.0.1:9092"
+    topic_prefix: str = ""
+    partitions: int = 4
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    log_level: str = "info"
+    app_id: str = "paas-autopilot"
+    data_dir: Path = Path(".autopilot")
+    checkpoint_interval_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (default: :data:`os.environ`)."""
+        env = os.environ if env is None else env
+        broker = env.get("AUTOPILOT_BROKER") or cls.broker
+        if not broker.startswith("kafka://"):
+            broker = "kafka://" + broker
+        if not _BROKER_PATTERN.match(broker):
+            raise SettingsError(
+                f"AUTOPILOT_BROKER={broker!r} is not kafka://host:port[;host:port...]"
+            )
+        prefix = env.get("AUTOPILOT_TOPIC_PREFIX", "")
+        if not _PREFIX_PATTERN.match(prefix):
+            raise SettingsError(
+                f"AUTOPILOT_TOPIC_PREFIX={prefix!r} may only hold letters, digits, '.', '_', '-'"
+            )
+        log_level = (env.get("AUTOPILOT_LOG_LEVEL") or cls.log_level).lower()
+        if log_level == "warning":
+            log_level = "warn"
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(
+                f"AUTOPILOT_LOG_LEVEL={log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+        app_id = env.get("AUTOPILOT_APP_ID") or f"{prefix}{cls.app_id}"
+        if not _PREFIX_PATTERN.match(app_id):
+            raise SettingsError(f"AUTOPILOT_APP_ID={app_id!r} has characters Kafka rejects")
+        return cls(
+            broker=broker,
+            topic_prefix=prefix,
+            partitions=_int(env, "AUTOPILOT_PARTITIONS", cls.partitions, 1, 1024),
+            web_port=_int(env, "AUTOPILOT_WEB_PORT", cls.web_port, 1, 65535),
+            web_host=env.get("AUTOPILOT_WEB_HOST") or cls.web_host,
+            log_level=log_level,
+            app_id=app_id,
+            data_dir=Path(env.get("AUTOPILOT_DATA_DIR") or cls.data_dir),
+            checkpoint_interval_s=_float(
+                env, "AUTOPILOT_CHECKPOINT_INTERVAL_S", cls.checkpoint_interval_s, 0.1, 3600.0
+            ),
+        )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker list as aiokafka wants it: ``host:port[,host:port]``."""
+        return self.broker.removeprefix("kafka://").replace(";", ",")

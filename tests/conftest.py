@@ -1,0 +1,149 @@
+"""Shared fixtures: one real Kafka broker per test session, fresh topics per test.
+
+The broker is the project's own :class:`streams.kafka_local.KafkaLocal` on a
+free port, bound to this pytest process (it dies with it, even on SIGKILL).
+Set ``AUTOPILOT_TEST_BROKER=host:port`` to run against a broker you manage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from streams.kafka_local import KafkaLocal, free_port
+from streams.topics import TopicNames
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTOPILOT = Path(sys.executable).with_name("autopilot")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a real Apache Kafka broker for the whole session."""
+    if external := os.environ.get("AUTOPILOT_TEST_BROKER"):
+        yield external.removeprefix("kafka://")
+        return
+    broker = KafkaLocal(port=free_port(), data_dir=tmp_path_factory.mktemp("kafka"))
+    broker.start(owned=True)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_names() -> TopicNames:
+    """A fresh topic prefix per test, so tests never see each other's messages."""
+    return TopicNames(f"t{uuid.uuid4().hex[:10]}.")
+
+
+@dataclass
+class WorkerProcess:
+    """An ``autopilot worker`` subprocess and the ways a test talks to it."""
+
+    proc: subprocess.Popen
+    web_port: int
+    log_path: Path
+    env: dict[str, str]
+
+    def metrics_text(self) -> str:
+        url = f"http://127.0.0.1:{self.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for line in self.metrics_text().splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+            if all(found.get(k) == v for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, message: str, interval: float = 0.25
+) -> None:
+    """Poll ``predicate`` until it holds; fail the test with ``message`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s: {message}")
+
+
+@pytest.fixture
+def start_worker(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``autopilot worker`` subprocesses on the session broker; stopped at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(extra_env: dict[str, str] | None = None, name: str = "worker") -> WorkerProcess:
+        port = free_port()
+        env = {
+            **os.environ,
+            "AUTOPILOT_BROKER": f"kafka://{kafka_bootstrap}",
+            "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix,
+            "AUTOPILOT_WEB_PORT": str(port),
+            "AUTOPILOT_PARTITIONS": "4",
+            "AUTOPILOT_DATA_DIR": str(tmp_path / f"{name}-data"),
+            **(extra_env or {}),
+        }
+        log_path = tmp_path / f"{name}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [str(AUTOPILOT), "worker", "-l", "info", "--web-port", str(port)],
+                env=env,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        worker = WorkerProcess(proc, port, log_path, env)
+        started.append(worker)
+        wait_until(
+            lambda: proc.poll() is None and "Worker ready" in worker.log(),
+            90,
+            f"worker did not become ready; log tail: {worker.log()[-2000:]}",
+        )
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def run_async(coro):
+    """Run a coroutine from a synchronous test."""
+    return asyncio.run(coro)
