@@ -1,0 +1,38 @@
+"""The ``autopilot`` command: Faust's own CLI for the app, plus the project's verbs.
+
+``autopilot worker -l info`` is the Faust worker as Faust users know it. Verbs
+that need the running app (``simulate``, ``score``...) are ``@app.command``
+commands under :mod:`streams.commands`; verb groups that must work without a
+broker (``kafka start|stop|status``, ``bench ...``) are click groups added to
+Faust's root command.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Entry point of the ``autopilot`` console script."""
+    from streams.settings import SettingsError
+
+    try:
+        from streams.app import app, settings
+    except SettingsError as exc:
+        click.echo(f"autopilot: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+    from faust.cli.faust import cli
+
+    from streams.commands.bench import bench
+    from streams.commands.kafka import kafka
+
+    # Faust creates only the last level of its data dir.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    cli.add_command(kafka)
+    cli.add_command(bench)
+    app.main()
