@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from aiokafka.errors import MessageSizeTooLargeError
 
 from schemas import DeadLetter, Limits, Rejection, parse
 from streams.app import topics
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 # A handler bug must not stop the stream: the message is dead-lettered with
 # this reason and the exception's type, and the worker carries on.
 PROCESSING_ERROR = "processing_error"
+# What a dead letter keeps of a payload too large for the DLQ topic itself.
+TRUNCATED_PAYLOAD_BYTES = 512 * 1024
 
 
 class Edge:
@@ -56,10 +59,11 @@ class Edge:
         self._consumed = EVENTS_CONSUMED.labels(label)
         self._processed = EVENTS_PROCESSED.labels(label)
 
-    async def run(
-        self, stream: faust.StreamT, handle: Callable[[Any], Awaitable[None]]
-    ) -> None:
+    async def run(self, stream: faust.StreamT, handle: Callable[[Any], Awaitable[None]]) -> None:
         """Feed every valid record of ``stream`` to ``handle``; dead-letter the rest."""
+        # Declared before the first dead letter, so the topic gets our config rather
+        # than the broker's auto-create defaults (too small for large payloads).
+        await topics.dlq.maybe_declare()
         async for event in stream.events():
             message = event.message
             self._consumed.inc()
@@ -81,16 +85,28 @@ class Edge:
             self._processed.inc()
 
     async def dead_letter(self, message: Any, raw: bytes, rejection: Rejection) -> None:
-        """Publish ``raw`` with its reason to the DLQ, count it and log it without content."""
-        record = DeadLetter.from_rejection(
-            rejection,
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            raw=raw,
-            ts=self.clock(),
-        )
-        await topics.dlq.send(key=message.key, value=record.to_bytes())
+        """Publish ``raw`` with its reason to the DLQ, count it and log it without content.
+
+        Delivery is awaited: a dead letter the broker refuses is not a dead letter.
+        One too large even for the DLQ topic keeps only a prefix of its payload, and
+        ``payload_size`` still tells the original size.
+        """
+
+        def letter(keep_bytes: int | None = None) -> bytes:
+            return DeadLetter.from_rejection(
+                rejection,
+                source_topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                raw=raw,
+                ts=self.clock(),
+                keep_bytes=keep_bytes,
+            ).to_bytes()
+
+        try:
+            await (await topics.dlq.send(key=message.key, value=letter()))
+        except MessageSizeTooLargeError:
+            await (await topics.dlq.send(key=message.key, value=letter(TRUNCATED_PAYLOAD_BYTES)))
         DLQ.labels(self.label, rejection.reason).inc()
         log.warning(
             "dead-lettered %s[%d]@%d reason=%s field=%s size=%d",

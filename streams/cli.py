@@ -30,9 +30,11 @@ def main() -> None:
 
     from streams.commands.bench import bench
     from streams.commands.kafka import kafka
+    from streams.commands.up import up
 
     # Faust creates only the last level of its data dir.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     cli.add_command(kafka)
     cli.add_command(bench)
+    cli.add_command(up)
     app.main()

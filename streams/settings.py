@@ -16,7 +16,9 @@ __all__ = ["LOG_LEVELS", "Settings", "SettingsError"]
 
 LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
-_BROKER_PATTERN = re.compile(r"^kafka://[A-Za-z0-9.\-\[\]:]+:\d{1,5}(;[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$")
+_BROKER_PATTERN = re.compile(
+    r"^kafka://[A-Za-z0-9.\-\[\]:]+:\d{1,5}(;[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$"
+)
 
 
 class SettingsError(ValueError):

@@ -26,18 +26,29 @@ def _names(raw: str) -> tuple[str, ...]:
         help=f"Scenario JSON file, or a bundled one: {', '.join(bundled_scenarios())}.",
     ),
     click.option("--duration", type=float, help="Event seconds to simulate (default: scenario's)."),
-    click.option("--speed", type=float, default=0.0, show_default=True,
-                 help="Event seconds per wall second; 0 sends as fast as possible."),  # fmt: skip
+    click.option(
+        "--speed",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Event seconds per wall second; 0 sends as fast as possible.",
+    ),
     click.option("--services", default=",".join(DEFAULT_SERVICES), show_default=True),
     click.option("--regions", default=",".join(DEFAULT_REGIONS), show_default=True),
     click.option("--tenants", type=int, default=20, show_default=True),
     click.option("--tick", type=float, help="Event seconds between samples of a series."),
     click.option("--base-rps", type=float, default=200.0, show_default=True),
     click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--ground-truth", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Write what happened where and when to this JSON file."),  # fmt: skip
-    click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Also write the final summary to this JSON file."),  # fmt: skip
+    click.option(
+        "--ground-truth",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write what happened where and when to this JSON file.",
+    ),
+    click.option(
+        "--summary-json",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write the final summary to this JSON file.",
+    ),
 )
 async def simulate(
     self,

@@ -1,0 +1,38 @@
+"""Install a Debian package a test needs (kcat, prometheus) when it is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+_updated = False
+
+
+def ensure_debian_package(command: str, package: str | None = None) -> str:
+    """Return the path of ``command``, installing ``package`` with apt-get if needed.
+
+    Tests that need a real tool install it rather than skip; without root the
+    failure says exactly what to install.
+    """
+    global _updated
+    if found := shutil.which(command):
+        return found
+    package = package or command
+    if os.geteuid() != 0:
+        raise AssertionError(f"{command} is missing: run `sudo apt-get install {package}`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if not _updated:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
+        _updated = True
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = shutil.which(command)
+    if found is None:
+        raise AssertionError(f"apt-get install {package} failed: {result.stderr[-500:]}")
+    return found
