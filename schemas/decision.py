@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
@@ -25,10 +25,23 @@ from schemas.fields import (
 )
 from schemas.records import record_to_dict
 
-__all__ = ["DECISION_KINDS", "MODES", "Decision", "decision_id_for"]
+__all__ = ["DECISION_KINDS", "KIND_TOPICS", "MODES", "Decision", "decision_id_for"]
 
-DECISION_KINDS = ("scaling", "failover", "remediation")
-"""Decision kinds; a decision of kind ``k`` goes to topic ``decisions.k``."""
+KIND_TOPICS: dict[str, str] = {
+    "scaling": "decisions.scaling",
+    "scheduled_scaling": "decisions.scaling",
+    "rightsize": "decisions.scaling",
+    "budget": "decisions.scaling",
+    "failover": "decisions.failover",
+    "failback": "decisions.failover",
+    "failover_blocked": "decisions.failover",
+    "remediation": "decisions.remediation",
+    "anomaly": "decisions.remediation",
+    "slo_burn": "decisions.remediation",
+}
+"""Each decision kind and the (unprefixed) topic it is published to."""
+DECISION_KINDS = tuple(KIND_TOPICS)
+"""Decision kinds, a closed set: the worker uses them as Prometheus label values."""
 MODES = ("auto", "recommend")
 """``auto``: the action is applied; ``recommend``: a human is asked to apply it."""
 
@@ -100,8 +113,6 @@ class Decision:
 
     """
 
-    TOPIC_PREFIX: ClassVar[str] = "decisions."
-
     decision_id: str = dataclasses.field(
         metadata=spec(
             IDENT, "Deterministic id from the decision inputs.", pattern=DECISION_ID_PATTERN
@@ -146,8 +157,8 @@ class Decision:
 
     @property
     def topic(self) -> str:
-        """The topic this decision is published to, ``decisions.<kind>``."""
-        return self.TOPIC_PREFIX + self.kind
+        """The (unprefixed) topic this decision is published to."""
+        return KIND_TOPICS[self.kind]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as a JSON-encodable dict."""

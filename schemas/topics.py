@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas.dead_letter import DeadLetter
-from schemas.decision import DECISION_KINDS, Decision
+from schemas.decision import KIND_TOPICS
 from schemas.records import ErrorEvent, Interaction, MetricSample, RemediationOutcome
 
 __all__ = ["DECISION_TOPICS", "DLQ_TOPIC", "KINDS", "KIND_RECORDS", "TOPICS"]
@@ -22,7 +22,7 @@ KINDS: tuple[str, ...] = tuple(KIND_RECORDS)
 TOPICS: dict[str, str] = {kind: cls.TOPIC for kind, cls in KIND_RECORDS.items()}
 """Input topic of each kind, e.g. ``TOPICS["metrics"] == "telemetry.metrics"``."""
 
-DECISION_TOPICS: dict[str, str] = {kind: Decision.TOPIC_PREFIX + kind for kind in DECISION_KINDS}
+DECISION_TOPICS: dict[str, str] = dict(KIND_TOPICS)
 """Output topic of each decision kind, e.g. ``decisions.scaling``."""
 
 DLQ_TOPIC: str = DeadLetter.TOPIC
