@@ -1,8 +1,8 @@
 """The Faust app: one per worker process, configured from ``AUTOPILOT_*`` env vars.
 
-Agents live in :mod:`agents` and CLI verbs in :mod:`streams.commands`; both are
-found by Faust's autodiscovery when the ``autopilot`` CLI starts, so importing
-this module stays cheap and free of side effects beyond declaring the app.
+Agents live in :mod:`agents` and CLI verbs in :mod:`streams.commands`; the
+``autopilot`` CLI imports both, so importing this module stays cheap and free
+of side effects beyond declaring the app.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ topic_names = TopicNames(settings.topic_prefix)
 app = faust.App(
     settings.app_id,
     broker=settings.broker,
-    autodiscover=["agents", "streams.commands", "streams.exporter"],
+    # Agents and commands are imported explicitly by the CLI: autodiscovery would
+    # only log a warning for a module that fails to import, and run without it.
+    autodiscover=False,
     origin="streams.app",
     store="memory://",
     datadir=str(settings.data_dir / "{conf.name}"),
@@ -39,6 +41,10 @@ app = faust.App(
     producer_acks=-1,
     producer_linger_ms=5,
     broker_commit_interval=1.0,
+    # A worker killed without leaving the group holds its partitions until its
+    # session times out: 10 s bounds how long a failover between workers takes.
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=2.0,
     table_cleanup_interval=60.0,
     stream_buffer_maxsize=8192,
     # A dead letter carries its payload base64-encoded, a third larger than the

@@ -28,8 +28,11 @@ def main() -> None:
 
     from faust.cli.faust import cli
 
+    import agents  # noqa: F401  (registers the agents and the /metrics view)
+    import streams.commands  # noqa: F401  (registers the @app.command verbs)
     from streams.commands.bench import bench
     from streams.commands.kafka import kafka
+    from streams.commands.score import score
     from streams.commands.up import up
 
     # Faust creates only the last level of its data dir.
@@ -37,4 +40,5 @@ def main() -> None:
     cli.add_command(kafka)
     cli.add_command(bench)
     cli.add_command(up)
+    cli.add_command(score)
     app.main()

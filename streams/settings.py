@@ -74,7 +74,7 @@ class Settings:
     log_level: str = "info"
     app_id: str = "paas-autopilot"
     data_dir: Path = Path(".autopilot")
-    checkpoint_interval_s: float = 5.0
+    checkpoint_interval_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,534 @@
+"""Online demand forecasting with daily and weekly cycles, for one (service, region)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["DAY_S", "EXPERTS", "HOURS_PER_WEEK", "WEEK_S", "Forecast", "LoadForecaster"]
+
+DAY_S = 86_400.0
+WEEK_S = 7 * DAY_S
+HOURS_PER_WEEK = 168
+# 1970-01-01 was a Thursday; shifting by 3 days makes Monday day 0 of the week.
+_EPOCH_WEEKDAY = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """Demand expected ``horizon_s`` seconds ahead, with a prediction interval."""
+
+    mean: float
+    lower: float
+    upper: float
+    horizon_s: float
+
+
+def _weekday(ts: float) -> int:
+    return (int(ts // DAY_S) + _EPOCH_WEEKDAY) % 7
+
+
+class _EWHistogram:
+    """Exponentially time-weighted histogram of log residuals, queried for quantiles.
+
+    Weights grow with time instead of old counts decaying, so an update touches one bin;
+    everything is rescaled before the weights overflow.
+    """
+
+    __slots__ = ("counts", "half_width", "n_bins", "t0", "tau_s", "total", "width")
+
+    def __init__(self, half_width: float, n_bins: int, tau_s: float) -> None:
+        self.half_width = half_width
+        self.n_bins = n_bins
+        self.width = 2.0 * half_width / n_bins
+        self.tau_s = tau_s
+        self.counts = [0.0] * n_bins
+        self.total = 0.0
+        self.t0: float | None = None
+
+    def add(self, ts: float, r: float) -> None:
+        if self.t0 is None:
+            self.t0 = ts
+        age = (ts - self.t0) / self.tau_s
+        if age > 50.0:
+            scale = math.exp(-age)
+            self.counts = [c * scale for c in self.counts]
+            self.total *= scale
+            self.t0 = ts
+            age = 0.0
+        w = math.exp(age)
+        i = int((r + self.half_width) / self.width)
+        self.counts[min(max(i, 0), self.n_bins - 1)] += w
+        self.total += w
+
+    def effective_count(self, ts: float) -> float:
+        if self.t0 is None:
+            return 0.0
+        return self.total * math.exp(-(ts - self.t0) / self.tau_s)
+
+    def quantile(self, q: float) -> float:
+        target = q * self.total
+        acc = 0.0
+        for i, c in enumerate(self.counts):
+            if c > 0.0 and acc + c >= target:
+                return -self.half_width + (i + (target - acc) / c) * self.width
+            acc += c
+        return self.half_width
+
+    def to_state(self) -> dict:
+        return {"counts": self.counts, "total": self.total, "t0": self.t0}
+
+    def load_state(self, state: dict) -> None:
+        self.counts = list(state["counts"])
+        self.total = state["total"]
+        self.t0 = state["t0"]
+
+
+EXPERTS = ("recent", "smooth", "seasonal")
+
+
+class LoadForecaster:
+    """Forecast demand (e.g. rps) up to 30 minutes ahead from an irregular event-time stream.
+
+    Three forecasts ("experts") are combined, each good at a different kind of load:
+
+    * ``recent``: a fast level with a damped trend (Holt's method for irregular spacing),
+      for ramps and short horizons;
+    * ``smooth``: a slow level, for noisy load without a usable cycle;
+    * ``seasonal``: a deseasonalised level times the seasonal factor at the target time,
+      ``s(t) = D[time-of-day slot] * W[day-of-week]``, for daily and weekly cycles. The daily
+      profile has ``86400 / slot_s`` slots (interpolated between slot centres), the week seven
+      day factors; both are learned by EWMA of ``y / base`` (``base``: a one-day level), each
+      slot (day) updated once per *visit* with the visit mean, so the learning rate does not
+      depend on how often samples arrive.
+
+    The combination is an exponentially weighted average forecaster: at each horizon of
+    ``horizons_s``, expert ``k`` gets weight ``exp(-ensemble_eta * loss_k)`` where ``loss_k``
+    is its time-weighted mean absolute log error at that horizon. Forecasts are kept until
+    their target time passes to measure those errors, and the residuals of the combination
+    fill an exponentially time-weighted histogram per horizon, whose quantiles give the
+    prediction interval. Errors and residuals are taken on ``log(y + a)`` with ``a =
+    residual_offset * base``, so that they are relative for busy services and additive
+    near zero demand. Other horizons use the nearest tracked ones.
+
+    An optional seasonal prior (:meth:`set_prior`), e.g. an hour-of-week profile from the
+    usage-pattern learner, is blended into ``s`` with weight ``prior_visits / (prior_visits
+    + visits of the slot)``, so it dominates while the forecaster's own profile is young.
+
+    Time slots use UTC event time (seconds since the epoch).
+
+    Parameters
+    ----------
+    slot_s
+        Width of a time-of-day slot; must divide a day.
+    season_alpha, week_alpha
+        EWMA weight of one visit of a time-of-day slot (a day of the week). The first visits
+        are averaged (weight ``1 / visits``) so a young profile learns at once.
+    level_tau_s, trend_tau_s, trend_damp_s
+        Time constants of the fast level and its trend, and of the trend damping (a trend
+        adds at most ``trend * trend_damp_s``).
+    smooth_tau_s
+        Time constant of the slow level, and of the seasonal expert's deseasonalised level.
+    base_tau_s
+        Time constant of the one-day base level the profiles are learned against.
+    horizons_s
+        Horizons at which errors and residuals are tracked.
+    interval
+        Coverage of the prediction interval (0.8 gives the 10 % and 90 % quantiles).
+    residual_tau_s
+        Memory of the residual histograms.
+    ensemble_tau_s, ensemble_eta
+        Memory of the experts' losses, and how sharply the lowest loss wins.
+    initial_spread
+        Half-width, in log units, of the interval before residuals are known.
+    residual_offset
+        ``a / base`` in the error measure above.
+    prior_visits
+        Strength of the seasonal prior, in slot visits.
+
+    Notes
+    -----
+    Memory per key is bounded and independent of the stream length: ``2 * 86400 / slot_s``
+    floats for the daily profile and its visit counts (576 with the default 5-minute
+    slots), 14 for the week, and per horizon 101 histogram bins, 3 losses and at most 12
+    pending forecasts of 5 floats: about 1 400 floats in all (some 11 kB), plus a 168-float
+    prior when one is set. Idle keys are evicted by the owner (see ``last_ts``).
+
+    Examples
+    --------
+    A demand with a daily cycle between 50 and 150, sampled every 5 minutes for four days:
+
+    >>> import math
+    >>> f = LoadForecaster()
+    >>> def demand(ts):
+    ...     return 100 + 50 * math.sin(2 * math.pi * ts / 86_400)
+    >>> for ts in range(0, 4 * 86_400, 300):
+    ...     f.learn_one(ts, demand(ts))
+    >>> now = 4 * 86_400
+    >>> fc = f.forecast(now, horizon_s=1800)
+    >>> abs(fc.mean - demand(now + 1800)) < 5
+    True
+    >>> fc.lower <= demand(now + 1800) <= fc.upper
+    True
+    """
+
+    # Bins of 0.1 in log units, an odd count so that a zero residual sits mid-bin.
+    residual_bins = 101
+    pending_per_horizon = 12
+
+    def __init__(
+        self,
+        *,
+        slot_s: float = 300.0,
+        season_alpha: float = 0.3,
+        week_alpha: float = 0.2,
+        level_tau_s: float = 120.0,
+        trend_tau_s: float = 60.0,
+        trend_damp_s: float = 300.0,
+        smooth_tau_s: float = 1800.0,
+        base_tau_s: float = DAY_S,
+        horizons_s: Sequence[float] = (60.0, 180.0, 300.0, 600.0, 900.0, 1800.0),
+        interval: float = 0.8,
+        residual_tau_s: float = DAY_S,
+        ensemble_tau_s: float = 6 * 3600.0,
+        ensemble_eta: float = 20.0,
+        initial_spread: float = 0.5,
+        residual_offset: float = 0.25,
+        prior_visits: float = 3.0,
+    ) -> None:
+        if DAY_S % slot_s:
+            raise ValueError("slot_s must divide a day")
+        if not 0.0 < interval < 1.0:
+            raise ValueError("interval must be in (0, 1)")
+        self.slot_s = float(slot_s)
+        self.n_slots = int(DAY_S // slot_s)
+        self.season_alpha = season_alpha
+        self.week_alpha = week_alpha
+        self.level_tau_s = level_tau_s
+        self.trend_tau_s = trend_tau_s
+        self.trend_damp_s = trend_damp_s
+        self.smooth_tau_s = smooth_tau_s
+        self.base_tau_s = base_tau_s
+        self.horizons_s = tuple(sorted(float(h) for h in horizons_s))
+        self.interval = interval
+        self.residual_tau_s = residual_tau_s
+        self.ensemble_tau_s = ensemble_tau_s
+        self.ensemble_eta = ensemble_eta
+        self.initial_spread = initial_spread
+        self.residual_offset = residual_offset
+        self.prior_visits = prior_visits
+
+        self.daily = [1.0] * self.n_slots
+        self.daily_visits = [0] * self.n_slots
+        self.weekly = [1.0] * 7
+        self.weekly_visits = [0] * 7
+        self.base: float | None = None  # one-day level of y / s
+        self.level = 0.0  # fast level of y
+        self.trend = 0.0  # per second
+        self.smooth = 0.0  # slow level of y
+        self.season_level = 0.0  # slow level of y / s
+        self.last_ts: float | None = None
+        self.n_seen = 0
+        self.days_seen = 0
+        # Running visits of the current slot (index, sum of ratios, count) and day
+        # (day number, weekday, sum of ratios, count).
+        self._slot_visit: list = [-1, 0.0, 0]
+        self._day_visit: list = [-1, 0, 0.0, 0]
+        n_h = len(self.horizons_s)
+        self._residuals = [
+            _EWHistogram(0.05 * self.residual_bins, self.residual_bins, residual_tau_s)
+            for _ in range(n_h)
+        ]
+        # Time-weighted sums of absolute log errors per horizon and expert, and their weight.
+        self._loss = [[0.0] * len(EXPERTS) for _ in range(n_h)]
+        self._loss_weight = [0.0] * n_h
+        self._loss_ts = [0.0] * n_h
+        self._pending: list[deque[tuple[float, ...]]] = [
+            deque(maxlen=self.pending_per_horizon) for _ in range(n_h)
+        ]
+        self._prior: list[float] | Callable[[float], float] | None = None
+
+    # ----------------------------------------------------------------------------- prior
+    def set_prior(self, profile: Sequence[float] | Callable[[float], float] | None) -> None:
+        """Attach a seasonal prior, or remove it with ``None``.
+
+        ``profile`` is either 168 hour-of-week values (index ``weekday * 24 + hour``, Monday
+        0, UTC; rescaled to mean 1) or a callable mapping an epoch timestamp to the relative
+        demand at that time (mean about 1). A sequence is part of :meth:`to_state`; a
+        callable is not and must be set again after a restore.
+        """
+        if profile is None or callable(profile):
+            self._prior = profile
+            return
+        values = [float(v) for v in profile]
+        if len(values) != HOURS_PER_WEEK:
+            raise ValueError(f"an hour-of-week prior needs {HOURS_PER_WEEK} values")
+        mean = sum(values) / HOURS_PER_WEEK
+        if mean <= 0 or min(values) < 0:
+            raise ValueError("prior values must be non-negative with a positive mean")
+        self._prior = [v / mean for v in values]
+
+    def _prior_factor(self, ts: float) -> float:
+        prior = self._prior
+        if callable(prior):
+            return max(float(prior(ts)), 0.0)
+        # Linear interpolation between hour centres, wrapping around the week.
+        pos = (ts % WEEK_S) / 3600.0 - 0.5 + _EPOCH_WEEKDAY * 24
+        i0 = math.floor(pos)
+        frac = pos - i0
+        return prior[i0 % 168] * (1.0 - frac) + prior[(i0 + 1) % 168] * frac
+
+    # ---------------------------------------------------------------------- seasonality
+    def _own_factors(self, ts: float) -> tuple[float, float, int]:
+        """Interpolated daily factor, day-of-week factor, visits of the nearest slot."""
+        pos = (ts % DAY_S) / self.slot_s - 0.5
+        i0 = math.floor(pos)
+        frac = pos - i0
+        a, b = i0 % self.n_slots, (i0 + 1) % self.n_slots
+        daily = self.daily[a] * (1.0 - frac) + self.daily[b] * frac
+        visits = self.daily_visits[a if frac < 0.5 else b]
+        return daily, self.weekly[_weekday(ts)], visits
+
+    def seasonal_factor(self, ts: float) -> float:
+        """Relative demand expected at ``ts`` (mean about 1), prior included."""
+        d, w, visits = self._own_factors(ts)
+        own = d * w
+        if self._prior is None:
+            return own
+        weight = self.prior_visits / (self.prior_visits + visits)
+        return weight * self._prior_factor(ts) + (1.0 - weight) * own
+
+    def _commit_slot(self) -> None:
+        slot, total, n = self._slot_visit
+        if n:
+            k = self.daily_visits[slot] + 1
+            alpha = max(self.season_alpha, 1.0 / k)
+            self.daily[slot] += alpha * (total / n - self.daily[slot])
+            self.daily_visits[slot] = k
+
+    def _commit_day(self) -> None:
+        _, weekday, total, n = self._day_visit
+        # The first day is skipped: it is often partial, and the base level it is measured
+        # against is still a running mean of a few hours.
+        if n and self.days_seen > 1:
+            k = self.weekly_visits[weekday] + 1
+            alpha = max(self.week_alpha, 1.0 / k)
+            self.weekly[weekday] += alpha * (total / n - self.weekly[weekday])
+            self.weekly_visits[weekday] = k
+        # Keep the learned factors at mean 1 so that the levels carry the scale; factors
+        # not learned yet stay at 1.
+        factor = 1.0
+        for profile, visits in ((self.daily, self.daily_visits), (self.weekly, self.weekly_visits)):
+            seen = [v for v, c in zip(profile, visits, strict=True) if c]
+            m = sum(seen) / len(seen) if seen else 0.0
+            if m > 0:
+                profile[:] = [v / m if c else v for v, c in zip(profile, visits, strict=True)]
+                factor *= m
+        if self.base is not None:
+            self.base *= factor
+            self.season_level *= factor
+
+    # -------------------------------------------------------------------------- learning
+    def learn_one(self, ts: float, y: float) -> None:
+        """Learn the demand ``y`` observed at event time ``ts`` (epoch seconds).
+
+        Samples older than the last one are ignored.
+        """
+        if self.last_ts is not None and ts < self.last_ts:
+            return
+        y = max(float(y), 0.0)
+        self._score_pending(ts, y)
+
+        slot = int((ts % DAY_S) // self.slot_s)
+        if slot != self._slot_visit[0]:
+            self._commit_slot()
+            self._slot_visit = [slot, 0.0, 0]
+        day = int(ts // DAY_S)
+        if day != self._day_visit[0]:
+            self._commit_day()
+            self.days_seen += 1
+            self._day_visit = [day, _weekday(ts), 0.0, 0]
+
+        z = y / max(self.seasonal_factor(ts), 1e-9)
+        self.n_seen += 1
+        if self.base is None or self.last_ts is None:
+            self.base = self.season_level = z
+            self.level = self.smooth = y
+        else:
+            dt = ts - self.last_ts
+            # While young the slow levels are running means, then EWMAs in time.
+            young = 1.0 / self.n_seen
+            self.base += max(1.0 - math.exp(-dt / self.base_tau_s), young) * (z - self.base)
+            a_smooth = max(1.0 - math.exp(-dt / self.smooth_tau_s), young)
+            self.season_level += a_smooth * (z - self.season_level)
+            self.smooth += a_smooth * (y - self.smooth)
+            if dt > 0:
+                predicted = self.level + self.trend * dt
+                a_level = 1.0 - math.exp(-dt / self.level_tau_s)
+                new_level = predicted + a_level * (y - predicted)
+                a_trend = 1.0 - math.exp(-dt / self.trend_tau_s)
+                self.trend += a_trend * ((new_level - self.level) / dt - self.trend)
+                self.level = new_level
+            else:
+                self.level += 0.5 * (y - self.level)
+
+        d, w, _ = self._own_factors(ts)
+        if self.base > 0:
+            self._slot_visit[1] += y / (self.base * w)
+            self._slot_visit[2] += 1
+            self._day_visit[2] += y / (self.base * d)
+            self._day_visit[3] += 1
+        self.last_ts = ts
+        self._record_pending(ts)
+
+    def _record_pending(self, ts: float) -> None:
+        for i, h in enumerate(self.horizons_s):
+            pending = self._pending[i]
+            # Space the kept forecasts so that about ten are pending per horizon.
+            if pending and ts + h - pending[-1][0] < h / 10.0:
+                continue
+            experts = self._experts(ts, h)
+            pending.append((ts + h, self._combine(i, experts), *experts))
+
+    def _score_pending(self, ts: float, y: float) -> None:
+        a = self._offset()
+        target_log = math.log(y + a)
+        for i, h in enumerate(self.horizons_s):
+            pending = self._pending[i]
+            max_lag = max(300.0, 0.25 * h)
+            while pending and pending[0][0] <= ts:
+                target, combined, *experts = pending.popleft()
+                if ts - target > max_lag:
+                    continue
+                self._residuals[i].add(ts, target_log - math.log(combined + a))
+                decay = math.exp(-max(ts - self._loss_ts[i], 0.0) / self.ensemble_tau_s)
+                self._loss_ts[i] = ts
+                self._loss_weight[i] = self._loss_weight[i] * decay + 1.0
+                losses = self._loss[i]
+                for k, m in enumerate(experts):
+                    losses[k] = losses[k] * decay + abs(target_log - math.log(m + a))
+
+    def _offset(self) -> float:
+        return self.residual_offset * max(self.base or 0.0, 1e-9)
+
+    # ------------------------------------------------------------------------- forecast
+    def _experts(self, ts_now: float, horizon_s: float) -> tuple[float, float, float]:
+        h = max(horizon_s, 0.0)
+        last = self.last_ts if self.last_ts is not None else ts_now
+        ahead = h + max(ts_now - last, 0.0)
+        drift = self.trend * self.trend_damp_s * (1.0 - math.exp(-ahead / self.trend_damp_s))
+        recent = max(self.level + drift, 0.0)
+        seasonal = self.season_level * self.seasonal_factor(ts_now + h)
+        return recent, self.smooth, seasonal
+
+    def expert_weights(self, horizon_s: float) -> tuple[float, ...]:
+        """Weights of the ``recent``, ``smooth`` and ``seasonal`` forecasts at a horizon."""
+        return self._weights(self._horizon_index(horizon_s))
+
+    def _weights(self, i: int) -> tuple[float, ...]:
+        if self._loss_weight[i] <= 0.0:
+            return tuple(1.0 / len(EXPERTS) for _ in EXPERTS)
+        mean_losses = [loss / self._loss_weight[i] for loss in self._loss[i]]
+        best = min(mean_losses)
+        raw = [math.exp(-self.ensemble_eta * (m - best)) for m in mean_losses]
+        total = sum(raw)
+        return tuple(r / total for r in raw)
+
+    def _combine(self, i: int, experts: Sequence[float]) -> float:
+        return sum(w * m for w, m in zip(self._weights(i), experts, strict=True))
+
+    def _horizon_index(self, horizon_s: float) -> int:
+        hs = self.horizons_s
+        return min(range(len(hs)), key=lambda i: abs(hs[i] - horizon_s))
+
+    def _spread(self, ts_now: float, i: int) -> tuple[float, float]:
+        hist = self._residuals[i]
+        if hist.effective_count(ts_now) < 20.0:
+            return -self.initial_spread, self.initial_spread
+        lo_q = (1.0 - self.interval) / 2.0
+        return hist.quantile(lo_q), hist.quantile(1.0 - lo_q)
+
+    def forecast(self, ts_now: float, horizon_s: float) -> Forecast:
+        """Forecast the demand at ``ts_now + horizon_s`` (horizons up to 30 minutes).
+
+        Before any sample the forecast is all zeros.
+        """
+        if self.base is None:
+            return Forecast(0.0, 0.0, 0.0, float(horizon_s))
+        i = self._horizon_index(horizon_s)
+        mean = self._combine(i, self._experts(ts_now, horizon_s))
+        lo, hi = self._spread(ts_now, i)
+        a = self._offset()
+        return Forecast(
+            mean=mean,
+            lower=max((mean + a) * math.exp(min(lo, 0.0)) - a, 0.0),
+            upper=(mean + a) * math.exp(max(hi, 0.0)) - a,
+            horizon_s=float(horizon_s),
+        )
+
+    # ---------------------------------------------------------------------------- state
+    _PARAMS = (
+        "slot_s",
+        "season_alpha",
+        "week_alpha",
+        "level_tau_s",
+        "trend_tau_s",
+        "trend_damp_s",
+        "smooth_tau_s",
+        "base_tau_s",
+        "horizons_s",
+        "interval",
+        "residual_tau_s",
+        "ensemble_tau_s",
+        "ensemble_eta",
+        "initial_spread",
+        "residual_offset",
+        "prior_visits",
+    )
+    _STATE = (
+        "daily",
+        "daily_visits",
+        "weekly",
+        "weekly_visits",
+        "base",
+        "level",
+        "trend",
+        "smooth",
+        "season_level",
+        "last_ts",
+        "n_seen",
+        "days_seen",
+        "_slot_visit",
+        "_day_visit",
+        "_loss",
+        "_loss_weight",
+        "_loss_ts",
+    )
+
+    def to_state(self) -> dict:
+        """JSON-friendly state (hyper-parameters included) for checkpointing."""
+        state = {k: getattr(self, k) for k in self._STATE}
+        state["params"] = {k: getattr(self, k) for k in self._PARAMS}
+        state["residuals"] = [h.to_state() for h in self._residuals]
+        state["pending"] = [[list(p) for p in pending] for pending in self._pending]
+        state["prior"] = self._prior if isinstance(self._prior, list) else None
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> LoadForecaster:
+        """Rebuild a forecaster from :meth:`to_state`."""
+        f = cls(**state["params"])
+        for k in cls._STATE:
+            value = state[k]
+            if isinstance(value, list):
+                value = [list(v) if isinstance(v, list) else v for v in value]
+            setattr(f, k, value)
+        for hist, s in zip(f._residuals, state["residuals"], strict=True):
+            hist.load_state(s)
+        for pending, items in zip(f._pending, state["pending"], strict=True):
+            pending.extend(tuple(float(x) for x in item) for item in items)
+        if state["prior"] is not None:
+            f._prior = list(state["prior"])
+        return f

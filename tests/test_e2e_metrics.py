@@ -1,0 +1,127 @@
+"""The metrics agent on the real broker: scaling ahead of a surge, quiet on a clean run,
+and learning that survives a kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from schemas import Decision
+from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
+
+pytestmark = pytest.mark.kafka
+
+FAST_CHECKPOINTS = {"AUTOPILOT_CHECKPOINT_INTERVAL_S": "1"}
+
+
+def simulate(worker: WorkerProcess, tmp_path: Path, *args: str) -> tuple[dict, dict]:
+    """Run the simulator against the worker's broker; return (summary, ground truth)."""
+    summary_path, truth_path = tmp_path / "summary.json", tmp_path / "truth.json"
+    sim = subprocess.run(
+        [str(AUTOPILOT), "simulate", *args, "--summary-json", str(summary_path),
+         "--ground-truth", str(truth_path)],
+        env=worker.env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert sim.returncode == 0, sim.stderr[-2000:]
+    return orjson.loads(summary_path.read_bytes()), orjson.loads(truth_path.read_bytes())
+
+
+def wait_consumed(worker: WorkerProcess, count: int) -> None:
+    wait_until(
+        lambda: (
+            worker.metric("autopilot_events_consumed_total", topic="telemetry.metrics") >= count
+        ),
+        180,
+        f"worker did not consume {count} metric samples",
+    )
+
+
+async def _decisions(bootstrap: str, topic: str) -> list[Decision]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        found: list[Decision] = []
+        while batch := await consumer.getmany(timeout_ms=3000):
+            found += [Decision.from_bytes(m.value) for ms in batch.values() for m in ms]
+        return found
+    finally:
+        await consumer.stop()
+
+
+def decisions(bootstrap: str, topic: str) -> list[Decision]:
+    return asyncio.run(_decisions(bootstrap, topic))
+
+
+def brain_view(worker: WorkerProcess, service: str, region: str) -> dict:
+    url = f"http://127.0.0.1:{worker.web_port}/brain/{service}/{region}/"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return orjson.loads(exc.read())
+
+
+def test_surge_gets_scale_up_before_its_peak(
+    start_worker, kafka_bootstrap, topic_names, tmp_path
+) -> None:
+    worker = start_worker(FAST_CHECKPOINTS)
+    summary, truth = simulate(worker, tmp_path, "--scenario", "load_surge")
+    wait_consumed(worker, summary["sent"]["metrics"])
+    surge = next(i for i in truth["incidents"] if i["type"] == "load_surge")
+    scaling = [
+        d
+        for d in decisions(kafka_bootstrap, topic_names.scaling)
+        if d.subject == {"service": surge["service"], "region": surge["region"]}
+    ]
+    early = [
+        d
+        for d in scaling
+        if d.action == "scale_out" and surge["onset_ts"] <= d.ts < surge["peak_ts"]
+    ]
+    assert early, f"no scale-out between onset and peak; got {[(d.ts, d.action) for d in scaling]}"
+    first = early[0]
+    assert first.params["desired_replicas"] > first.params["current_replicas"]
+    assert first.evidence["forecast"]["upper"] >= first.evidence["forecast"]["lower"]
+    assert first.reason and first.mode == "auto"
+
+
+def test_clean_run_gives_no_anomaly_after_warm_up(
+    start_worker, kafka_bootstrap, topic_names, tmp_path
+) -> None:
+    worker = start_worker()
+    summary, truth = simulate(worker, tmp_path, "--scenario", "healthy", "--duration", "3600")
+    assert truth["incidents"] == []
+    wait_consumed(worker, summary["sent"]["metrics"])
+    warm_up_s = 144 * 5.0
+    late = [
+        d
+        for d in decisions(kafka_bootstrap, topic_names.remediation)
+        if d.kind == "anomaly" and d.ts > summary["event_start_ts"] + warm_up_s
+    ]
+    assert late == [], [d.reason for d in late]
+
+
+def test_kill_9_then_restart_resumes_learning(start_worker, tmp_path) -> None:
+    worker = start_worker(FAST_CHECKPOINTS, name="first")
+    summary, _ = simulate(worker, tmp_path, "--scenario", "healthy", "--duration", "1800")
+    wait_consumed(worker, summary["sent"]["metrics"])
+    before = brain_view(worker, "checkout", "us-east")
+    assert before["known"] and before["samples"] > 100
+    # Three checkpoint intervals, so the last learned state is in the changelog.
+    time.sleep(3)
+    worker.stop(signal.SIGKILL)
+
+    restarted = start_worker(FAST_CHECKPOINTS, name="second")
+    after = brain_view(restarted, "checkout", "us-east")
+    assert after["known"], "the restarted worker has no state for the series: a cold start"
+    assert after["samples"] >= before["samples"] * 0.9
+    mean_before = before["forecast_300s"]["mean"]
+    assert after["forecast_300s"]["mean"] == pytest.approx(mean_before, rel=0.05)
