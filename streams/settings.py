@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["LOG_LEVELS", "Settings", "SettingsError"]
 
@@ -21,31 +22,23 @@ _BROKER_PATTERN = re.compile(
 )
 
 
+N = TypeVar("N", int, float)
+
+
 class SettingsError(ValueError):
     """A setting has a value the worker cannot run with."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: N, low: N, high: N, kind: type[N]) -> N:
+    """The env var ``name`` as ``kind`` within ``[low, high]``, or ``default`` when unset."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is out of range [{low}, {high}]")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
+        noun = "an integer" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {noun}") from None
     if not low <= value <= high:
         raise SettingsError(f"{name}={value} is out of range [{low}, {high}]")
     return value
@@ -105,14 +98,19 @@ class Settings:
         return cls(
             broker=broker,
             topic_prefix=prefix,
-            partitions=_int(env, "AUTOPILOT_PARTITIONS", cls.partitions, 1, 1024),
-            web_port=_int(env, "AUTOPILOT_WEB_PORT", cls.web_port, 1, 65535),
+            partitions=_number(env, "AUTOPILOT_PARTITIONS", cls.partitions, 1, 1024, int),
+            web_port=_number(env, "AUTOPILOT_WEB_PORT", cls.web_port, 1, 65535, int),
             web_host=env.get("AUTOPILOT_WEB_HOST") or cls.web_host,
             log_level=log_level,
             app_id=app_id,
             data_dir=Path(env.get("AUTOPILOT_DATA_DIR") or cls.data_dir),
-            checkpoint_interval_s=_float(
-                env, "AUTOPILOT_CHECKPOINT_INTERVAL_S", cls.checkpoint_interval_s, 0.1, 3600.0
+            checkpoint_interval_s=_number(
+                env,
+                "AUTOPILOT_CHECKPOINT_INTERVAL_S",
+                cls.checkpoint_interval_s,
+                0.1,
+                3600.0,
+                float,
             ),
         )
 

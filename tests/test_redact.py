@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.redact import PLACEHOLDERS, Redactor, luhn_valid
+from tests.simulated import all_fault_error_events
 
 R = Redactor()
 
@@ -183,26 +184,7 @@ def test_shape_is_kept_so_messages_still_group():
 
 
 def test_simulator_messages_leave_no_personal_data():
-    from streams.scenario import FAULT_TYPES, parse_scenario
-    from streams.simulator import SimConfig, generate
-
-    incidents = [
-        {
-            "type": "error_burst",
-            "service": "checkout",
-            "region": "eu-west",
-            "fault_type": fault,
-            "start_s": 30 + 10 * i,
-            "duration_s": 10,
-            "rate_per_s": 10,
-        }
-        for i, fault in enumerate(FAULT_TYPES)
-    ]
-    scenario = parse_scenario({"name": "all-faults", "duration_s": 200, "incidents": incidents})
-    config = SimConfig.for_scenario(scenario, start_ts=1_700_000_000.0, tenants=0)
-    import orjson
-
-    messages = [orjson.loads(v)["message"] for a, _, v, _ in generate(config) if a == "errors"]
+    messages = [event["message"] for event in all_fault_error_events()]
     assert len(messages) > 500
     for message in messages:
         out = R.redact(message)

@@ -15,6 +15,7 @@ from models.bench_templates import (
 )
 from models.redact import Redactor
 from models.templates import WILDCARD, TemplateMiner, mask, template_id_for
+from tests.simulated import all_fault_error_events
 
 LOGS = Path("/work/shared/data/logs")
 
@@ -209,32 +210,11 @@ def test_bench_on_no_lines():
 
 
 def test_simulator_fault_messages_mine_into_few_templates():
-    import orjson
-
-    from streams.scenario import FAULT_TYPES, parse_scenario
-    from streams.simulator import SimConfig, generate
-
-    incidents = [
-        {
-            "type": "error_burst",
-            "service": "checkout",
-            "region": "eu-west",
-            "fault_type": fault,
-            "start_s": 30 + 10 * i,
-            "duration_s": 10,
-            "rate_per_s": 10,
-        }
-        for i, fault in enumerate(FAULT_TYPES)
-    ]
-    scenario = parse_scenario({"name": "all-faults", "duration_s": 200, "incidents": incidents})
-    config = SimConfig.for_scenario(scenario, start_ts=1_700_000_000.0, tenants=0)
     redactor, miner = Redactor(), TemplateMiner()
     by_type: dict[str, set[str]] = {}
-    for attr, _, value, _ in generate(config):
-        if attr == "errors":
-            event = orjson.loads(value)
-            match = miner.learn_one(redactor.redact(event["message"]))
-            by_type.setdefault(event["error_type"], set()).add(match.template_id)
+    for event in all_fault_error_events():
+        match = miner.learn_one(redactor.redact(event["message"]))
+        by_type.setdefault(event["error_type"], set()).add(match.template_id)
     # The simulator has one to three message templates per fault; "upstream <name> did not
     # respond" splits by upstream name (a variable second token, which Drain routes on).
     assert len(by_type["SSLError"]) == 1
