@@ -70,6 +70,7 @@ class _Topics:
         self.failover = declare(names.failover)
         self.remediation = declare(names.remediation)
         self.dlq = declare(names.dlq, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)})
+        self.audit = declare(names.audit)
 
 
 topics = _Topics(topic_names, settings.partitions)

@@ -21,7 +21,7 @@ class TopicNames:
     >>> t.metrics, t.dlq
     ('test42.telemetry.metrics', 'test42.autopilot.dlq')
     >>> len(t.all())
-    8
+    9
     """
 
     prefix: str = ""
@@ -58,6 +58,11 @@ class TopicNames:
     def dlq(self) -> str:
         return f"{self.prefix}autopilot.dlq"
 
+    @property
+    def audit(self) -> str:
+        """What the actuator applied or refused, and why."""
+        return f"{self.prefix}actions.audit"
+
     def telemetry(self) -> tuple[str, ...]:
         """Topics whose every message must be accounted for (consumed = processed + DLQ)."""
         return (self.metrics, self.errors, self.interactions, self.remediation_feedback)
@@ -66,7 +71,7 @@ class TopicNames:
         return (self.scaling, self.failover, self.remediation)
 
     def all(self) -> tuple[str, ...]:
-        return (*self.telemetry(), *self.decisions(), self.dlq)
+        return (*self.telemetry(), *self.decisions(), self.dlq, self.audit)
 
 
 def telemetry_key(service: str, region: str) -> bytes:
