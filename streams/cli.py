@@ -31,6 +31,7 @@ def main() -> None:
     import agents  # noqa: F401  (registers the agents and the /metrics view)
     import streams.commands  # noqa: F401  (registers the @app.command verbs)
     from streams.commands.bench import bench
+    from streams.commands.bench_throughput import bench_throughput  # noqa: F401  (registers)
     from streams.commands.kafka import kafka
     from streams.commands.score import score
     from streams.commands.up import up
