@@ -1,8 +1,9 @@
 """The edge every agent reads through: decode, validate, account, dead-letter.
 
 Every message consumed ends in exactly one of two counters: processed (the
-handler returned) or dead-lettered (invalid, or the handler failed on it), so
-``consumed = processed + dlq`` holds per topic at all times.
+handler returned) or dead-lettered (invalid, refused by the handler, or the
+handler failed on it), so ``consumed = processed + dlq`` holds per topic at all
+times.
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ from schemas import DeadLetter, Limits, Rejection, parse
 from streams.app import topics
 from streams.exporter import DLQ, EVENTS_CONSUMED, EVENTS_PROCESSED
 
-__all__ = ["PROCESSING_ERROR", "Edge"]
+__all__ = ["PROCESSING_ERROR", "UNKNOWN_DECISION", "Edge"]
 
 log = logging.getLogger(__name__)
 
 # A handler bug must not stop the stream: the message is dead-lettered with
 # this reason and the exception's type, and the worker carries on.
 PROCESSING_ERROR = "processing_error"
+# A valid outcome on feedback.remediation for a decision no brain here is waiting
+# on (never made, expired, already answered, or made by another worker). With
+# PROCESSING_ERROR, the only reasons besides schemas.REASONS: DLQ reason labels
+# stay a closed set.
+UNKNOWN_DECISION = "unknown_decision"
 # What a dead letter keeps of a payload too large for the DLQ topic itself.
 TRUNCATED_PAYLOAD_BYTES = 512 * 1024
 
@@ -59,8 +65,14 @@ class Edge:
         self._consumed = EVENTS_CONSUMED.labels(label)
         self._processed = EVENTS_PROCESSED.labels(label)
 
-    async def run(self, stream: faust.StreamT, handle: Callable[[Any], Awaitable[None]]) -> None:
-        """Feed every valid record of ``stream`` to ``handle``; dead-letter the rest."""
+    async def run(
+        self, stream: faust.StreamT, handle: Callable[[Any], Awaitable[Rejection | None]]
+    ) -> None:
+        """Feed every valid record of ``stream`` to ``handle``; dead-letter the rest.
+
+        A handler refuses a valid record by returning a :class:`Rejection` (with
+        :data:`UNKNOWN_DECISION` as its reason): the record is dead-lettered with it.
+        """
         # Declared before the first dead letter, so the topic gets our config rather
         # than the broker's auto-create defaults (too small for large payloads).
         await topics.dlq.maybe_declare()
@@ -73,7 +85,7 @@ class Edge:
                 await self.dead_letter(message, raw, result)
                 continue
             try:
-                await handle(result)
+                refused = await handle(result)
             except Exception as exc:
                 log.exception(
                     "handler failed on %s[%d]@%d; dead-lettered",
@@ -81,6 +93,9 @@ class Edge:
                 )  # fmt: skip
                 failure = Rejection(PROCESSING_ERROR, None, type(exc).__name__)
                 await self.dead_letter(message, raw, failure)
+                continue
+            if refused is not None:
+                await self.dead_letter(message, raw, refused)
                 continue
             self._processed.inc()
 

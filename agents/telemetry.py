@@ -1,6 +1,6 @@
-"""Agents for the telemetry topics whose learning arrives in later issues.
+"""The interactions agent, whose learning arrives in a later issue.
 
-Each already reads its topic through the validating edge, so every message is
+It already reads its topic through the validating edge, so every message is
 accounted for (processed or dead-lettered) from day one.
 """
 
@@ -9,23 +9,13 @@ from __future__ import annotations
 from agents.edge import Edge
 from streams.app import app, topics
 
-__all__ = ["errors", "interactions", "remediation_feedback"]
+__all__ = ["interactions"]
 
 
 async def _accept(_record: object) -> None:
-    """Validated records are counted as processed; models subscribe in later issues."""
-
-
-@app.agent(topics.errors)
-async def errors(stream):
-    await Edge("errors", "telemetry.errors").run(stream, _accept)
+    """Validated records are counted as processed; models subscribe in a later issue."""
 
 
 @app.agent(topics.interactions)
 async def interactions(stream):
     await Edge("interactions", "telemetry.interactions").run(stream, _accept)
-
-
-@app.agent(topics.remediation_feedback)
-async def remediation_feedback(stream):
-    await Edge("remediation_feedback", "feedback.remediation").run(stream, _accept)

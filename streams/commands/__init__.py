@@ -1,5 +1,5 @@
 """The project's CLI verbs; importing this package registers the ``@app.command`` ones."""
 
-from streams.commands import simulate, tail
+from streams.commands import outcomes, simulate, tail
 
-__all__ = ["simulate", "tail"]
+__all__ = ["outcomes", "simulate", "tail"]

@@ -63,3 +63,50 @@ def bench_scaling(
 
     result = run_bench_scaling(traces, targets=targets, startup_delay_s=startup_delay)
     emit(format_bench_scaling(result), result, as_json)
+
+
+@bench.command("templates")
+@click.option("--input", "log_file", required=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Raw log file, one message per line.")  # fmt: skip
+@click.option("--assignments", type=click.Path(dir_okay=False),
+              help="Write line,template_id,template for every input line, in order.")  # fmt: skip
+@json_option
+def bench_templates(log_file: str, assignments: str | None, as_json: bool) -> None:
+    """Redact and mine the templates of a log file: templates, counts, messages per second."""
+    from models.bench_templates import format_bench_templates, read_lines, run_bench_templates
+
+    result = run_bench_templates(read_lines(log_file), assignments)
+    emit(format_bench_templates(result), result, as_json)
+
+
+@bench.command("remediation")
+@click.option("--incidents-per-fault", default=30, show_default=True,
+              help="Incidents of each fault type while the policy learns.")  # fmt: skip
+@click.option("--seed", default=0, show_default=True)
+@json_option
+def bench_remediation(incidents_per_fault: int, seed: int, as_json: bool) -> None:
+    """Learned remediation policy against a fixed rule table and random choice, with regret."""
+    from models.remediation_sim import format_bench_remediation, run_bench_remediation
+
+    result = run_bench_remediation(incidents_per_fault=incidents_per_fault, seed=seed)
+    emit(format_bench_remediation(result), result, as_json)
+
+
+@bench.command("failover")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--scenario", "names", multiple=True,
+              help="Run only this scenario (repeat for several); all by default.")  # fmt: skip
+@click.option("--healthy-hours", default=24.0, show_default=True,
+              type=click.FloatRange(0.0, min_open=True),
+              help="Length of the healthy run that counts false failovers.")  # fmt: skip
+@json_option
+def bench_failover(seed: int, names: tuple[str, ...], healthy_hours: float, as_json: bool) -> None:
+    """Region health and the failover policy on simulated incidents, scored on ground truth."""
+    from models.failover_sim import format_failover_bench, run_failover_scenarios
+
+    try:
+        result = run_failover_scenarios(seed, names=names or None, healthy_hours=healthy_hours)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    emit(format_failover_bench(result), result, as_json)
