@@ -3,6 +3,6 @@
 Importing this package registers every agent with the app.
 """
 
-from agents import metrics, telemetry
+from agents import actuator, errors, metrics, telemetry
 
-__all__ = ["metrics", "telemetry"]
+__all__ = ["actuator", "errors", "metrics", "telemetry"]

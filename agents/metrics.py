@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import orjson
 
+from agents import errors
 from agents.edge import Edge
 from agents.publish import publish
 from models.metrics_brain import MetricsBrain
 from schemas import MetricSample
 from streams.app import app, settings, topics
-from streams.exporter import MODEL_BYTES, SERIES_TRACKED
+from streams.exporter import (
+    MODEL_BYTES,
+    SERIES_TRACKED,
+    record_anomaly_score,
+    record_cost,
+    record_scaling,
+)
 from streams.topics import telemetry_key
 
 __all__ = ["brain", "checkpoint", "metrics"]
@@ -51,7 +58,30 @@ async def _handle(sample: MetricSample) -> None:
         _restore_or_create(key)
     for decision in brain.observe(sample.ts, sample.service, sample.region, sample.metrics):
         await publish(decision, sample.ts)
+        errors.observe_anomaly(decision)
+        if decision.kind == "anomaly":
+            metric, score = decision.params["metric"], decision.evidence["score"]
+            record_anomaly_score(sample.service, sample.region, metric, score)
+        elif decision.kind == "scaling":
+            desired = decision.params["desired_replicas"]
+            record_scaling(sample.service, sample.region, desired_replicas=desired)
+    _export(sample)
     _dirty.add(key)
+
+
+def _export(sample: MetricSample) -> None:
+    """What the dashboards show of a series: demand against its forecast, replicas, cost."""
+    metrics = sample.metrics
+    forecast = brain.last_forecast(sample.service, sample.region)
+    record_scaling(
+        sample.service,
+        sample.region,
+        demand_rps=metrics.get("rps"),
+        forecast_rps=None if forecast is None else forecast.mean,
+        replicas=metrics.get("replicas"),
+    )
+    if "cost_per_hour" in metrics:
+        record_cost(sample.service, sample.region, metrics["cost_per_hour"])
 
 
 @app.agent(topics.metrics)

@@ -213,6 +213,11 @@ class MetricsBrain:
         brain = self._series.get(key)
         return 0 if brain is None or brain.policy is None else brain.policy.capacity.n_samples
 
+    def last_forecast(self, service: str, region: str) -> Forecast | None:
+        """The forecast the scaler last sized for (at the start-up horizon), if any."""
+        brain = self._series.get((service, region))
+        return None if brain is None or brain.policy is None else brain.policy.last_forecast
+
     def forecast(self, service: str, region: str, horizon_s: float) -> Forecast | None:
         """Demand forecast of a tracked series, ``horizon_s`` after its last sample."""
         brain = self._series.get((service, region))

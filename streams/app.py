@@ -45,6 +45,10 @@ app = faust.App(
     # session times out: 10 s bounds how long a failover between workers takes.
     broker_session_timeout=10.0,
     broker_heartbeat_interval=2.0,
+    # Topics the worker creates at start-up can be missing from the metadata of its
+    # first subscription; a short metadata age makes it pick them up within seconds
+    # instead of aiokafka's default five minutes.
+    consumer_metadata_max_age_ms=5000,
     table_cleanup_interval=60.0,
     stream_buffer_maxsize=8192,
     # A dead letter carries its payload base64-encoded, a third larger than the

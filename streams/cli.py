@@ -18,17 +18,20 @@ __all__ = ["main"]
 
 def main() -> None:
     """Entry point of the ``autopilot`` console script."""
+    from models.actuation import ActuationConfigError
+    from models.regions import RegionConfigError
     from streams.settings import SettingsError
 
     try:
+        # Importing the agents reads their config files (regions, actuator mapping).
+        import agents  # noqa: F401  (registers the agents and the /metrics view)
         from streams.app import app, settings
-    except SettingsError as exc:
+    except (SettingsError, RegionConfigError, ActuationConfigError) as exc:
         click.echo(f"autopilot: configuration error: {exc}", err=True)
         sys.exit(2)
 
     from faust.cli.faust import cli
 
-    import agents  # noqa: F401  (registers the agents and the /metrics view)
     import streams.commands  # noqa: F401  (registers the @app.command verbs)
     from streams.commands.bench import bench
     from streams.commands.bench_throughput import bench_throughput  # noqa: F401  (registers)

@@ -1,0 +1,144 @@
+"""The actuator agent: decisions -> AWS calls, through the gates of :mod:`models.actuation`.
+
+Off unless ``AUTOPILOT_ACTUATOR=on`` (``autopilot actuate`` sets it): a worker without
+it declares neither the agent nor its table, so it does not even read the decision
+topics. When on, every message on ``decisions.scaling``, ``decisions.failover`` and
+``decisions.remediation`` gets exactly one record on ``actions.audit`` (keyed by
+``decision_id``): ``applied``, ``dry_run``, ``refused``, ``failed`` or ``duplicate``.
+It is a dry run unless ``AUTOPILOT_ACTUATOR_DRY_RUN=false``.
+
+Idempotency across restarts: the decisions handled per subject live in the Faust
+table ``actuator-decisions`` (a compacted changelog), keyed by the decision topics'
+message key (``service/region``, or the region), so with ``use_partitioner`` an entry
+sits on the changelog partition numbered like the decision partition it came from,
+and whoever consumes that partition after a restart or rebalance has it. A decision
+is written down there before its call is made: a crash between the two leaves it
+unapplied rather than applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+
+import click
+
+from agents.publish import subject_key
+from models.actuation import ActuationPolicy, AuditRecord, decode_decision, unhandled_record
+from schemas import Decision
+from streams.actuator_aws import ActuatorSettings, AwsExecutor
+from streams.app import app, settings, topic_names, topics
+
+__all__ = ["actuate", "actuator_settings"]
+
+log = logging.getLogger(__name__)
+
+actuator_settings = ActuatorSettings.from_env()
+
+
+class _Actuator:
+    """The agent's state: the policy, the executor and the table of handled decisions."""
+
+    def __init__(self) -> None:
+        self.policy = ActuationPolicy(
+            actuator_settings.load_config(), dry_run=actuator_settings.dry_run
+        )
+        self.executor = AwsExecutor(self.policy.config)
+        self.handled = app.Table(
+            "actuator-decisions",
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            use_partitioner=True,
+        )
+
+    async def handle(self, key: bytes | None, value: bytes | None) -> AuditRecord:
+        """Gate, carry out and audit one message of a decision topic."""
+        decision = decode_decision(value)
+        if isinstance(decision, str):
+            return unhandled_record(
+                "refused", "invalid_decision", f"Not a decision: {decision}.", time.time(),
+                self.policy.dry_run,
+            )  # fmt: skip
+        try:
+            return await self._actuate(key or subject_key(decision), decision)
+        except Exception as exc:
+            # A bug must cost one decision, audited, not the agent (and with it the worker).
+            log.exception("actuator: failed on decision %s", decision.decision_id)
+            reason = f"The actuator failed on it ({type(exc).__name__}); see the worker's log."
+            return unhandled_record(
+                "failed", "processing_error", reason, time.time(), self.policy.dry_run, decision
+            )
+
+    async def _actuate(self, subject: bytes, decision: Decision) -> AuditRecord:
+        memory = self.policy.new_memory(self.handled.get(subject))
+        verdict = self.policy.screen(decision, memory, time.time())
+        if isinstance(verdict, AuditRecord):
+            if verdict.outcome == "dry_run":
+                self.handled[subject] = memory.to_bytes()
+            return verdict
+        # Written down before the call: a replay after a crash is a duplicate, not a repeat.
+        self.handled[subject] = memory.to_bytes()
+        # boto3 blocks (and sleeps between retries): keep it off the event loop.
+        execution = await asyncio.to_thread(self.executor.execute, verdict)
+        record = self.policy.conclude(decision, verdict, execution, memory, time.time())
+        self.handled[subject] = memory.to_bytes()
+        return record
+
+    async def run(self, stream) -> None:
+        """Audit every message of ``stream``; the audit topic gets one record per message."""
+        log.warning(
+            "actuator on (%s) with mapping file %s",
+            "dry run" if self.policy.dry_run else "APPLYING changes",
+            actuator_settings.config_path,
+        )
+        await topics.audit.maybe_declare()
+        async for key, value in stream.items():
+            record = await self.handle(key, value)
+            audit_key = record.decision_id.encode() if record.decision_id else key
+            # Awaited: an action the audit topic did not receive is not accounted for.
+            await (await topics.audit.send(key=audit_key, value=record.to_bytes()))
+            log.log(
+                logging.WARNING if record.outcome == "failed" else logging.INFO,
+                "actuator: %s %s:%s on %s -> %s%s",
+                record.decision_id, record.kind, record.action, record.resource or "-",
+                record.outcome, f" ({record.code})" if record.code else "",
+            )  # fmt: skip
+
+
+if actuator_settings.enabled:
+    _actuator = _Actuator()
+    _decisions = app.topic(
+        topic_names.scaling,
+        topic_names.failover,
+        topic_names.remediation,
+        partitions=settings.partitions,
+        internal=True,
+    )
+
+    @app.agent(_decisions, name="actuator")
+    async def actuator(stream) -> None:
+        await _actuator.run(stream)
+
+
+@app.command(
+    # Not "--apply": Faust's CLI reads any argument starting with "--app" as its --app.
+    click.option(
+        "--dry-run/--no-dry-run",
+        default=None,
+        help="Only audit what would be done, or make the AWS calls "
+        "(default: AUTOPILOT_ACTUATOR_DRY_RUN, itself true by default).",
+    ),
+)
+async def actuate(self, dry_run: bool | None) -> None:
+    """Run a worker with the actuator on: the same as AUTOPILOT_ACTUATOR=on autopilot worker."""
+    env = {**os.environ, "AUTOPILOT_ACTUATOR": "on"}
+    if dry_run is not None:
+        env["AUTOPILOT_ACTUATOR_DRY_RUN"] = "true" if dry_run else "false"
+    # The agent is declared when its module is imported, so the flag must be in the
+    # environment of a fresh process: this one becomes the worker.
+    argv = [sys.executable, "-m", "streams", "worker", "-l", settings.log_level]
+    os.execve(sys.executable, argv, env)
