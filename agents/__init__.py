@@ -3,6 +3,6 @@
 Importing this package registers every agent with the app.
 """
 
-from agents import actuator, errors, metrics, telemetry
+from agents import actuator, errors, failover, interactions, metrics
 
-__all__ = ["actuator", "errors", "metrics", "telemetry"]
+__all__ = ["actuator", "errors", "failover", "interactions", "metrics"]

@@ -4,10 +4,11 @@ Learned state is checkpointed to a Faust table (changelog topic
 ``<app>-metrics-brain-changelog``, compacted) every
 ``AUTOPILOT_CHECKPOINT_INTERVAL_S``, one entry per ``service/region`` holding
 that series' detectors, forecaster, capacity estimate and scaler window. The
-table is keyed exactly as the telemetry topic, so with ``use_partitioner`` each
-entry lives on the changelog partition numbered like the telemetry partition it
-came from: the worker that gets a telemetry partition after a rebalance or a
-restart recovers exactly the state of its series. A table (rather than a topic
+table is keyed exactly as the telemetry topic, and each entry lives on the
+changelog partition numbered like the telemetry partition it
+came from (recorded when the sample is handled): the worker that gets a
+telemetry partition after a rebalance or a restart recovers exactly the state
+of its series. A table (rather than a topic
 of our own) gives us Faust's recovery, standby replicas and compaction for free;
 writing dirty series on a timer (rather than per event) bounds the changelog
 traffic to one record per series per interval.
@@ -15,9 +16,14 @@ traffic to one record per series per interval.
 
 from __future__ import annotations
 
-import orjson
+import logging
+from typing import Any
 
-from agents import errors
+import faust
+import orjson
+from faust.streams import current_event
+
+from agents import errors, failover
 from agents.edge import Edge
 from agents.publish import publish
 from models.metrics_brain import MetricsBrain
@@ -34,13 +40,36 @@ from streams.topics import telemetry_key
 
 __all__ = ["brain", "checkpoint", "metrics"]
 
+log = logging.getLogger(__name__)
+
 brain = MetricsBrain()
-checkpoints = app.Table(
-    "metrics-brain",
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.partitions,
-    use_partitioner=True,
+# The telemetry partition each series was last read from: its checkpoint goes to the
+# changelog partition with the same number.
+_partition_of: dict[bytes, int] = {}
+
+
+class _SeriesTable(faust.Table):
+    """A table whose entry for a series lives on the series' telemetry partition number.
+
+    Faust's default takes the partition of the event being processed, which a timer has
+    not; ``use_partitioner`` would ask the producer, whose metadata may not know the
+    changelog topic yet when the first checkpoint is written.
+    """
+
+    def partition_for_key(self, key: Any) -> int:
+        return _partition_of[key]
+
+
+checkpoints = app.tables.add(
+    _SeriesTable(
+        app,
+        name="metrics-brain",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        beacon=app.tables.beacon,
+        help="Metrics brain state per service/region.",
+    )
 )
 _dirty: set[tuple[str, str]] = set()
 
@@ -56,9 +85,11 @@ async def _handle(sample: MetricSample) -> None:
     key = (sample.service, sample.region)
     if key not in brain:
         _restore_or_create(key)
+    failover.observe_metric_sample(sample)
     for decision in brain.observe(sample.ts, sample.service, sample.region, sample.metrics):
         await publish(decision, sample.ts)
         errors.observe_anomaly(decision)
+        failover.observe_anomaly(decision)
         if decision.kind == "anomaly":
             metric, score = decision.params["metric"], decision.evidence["score"]
             record_anomaly_score(sample.service, sample.region, metric, score)
@@ -66,6 +97,9 @@ async def _handle(sample: MetricSample) -> None:
             desired = decision.params["desired_replicas"]
             record_scaling(sample.service, sample.region, desired_replicas=desired)
     _export(sample)
+    event = current_event()
+    if event is not None:
+        _partition_of[telemetry_key(*key)] = event.message.partition
     _dirty.add(key)
 
 
@@ -95,11 +129,20 @@ async def checkpoint() -> None:
     while _dirty:
         key = _dirty.pop()
         state = brain.state_of(key)
-        if state is not None:
-            checkpoints[telemetry_key(*key)] = orjson.dumps(
-                state, option=orjson.OPT_SERIALIZE_NUMPY
-            )
+        table_key = telemetry_key(*key)
+        if state is None or table_key not in _partition_of:
+            continue
+        try:
+            checkpoints[table_key] = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
+        except Exception:
+            # An exception would end the timer, and with it the worker: keep learning in
+            # memory, say so, and try again at the next checkpoint.
+            _dirty.add(key)
+            log.exception("checkpoint of the metrics brain failed; will retry")
+            break
     evicted = brain.evict_idle(brain.watermark)
+    for table_key in set(_partition_of) - {telemetry_key(*k) for k in brain}:
+        del _partition_of[table_key]
     SERIES_TRACKED.labels("metrics_brain").set(len(brain))
     if evicted or len(brain):
         MODEL_BYTES.labels("metrics_brain").set(brain.approx_bytes())

@@ -298,7 +298,8 @@ class KafkaLocal:
             return
         cmd = [
             java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
-            "-t", _cluster_id(), "-c", str(config),
+            # The = form: a random id may start with "-", which would read as an option.
+            f"--cluster-id={_cluster_id()}", "-c", str(config),
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from models.regions import DEFAULT_REGION_CONFIG_PATH, RegionConfigError, load_region_config
+
 __all__ = ["LOG_LEVELS", "Settings", "SettingsError"]
 
 LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
@@ -57,6 +59,11 @@ class Settings:
     Traceback (most recent call last):
     ...
     streams.settings.SettingsError: AUTOPILOT_PARTITIONS='zero' is not an integer
+    >>> Settings.from_env({"AUTOPILOT_REGIONS": "/nowhere/regions.toml"})
+    Traceback (most recent call last):
+    ...
+    streams.settings.SettingsError: AUTOPILOT_REGIONS: /nowhere/regions.toml: no such region \
+configuration file
     """
 
     broker: str = "kafka://127.0.0.1:9092"
@@ -68,6 +75,7 @@ class Settings:
     app_id: str = "paas-autopilot"
     data_dir: Path = Path(".autopilot")
     checkpoint_interval_s: float = 30.0
+    regions_path: Path = DEFAULT_REGION_CONFIG_PATH
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +103,13 @@ class Settings:
         app_id = env.get("AUTOPILOT_APP_ID") or f"{prefix}{cls.app_id}"
         if not _PREFIX_PATTERN.match(app_id):
             raise SettingsError(f"AUTOPILOT_APP_ID={app_id!r} has characters Kafka rejects")
+        regions_path = Path(env.get("AUTOPILOT_REGIONS") or cls.regions_path)
+        # Read now, so that a bad file stops the worker at start-up, not at the first
+        # failover evaluation; the message names the file, the line and the field.
+        try:
+            load_region_config(regions_path)
+        except RegionConfigError as exc:
+            raise SettingsError(f"AUTOPILOT_REGIONS: {exc}") from None
         return cls(
             broker=broker,
             topic_prefix=prefix,
@@ -112,6 +127,7 @@ class Settings:
                 3600.0,
                 float,
             ),
+            regions_path=regions_path,
         )
 
     @property
