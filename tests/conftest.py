@@ -147,3 +147,8 @@ def start_worker(
 def run_async(coro):
     """Run a coroutine from a synchronous test."""
     return asyncio.run(coro)
+
+
+# The moto server fixtures live beside the helpers that use them; importing them here
+# makes them available to every test module.
+from tests.aws_fixtures import aws, moto_server  # noqa: E402, F401

@@ -7,7 +7,6 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -17,32 +16,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import Decision, decision_id_for
 from streams.topics import TopicNames
+from tests.aws_fixtures import MotoServer, asg_desired, make_asg
 from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
-from tests.test_actuator_moto import MotoServer, asg_desired, make_asg
 
 SURGE = {"service": "search", "region": "us-east"}
 GROUP = "search-use1"
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def aws(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    moto.reset()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in moto.env().items():
-        monkeypatch.setenv(name, value)
+def surge_group(aws: MotoServer) -> MotoServer:
+    """The moto account with the Auto Scaling group the surge's decisions go to."""
     # Empty: no scaling decision asks for fewer than one replica, so any change shows.
     make_asg(GROUP, 0)
-    return moto
+    return aws
 
 
 def actuator_env(aws: MotoServer, tmp_path: Path) -> dict[str, str]:
@@ -135,9 +121,13 @@ def simulate(worker: WorkerProcess, tmp_path: Path, scenario: str) -> dict:
 
 @pytest.mark.kafka
 def test_a_load_surge_scales_the_auto_scaling_group(
-    start_worker, kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path, aws: MotoServer
+    start_worker,
+    kafka_bootstrap: str,
+    topic_names: TopicNames,
+    tmp_path: Path,
+    surge_group: MotoServer,
 ) -> None:
-    worker = start_worker(actuator_env(aws, tmp_path))
+    worker = start_worker(actuator_env(surge_group, tmp_path))
     summary = simulate(worker, tmp_path, "load_surge")
     wait_until(
         lambda: (
@@ -176,9 +166,13 @@ def test_a_load_surge_scales_the_auto_scaling_group(
 
 @pytest.mark.kafka
 def test_a_decision_is_applied_once_even_across_a_restart(
-    start_worker, kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path, aws: MotoServer
+    start_worker,
+    kafka_bootstrap: str,
+    topic_names: TopicNames,
+    tmp_path: Path,
+    surge_group: MotoServer,
 ) -> None:
-    env = actuator_env(aws, tmp_path)
+    env = actuator_env(surge_group, tmp_path)
     decision = scaling_decision(6)
     recommended = scaling_decision(9, mode="recommend")
     key = b"search/us-east"
