@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
 from streams.kafka_local import KafkaLocal, free_port
@@ -76,6 +77,29 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def simulate(self, out_dir: Path, *args: str, name: str = "sim") -> tuple[dict, dict]:
+        """Run ``autopilot simulate *args`` against this worker's broker and topics.
+
+        Returns the simulator's summary and ground truth, written under ``out_dir``.
+        """
+        summary_path = out_dir / f"{name}-summary.json"
+        truth_path = out_dir / f"{name}-truth.json"
+        sim = subprocess.run(
+            [str(AUTOPILOT), "simulate", *args, "--summary-json", str(summary_path),
+             "--ground-truth", str(truth_path)],
+            env=self.env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert sim.returncode == 0, sim.stderr[-2000:]
+        return orjson.loads(summary_path.read_bytes()), orjson.loads(truth_path.read_bytes())
+
+    def wait_consumed(self, topic: str, count: int, timeout: float = 180) -> None:
+        """Wait until this worker has consumed ``count`` messages of logical ``topic``."""
+        wait_until(
+            lambda: self.metric("autopilot_events_consumed_total", topic=topic) >= count,
+            timeout,
+            f"worker did not consume {count} messages of {topic}",
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         if self.proc.poll() is None:

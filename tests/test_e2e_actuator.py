@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from schemas import Decision, decision_id_for
 from streams.topics import TopicNames
 from tests.aws_fixtures import MotoServer, asg_desired, make_asg
-from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
+from tests.conftest import AUTOPILOT, wait_until
 
 SURGE = {"service": "search", "region": "us-east"}
 GROUP = "search-use1"
@@ -109,16 +109,6 @@ def scaling_decision(desired: int, mode: str = "auto") -> Decision:
     )
 
 
-def simulate(worker: WorkerProcess, tmp_path: Path, scenario: str) -> dict:
-    summary = tmp_path / "summary.json"
-    sim = subprocess.run(
-        [str(AUTOPILOT), "simulate", "--scenario", scenario, "--summary-json", str(summary)],
-        env=worker.env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert sim.returncode == 0, sim.stderr[-2000:]
-    return orjson.loads(summary.read_bytes())
-
-
 @pytest.mark.kafka
 def test_a_load_surge_scales_the_auto_scaling_group(
     start_worker,
@@ -128,7 +118,7 @@ def test_a_load_surge_scales_the_auto_scaling_group(
     surge_group: MotoServer,
 ) -> None:
     worker = start_worker(actuator_env(surge_group, tmp_path))
-    summary = simulate(worker, tmp_path, "load_surge")
+    summary = worker.simulate(tmp_path, "--scenario", "load_surge")[0]
     wait_until(
         lambda: (
             worker.metric("autopilot_events_consumed_total", topic="telemetry.metrics")

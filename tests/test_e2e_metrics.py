@@ -5,43 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from schemas import Decision
-from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
+from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.kafka
 
 FAST_CHECKPOINTS = {"AUTOPILOT_CHECKPOINT_INTERVAL_S": "1"}
-
-
-def simulate(worker: WorkerProcess, tmp_path: Path, *args: str) -> tuple[dict, dict]:
-    """Run the simulator against the worker's broker; return (summary, ground truth)."""
-    summary_path, truth_path = tmp_path / "summary.json", tmp_path / "truth.json"
-    sim = subprocess.run(
-        [str(AUTOPILOT), "simulate", *args, "--summary-json", str(summary_path),
-         "--ground-truth", str(truth_path)],
-        env=worker.env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert sim.returncode == 0, sim.stderr[-2000:]
-    return orjson.loads(summary_path.read_bytes()), orjson.loads(truth_path.read_bytes())
-
-
-def wait_consumed(worker: WorkerProcess, count: int) -> None:
-    wait_until(
-        lambda: (
-            worker.metric("autopilot_events_consumed_total", topic="telemetry.metrics") >= count
-        ),
-        180,
-        f"worker did not consume {count} metric samples",
-    )
 
 
 async def _decisions(bootstrap: str, topic: str) -> list[Decision]:
@@ -73,8 +49,8 @@ def test_surge_gets_scale_up_before_its_peak(
     start_worker, kafka_bootstrap, topic_names, tmp_path
 ) -> None:
     worker = start_worker(FAST_CHECKPOINTS)
-    summary, truth = simulate(worker, tmp_path, "--scenario", "load_surge")
-    wait_consumed(worker, summary["sent"]["metrics"])
+    summary, truth = worker.simulate(tmp_path, "--scenario", "load_surge")
+    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
     surge = next(i for i in truth["incidents"] if i["type"] == "load_surge")
     scaling = [
         d
@@ -97,9 +73,9 @@ def test_clean_run_gives_no_anomaly_after_warm_up(
     start_worker, kafka_bootstrap, topic_names, tmp_path
 ) -> None:
     worker = start_worker()
-    summary, truth = simulate(worker, tmp_path, "--scenario", "healthy", "--duration", "3600")
+    summary, truth = worker.simulate(tmp_path, "--scenario", "healthy", "--duration", "3600")
     assert truth["incidents"] == []
-    wait_consumed(worker, summary["sent"]["metrics"])
+    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
     warm_up_s = 144 * 5.0
     late = [
         d
@@ -111,8 +87,8 @@ def test_clean_run_gives_no_anomaly_after_warm_up(
 
 def test_kill_9_then_restart_resumes_learning(start_worker, tmp_path) -> None:
     worker = start_worker(FAST_CHECKPOINTS, name="first")
-    summary, _ = simulate(worker, tmp_path, "--scenario", "healthy", "--duration", "1800")
-    wait_consumed(worker, summary["sent"]["metrics"])
+    summary, _ = worker.simulate(tmp_path, "--scenario", "healthy", "--duration", "1800")
+    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
     before = brain_view(worker, "checkout", "us-east")
     assert before["known"] and before["samples"] > 100
     # Three checkpoint intervals, so the last learned state is in the changelog.

@@ -9,14 +9,13 @@ import re
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import DeadLetter, Decision
-from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
+from tests.conftest import AUTOPILOT, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -36,26 +35,6 @@ SECOND_BURST = {
          "rate_per_s": 30, "deploy_version": "v2.1.0"}
     ],
 }  # fmt: skip
-
-
-def simulate(worker: WorkerProcess, tmp_path: Path, name: str, scenario: str) -> tuple[dict, dict]:
-    """Run the simulator against the worker's broker; return (summary, ground truth)."""
-    summary_path, truth_path = tmp_path / f"{name}-summary.json", tmp_path / f"{name}-truth.json"
-    sim = subprocess.run(
-        [str(AUTOPILOT), "simulate", "--scenario", scenario, "--summary-json", str(summary_path),
-         "--ground-truth", str(truth_path)],
-        env=worker.env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert sim.returncode == 0, sim.stderr[-2000:]
-    return orjson.loads(summary_path.read_bytes()), orjson.loads(truth_path.read_bytes())
-
-
-def wait_consumed(worker: WorkerProcess, topic: str, count: int) -> None:
-    wait_until(
-        lambda: worker.metric("autopilot_events_consumed_total", topic=topic) >= count,
-        60,
-        f"worker did not consume {count} messages of {topic}",
-    )
 
 
 async def _read(bootstrap: str, topic: str) -> list[bytes]:
@@ -92,8 +71,8 @@ def test_a_burst_gets_one_decision_and_its_outcome_teaches_the_next_after_a_cras
     start_worker, kafka_bootstrap, topic_names, tmp_path
 ) -> None:
     worker = start_worker(CHECKPOINT_EVERY_SECOND)
-    summary, truth = simulate(worker, tmp_path, "first", "error_burst")
-    wait_consumed(worker, "telemetry.errors", summary["sent"]["errors"])
+    summary, truth = worker.simulate(tmp_path, "--scenario", "error_burst", name="first")
+    worker.wait_consumed("telemetry.errors", summary["sent"]["errors"])
     burst = truth["incidents"][0]
 
     found = remediations(kafka_bootstrap, topic_names.remediation)
@@ -133,8 +112,8 @@ def test_a_burst_gets_one_decision_and_its_outcome_teaches_the_next_after_a_cras
 
     second_scenario = tmp_path / "error_burst_again.json"
     second_scenario.write_bytes(orjson.dumps(SECOND_BURST))
-    summary2, truth2 = simulate(worker, tmp_path, "second", str(second_scenario))
-    wait_consumed(worker, "telemetry.errors", summary2["sent"]["errors"])
+    summary2, truth2 = worker.simulate(tmp_path, "--scenario", str(second_scenario), name="second")
+    worker.wait_consumed("telemetry.errors", summary2["sent"]["errors"])
     burst2 = truth2["incidents"][0]
     later = [d for d, _ in remediations(kafka_bootstrap, topic_names.remediation) if d != first]
     assert len(later) == 1, [(d.ts - burst2["onset_ts"], d.reason) for d in later]
