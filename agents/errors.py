@@ -36,7 +36,15 @@ from schemas import Decision, ErrorEvent, Rejection, RemediationOutcome
 from streams.app import DLQ_MAX_MESSAGE_BYTES, app, settings, topic_names, topics
 from streams.exporter import MODEL_BYTES, SERIES_TRACKED, record_remediation_outcome
 
-__all__ = ["brains", "checkpoint", "errors", "observe_anomaly", "remediation_feedback"]
+__all__ = [
+    "CHECKPOINT_MAX_BYTES",
+    "PartitionTable",
+    "brains",
+    "checkpoint",
+    "errors",
+    "observe_anomaly",
+    "remediation_feedback",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +54,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_MAX_BYTES = DLQ_MAX_MESSAGE_BYTES - 64 * 1024
 
 
-class _PartitionTable(faust.Table):
+class PartitionTable(faust.Table):
     """A table keyed by partition number (``b"3"``): an entry lives on that changelog partition.
 
     Faust's default writes an entry to the partition of the event being processed, which a
@@ -58,7 +66,7 @@ class _PartitionTable(faust.Table):
 
 
 checkpoints = app.tables.add(
-    _PartitionTable(
+    PartitionTable(
         app,
         name="errors-brain",
         key_type=bytes,

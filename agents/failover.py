@@ -2,7 +2,8 @@
 
 Feeding. The metrics agent gives every sample to :func:`observe_metric_sample` and every
 decision it makes to :func:`observe_anomaly`; the interactions agent gives every
-interaction to :func:`observe_interaction`. They only buffer the observation in the
+interaction to :func:`observe_interaction`, and the SLO burn and feedback surges its
+interactions brain finds to :func:`observe_health_evidence`. They only buffer the observation in the
 :class:`~models.region_brain.RegionBrain`, tagged with the partition it was read from, so
 that the brain can apply observations in event-time order whatever pace each partition is
 read at (see :mod:`models.region_brain`).
@@ -43,6 +44,7 @@ from faust.types import TP
 
 from agents.publish import publish
 from models.failover import FailoverDecisionDraft
+from models.interactions_brain import HealthEvidence
 from models.region_brain import RegionBrain
 from models.regions import load_region_config
 from schemas import Decision, Interaction, MetricSample
@@ -54,6 +56,7 @@ __all__ = [
     "brain",
     "evaluate_regions",
     "observe_anomaly",
+    "observe_health_evidence",
     "observe_interaction",
     "observe_metric_sample",
 ]
@@ -133,6 +136,15 @@ def observe_interaction(interaction: Interaction) -> None:
     brain.observe_interaction(
         interaction.ts, interaction.region, interaction.success, interaction.data_class, _source()
     )
+
+
+def observe_health_evidence(evidence: HealthEvidence) -> None:
+    """Give health evidence of the interactions brain (SLO burn, feedback) to region health.
+
+    Call it while handling the interaction that produced it. Tallies (``interactions``
+    evidence) would count every interaction twice: the brain must be built without them.
+    """
+    brain.observe_evidence(evidence, _source())
 
 
 def _holds_all_telemetry() -> bool | None:

@@ -46,6 +46,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from models.failover import FailoverDecisionDraft, FailoverPolicy
+from models.interactions_brain import HealthEvidence
 from models.region_health import DEFAULT_HEALTH_CONFIG, HealthConfig, HealthReport, RegionHealthBank
 from models.regions import DEFAULT_DATA_CLASS, RegionConfig
 
@@ -60,7 +61,7 @@ SYMPTOM_METRICS = frozenset({"error_rate", "latency_p50_ms", "latency_p99_ms", "
 """Metrics whose anomalies say something about health; a load anomaly (``rps``) does not."""
 
 _STATE_VERSION = 1
-_METRICS, _ANOMALY, _INTERACTION = 0, 1, 2
+_METRICS, _ANOMALY, _INTERACTION, _EVIDENCE = 0, 1, 2, 3
 
 
 class RegionBrain:
@@ -189,6 +190,14 @@ class RegionBrain:
         """Buffer one user interaction served by ``region``; ``None`` is the default class."""
         self._push(ts, source, _INTERACTION, (region, bool(success), data_class))
 
+    def observe_evidence(self, evidence: HealthEvidence, source: str = "") -> None:
+        """Buffer health evidence of the interactions brain (e.g. a region's SLO burn).
+
+        It waits for its tick like any observation, so a burn computed from a partition read
+        ahead of the others is not judged against telemetry the brain has not applied yet.
+        """
+        self._push(evidence.ts, source, _EVIDENCE, (evidence,))
+
     def _seen(self, ts: float, source: str) -> None:
         if ts > self._sources.get(source, -math.inf):
             self._sources[source] = ts
@@ -266,6 +275,8 @@ class RegionBrain:
             region, service, score = body
             self._anomalies[f"{region}/{service}"] = (score, ts)
             self.bank.observe_anomaly(ts, region, service, score)
+        elif kind == _EVIDENCE:
+            body[0].apply(self.bank)
         else:
             region, success, data_class = body
             self.bank.observe_interactions(ts, region, int(success), 1)

@@ -64,6 +64,10 @@ class Settings:
     ...
     streams.settings.SettingsError: AUTOPILOT_REGIONS: /nowhere/regions.toml: no such region \
 configuration file
+    >>> Settings.from_env({"AUTOPILOT_PSEUDONYM_SALT": "x" * 65})
+    Traceback (most recent call last):
+    ...
+    streams.settings.SettingsError: AUTOPILOT_PSEUDONYM_SALT must be at most 64 bytes
     """
 
     broker: str = "kafka://127.0.0.1:9092"
@@ -76,6 +80,8 @@ configuration file
     data_dir: Path = Path(".autopilot")
     checkpoint_interval_s: float = 30.0
     regions_path: Path = DEFAULT_REGION_CONFIG_PATH
+    pseudonym_salt: str = "paas-autopilot-dev"
+    """Key of the tenant pseudonyms; the default is public, for development only."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -110,6 +116,10 @@ configuration file
             load_region_config(regions_path)
         except RegionConfigError as exc:
             raise SettingsError(f"AUTOPILOT_REGIONS: {exc}") from None
+        salt = env.get("AUTOPILOT_PSEUDONYM_SALT") or cls.pseudonym_salt
+        if not 0 < len(salt.encode()) <= 64:
+            # BLAKE2b keys are at most 64 bytes (models.interactions_brain.pseudonym).
+            raise SettingsError("AUTOPILOT_PSEUDONYM_SALT must be at most 64 bytes")
         return cls(
             broker=broker,
             topic_prefix=prefix,
@@ -128,6 +138,7 @@ configuration file
                 float,
             ),
             regions_path=regions_path,
+            pseudonym_salt=salt,
         )
 
     @property

@@ -16,7 +16,7 @@ from schemas import Decision
 from streams.scenario import parse_scenario
 from streams.simulator import SimConfig, run_simulation
 from tests.conftest import WorkerProcess, wait_until
-from tests.test_e2e_metrics import decisions, simulate
+from tests.test_e2e_metrics import decisions
 
 pytestmark = pytest.mark.kafka
 
@@ -133,7 +133,7 @@ def test_scenario_set_is_scored_against_ground_truth_and_survives_kill_9(
 ) -> None:
     worker = start_worker(FAST_CHECKPOINTS, name="first")
     wait_evaluating(worker)
-    summary, truth = simulate(worker, tmp_path, "--scenario", "failover_suite", "--speed", "0")
+    summary, truth = worker.simulate(tmp_path, "--scenario", "failover_suite", "--speed", "0")
     assert {i["type"] for i in incidents_of(truth)} == set(REGIONAL)
     end = summary["event_end_ts"]
     wait_evaluated(worker, end - 10.0)

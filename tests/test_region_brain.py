@@ -12,6 +12,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from models.failover import FailoverDecisionDraft
+from models.interactions_brain import HealthEvidence
 from models.region_brain import RegionBrain
 from models.regions import load_region_config
 from streams.scenario import parse_scenario
@@ -147,6 +148,21 @@ def test_an_idle_partition_no_longer_holds_event_time_back() -> None:
     drafts = brain.advance(idle={"p0"})
     assert summary(drafts) == [("failover", "us-east", "eu-west", 140.0)]
     assert brain.failed_regions == ("us-east",)
+
+
+def test_slo_burn_evidence_waits_for_its_tick_then_lowers_its_region() -> None:
+    brain = RegionBrain(CONFIG)
+    for i in range(24):
+        tick(brain, i, CONFIG.names, source=lambda region: "p0")
+    # Read from a partition ahead of the others: beyond the horizon, it waits.
+    brain.observe_evidence(HealthEvidence("slo_burn", T0 + 5 * 24, "eu-west", value=100.0), "p1")
+    brain.advance()
+    assert brain.reports["eu-west"].components["slo_burn"] == 1.0
+    tick(brain, 25, CONFIG.names, source=lambda region: "p0")
+    brain.advance()
+    reports = brain.reports
+    assert reports["eu-west"].components["slo_burn"] < 1.0
+    assert reports["eu-west"].score < min(reports[r].score for r in ("us-east", "ap-south"))
 
 
 def test_a_stalled_pipeline_fails_no_region() -> None:
