@@ -46,7 +46,7 @@ def bench_models(series: int, values: int, seed: int, as_json: bool) -> None:
 
 
 @bench.command("scaling")
-@click.option("--trace", "traces", multiple=True, required=True,
+@click.option("--trace", "traces", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
               help="Demand trace CSV (timestamp,value); repeat for several.")  # fmt: skip
 @click.option("--startup-delay", default=180.0, show_default=True,
@@ -54,15 +54,32 @@ def bench_models(series: int, values: int, seed: int, as_json: bool) -> None:
 @click.option("--target", "targets", multiple=True, type=float,
               default=(0.5, 0.6, 0.7, 0.8), show_default=True,
               help="Target utilisations of the Pareto sweep.")  # fmt: skip
+@click.option("--usage-prior/--no-usage-prior", default=True, show_default=True,
+              help="Also score the forecaster with and without the usage-pattern prior on "
+              "the simulator's trace (two simulated weeks learned, one scored).")  # fmt: skip
 @json_option
 def bench_scaling(
-    traces: tuple[str, ...], startup_delay: float, targets: tuple[float, ...], as_json: bool
+    traces: tuple[str, ...],
+    startup_delay: float,
+    targets: tuple[float, ...],
+    usage_prior: bool,
+    as_json: bool,
 ) -> None:
     """Predictive scaling against the Kubernetes HPA on demand traces, in the same run."""
     from models.scaling_sim import format_bench_scaling, run_bench_scaling
+    from models.usage_bench import format_prior_bench, run_prior_bench
 
-    result = run_bench_scaling(traces, targets=targets, startup_delay_s=startup_delay)
-    emit(format_bench_scaling(result), result, as_json)
+    if not traces and not usage_prior:
+        raise click.UsageError("give at least one --trace, or keep --usage-prior")
+    figures: dict = {}
+    parts = []
+    if traces:
+        figures = run_bench_scaling(traces, targets=targets, startup_delay_s=startup_delay)
+        parts.append(format_bench_scaling(figures))
+    if usage_prior:
+        figures["usage_prior"] = run_prior_bench(startup_delay_s=startup_delay)
+        parts.append(format_prior_bench(figures["usage_prior"]))
+    emit("\n\n".join(parts), figures, as_json)
 
 
 @bench.command("templates")
