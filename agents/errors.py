@@ -25,20 +25,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import faust
 import orjson
 from faust.streams import current_event
 
+from agents.checkpoints import CHECKPOINT_MAX_BYTES, partition_table
 from agents.edge import UNKNOWN_DECISION, Edge
 from agents.publish import publish
 from models.error_brain import ErrorBrain
 from schemas import Decision, ErrorEvent, Rejection, RemediationOutcome
-from streams.app import DLQ_MAX_MESSAGE_BYTES, app, settings, topic_names, topics
+from streams.app import app, settings, topic_names, topics
 from streams.exporter import MODEL_BYTES, SERIES_TRACKED, record_remediation_outcome
 
 __all__ = [
-    "CHECKPOINT_MAX_BYTES",
-    "PartitionTable",
     "brains",
     "checkpoint",
     "errors",
@@ -48,35 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The changelog topic accepts messages as large as the DLQ's (the producer's limit too);
-# a checkpoint leaves room for the record's key and framing. A brain's state stays far
-# below it with the bounds ErrorBrain builds its components with.
-CHECKPOINT_MAX_BYTES = DLQ_MAX_MESSAGE_BYTES - 64 * 1024
-
-
-class PartitionTable(faust.Table):
-    """A table keyed by partition number (``b"3"``): an entry lives on that changelog partition.
-
-    Faust's default writes an entry to the partition of the event being processed, which a
-    timer has not; ``use_partitioner`` hashes the key, which would not land on ``p``.
-    """
-
-    def partition_for_key(self, key: Any) -> int:
-        return int(key)
-
-
-checkpoints = app.tables.add(
-    PartitionTable(
-        app,
-        name="errors-brain",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        extra_topic_configs={"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
-        beacon=app.tables.beacon,
-        help="Errors brain state per telemetry.errors partition.",
-    )
-)
+checkpoints = partition_table("errors-brain", "Errors brain state per telemetry.errors partition.")
 brains: dict[int, ErrorBrain] = {}
 _dirty: set[int] = set()
 

@@ -34,14 +34,14 @@ from typing import Any
 import orjson
 from faust.streams import current_event
 
+from agents.checkpoints import CHECKPOINT_MAX_BYTES, partition_table
 from agents.edge import Edge
-from agents.errors import CHECKPOINT_MAX_BYTES, PartitionTable
 from agents.failover import observe_health_evidence, observe_interaction
 from agents.publish import publish
 from models.interactions_brain import InteractionsBrain
 from models.slo import SLO
 from schemas import Interaction
-from streams.app import DLQ_MAX_MESSAGE_BYTES, app, settings, topic_names, topics
+from streams.app import app, settings, topic_names, topics
 from streams.exporter import SERIES_TRACKED
 
 __all__ = ["SERVICE_SLOS", "brains", "checkpoint", "interactions"]
@@ -53,17 +53,8 @@ SERVICE_SLOS = {"checkout": SLO(target=0.995, latency_ms=1000.0)}
 Checkout calls payment providers: it is slower and fails more often by design (about
 0.5 % at a 210 ms median in the simulator), which the default SLO would call a burn."""
 
-checkpoints = app.tables.add(
-    PartitionTable(
-        app,
-        name="interactions-brain",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        extra_topic_configs={"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
-        beacon=app.tables.beacon,
-        help="Interactions brain state per telemetry.interactions partition.",
-    )
+checkpoints = partition_table(
+    "interactions-brain", "Interactions brain state per telemetry.interactions partition."
 )
 brains: dict[int, InteractionsBrain] = {}
 _dirty: set[int] = set()
