@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 import faust
+import orjson
+from faust.streams import current_event
 
 from streams.app import DLQ_MAX_MESSAGE_BYTES, app, settings
 
-__all__ = ["CHECKPOINT_MAX_BYTES", "PartitionTable", "partition_table"]
+__all__ = [
+    "CHECKPOINT_MAX_BYTES",
+    "PartitionBrains",
+    "PartitionTable",
+    "handling_partition",
+    "partition_table",
+]
+
+log = logging.getLogger(__name__)
 
 # The changelog topic accepts messages as large as the DLQ's (the producer's limit too);
 # a checkpoint leaves room for the record's key and framing.
@@ -40,3 +52,97 @@ def partition_table(name: str, help: str) -> PartitionTable:
             help=help,
         )
     )
+
+
+class Checkpointable(Protocol):
+    def to_state(self) -> dict[str, Any]: ...
+
+
+B = TypeVar("B", bound=Checkpointable)
+
+
+def handling_partition() -> int:
+    """Partition of the message the calling agent is handling."""
+    event = current_event()
+    if event is None:
+        raise RuntimeError("not called from an agent handling a message")
+    return event.message.partition
+
+
+class PartitionBrains(Generic[B]):
+    """One brain per partition of ``topic``, restored on first use and checkpointed when dirty.
+
+    Parameters
+    ----------
+    name, help
+        The checkpoint table's name and description.
+    topic
+        The (prefixed) topic whose partitions the brains belong to.
+    load
+        Builds a brain from its saved state, or a new one from ``None``.
+    """
+
+    def __init__(
+        self, name: str, help: str, topic: str, load: Callable[[dict[str, Any] | None], B]
+    ) -> None:
+        self.name = name
+        self.topic = topic
+        self.table = partition_table(name, help)
+        self.load = load
+        self.brains: dict[int, B] = {}
+        self.dirty: set[int] = set()
+
+    def get(self, partition: int) -> B:
+        """The brain of ``partition``: in memory, else from its checkpoint, else new."""
+        brain = self.brains.get(partition)
+        if brain is None:
+            saved = self.table.get(str(partition).encode())
+            brain = self.load(None if saved is None else orjson.loads(saved))
+            self.brains[partition] = brain
+        return brain
+
+    def touch(self, partition: int) -> None:
+        """Mark a brain as changed since its last checkpoint."""
+        self.dirty.add(partition)
+
+    def keep_only(self, assigned: set[Any]) -> None:
+        """Drop the brains of partitions this worker no longer owns.
+
+        Their new owner restores them from the changelog; a stale copy here would be
+        checkpointed in its place. Learning since the last checkpoint of a partition that
+        moves is lost, as when a worker dies.
+        """
+        owned = {tp.partition for tp in assigned if tp.topic == self.topic}
+        for partition in set(self.brains) - owned:
+            del self.brains[partition]
+            self.dirty.discard(partition)
+
+    def checkpoint(self) -> bool:
+        """Write every dirty brain; return whether any was dirty. Never raises.
+
+        An exception would end the timer calling this, and with it the worker: a failed
+        write is logged and retried at the next checkpoint.
+        """
+        changed = bool(self.dirty)
+        while self.dirty:
+            partition = self.dirty.pop()
+            brain = self.brains.get(partition)
+            if brain is None:
+                continue
+            state = orjson.dumps(brain.to_state())
+            if len(state) > CHECKPOINT_MAX_BYTES:
+                # Sending it would fail in the producer and stop the worker; keep learning
+                # in memory and say so.
+                log.error(
+                    "%s of partition %d is %d bytes, more than the %d a checkpoint holds: "
+                    "not checkpointed",
+                    self.name, partition, len(state), CHECKPOINT_MAX_BYTES,
+                )  # fmt: skip
+                continue
+            try:
+                self.table[str(partition).encode()] = state
+            except Exception:
+                self.dirty.add(partition)
+                log.exception("checkpoint of %s failed; will retry", self.name)
+                break
+        return changed

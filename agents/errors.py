@@ -22,13 +22,9 @@ replayed), not learned.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import orjson
-from faust.streams import current_event
-
-from agents.checkpoints import CHECKPOINT_MAX_BYTES, partition_table
+from agents.checkpoints import PartitionBrains, handling_partition
 from agents.edge import UNKNOWN_DECISION, Edge
 from agents.publish import publish
 from models.error_brain import ErrorBrain
@@ -44,40 +40,20 @@ __all__ = [
     "remediation_feedback",
 ]
 
-log = logging.getLogger(__name__)
-
-checkpoints = partition_table("errors-brain", "Errors brain state per telemetry.errors partition.")
-brains: dict[int, ErrorBrain] = {}
-_dirty: set[int] = set()
-
-
-def _key(partition: int) -> bytes:
-    return str(partition).encode()
-
-
-def _brain(partition: int) -> ErrorBrain:
-    """The brain of an errors partition: in memory, else from its checkpoint, else new."""
-    brain = brains.get(partition)
-    if brain is None:
-        saved = checkpoints.get(_key(partition))
-        brain = ErrorBrain() if saved is None else ErrorBrain.from_state(orjson.loads(saved))
-        brains[partition] = brain
-    return brain
-
-
-def _partition() -> int:
-    """Partition of the message the agent is handling."""
-    event = current_event()
-    if event is None:
-        raise RuntimeError("not called from an agent handling a message")
-    return event.message.partition
+store: PartitionBrains[ErrorBrain] = PartitionBrains(
+    "errors-brain",
+    "Errors brain state per telemetry.errors partition.",
+    topic_names.errors,
+    lambda state: ErrorBrain() if state is None else ErrorBrain.from_state(state),
+)
+brains = store.brains
 
 
 async def _handle_error(event: ErrorEvent) -> None:
-    partition = _partition()
-    for decision in _brain(partition).observe(event):
+    partition = handling_partition()
+    for decision in store.get(partition).observe(event):
         await publish(decision, event.ts)
-    _dirty.add(partition)
+    store.touch(partition)
 
 
 def observe_anomaly(decision: Decision) -> None:
@@ -89,15 +65,15 @@ def observe_anomaly(decision: Decision) -> None:
     """
     if decision.kind != "anomaly":
         return
-    partition = _partition()
-    _brain(partition).observe_anomaly(
+    partition = handling_partition()
+    store.get(partition).observe_anomaly(
         decision.subject["service"],
         decision.subject["region"],
         decision.ts,
         decision.params["metric"],
         decision.evidence["score"],
     )
-    _dirty.add(partition)
+    store.touch(partition)
 
 
 def _owned_partitions() -> list[int]:
@@ -112,8 +88,8 @@ async def _handle_outcome(outcome: RemediationOutcome) -> Rejection | None:
     # owns may have made the decision. A partition it owns but has not seen an error of
     # since it started may hold the decision in its checkpoint.
     for partition in _owned_partitions():
-        if _brain(partition).learn_outcome(outcome):
-            _dirty.add(partition)
+        if store.get(partition).learn_outcome(outcome):
+            store.touch(partition)
             record_remediation_outcome(outcome.success)
             return None
     return Rejection(
@@ -133,38 +109,14 @@ async def remediation_feedback(stream):
 
 @app.on_partitions_assigned.connect
 async def _forget_lost_partitions(sender: Any, assigned: set[Any], **_: Any) -> None:
-    """Drop the brains of errors partitions this worker no longer owns.
-
-    Their new owner restores them from the changelog; a stale copy here would answer
-    outcomes, and be checkpointed, in its place. Learning since the last checkpoint of a
-    partition that moves is lost, as when a worker dies.
-    """
-    owned = {tp.partition for tp in assigned if tp.topic == topic_names.errors}
-    for partition in set(brains) - owned:
-        del brains[partition]
-        _dirty.discard(partition)
+    """Drop brains of lost partitions: a stale copy would answer outcomes in the owner's place."""
+    store.keep_only(assigned)
 
 
 @app.timer(settings.checkpoint_interval_s)
 async def checkpoint() -> None:
     """Write the state of every brain that learned since the last checkpoint."""
-    changed = bool(_dirty)
-    while _dirty:
-        partition = _dirty.pop()
-        brain = brains.get(partition)
-        if brain is None:
-            continue
-        state = orjson.dumps(brain.to_state())
-        if len(state) > CHECKPOINT_MAX_BYTES:
-            # Sending it would fail in the producer and stop the worker; keep learning in
-            # memory and say so.
-            log.error(
-                "errors brain of partition %d is %d bytes, more than the %d a checkpoint "
-                "holds: not checkpointed",
-                partition, len(state), CHECKPOINT_MAX_BYTES,
-            )  # fmt: skip
-            continue
-        checkpoints[_key(partition)] = state
+    changed = store.checkpoint()
     SERIES_TRACKED.labels("error_brain").set(sum(len(b.bursts) for b in brains.values()))
     if changed:
         # Walking every object costs about 20 ms per MiB of state: only when it changed.

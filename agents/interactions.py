@@ -28,13 +28,9 @@ brain learns anything; user ids and feedback text are neither kept nor published
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import orjson
-from faust.streams import current_event
-
-from agents.checkpoints import CHECKPOINT_MAX_BYTES, partition_table
+from agents.checkpoints import PartitionBrains, handling_partition
 from agents.edge import Edge
 from agents.failover import observe_health_evidence, observe_interaction
 from agents.publish import publish
@@ -46,18 +42,10 @@ from streams.exporter import SERIES_TRACKED
 
 __all__ = ["SERVICE_SLOS", "brains", "checkpoint", "interactions"]
 
-log = logging.getLogger(__name__)
-
 SERVICE_SLOS = {"checkout": SLO(target=0.995, latency_ms=1000.0)}
 """Services held to their own SLO; the others get the default 99.9 % within 300 ms.
 Checkout calls payment providers: it is slower and fails more often by design (about
 0.5 % at a 210 ms median in the simulator), which the default SLO would call a burn."""
-
-checkpoints = partition_table(
-    "interactions-brain", "Interactions brain state per telemetry.interactions partition."
-)
-brains: dict[int, InteractionsBrain] = {}
-_dirty: set[int] = set()
 
 
 def _settings() -> dict[str, Any]:
@@ -68,36 +56,28 @@ def _settings() -> dict[str, Any]:
     }
 
 
-def _key(partition: int) -> bytes:
-    return str(partition).encode()
-
-
-def _brain(partition: int) -> InteractionsBrain:
-    """The brain of a partition: in memory, else from its checkpoint, else new."""
-    brain = brains.get(partition)
-    if brain is None:
-        saved = checkpoints.get(_key(partition))
-        brain = (
-            InteractionsBrain(**_settings())
-            if saved is None
-            else InteractionsBrain.from_state(orjson.loads(saved), **_settings())
-        )
-        brains[partition] = brain
-    return brain
+store: PartitionBrains[InteractionsBrain] = PartitionBrains(
+    "interactions-brain",
+    "Interactions brain state per telemetry.interactions partition.",
+    topic_names.interactions,
+    lambda state: (
+        InteractionsBrain(**_settings())
+        if state is None
+        else InteractionsBrain.from_state(state, **_settings())
+    ),
+)
+brains = store.brains
 
 
 async def _handle(interaction: Interaction) -> None:
     observe_interaction(interaction)
-    event = current_event()
-    if event is None:
-        raise RuntimeError("not called from an agent handling a message")
-    partition = event.message.partition
-    out = _brain(partition).observe(interaction)
+    partition = handling_partition()
+    out = store.get(partition).observe(interaction)
     for evidence in out.health:
         observe_health_evidence(evidence)
     for decision in out.decisions:
         await publish(decision, interaction.ts)
-    _dirty.add(partition)
+    store.touch(partition)
 
 
 @app.agent(topics.interactions)
@@ -107,44 +87,14 @@ async def interactions(stream):
 
 @app.on_partitions_assigned.connect
 async def _forget_lost_partitions(sender: Any, assigned: set[Any], **_: Any) -> None:
-    """Drop the brains of partitions this worker no longer owns; their new owner restores
-    them, and a stale copy here would be checkpointed in its place."""
-    owned = {tp.partition for tp in assigned if tp.topic == topic_names.interactions}
-    for partition in set(brains) - owned:
-        del brains[partition]
-        _dirty.discard(partition)
+    store.keep_only(assigned)
 
 
 @app.timer(settings.checkpoint_interval_s)
 async def checkpoint() -> None:
     """Write the state of every brain that learned since the last checkpoint."""
-    try:
-        _checkpoint()
-    except Exception:
-        # An exception would end the timer, and with it the worker: keep learning in
-        # memory, say so, and try again at the next checkpoint.
-        log.exception("checkpoint of the interactions brain failed; will retry")
-
-
-def _checkpoint() -> None:
-    while _dirty:
-        partition = _dirty.pop()
-        brain = brains.get(partition)
-        if brain is None:
-            continue
+    for partition in store.dirty:
+        brain = brains[partition]
         brain.evict_idle(brain.watermark)
-        state = orjson.dumps(brain.to_state())
-        if len(state) > CHECKPOINT_MAX_BYTES:
-            # Sending it would fail in the producer and stop the worker.
-            log.error(
-                "interactions brain of partition %d is %d bytes, more than the %d a "
-                "checkpoint holds: not checkpointed",
-                partition, len(state), CHECKPOINT_MAX_BYTES,
-            )  # fmt: skip
-            continue
-        try:
-            checkpoints[_key(partition)] = state
-        except Exception:
-            _dirty.add(partition)
-            raise
+    store.checkpoint()
     SERIES_TRACKED.labels("interactions_brain").set(sum(len(b.slo) for b in brains.values()))
