@@ -42,6 +42,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from agents.checkpoints import partition_table
 from agents.publish import publish
 from models.failover import FailoverDecisionDraft
 from models.interactions_brain import HealthEvidence
@@ -72,16 +73,13 @@ PUBLISH_TIMEOUT_S = 30.0
 """A decision not handed to the producer by then is retried at the next timer run."""
 MODE = "recommend"
 """Failover decisions ask a human: moving a region's traffic has a region-wide blast radius."""
-STATE_KEY = b"regions"
+STATE_KEY = b"0"
+"""The region state is one value, kept on changelog partition 0 (the key names it)."""
 
 brain = RegionBrain(load_region_config(settings.regions_path))
-checkpoints = app.Table(
-    "region-brain",
-    key_type=bytes,
-    value_type=bytes,
-    partitions=settings.partitions,
-    use_partitioner=True,
-)
+# Written from a timer: with use_partitioner the producer may not know the changelog's
+# partitions yet, and every write failed until it did.
+checkpoints = partition_table("region-brain", "Region health and failover state.")
 # Partition -> offset of the latest message observed from it, and when (monotonic) it was read.
 _positions: dict[TP, tuple[int, float]] = {}
 # Transitions taken but not yet published; the state is not checkpointed while any are.
