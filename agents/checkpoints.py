@@ -9,6 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import faust
 import orjson
 from faust.streams import current_event
+from faust.types import TP
 
 from streams.app import DLQ_MAX_MESSAGE_BYTES, app, settings
 
@@ -17,6 +18,7 @@ __all__ = [
     "PartitionBrains",
     "PartitionTable",
     "handling_partition",
+    "holds_all_partitions",
     "partition_table",
 ]
 
@@ -67,6 +69,21 @@ def handling_partition() -> int:
     if event is None:
         raise RuntimeError("not called from an agent handling a message")
     return event.message.partition
+
+
+def holds_all_partitions(*topics: str) -> bool | None:
+    """Whether this worker reads every partition of ``topics``; ``None`` while rebalancing.
+
+    What a single evaluator (region health, budgets) asks before judging everything it read.
+    """
+    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        return None
+    actives = app.assignor.assigned_actives()
+    for name in topics:
+        count = app.consumer.topic_partitions(name) or settings.partitions
+        if any(TP(name, p) not in actives for p in range(count)):
+            return False
+    return True
 
 
 class PartitionBrains(Generic[B]):

@@ -42,7 +42,7 @@ import faust
 import orjson
 from faust.types import TP
 
-from agents.checkpoints import partition_table
+from agents.checkpoints import holds_all_partitions, partition_table
 from agents.publish import publish
 from models.failover import FailoverDecisionDraft
 from models.interactions_brain import HealthEvidence
@@ -145,18 +145,6 @@ def observe_health_evidence(evidence: HealthEvidence) -> None:
     brain.observe_evidence(evidence, _source())
 
 
-def _holds_all_telemetry() -> bool | None:
-    """Whether this worker reads every telemetry partition; ``None`` while rebalancing."""
-    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
-        return None
-    actives = app.assignor.assigned_actives()
-    for name in (topic_names.metrics, topic_names.interactions):
-        count = app.consumer.topic_partitions(name) or settings.partitions
-        if any(TP(name, p) not in actives for p in range(count)):
-            return False
-    return True
-
-
 def _is_idle(tp: TP, now: float) -> bool:
     offset, read_at = _positions[tp]
     highwater = app.consumer.highwater(tp)
@@ -199,7 +187,7 @@ async def evaluate_regions() -> None:
 
 async def _evaluate() -> None:
     global _restored, _status, _last_checkpoint, _transitioned
-    holds = _holds_all_telemetry()
+    holds = holds_all_partitions(topic_names.metrics, topic_names.interactions)
     if holds is None:
         _status = "rebalancing"
         return

@@ -23,7 +23,7 @@ import faust
 import orjson
 from faust.streams import current_event
 
-from agents import errors, failover
+from agents import cost, errors, failover, interactions
 from agents.edge import Edge
 from agents.publish import publish
 from models.metrics_brain import MetricsBrain
@@ -86,6 +86,7 @@ async def _handle(sample: MetricSample) -> None:
     if key not in brain:
         _restore_or_create(key)
     failover.observe_metric_sample(sample)
+    await cost.observe_metric_sample(sample)
     for decision in brain.observe(sample.ts, sample.service, sample.region, sample.metrics):
         await publish(decision, sample.ts)
         errors.observe_anomaly(decision)
@@ -140,12 +141,30 @@ async def checkpoint() -> None:
             _dirty.add(key)
             log.exception("checkpoint of the metrics brain failed; will retry")
             break
+    _hand_priors()
     evicted = brain.evict_idle(brain.watermark)
     for table_key in set(_partition_of) - {telemetry_key(*k) for k in brain}:
         del _partition_of[table_key]
     SERIES_TRACKED.labels("metrics_brain").set(len(brain))
     if evicted or len(brain):
         MODEL_BYTES.labels("metrics_brain").set(brain.approx_bytes())
+
+
+def _hand_priors() -> None:
+    """Give each series' load forecaster the usage profile its interactions have taught.
+
+    ``telemetry.interactions`` is keyed like ``telemetry.metrics`` and has as many
+    partitions, so Faust's assignor gives interactions partition ``p`` to the worker that
+    reads metrics partition ``p``: the interactions brain of a series' partition, on this
+    worker, holds the series' hour-of-week profile once it has learned a whole week. Until
+    then, or while that partition is elsewhere, the forecaster keeps the prior it had.
+    """
+    for key in brain:
+        partition = _partition_of.get(telemetry_key(*key))
+        source = interactions.brains.get(partition) if partition is not None else None
+        prior = None if source is None else source.prior_for(*key)
+        if prior is not None:
+            brain.set_prior(*key, prior)
 
 
 @app.page("/brain/{service}/{region}/")

@@ -13,15 +13,16 @@ and publishes what it returns.
   stateless and interruption-tolerant, with the saving of the spot discount.
 
 Utilisation-based decisions wait for ``min_observed_s`` (6 h) of telemetry of the series.
-A budget over several series is judged on the series this brain sees: every series of the
-scope must be routed to it (one worker) for the sum to be the scope's.
+A budget over several series is judged by a :class:`BudgetWatch` over every brain that
+learns a series of its scope (the agent keeps one brain per telemetry partition);
+:meth:`CostBrain.check_budgets` is the watch over one brain.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +40,7 @@ from models.cost import (
 )
 from schemas import Decision, MetricSample, decision_id_for
 
-__all__ = ["BUDGET_MODEL_VERSION", "RIGHTSIZE_MODEL_VERSION", "CostBrain"]
+__all__ = ["BUDGET_MODEL_VERSION", "RIGHTSIZE_MODEL_VERSION", "BudgetWatch", "CostBrain"]
 
 BUDGET_MODEL_VERSION = "cost-forecast/1"
 RIGHTSIZE_MODEL_VERSION = "rightsize/1"
@@ -126,7 +127,7 @@ class CostBrain:
         ttl_s: float = 2 * 86_400.0,
     ) -> None:
         self.prices = prices
-        self.budgets = Budgets() if budgets is None else budgets
+        self.watch = BudgetWatch(budgets, run_rate_tau_s=run_rate_tau_s)
         self.util_tau_s = util_tau_s
         self.run_rate_tau_s = run_rate_tau_s
         self.max_gap_s = max_gap_s
@@ -136,7 +137,6 @@ class CostBrain:
         self.max_series = max_series
         self.ttl_s = ttl_s
         self._series: OrderedDict[tuple[str, str], _Series] = OrderedDict()
-        self._fired: set[tuple[str, float]] = set()  # (scope name, month start)
         self._budget_ts = -math.inf
         self.watermark = -math.inf
 
@@ -216,47 +216,18 @@ class CostBrain:
         return decisions
 
     def check_budgets(self, now: float) -> list[Decision]:
-        """Budget decisions due at ``now`` (each scope at most once a month)."""
-        month_start, _ = month_bounds(now)
-        self._fired = {f for f in self._fired if f[1] == month_start}
-        decisions = []
-        for scope, budget in self.budgets.scopes():
-            name = _scope_name(scope)
-            if (name, month_start) in self._fired:
-                continue
-            forecast, contributors = self._scope_forecast(scope, now)
-            if forecast is None or forecast.forecast_usd < budget:
-                continue
-            self._fired.add((name, month_start))
-            # How long the run rate has been learned: the oldest series of the scope.
-            first = min(
-                (e.tracker.first_ts for _, e in self._in_scope(scope) if e.tracker.first_ts),
-                default=now,
-            )
-            decisions.append(
-                self._budget_decision(now, scope, budget, forecast, contributors, now - first)
-            )
-        return decisions
+        """Budget decisions due at ``now`` over this brain's series (see :class:`BudgetWatch`)."""
+        return self.watch.check(now, [self])
 
     # -------------------------------------------------------------------------- queries
-    def _in_scope(self, scope: Scope) -> list[tuple[tuple[str, str], _Series]]:
+    def in_scope(self, scope: Scope) -> list[tuple[tuple[str, str], CostTracker]]:
+        """The series of ``scope`` (e.g. ``(("service", "checkout"),)``) and their trackers."""
         wanted = dict(scope)
         return [
-            ((s, r), e)
+            ((s, r), e.tracker)
             for (s, r), e in self._series.items()
             if wanted.get("service", s) == s and wanted.get("region", r) == r
         ]
-
-    def _scope_forecast(
-        self, scope: Scope, now: float
-    ) -> tuple[MonthForecast | None, list[tuple[str, str, MonthForecast]]]:
-        parts = [(s, r, e.tracker.forecast(now)) for (s, r), e in self._in_scope(scope)]
-        if not parts:
-            return None, []
-        total = parts[0][2]
-        for _, _, f in parts[1:]:
-            total = total + f
-        return total, parts
 
     def forecast(self, service: str, region: str, now: float | None = None) -> MonthForecast | None:
         """Month-end forecast of one series at ``now`` (default: the watermark)."""
@@ -268,7 +239,7 @@ class CostBrain:
     def scope_forecast(self, now: float | None = None, **scope: str) -> MonthForecast | None:
         """Month-end forecast of a scope, e.g. ``scope_forecast(service="checkout")``."""
         at = self.watermark if now is None else now
-        return self._scope_forecast(tuple(scope.items()), at)[0]
+        return _scope_forecast([self], tuple(scope.items()), at)[0]
 
     def cost_per_hour(self, service: str, region: str) -> float | None:
         """Cost per hour of the replicas of (service, region) at its latest sample."""
@@ -295,7 +266,7 @@ class CostBrain:
                 [s, r, e.tracker.to_state(), e.rightsized, e.spot_done]
                 for (s, r), e in self._series.items()
             ],
-            "fired": sorted([name, month] for name, month in self._fired),
+            "fired": self.watch.to_state(),
             "budget_ts": self._budget_ts if math.isfinite(self._budget_ts) else None,
             "watermark": self.watermark if math.isfinite(self.watermark) else None,
         }
@@ -317,12 +288,108 @@ class CostBrain:
             entry.rightsized = rightsized
             entry.spot_done = spot_done
             brain._series[(service, region)] = entry
-        brain._fired = {(name, month) for name, month in state["fired"]}
+        brain.watch.load_state(state["fired"])
         brain._budget_ts = -math.inf if state["budget_ts"] is None else state["budget_ts"]
         brain.watermark = -math.inf if state["watermark"] is None else state["watermark"]
         return brain
 
     # ------------------------------------------------------------------------ decisions
+
+
+class BudgetWatch:
+    """Monthly budgets judged over the series of one or more cost brains.
+
+    A budget's scope (the fleet, a service, a region) can span series that different cost
+    brains learn, e.g. one brain per telemetry partition: :meth:`check` sums the month-end
+    forecasts of the scope's series over every brain it is given. Each scope fires at most
+    once a calendar month.
+
+    Parameters
+    ----------
+    budgets
+        Monthly budgets (:func:`models.cost.load_budgets`); none if omitted.
+    run_rate_tau_s
+        The cost trackers' run-rate time constant: a decision's confidence grows with the
+        time the run rate has been learned, over this scale.
+
+    Notes
+    -----
+    Memory: one entry per budget fired this month; older months are dropped.
+
+    Examples
+    --------
+    >>> from models.cost import InstanceType
+    >>> prices = PriceTable({"m": InstanceType("m", "general", 4, 16, 0.2)}, "m")
+    >>> brains = [CostBrain(prices), CostBrain(prices)]  # e.g. two partitions
+    >>> jan = 1_704_067_200.0
+    >>> for i in range(60):
+    ...     for brain, region in zip(brains, ("eu-west", "us-east")):
+    ...         _ = brain.observe(MetricSample(jan + 60.0 * i, region, "api", {"replicas": 2}))
+    >>> watch = BudgetWatch(Budgets(services={"api": 500.0}))
+    >>> [d] = watch.check(jan + 3600.0, brains)  # 2 x 2 x 0.2 USD/h for 31 days: 595 USD
+    >>> d.subject, d.evidence["series"], round(d.evidence["forecast_usd"])
+    ({'service': 'api'}, 2, 595)
+    >>> watch.check(jan + 3900.0, brains)  # once a month
+    []
+    >>> watch.report(jan + 3600.0, brains)
+    [{'scope': 'service=api', 'budget_usd': 500.0, 'forecast_usd': 595.2, 'series': 2, \
+'fired': True}]
+    """
+
+    def __init__(self, budgets: Budgets | None = None, *, run_rate_tau_s: float = 86_400.0) -> None:
+        self.budgets = Budgets() if budgets is None else budgets
+        self.run_rate_tau_s = run_rate_tau_s
+        self._fired: set[tuple[str, float]] = set()  # (scope name, month start)
+
+    def check(self, now: float, brains: Sequence[CostBrain]) -> list[Decision]:
+        """Budget decisions due at ``now`` over the series of ``brains``."""
+        month_start, _ = month_bounds(now)
+        self._fired = {f for f in self._fired if f[1] == month_start}
+        decisions = []
+        for scope, budget in self.budgets.scopes():
+            name = _scope_name(scope)
+            if (name, month_start) in self._fired:
+                continue
+            forecast, contributors = _scope_forecast(brains, scope, now)
+            if forecast is None or forecast.forecast_usd < budget:
+                continue
+            self._fired.add((name, month_start))
+            # How long the run rate has been learned: the oldest series of the scope.
+            first = min(
+                (t.first_ts for b in brains for _, t in b.in_scope(scope) if t.first_ts),
+                default=now,
+            )
+            decisions.append(
+                self._budget_decision(now, scope, budget, forecast, contributors, now - first)
+            )
+        return decisions
+
+    def report(self, now: float, brains: Sequence[CostBrain]) -> list[dict[str, Any]]:
+        """Each budget with its scope's month-end forecast at ``now`` and whether it fired."""
+        month_start, _ = month_bounds(now)
+        out = []
+        for scope, budget in self.budgets.scopes():
+            forecast, contributors = _scope_forecast(brains, scope, now)
+            name = _scope_name(scope)
+            out.append(
+                {
+                    "scope": name,
+                    "budget_usd": budget,
+                    "forecast_usd": None if forecast is None else round(forecast.forecast_usd, 2),
+                    "series": len(contributors),
+                    "fired": (name, month_start) in self._fired,
+                }
+            )
+        return out
+
+    def to_state(self) -> list[list[Any]]:
+        """The budgets fired this month, as ``[scope name, month start]`` pairs."""
+        return sorted([name, month] for name, month in self._fired)
+
+    def load_state(self, state: Sequence[Sequence[Any]]) -> None:
+        """Replace the fired budgets with :meth:`to_state` output."""
+        self._fired = {(name, month) for name, month in state}
+
     def _budget_decision(
         self,
         ts: float,
@@ -380,6 +447,19 @@ class CostBrain:
             },
             model_version=BUDGET_MODEL_VERSION,
         )
+
+
+def _scope_forecast(
+    brains: Sequence[CostBrain], scope: Scope, now: float
+) -> tuple[MonthForecast | None, list[tuple[str, str, MonthForecast]]]:
+    """The month-end forecast of ``scope`` summed over ``brains``, and each series'."""
+    parts = [(s, r, t.forecast(now)) for b in brains for (s, r), t in b.in_scope(scope)]
+    if not parts:
+        return None, []
+    total = parts[0][2]
+    for _, _, f in parts[1:]:
+        total = total + f
+    return total, parts
 
 
 def _rightsize_decision(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,6 +224,27 @@ class MetricsBrain:
         if brain is None or brain.policy is None:
             return None
         return brain.policy.forecaster.forecast(brain.last_ts, horizon_s)
+
+    def set_prior(self, service: str, region: str, profile: Sequence[float] | None) -> bool:
+        """Give the load forecaster of a tracked series a seasonal prior (``None`` removes it).
+
+        ``profile`` holds 168 hour-of-week values, e.g. the usage profile learned from the
+        series' interactions (:meth:`models.usage.UsageModel.prior_for`); see
+        :meth:`models.forecast.LoadForecaster.set_prior`. It is part of the series' state.
+        Returns whether the series is tracked.
+
+        >>> brain = MetricsBrain()
+        >>> brain.set_prior("api", "eu-west", [1.0] * 168)
+        False
+        >>> _ = brain.observe(1_700_000_000, "api", "eu-west", {"rps": 100.0, "replicas": 4})
+        >>> brain.set_prior("api", "eu-west", [2.0] * 84 + [0.0] * 84)
+        True
+        """
+        brain = self._series.get((service, region))
+        if brain is None or brain.policy is None:
+            return False
+        brain.policy.forecaster.set_prior(profile)
+        return True
 
     def evict_idle(self, now: float) -> int:
         """Drop series idle for more than ``ttl_s`` event seconds; return how many."""

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from models.cost import load_budgets, load_price_table
 from models.regions import DEFAULT_REGION_CONFIG_PATH, RegionConfigError, load_region_config
 
 __all__ = ["LOG_LEVELS", "Settings", "SettingsError"]
 
 LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
+DEFAULT_PRICES_PATH = DEFAULT_REGION_CONFIG_PATH.with_name("prices.toml")
+DEFAULT_BUDGETS_PATH = DEFAULT_REGION_CONFIG_PATH.with_name("budgets.toml")
 _BROKER_PATTERN = re.compile(
     r"^kafka://[A-Za-z0-9.\-\[\]:]+:\d{1,5}(;[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$"
 )
@@ -46,6 +49,17 @@ def _number(env: Mapping[str, str], name: str, default: N, low: N, high: N, kind
     return value
 
 
+def _check_file(name: str, path: Path, load: Callable[[Path], object]) -> None:
+    """Read a configuration file now, so that a bad one stops the worker at start-up."""
+    try:
+        load(path)
+    except FileNotFoundError:
+        raise SettingsError(f"{name}: {path}: no such file") from None
+    except (OSError, ValueError, TypeError) as exc:
+        # tomllib.TOMLDecodeError is a ValueError; both messages say where it went wrong.
+        raise SettingsError(f"{name}: {path}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a worker needs to know before it connects.
@@ -64,6 +78,12 @@ class Settings:
     ...
     streams.settings.SettingsError: AUTOPILOT_REGIONS: /nowhere/regions.toml: no such region \
 configuration file
+    >>> Settings.from_env({"AUTOPILOT_BUDGETS": "off"}).budgets_path is None
+    True
+    >>> Settings.from_env({"AUTOPILOT_PRICES": "/nowhere/prices.toml"})
+    Traceback (most recent call last):
+    ...
+    streams.settings.SettingsError: AUTOPILOT_PRICES: /nowhere/prices.toml: no such file
     >>> Settings.from_env({"AUTOPILOT_PSEUDONYM_SALT": "x" * 65})
     Traceback (most recent call last):
     ...
@@ -80,6 +100,10 @@ configuration file
     data_dir: Path = Path(".autopilot")
     checkpoint_interval_s: float = 30.0
     regions_path: Path = DEFAULT_REGION_CONFIG_PATH
+    prices_path: Path = DEFAULT_PRICES_PATH
+    """Instance types, prices and per-service settings of the cost engine."""
+    budgets_path: Path | None = DEFAULT_BUDGETS_PATH
+    """Monthly budgets; ``None`` (``AUTOPILOT_BUDGETS=off``) watches none."""
     pseudonym_salt: str = "paas-autopilot-dev"
     """Key of the tenant pseudonyms; the default is public, for development only."""
 
@@ -116,6 +140,12 @@ configuration file
             load_region_config(regions_path)
         except RegionConfigError as exc:
             raise SettingsError(f"AUTOPILOT_REGIONS: {exc}") from None
+        prices_path = Path(env.get("AUTOPILOT_PRICES") or cls.prices_path)
+        _check_file("AUTOPILOT_PRICES", prices_path, load_price_table)
+        budgets = env.get("AUTOPILOT_BUDGETS") or str(cls.budgets_path)
+        budgets_path = None if budgets.lower() in ("off", "none") else Path(budgets)
+        if budgets_path is not None:
+            _check_file("AUTOPILOT_BUDGETS", budgets_path, load_budgets)
         salt = env.get("AUTOPILOT_PSEUDONYM_SALT") or cls.pseudonym_salt
         if not 0 < len(salt.encode()) <= 64:
             # BLAKE2b keys are at most 64 bytes (models.interactions_brain.pseudonym).
@@ -138,6 +168,8 @@ configuration file
                 float,
             ),
             regions_path=regions_path,
+            prices_path=prices_path,
+            budgets_path=budgets_path,
             pseudonym_salt=salt,
         )
 

@@ -106,3 +106,25 @@ def test_a_quantised_series_stepping_by_one_is_not_an_anomaly() -> None:
     ]
     assert not any(flags[200:])
     assert detector.update(T0 + 5 * 3000, 12.0).is_anomaly
+
+
+def test_a_usage_prior_shapes_the_forecast_and_survives_a_checkpoint() -> None:
+    """A young series knows no seasonality of its own: the prior its interactions taught
+    (here: every hour is quiet but the next one, at twice the mean) raises the forecast
+    ahead of the peak, and is part of the series' checkpoint."""
+    rng = random.Random(5)
+    samples = [healthy(i, rng) for i in range(200)]
+    plain, primed = MetricsBrain(), MetricsBrain()
+    run(plain, samples)
+    run(primed, samples)
+    now = T0 + 5 * 199
+    next_hour = int((now + 3600) // 3600)
+    # Hour of the week of the next hour: the epoch (1970-01-01) was a Thursday (index 3).
+    peak = (next_hour + 3 * 24) % 168
+    prior = [2.0 if h == peak else 1.0 for h in range(168)]
+    assert primed.set_prior("api", "eu-west", prior)
+    base = plain.forecast("api", "eu-west", 3600).mean
+    assert primed.forecast("api", "eu-west", 3600).mean > base * 1.05
+    restored = MetricsBrain()
+    restored.restore(("api", "eu-west"), primed.state_of(("api", "eu-west")))
+    assert restored.forecast("api", "eu-west", 3600) == primed.forecast("api", "eu-west", 3600)
