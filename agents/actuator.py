@@ -9,9 +9,11 @@ It is a dry run unless ``AUTOPILOT_ACTUATOR_DRY_RUN=false``.
 
 Idempotency across restarts: the decisions handled per subject live in the Faust
 table ``actuator-decisions`` (a compacted changelog), keyed by the decision topics'
-message key (``service/region``, or the region), so with ``use_partitioner`` an entry
-sits on the changelog partition numbered like the decision partition it came from,
-and whoever consumes that partition after a restart or rebalance has it. A decision
+message key (``service/region``, or the region). It is only written while a decision
+is handled, so Faust puts each entry on the changelog partition numbered like the
+decision partition it came from, and whoever consumes that partition after a restart
+or rebalance has it. (``use_partitioner`` would ask the producer instead, which fails
+until the producer has the changelog's metadata.) A decision
 is written down there before its call is made: a crash between the two leaves it
 unapplied rather than applied twice.
 """
@@ -52,7 +54,6 @@ class _Actuator:
             key_type=bytes,
             value_type=bytes,
             partitions=settings.partitions,
-            use_partitioner=True,
         )
 
     async def handle(self, key: bytes | None, value: bytes | None) -> AuditRecord:
