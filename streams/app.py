@@ -8,13 +8,30 @@ of side effects beyond declaring the app.
 from __future__ import annotations
 
 import faust
+from faust.types.auth import CredentialsT
 
 from streams.settings import Settings
 from streams.topics import TopicNames
 
-__all__ = ["app", "settings", "topic_names", "topics"]
+__all__ = ["app", "broker_credentials", "settings", "topic_names", "topics"]
 
 DLQ_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def broker_credentials(settings: Settings) -> CredentialsT | None:
+    """How the worker's Kafka clients authenticate; ``None`` for a ``PLAINTEXT`` broker."""
+    context = settings.ssl_context()
+    if context is None:
+        return None
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password,
+        ssl_context=context,
+        mechanism=settings.sasl_mechanism,
+    )
+
 
 settings = Settings.from_env()
 topic_names = TopicNames(settings.topic_prefix)
@@ -22,6 +39,7 @@ topic_names = TopicNames(settings.topic_prefix)
 app = faust.App(
     settings.app_id,
     broker=settings.broker,
+    broker_credentials=broker_credentials(settings),
     # Agents and commands are imported explicitly by the CLI: autodiscovery would
     # only log a warning for a module that fails to import, and run without it.
     autodiscover=False,

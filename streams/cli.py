@@ -9,11 +9,43 @@ Faust's root command.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 __all__ = ["main"]
+
+
+def _checking_broker_access(run_worker: Callable[..., Any]) -> Callable[..., Any]:
+    """``run_worker``, after a check that the broker accepts the worker's TLS and credentials.
+
+    A broker that refuses them ends the command with one line and exit code 2,
+    like a configuration error, instead of Faust's traceback.
+    """
+
+    @functools.wraps(run_worker)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        from streams.app import settings
+        from streams.broker_check import BrokerRefused, check_broker_access
+
+        if settings.security_protocol != "PLAINTEXT":
+            # Not asyncio.run: it would leave the thread without the current event
+            # loop that Faust's worker asks for.
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(check_broker_access(settings))
+            except BrokerRefused as exc:
+                click.echo(f"autopilot: cannot connect to the broker: {exc}", err=True)
+                sys.exit(2)
+            finally:
+                loop.close()
+        return run_worker(*args, **kwargs)
+
+    return checked
 
 
 def main() -> None:
@@ -45,4 +77,6 @@ def main() -> None:
     cli.add_command(bench)
     cli.add_command(up)
     cli.add_command(score)
+    worker = cli.commands["worker"]
+    worker.callback = _checking_broker_access(worker.callback)
     app.main()

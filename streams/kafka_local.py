@@ -2,7 +2,8 @@
 
 The official broker jars come from Maven Central through ``mvn`` and the pom in
 ``streams/kafka/pom.xml``, into a per-user cache, once; later starts need no
-network. One combined broker+controller listens on 127.0.0.1.
+network. One combined broker+controller listens on 127.0.0.1; with a
+:class:`BrokerSecurity` it also has a SASL_SSL client listener.
 
 The broker is started in its own session so a Ctrl-C in the caller's terminal
 does not tear it down half-way; with ``owned=True`` (tests, ``make run``) it is
@@ -25,11 +26,17 @@ import subprocess
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["KafkaLocal", "KafkaLocalError", "default_cache_dir", "kafka_version"]
+__all__ = [
+    "BrokerSecurity",
+    "KafkaLocal",
+    "KafkaLocalError",
+    "default_cache_dir",
+    "kafka_version",
+]
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"
 MIN_JAVA = 17
@@ -137,6 +144,74 @@ def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
     return asyncio.run(_answers_metadata(bootstrap, timeout_s))
 
 
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """A SASL_SSL client listener with SCRAM users, beside the PLAINTEXT one.
+
+    The PLAINTEXT listener stays for the broker's own traffic and the readiness
+    probe; clients that should authenticate are pointed at :attr:`port`.
+
+    Parameters
+    ----------
+    port
+        The SASL_SSL port on 127.0.0.1.
+    keystore
+        PKCS12 keystore with the broker's private key and certificate chain.
+    keystore_password
+        Password of the keystore and of the key in it.
+    scram_users
+        User name to password; the broker stores them as ``mechanism`` credentials
+        when it formats its storage (a data dir formatted before keeps its users).
+        ``kafka-storage`` takes them on its command line, so this is for
+        development and test brokers, not for secrets other local users must not see.
+    mechanism
+        The SCRAM mechanism the listener accepts.
+
+    Examples
+    --------
+    >>> security = BrokerSecurity(1, Path("k.p12"), "store-pw", {"worker": "pw"})
+    >>> "pw" in repr(security)
+    False
+    >>> security.scram_arguments()
+    ['--add-scram', 'SCRAM-SHA-512=[name="worker",password="pw"]']
+    """
+
+    port: int
+    keystore: Path
+    keystore_password: str = field(repr=False)
+    scram_users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    mechanism: str = "SCRAM-SHA-512"
+
+    def __post_init__(self) -> None:
+        if self.mechanism not in ("SCRAM-SHA-512", "SCRAM-SHA-256"):
+            raise KafkaLocalError(f"{self.mechanism} is not a SCRAM mechanism")
+        for name, password in self.scram_users.items():
+            # kafka-storage reads name="..." without escapes.
+            if not name or '"' in name + password:
+                raise KafkaLocalError(f"SCRAM user {name!r}: names and passwords may not hold '\"'")
+
+    def scram_arguments(self) -> list[str]:
+        """The ``kafka-storage format`` arguments that create :attr:`scram_users`."""
+        arguments = []
+        for name, password in self.scram_users.items():
+            arguments += ["--add-scram", f'{self.mechanism}=[name="{name}",password="{password}"]']
+        return arguments
+
+    def properties(self) -> dict[str, str]:
+        """Broker properties of the SASL_SSL listener, beyond its place in ``listeners``."""
+        return {
+            "sasl.enabled.mechanisms": self.mechanism,
+            # The server side of SCRAM needs a login module even with no inter-broker use.
+            f"listener.name.sasl_ssl.{self.mechanism.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.sasl_ssl.ssl.keystore.type": "PKCS12",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(Path(self.keystore).absolute()),
+            "listener.name.sasl_ssl.ssl.keystore.password": self.keystore_password,
+            "listener.name.sasl_ssl.ssl.key.password": self.keystore_password,
+        }
+
+
 @dataclass
 class KafkaLocal:
     """One local KRaft broker: fetch, format, start, wait, stop.
@@ -151,6 +226,8 @@ class KafkaLocal:
         Broker jars, shared by every data dir of this user.
     heap
         The broker JVM's ``-Xmx``; 512m is plenty for a development broker.
+    security
+        If given, a SASL_SSL client listener too (see :class:`BrokerSecurity`).
     """
 
     port: int = 9092
@@ -158,6 +235,7 @@ class KafkaLocal:
     cache_dir: Path = field(default_factory=default_cache_dir)
     heap: str = field(default_factory=lambda: os.environ.get("AUTOPILOT_KAFKA_HEAP", "512m"))
     log: Callable[[str], None] = lambda _msg: None
+    security: BrokerSecurity | None = None
 
     def __post_init__(self) -> None:
         if self.data_dir is None:
@@ -168,6 +246,11 @@ class KafkaLocal:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def secure_bootstrap(self) -> str | None:
+        """``host:port`` of the SASL_SSL listener, if the broker has one."""
+        return None if self.security is None else f"127.0.0.1:{self.security.port}"
 
     @property
     def libs_dir(self) -> Path:
@@ -253,7 +336,17 @@ class KafkaLocal:
             "auto.create.topics.enable": "true",
             "log.retention.hours": "24",
         }
+        if self.security is not None:
+            secure = f"SASL_SSL://127.0.0.1:{self.security.port}"
+            props["listeners"] += f",{secure}"
+            props["advertised.listeners"] += f",{secure}"
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props.update(self.security.properties())
         config = self.data_dir / "server.properties"
+        if self.security is not None:
+            # It will hold the keystore password: owner only, before it is written.
+            config.touch(mode=0o600)
+            config.chmod(0o600)
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         log4j = self.data_dir / "log4j2.properties"
         log4j.write_text(
@@ -301,6 +394,8 @@ class KafkaLocal:
             # The = form: a random id may start with "-", which would read as an option.
             f"--cluster-id={_cluster_id()}", "-c", str(config),
         ]  # fmt: skip
+        if self.security is not None:
+            cmd += self.security.scram_arguments()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise KafkaLocalError(f"formatting KRaft storage failed: {proc.stdout}{proc.stderr}")
@@ -318,6 +413,10 @@ class KafkaLocal:
             raise KafkaLocalError(
                 f"port {self.port} on 127.0.0.1 is in use by another process; "
                 "choose another with --port, or set AUTOPILOT_BROKER to use that broker"
+            )
+        if self.security is not None and _port_in_use(self.security.port):
+            raise KafkaLocalError(
+                f"the SASL_SSL port {self.security.port} on 127.0.0.1 is in use by another process"
             )
         java = self._java()
         libs = self.fetch()
@@ -359,7 +458,11 @@ class KafkaLocal:
                     f"the broker exited with code {proc.returncode} during start; "
                     f"last lines of {self.log_file}: {self.log_tail()}"
                 )
-            if _port_in_use(self.port) and broker_answers(self.bootstrap):
+            if (
+                _port_in_use(self.port)
+                and broker_answers(self.bootstrap)
+                and (self.security is None or _port_in_use(self.security.port))
+            ):
                 return
             time.sleep(0.3)
         raise KafkaLocalError(

@@ -216,6 +216,7 @@ async def run_outcomes(
     limit: int = 0,
     timeout_s: float | None = None,
     clock: Callable[[], float] = time.time,
+    security: Mapping[str, Any] | None = None,
 ) -> OutcomeSummary:
     """Answer remediation decisions with simulated outcomes until ``limit`` or ``timeout_s``.
 
@@ -237,6 +238,9 @@ async def run_outcomes(
         Stop after this many seconds; ``None`` for no limit.
     clock
         Wall-clock seconds, the outcomes' observation time.
+    security
+        aiokafka keyword arguments for a TLS or SASL broker, as made by
+        :meth:`streams.settings.Settings.aiokafka_security_kwargs`.
     """
     incidents = load_incidents(truth)
     summary = OutcomeSummary()
@@ -246,8 +250,9 @@ async def run_outcomes(
         group_id=group_id,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **(security or {}),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **(security or {}))
     await consumer.start()
     await producer.start()
     loop = asyncio.get_running_loop()

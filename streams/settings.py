@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from models.cost import load_budgets, load_price_table
 from models.regions import DEFAULT_REGION_CONFIG_PATH, RegionConfigError, load_region_config
 
-__all__ = ["LOG_LEVELS", "Settings", "SettingsError"]
+__all__ = ["LOG_LEVELS", "SASL_MECHANISMS", "SECURITY_PROTOCOLS", "Settings", "SettingsError"]
 
 LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
 DEFAULT_PRICES_PATH = DEFAULT_REGION_CONFIG_PATH.with_name("prices.toml")
 DEFAULT_BUDGETS_PATH = DEFAULT_REGION_CONFIG_PATH.with_name("budgets.toml")
@@ -106,6 +109,16 @@ configuration file
     """Monthly budgets; ``None`` (``AUTOPILOT_BUDGETS=off``) watches none."""
     pseudonym_salt: str = "paas-autopilot-dev"
     """Key of the tenant pseudonyms; the default is public, for development only."""
+    security_protocol: str = "PLAINTEXT"
+    """How clients talk to the broker: one of :data:`SECURITY_PROTOCOLS`."""
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    """Kept out of ``repr()`` so that no log line or traceback can show it."""
+    ssl_cafile: Path | None = None
+    """The CA that signed the broker's certificate; ``None`` trusts the system CAs."""
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -171,9 +184,182 @@ configuration file
             prices_path=prices_path,
             budgets_path=budgets_path,
             pseudonym_salt=salt,
+            **_security_from_env(env),
         )
 
     @property
     def bootstrap_servers(self) -> str:
         """The broker list as aiokafka wants it: ``host:port[,host:port]``."""
         return self.broker.removeprefix("kafka://").replace(";", ",")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of broker connections; ``None`` for ``PLAINTEXT``.
+
+        The broker's certificate is verified against :attr:`ssl_cafile` (or the
+        system CAs) and must name the host connected to.
+
+        Raises
+        ------
+        SettingsError
+            If the CA, certificate or key file is not PEM that OpenSSL accepts.
+        """
+        from aiokafka.helpers import create_ssl_context
+
+        if self.security_protocol == "PLAINTEXT":
+            return None
+        try:
+            context = create_ssl_context(cafile=self.ssl_cafile)
+        except ssl.SSLError as exc:
+            raise SettingsError(
+                f"AUTOPILOT_SSL_CAFILE: {self.ssl_cafile}: not a PEM CA certificate ({exc.reason})"
+            ) from None
+        if self.ssl_certfile is not None:
+            try:
+                context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            except ssl.SSLError as exc:
+                raise SettingsError(
+                    f"AUTOPILOT_SSL_CERTFILE/KEYFILE: {self.ssl_certfile}: not a PEM "
+                    f"certificate with its key ({exc.reason})"
+                ) from None
+        return context
+
+    def aiokafka_security_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that make an aiokafka client connect as this worker does.
+
+        Empty for ``PLAINTEXT``, so plain clients keep aiokafka's defaults.
+
+        Examples
+        --------
+        >>> Settings().aiokafka_security_kwargs()
+        {}
+        >>> kwargs = Settings.from_env({
+        ...     "AUTOPILOT_SECURITY_PROTOCOL": "SASL_SSL",
+        ...     "AUTOPILOT_SASL_USERNAME": "worker",
+        ...     "AUTOPILOT_SASL_PASSWORD": "s3cret",
+        ... }).aiokafka_security_kwargs()
+        >>> kwargs["security_protocol"], kwargs["sasl_mechanism"], kwargs["sasl_plain_username"]
+        ('SASL_SSL', 'SCRAM-SHA-512', 'worker')
+        """
+        if self.security_protocol == "PLAINTEXT":
+            return {}
+        kwargs: dict[str, Any] = {
+            "security_protocol": self.security_protocol,
+            "ssl_context": self.ssl_context(),
+        }
+        if self.security_protocol == "SASL_SSL":
+            kwargs.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return kwargs
+
+
+def _existing_file(env: Mapping[str, str], name: str) -> Path | None:
+    """The file named by the env var ``name``, or ``None`` when unset."""
+    raw = env.get(name)
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise SettingsError(f"{name}: {path}: no such file")
+    return path
+
+
+def _security_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The broker security fields of :class:`Settings`, read from ``env``.
+
+    Variables that the chosen protocol would ignore are an error rather than
+    silently unused: a password set for a ``PLAINTEXT`` broker is a forgotten
+    ``AUTOPILOT_SECURITY_PROTOCOL``, and a worker that then fails to connect
+    would not say why.
+
+    Examples
+    --------
+    >>> _security_from_env({})["security_protocol"]
+    'PLAINTEXT'
+    >>> _security_from_env({"AUTOPILOT_SECURITY_PROTOCOL": "SASL_SSL"})
+    Traceback (most recent call last):
+    ...
+    streams.settings.SettingsError: AUTOPILOT_SECURITY_PROTOCOL=SASL_SSL needs \
+AUTOPILOT_SASL_USERNAME and AUTOPILOT_SASL_PASSWORD (or AUTOPILOT_SASL_PASSWORD_FILE)
+    >>> _security_from_env({"AUTOPILOT_SASL_USERNAME": "worker"})
+    Traceback (most recent call last):
+    ...
+    streams.settings.SettingsError: AUTOPILOT_SASL_USERNAME is set but \
+AUTOPILOT_SECURITY_PROTOCOL=PLAINTEXT does not use it (SASL needs SASL_SSL)
+    >>> _security_from_env(
+    ...     {"AUTOPILOT_SECURITY_PROTOCOL": "SSL", "AUTOPILOT_SSL_CAFILE": "/no/ca.pem"}
+    ... )
+    Traceback (most recent call last):
+    ...
+    streams.settings.SettingsError: AUTOPILOT_SSL_CAFILE: /no/ca.pem: no such file
+
+    The password never shows in the settings' ``repr()``:
+
+    >>> settings = Settings(**_security_from_env({
+    ...     "AUTOPILOT_SECURITY_PROTOCOL": "sasl_ssl",
+    ...     "AUTOPILOT_SASL_MECHANISM": "scram-sha-256",
+    ...     "AUTOPILOT_SASL_USERNAME": "worker",
+    ...     "AUTOPILOT_SASL_PASSWORD": "hunter2-secret",
+    ... }))
+    >>> settings.security_protocol, settings.sasl_mechanism, settings.sasl_password
+    ('SASL_SSL', 'SCRAM-SHA-256', 'hunter2-secret')
+    >>> "hunter2" in repr(settings), "sasl_username='worker'" in repr(settings)
+    (False, True)
+    """
+    protocol = (env.get("AUTOPILOT_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        choices = ", ".join(SECURITY_PROTOCOLS)
+        raise SettingsError(f"AUTOPILOT_SECURITY_PROTOCOL={protocol!r} is not one of {choices}")
+    sasl_vars = ("AUTOPILOT_SASL_MECHANISM", "AUTOPILOT_SASL_USERNAME", "AUTOPILOT_SASL_PASSWORD",
+                 "AUTOPILOT_SASL_PASSWORD_FILE")  # fmt: skip
+    ssl_vars = ("AUTOPILOT_SSL_CAFILE", "AUTOPILOT_SSL_CERTFILE", "AUTOPILOT_SSL_KEYFILE")
+    unused = [name for name in sasl_vars if env.get(name) and protocol != "SASL_SSL"]
+    unused += [name for name in ssl_vars if env.get(name) and protocol == "PLAINTEXT"]
+    if unused:
+        raise SettingsError(
+            f"{unused[0]} is set but AUTOPILOT_SECURITY_PROTOCOL={protocol} does not use it "
+            f"({'SASL needs SASL_SSL' if unused[0] in sasl_vars else 'TLS needs SSL or SASL_SSL'})"
+        )
+    certfile = _existing_file(env, "AUTOPILOT_SSL_CERTFILE")
+    keyfile = _existing_file(env, "AUTOPILOT_SSL_KEYFILE")
+    if keyfile is not None and certfile is None:
+        raise SettingsError("AUTOPILOT_SSL_KEYFILE needs AUTOPILOT_SSL_CERTFILE")
+    fields: dict[str, Any] = {
+        "security_protocol": protocol,
+        "ssl_cafile": _existing_file(env, "AUTOPILOT_SSL_CAFILE"),
+        "ssl_certfile": certfile,
+        "ssl_keyfile": keyfile,
+    }
+    if protocol != "SASL_SSL":
+        return fields
+    mechanism = (env.get("AUTOPILOT_SASL_MECHANISM") or SASL_MECHANISMS[0]).upper()
+    if mechanism not in SASL_MECHANISMS:
+        raise SettingsError(
+            f"AUTOPILOT_SASL_MECHANISM={mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}"
+        )
+    password = env.get("AUTOPILOT_SASL_PASSWORD") or None
+    if password_file := env.get("AUTOPILOT_SASL_PASSWORD_FILE"):
+        if password is not None:
+            raise SettingsError(
+                "set AUTOPILOT_SASL_PASSWORD or AUTOPILOT_SASL_PASSWORD_FILE, not both"
+            )
+        try:
+            # A secret mounted from Kubernetes has no newline; one written by echo has.
+            password = Path(password_file).read_text().rstrip("\r\n") or None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise SettingsError(
+                f"AUTOPILOT_SASL_PASSWORD_FILE: {password_file}: {reason}"
+            ) from None
+        if password is None:
+            raise SettingsError(f"AUTOPILOT_SASL_PASSWORD_FILE: {password_file} is empty")
+    username = env.get("AUTOPILOT_SASL_USERNAME") or None
+    if username is None or password is None:
+        raise SettingsError(
+            "AUTOPILOT_SECURITY_PROTOCOL=SASL_SSL needs AUTOPILOT_SASL_USERNAME and "
+            "AUTOPILOT_SASL_PASSWORD (or AUTOPILOT_SASL_PASSWORD_FILE)"
+        )
+    return {**fields, "sasl_mechanism": mechanism, "sasl_username": username,
+            "sasl_password": password}  # fmt: skip

@@ -1183,6 +1183,7 @@ async def run_simulation(
     topics: TopicNames,
     ground_truth_path: Path | None = None,
     progress: ProgressFn | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> SimSummary:
     """Produce the simulation to Kafka and count what the broker acknowledged.
 
@@ -1201,6 +1202,9 @@ async def run_simulation(
         ``progress(sent_total, rate_per_s, event_ts)``, called at most about
         once per second with the acknowledged count, the recent rate and the
         event time reached.
+    security
+        aiokafka keyword arguments for a TLS or SASL broker, as made by
+        :meth:`streams.settings.Settings.aiokafka_security_kwargs`.
 
     Returns
     -------
@@ -1222,6 +1226,7 @@ async def run_simulation(
         linger_ms=config.linger_ms,
         max_batch_size=512 * 1024,
         partitioner=_KeyPartitioner(),
+        **(security or {}),
     )
     await producer.start()
     sender = _Sender(producer, topics)

@@ -56,6 +56,7 @@ async def outcomes(self, ground_truth: Path, seed: int, limit: int, timeout: flo
             seed=seed,
             limit=limit,
             timeout_s=timeout,
+            security=settings.aiokafka_security_kwargs(),
         )
     except asyncio.CancelledError:
         click.echo("outcomes interrupted", err=True)

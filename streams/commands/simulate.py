@@ -107,6 +107,7 @@ async def simulate(
             topics=topic_names,
             ground_truth_path=ground_truth,
             progress=progress,
+            security=settings.aiokafka_security_kwargs(),
         )
     except asyncio.CancelledError:
         click.echo("simulation interrupted", err=True)

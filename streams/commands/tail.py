@@ -55,6 +55,7 @@ async def tail(self, which: tuple[str, ...], from_beginning: bool, limit: int) -
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
+        **settings.aiokafka_security_kwargs(),
     )
     await consumer.start()
     seen = 0
