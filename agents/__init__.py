@@ -3,6 +3,6 @@
 Importing this package registers every agent with the app.
 """
 
-from agents import actuator, cost, errors, failover, interactions, metrics
+from agents import actuator, cost, errors, failover, interactions, metrics, tenants
 
-__all__ = ["actuator", "cost", "errors", "failover", "interactions", "metrics"]
+__all__ = ["actuator", "cost", "errors", "failover", "interactions", "metrics", "tenants"]

@@ -1,4 +1,4 @@
-"""The interactions agent: telemetry.interactions -> region health, SLO burn, usage, tenants.
+"""The interactions agent: telemetry.interactions -> region health, SLO burn, usage series.
 
 Each valid interaction gives its region's success rate one more observation and says which
 data class (``data_class``, or ``default`` without one) the region serves, which decides
@@ -6,30 +6,31 @@ where its traffic may go on failover (:mod:`agents.failover`).
 
 It also feeds the :class:`~models.interactions_brain.InteractionsBrain` of its partition and
 publishes what it decides: ``slo_burn`` (``decisions.remediation``) when a (service, region)
-or a tenant burns its error budget too fast, ``scheduled_scaling`` (``decisions.scaling``)
-ahead of a tenant's learned peak, and ``anomaly`` (``decisions.remediation``) when a
-tenant's activity drops or surges. The brain's SLO burn and feedback surges per region go to
+burns its error budget too fast. The brain's SLO burn and feedback surges per region go to
 region health as evidence (:func:`agents.failover.observe_health_evidence`); its success
-tallies are off, since region health already gets every interaction.
+tallies are off, since region health already gets every interaction. Then the interaction,
+as its tenant's request (pseudonymous tenant, service, region, whether it met its SLO), goes
+to ``interactions.by-tenant``, keyed by tenant, where :mod:`agents.tenants` judges each
+tenant on all its traffic; the interaction counts as processed once that request is handed
+to the producer.
 
 One brain per partition of ``telemetry.interactions``, as in :mod:`agents.errors`: the topic
-is keyed ``service/region``, so each (service, region) burn is complete in one brain. A
-tenant's interactions span services, hence partitions: its burn, usage profile and
-behaviour are judged per partition, and a tenant whose incident hits several partitions
-gets a decision from each. Each brain is checkpointed every
-``AUTOPILOT_CHECKPOINT_INTERVAL_S`` to the Faust table ``interactions-brain`` (changelog
-``<app>-interactions-brain-changelog``, compacted) as one JSON value under the key
-``b"<p>"`` on changelog partition ``p``, so the worker that gets interactions partition
-``p`` restores its brain.
+is keyed ``service/region``, so each (service, region) burn is complete in one brain. Each
+brain is checkpointed every ``AUTOPILOT_CHECKPOINT_INTERVAL_S`` to the Faust table
+``interactions-brain`` (changelog ``<app>-interactions-brain-changelog``, compacted) as one
+JSON value under the key ``b"<p>"`` on changelog partition ``p``, so the worker that gets
+interactions partition ``p`` restores its brain. ``GET /interactions/`` shows, per
+partition this worker owns, what its interactions and tenant brains hold, in counts.
 
-Privacy: tenant names become keyed pseudonyms (``AUTOPILOT_PSEUDONYM_SALT``) before the
-brain learns anything; user ids and feedback text are neither kept nor published.
+Privacy: tenant names become keyed pseudonyms (``AUTOPILOT_PSEUDONYM_SALT``) before anything
+leaves the brain; user ids and feedback text are neither kept nor published.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from agents import tenants
 from agents.checkpoints import PartitionBrains, handling_partition
 from agents.edge import Edge
 from agents.failover import observe_health_evidence, observe_interaction
@@ -40,7 +41,7 @@ from schemas import Interaction
 from streams.app import app, settings, topic_names, topics
 from streams.exporter import SERIES_TRACKED
 
-__all__ = ["SERVICE_SLOS", "brains", "checkpoint", "interactions"]
+__all__ = ["SERVICE_SLOS", "brains", "checkpoint", "interactions", "interactions_view"]
 
 SERVICE_SLOS = {"checkout": SLO(target=0.995, latency_ms=1000.0)}
 """Services held to their own SLO; the others get the default 99.9 % within 300 ms.
@@ -78,6 +79,7 @@ async def _handle(interaction: Interaction) -> None:
     for decision in out.decisions:
         await publish(decision, interaction.ts)
     store.touch(partition)
+    await tenants.send_request(out.tenant)
 
 
 @app.agent(topics.interactions)
@@ -98,3 +100,28 @@ async def checkpoint() -> None:
         brain.evict_idle(brain.watermark)
     store.checkpoint()
     SERIES_TRACKED.labels("interactions_brain").set(sum(len(b.slo) for b in brains.values()))
+
+
+def _owned(partitions: PartitionBrains[Any]) -> list[int]:
+    """Partitions of the store's topic this worker is assigned as active, lowest first."""
+    return sorted(
+        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == partitions.topic
+    )
+
+
+@app.page("/interactions/")
+async def interactions_view(view, request):
+    """What the interactions and tenant brains hold, per partition, in counts only.
+
+    Once the tables are recovered, the brain of every partition this worker owns is shown,
+    restored from its checkpoint if it has not learned since the worker started; before,
+    only the brains in memory (``ready`` is false), since loading one from a table still
+    recovering would start it empty.
+    """
+    ready = not app.rebalancing and app.tables.recovery.completed.is_set()
+
+    def held(partitions: PartitionBrains[Any]) -> dict[str, dict[str, int]]:
+        owned = _owned(partitions) if ready else sorted(partitions.brains)
+        return {str(p): partitions.get(p).stats() for p in owned}
+
+    return view.json({"ready": ready, "interactions": held(store), "tenants": held(tenants.store)})

@@ -1,15 +1,15 @@
-"""The interactions brain: SLO burn, usage patterns, tenant behaviour and feedback sentiment.
+"""The interactions brain: SLO burn per (service, region), usage series and feedback sentiment.
 
 It turns user interactions into decisions and region-health evidence, and is pure and
-synchronous: the interactions agent feeds it and publishes what it returns.
+synchronous: the interactions agent feeds it and publishes what it returns. It judges what
+one (service, region) shows on its own; what a tenant does across services and regions is
+the :class:`~models.tenant_brain.TenantBrain`'s to judge, from the :class:`TenantRequest`
+each interaction becomes here.
 
-* **SLO burn** (:mod:`models.slo`) per (service, region) and per tenant: an ``slo_burn``
-  decision when a multiwindow burn rule starts firing.
-* **Usage patterns** (:mod:`models.usage`): a ``scheduled_scaling`` recommendation ahead of
-  each learned peak of a (tenant, service), and the seasonal prior of the load forecaster
-  (:meth:`InteractionsBrain.prior_for`).
-* **Behaviour** (:mod:`models.behaviour`): an ``anomaly`` decision (``tenant_drop`` or
-  ``tenant_surge``) when a tenant's activity drops or surges against its profile.
+* **SLO burn** (:mod:`models.slo`) per (service, region): an ``slo_burn`` decision when a
+  multiwindow burn rule starts firing.
+* **Usage series** (:mod:`models.usage`): the hour-of-week profile of each (service,
+  region), the seasonal prior of the load forecaster (:meth:`InteractionsBrain.prior_for`).
 * **Feedback sentiment** (:mod:`models.sentiment`): a surge of negative feedback for a
   (service, region) is health evidence, not a decision of its own: feedback is sparse and
   a symptom, and the burn of the same incident already makes the decision.
@@ -20,9 +20,9 @@ rule's burn, so one failing service is a remediation matter rather than a region
 and any feedback surge, as :class:`HealthEvidence` for the failover models
 (:class:`models.region_health.RegionHealthBank`).
 
-Privacy: tenant names are replaced by keyed pseudonyms (:func:`pseudonym`) before anything
-is learned, so neither the decisions nor the learned state hold them; user ids are not used,
-and feedback text is scored and dropped.
+Privacy: tenant names are replaced by keyed pseudonyms (:func:`pseudonym`) in the
+:class:`TenantRequest`, the only place a tenant appears; user ids are not used, and feedback
+text is scored and dropped.
 """
 
 from __future__ import annotations
@@ -33,30 +33,28 @@ import statistics
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from models.behaviour import BehaviourAnomaly, TenantBehaviour
 from models.region_health import RegionHealthBank
 from models.sentiment import FeedbackMonitor, FeedbackScorer
 from models.slo import SLO, BurnAlert, BurnRateMonitor
-from models.usage import ScheduledPeak, UsageModel
+from models.usage import UsageModel
 from schemas import Decision, Interaction, decision_id_for
 
 __all__ = [
-    "BEHAVIOUR_MODEL_VERSION",
     "SLO_MODEL_VERSION",
-    "USAGE_MODEL_VERSION",
     "HealthEvidence",
     "InteractionsBrain",
     "InteractionsOutput",
+    "TenantRequest",
+    "burn_decision",
     "pseudonym",
+    "requests_in_windows",
 ]
 
 SLO_MODEL_VERSION = "slo-burn-multiwindow/1"
-USAGE_MODEL_VERSION = "usage-hour-of-week/1"
-BEHAVIOUR_MODEL_VERSION = "tenant-behaviour/1"
-_STATE_VERSION = 1
+# 2: the tenant models moved to models.tenant_brain; a version 1 state loses its tenant part.
+_STATE_VERSION = 2
 
 
 def pseudonym(tenant: str, salt: bytes) -> str:
@@ -71,6 +69,30 @@ def pseudonym(tenant: str, salt: bytes) -> str:
     if not 0 < len(salt) <= 64:
         raise ValueError("the salt must be 1 to 64 bytes (a BLAKE2b key)")
     return "t_" + hashlib.blake2b(tenant.encode(), key=salt, digest_size=6).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRequest:
+    """One interaction as the tenant stage sees it: no user, no feedback, no tenant name.
+
+    Attributes
+    ----------
+    ts
+        Event time of the interaction.
+    tenant
+        The tenant's pseudonym (:func:`pseudonym`).
+    service, region
+        What served it, and where.
+    good
+        Whether it met its service's SLO (:meth:`models.slo.SLO.is_good`): the tenant's
+        burn counts it as its service would.
+    """
+
+    ts: float
+    tenant: str
+    service: str
+    region: str
+    good: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +138,10 @@ class HealthEvidence:
 
 @dataclass(frozen=True, slots=True)
 class InteractionsOutput:
-    """What one interaction caused: decisions to publish and evidence for region health."""
+    """What one interaction caused: decisions to publish, evidence for region health, and
+    the request for the tenant stage (:class:`~models.tenant_brain.TenantBrain`)."""
 
+    tenant: TenantRequest
     decisions: list[Decision] = field(default_factory=list)
     health: list[HealthEvidence] = field(default_factory=list)
 
@@ -133,30 +157,29 @@ class _Region:
 
 
 class InteractionsBrain:
-    """SLO burn, usage patterns, tenant behaviour and feedback sentiment from interactions.
+    """SLO burn per (service, region), usage series and feedback sentiment from interactions.
 
     Parameters
     ----------
     salt
         Key of the tenant pseudonyms (1 to 64 bytes); keep it secret and stable.
     slo
-        Burn-rate monitor; the default watches 99.9 % of requests within 300 ms over 30 days
-        with the SRE Workbook's 1h/5m and 6h/30m rules. Its SLO is the default one, and the
-        one of every tenant.
+        Burn-rate monitor of the (service, region) keys; the default watches 99.9 % of
+        requests within 300 ms over 30 days with the SRE Workbook's 1h/5m and 6h/30m rules.
     slos
         The SLO of each service that has its own (target and latency), e.g.
         ``{"checkout": SLO(target=0.995, latency_ms=1000.0)}``: a request is judged by its
-        service's SLO, in its (service, region) budget and in its tenant's.
-    usage, behaviour, feedback, scorer
-        The other models; defaults as documented in their modules.
+        service's SLO, in its (service, region) budget and (by the tenant stage) in its
+        tenant's.
+    usage, feedback, scorer
+        The other models; defaults as documented in their modules. Only the (service,
+        region) profiles of ``usage`` are learned here.
     health_every_s
         Event seconds between two health flushes of a region.
     health_tallies
         Whether health flushes carry the region's success tally (``interactions``
         evidence); turn it off when something else already gives region health every
         interaction, so they are not counted twice.
-    check_every_s
-        Event seconds between two checks of every tenant for drops (silence).
     fresh_s
         A service counts in its region's burn while it had an interaction this recently.
     max_regions, max_services
@@ -164,24 +187,30 @@ class InteractionsBrain:
 
     Notes
     -----
-    Memory is bounded by the models': about 5.8 KiB per (service, region) and per tenant
-    for the burn windows, 2 KiB per (tenant, service) and per (service, region) for usage
-    profiles, 2 KiB per tenant for behaviour, a few hundred bytes per (service, region) for
-    feedback, each model capping its keys and evicting idle ones (:meth:`evict_idle`).
+    Memory is bounded by the models': about 5.8 KiB per (service, region) for the burn
+    windows, 2 KiB per (service, region) for its usage profile, a few hundred bytes per
+    (service, region) for feedback, each model capping its keys and evicting idle ones
+    (:meth:`evict_idle`). Nothing is kept per tenant.
 
     Examples
     --------
     >>> brain = InteractionsBrain(salt=b"doctest")
     >>> out = brain.observe(Interaction(1_704_067_200.0, "eu-west", "acme", "checkout",
     ...                                 "u-1", "pay", 42.0, True, "page would not load"))
-    >>> out.decisions, [(e.kind, e.region, e.total) for e in out.health]
-    ([], [])
+    >>> out.decisions, [(e.kind, e.region, e.total) for e in out.health], out.tenant.good
+    ([], [], True)
+    >>> out.tenant.tenant == pseudonym("acme", b"doctest")
+    True
     >>> later = brain.observe(Interaction(1_704_067_206.0, "eu-west", "acme", "checkout",
-    ...                                   "u-1", "pay", 40.0, True))
+    ...                                   "u-1", "pay", 400.0, True))
+    >>> later.tenant.good  # slower than the default SLO's 300 ms
+    False
     >>> [(e.kind, e.region) for e in later.health]  # five seconds later: a health flush
     [('interactions', 'eu-west'), ('slo_burn', 'eu-west')]
     >>> later.health[0].successes, later.health[0].total, later.health[1].value
     (2, 2, 0.0)
+    >>> brain.stats()
+    {'series': 1, 'requests_in_windows': 2, 'usage_series': 1, 'regions': 1}
     """
 
     def __init__(
@@ -191,12 +220,10 @@ class InteractionsBrain:
         slo: BurnRateMonitor | None = None,
         slos: Mapping[str, SLO] | None = None,
         usage: UsageModel | None = None,
-        behaviour: TenantBehaviour | None = None,
         feedback: FeedbackMonitor | None = None,
         scorer: FeedbackScorer | None = None,
         health_every_s: float = 5.0,
         health_tallies: bool = True,
-        check_every_s: float = 60.0,
         fresh_s: float = 300.0,
         max_regions: int = 256,
         max_services: int = 256,
@@ -206,18 +233,15 @@ class InteractionsBrain:
         self.slo = BurnRateMonitor() if slo is None else slo
         self.slos = dict(slos or {})
         self.usage = UsageModel() if usage is None else usage
-        self.behaviour = TenantBehaviour() if behaviour is None else behaviour
         self.feedback = FeedbackMonitor() if feedback is None else feedback
         self.scorer = FeedbackScorer() if scorer is None else scorer
         self.health_every_s = health_every_s
         self.health_tallies = health_tallies
-        self.check_every_s = check_every_s
         self.fresh_s = fresh_s
         self.max_regions = max_regions
         self.max_services = max_services
         self._regions: OrderedDict[str, _Region] = OrderedDict()
         self.watermark = -math.inf
-        self._checked_ts = -math.inf
 
     def pseudonym(self, tenant: str) -> str:
         """The pseudonym this brain uses for ``tenant``."""
@@ -225,25 +249,17 @@ class InteractionsBrain:
 
     # ---------------------------------------------------------------------------- input
     def observe(self, interaction: Interaction) -> InteractionsOutput:
-        """Learn from one interaction; return the decisions and health evidence it causes."""
+        """Learn from one interaction; return the decisions, health evidence and tenant
+        request it causes."""
         i = interaction
         ts = i.ts
-        tenant = self.pseudonym(i.tenant)
         decisions: list[Decision] = []
         slo = self.slos.get(i.service, self.slo.slo)
         good = slo.is_good(i.success, i.latency_ms)
         service_key = ("service", i.service, i.region)
         for alert in self.slo.learn_one(service_key, ts, good, slo=slo):
-            decisions.append(self._burn_decision(alert, {"service": i.service, "region": i.region}))
-        for alert in self.slo.learn_one(("tenant", tenant), ts, good):
-            decisions.append(self._burn_decision(alert, {"tenant": tenant}))
-
-        peak = self.usage.learn_one(ts, tenant, i.service, i.region)
-        if peak is not None:
-            decisions.append(self._scheduled_decision(peak))
-        anomaly = self.behaviour.learn_one(ts, tenant)
-        if anomaly is not None:
-            decisions.append(_behaviour_decision(anomaly))
+            decisions.append(burn_decision(alert, {"service": i.service, "region": i.region}))
+        self.usage.learn_series(ts, i.service, i.region)
 
         if i.feedback_text:
             # The text is scored and dropped here: only the boolean goes further.
@@ -251,17 +267,14 @@ class InteractionsBrain:
             self.feedback.learn_one(ts, i.service, i.region, negative)
 
         self.watermark = max(self.watermark, ts)
-        if self.watermark - self._checked_ts >= self.check_every_s:
-            self._checked_ts = self.watermark
-            decisions.extend(_behaviour_decision(a) for a in self.behaviour.check(self.watermark))
-
         region = self._region(ts, i.region, i.service)
         region.total += 1
         region.successes += 1 if i.success else 0
         health = []
         if ts - region.flushed_ts >= self.health_every_s:
             health = self._flush(ts, i.region, region)
-        return InteractionsOutput(decisions, health)
+        request = TenantRequest(ts, self.pseudonym(i.tenant), i.service, i.region, good)
+        return InteractionsOutput(request, decisions, health)
 
     def _region(self, ts: float, name: str, service: str) -> _Region:
         region = self._regions.get(name)
@@ -308,24 +321,26 @@ class InteractionsBrain:
             out.extend(self._flush(now, name, region))
         return out
 
-    def check(self, now: float) -> list[Decision]:
-        """Tenant drops as of ``now`` (call from a timer when interactions stop altogether)."""
-        self._checked_ts = max(self._checked_ts, now)
-        return [_behaviour_decision(a) for a in self.behaviour.check(now)]
-
     # -------------------------------------------------------------------------- queries
     def prior_for(self, service: str, region: str | None = None) -> list[float] | None:
         """Seasonal prior for the load forecaster of (service, region); see
         :meth:`models.usage.UsageModel.prior_for`."""
         return self.usage.prior_for(service, region)
 
+    def stats(self) -> dict[str, int]:
+        """What the brain holds, in counts: (service, region) burn windows, the requests in
+        their longest window, usage series and regions."""
+        return {
+            "series": len(self.slo),
+            "requests_in_windows": requests_in_windows(self.slo),
+            "usage_series": sum(1 for _ in self.usage.series()),
+            "regions": len(self._regions),
+        }
+
     def evict_idle(self, now: float) -> int:
         """Drop idle keys from every model; return how many."""
         dropped = (
-            self.slo.evict_idle(now)
-            + self.usage.evict_idle(now)
-            + self.behaviour.evict_idle(now)
-            + self.feedback.evict_idle(now)
+            self.slo.evict_idle(now) + self.usage.evict_idle(now) + self.feedback.evict_idle(now)
         )
         for name in [n for n, r in self._regions.items() if now - r.flushed_ts > self.slo.ttl_s]:
             del self._regions[name]
@@ -334,31 +349,40 @@ class InteractionsBrain:
 
     # ---------------------------------------------------------------------------- state
     def to_state(self) -> dict[str, Any]:
-        """JSON-friendly state of every model (tenants appear as pseudonyms only)."""
+        """JSON-friendly state of every model (no tenant appears in it)."""
         return {
             "v": _STATE_VERSION,
             "slo": self.slo.to_state(),
             "usage": self.usage.to_state(),
-            "behaviour": self.behaviour.to_state(),
             "feedback": self.feedback.to_state(),
             "regions": [
                 [name, r.successes, r.total, r.flushed_ts, list(r.services.items())]
                 for name, r in self._regions.items()
             ],
             "watermark": self.watermark if math.isfinite(self.watermark) else None,
-            "checked_ts": self._checked_ts if math.isfinite(self._checked_ts) else None,
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], **settings: Any) -> InteractionsBrain:
         """Rebuild a brain from :meth:`to_state`; ``settings`` as for the constructor (the
-        same salt and model settings as the brain that wrote it)."""
-        if state.get("v") != _STATE_VERSION:
-            raise ValueError(f"unsupported interactions brain state version {state.get('v')!r}")
+        same salt and model settings as the brain that wrote it).
+
+        A version 1 state (written when this brain also judged tenants) loses its tenant
+        part: the tenant brain learns tenants afresh.
+        """
+        version = state.get("v")
+        if version not in (1, _STATE_VERSION):
+            raise ValueError(f"unsupported interactions brain state version {version!r}")
+        slo_state, usage_state = state["slo"], state["usage"]
+        if version == 1:
+            slo_state = {
+                **slo_state,
+                "keys": [k for k in slo_state["keys"] if k["key"][0] == "service"],
+            }
+            usage_state = {**usage_state, "tenants": []}
         brain = cls(**settings)
-        brain.slo.load_state(state["slo"])
-        brain.usage.load_state(state["usage"])
-        brain.behaviour.load_state(state["behaviour"])
+        brain.slo.load_state(slo_state)
+        brain.usage.load_state(usage_state)
         brain.feedback.load_state(state["feedback"])
         for name, successes, total, flushed_ts, services in state["regions"]:
             region = _Region(flushed_ts)
@@ -366,111 +390,52 @@ class InteractionsBrain:
             region.services = OrderedDict((s, t) for s, t in services)
             brain._regions[name] = region
         brain.watermark = -math.inf if state["watermark"] is None else state["watermark"]
-        brain._checked_ts = -math.inf if state["checked_ts"] is None else state["checked_ts"]
         return brain
 
-    # ------------------------------------------------------------------------ decisions
-    def _burn_decision(self, alert: BurnAlert, subject: dict[str, str]) -> Decision:
-        slo = alert.slo
-        rule = alert.rule
-        params = {"rule": rule.name, "severity": rule.severity, "slo_target": slo.target}
-        burn = min(alert.long.burn_rate, alert.short.burn_rate)
-        what = (
-            f"{subject['service']} in {subject['region']}"
-            if "service" in subject
-            else f"tenant {subject['tenant']}"
-        )
-        latency = "" if slo.latency_ms is None else f" within {slo.latency_ms:g} ms"
-        reason = (
-            f"{what} is burning its {slo.target:.4g} SLO (good{latency}) error budget "
-            f"{alert.long.burn_rate:.1f}x too fast over {_span(rule.long_s)} and "
-            f"{alert.short.burn_rate:.1f}x over {_span(rule.short_s)} (rule {rule.name}, "
-            f"{rule.severity} at {rule.factor:g}x): {alert.budget_consumed:.1%} of the "
-            f"{slo.period_s / 86_400:g}-day budget spent in {_span(rule.long_s)}."
-        )
-        return Decision(
-            decision_id=decision_id_for("slo_burn", subject, rule.severity, params, [alert.ts]),
-            kind="slo_burn",
-            ts=alert.ts,
-            subject=subject,
-            action=rule.severity,
-            params=params,
-            mode="recommend",
-            # 0.5 at the threshold, approaching 1 as the burn far exceeds it.
-            confidence=round(1.0 - 0.5 * rule.factor / burn, 4),
-            reason=reason,
-            evidence=alert.to_dict(),
-            model_version=SLO_MODEL_VERSION,
-        )
 
-    def _scheduled_decision(self, sp: ScheduledPeak) -> Decision:
-        peak = sp.peak
-        subject = {"service": sp.service, "region": sp.region, "tenant": sp.tenant}
-        params = {
-            "peak_start_ts": peak.start_ts,
-            "peak_ts": peak.peak_ts,
-            "expected_factor": round(peak.magnitude, 3),
-        }
-        profile = self.usage.profile(sp.tenant, sp.service)
-        hours = range(int(peak.start_ts // 3600), int(peak.end_ts // 3600))
-        # How many weeks the peak hours have been seen: one week is a guess, three a habit.
-        weeks = min((profile.visits[(h + 72) % 168] for h in hours), default=0) if profile else 0
-        start = datetime.fromtimestamp(peak.start_ts, UTC)
-        top = datetime.fromtimestamp(peak.peak_ts - 1800.0, UTC)
-        reason = (
-            f"Tenant {sp.tenant} usually peaks on {sp.service} in {sp.region} at "
-            f"{peak.magnitude:.1f}x its median hour, busiest {top:%a %H:%M} UTC; the peak "
-            f"starts at {start:%H:%M} UTC, in {(peak.start_ts - sp.ts) / 60:.0f} minutes."
-        )
-        return Decision(
-            decision_id=decision_id_for(
-                "scheduled_scaling", subject, "scale_ahead", params, [peak.start_ts]
-            ),
-            kind="scheduled_scaling",
-            ts=sp.ts,
-            subject=subject,
-            action="scale_ahead",
-            params=params,
-            mode="recommend",
-            confidence=round(weeks / (weeks + 1.0), 4),
-            reason=reason,
-            evidence={**peak.to_dict(), "lead_s": peak.start_ts - sp.ts, "weeks_seen": weeks},
-            model_version=USAGE_MODEL_VERSION,
-        )
+def requests_in_windows(monitor: BurnRateMonitor) -> int:
+    """Requests counted in the longest burn window of every key of ``monitor``."""
+    longest = max(rule.long_s for rule in monitor.rules)
+    return sum(
+        stats.total for key in monitor if (stats := monitor.window(key, longest)) is not None
+    )
+
+
+def burn_decision(alert: BurnAlert, subject: dict[str, str]) -> Decision:
+    """The ``slo_burn`` decision of a burn alert of ``subject``: a (service, region), or a
+    tenant (``{"tenant": pseudonym}``)."""
+    slo = alert.slo
+    rule = alert.rule
+    params = {"rule": rule.name, "severity": rule.severity, "slo_target": slo.target}
+    burn = min(alert.long.burn_rate, alert.short.burn_rate)
+    what = (
+        f"{subject['service']} in {subject['region']}"
+        if "service" in subject
+        else f"tenant {subject['tenant']}"
+    )
+    latency = "" if slo.latency_ms is None else f" within {slo.latency_ms:g} ms"
+    reason = (
+        f"{what} is burning its {slo.target:.4g} SLO (good{latency}) error budget "
+        f"{alert.long.burn_rate:.1f}x too fast over {_span(rule.long_s)} and "
+        f"{alert.short.burn_rate:.1f}x over {_span(rule.short_s)} (rule {rule.name}, "
+        f"{rule.severity} at {rule.factor:g}x): {alert.budget_consumed:.1%} of the "
+        f"{slo.period_s / 86_400:g}-day budget spent in {_span(rule.long_s)}."
+    )
+    return Decision(
+        decision_id=decision_id_for("slo_burn", subject, rule.severity, params, [alert.ts]),
+        kind="slo_burn",
+        ts=alert.ts,
+        subject=subject,
+        action=rule.severity,
+        params=params,
+        mode="recommend",
+        # 0.5 at the threshold, approaching 1 as the burn far exceeds it.
+        confidence=round(1.0 - 0.5 * rule.factor / burn, 4),
+        reason=reason,
+        evidence=alert.to_dict(),
+        model_version=SLO_MODEL_VERSION,
+    )
 
 
 def _span(seconds: float) -> str:
     return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
-
-
-def _behaviour_decision(a: BehaviourAnomaly) -> Decision:
-    subject = {"tenant": a.tenant}
-    action = f"tenant_{a.kind}"
-    params = {"anomaly_kind": a.kind}
-    if a.kind == "drop":
-        # 0.5 at the threshold, 1.0 when the tenant is silent.
-        confidence = 0.5 + 0.5 * max(0.0, 1.0 - a.ratio / a.threshold)
-        what = "dropped to"
-        cause = "its users may not reach us"
-    else:
-        confidence = 0.5 + 0.5 * max(0.0, 1.0 - a.threshold / a.ratio)
-        what = "surged to"
-        cause = "bots, abuse or a runaway client"
-    reason = (
-        f"Tenant {a.tenant}'s activity {what} {a.ratio:.2g}x what its usage profile expects "
-        f"({a.observed_per_hour:.0f} vs {a.expected_per_hour:.0f} an hour) for "
-        f"{(a.ts - a.since_ts) / 60:.0f} minutes: {cause}."
-    )
-    return Decision(
-        decision_id=decision_id_for("anomaly", subject, action, params, [a.ts]),
-        kind="anomaly",
-        ts=a.ts,
-        subject=subject,
-        action=action,
-        params=params,
-        mode="recommend",
-        confidence=round(min(confidence, 1.0), 4),
-        reason=reason,
-        evidence=a.to_dict(),
-        model_version=BEHAVIOUR_MODEL_VERSION,
-    )

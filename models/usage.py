@@ -3,9 +3,12 @@
 A :class:`UsageProfile` counts events per hour of event time and learns, for each of the
 168 hours of the week (index ``weekday * 24 + hour``, Monday 0, UTC), an exponentially
 weighted mean of the count of that hour over the weeks. :class:`UsageModel` keeps one per
-(tenant, service), to announce each tenant's learned peaks ahead of time, and one per
-(service, region), whose normalised form is the seasonal prior of the load forecaster
-(:meth:`models.forecast.LoadForecaster.set_prior`).
+(tenant, service) (:meth:`UsageModel.learn_tenant`), to announce each tenant's learned peaks
+ahead of time, and one per (service, region) (:meth:`UsageModel.learn_series`), whose
+normalised form is the seasonal prior of the load forecaster
+(:meth:`models.forecast.LoadForecaster.set_prior`). The two are learned apart, from streams
+keyed differently: by tenant (:mod:`models.tenant_brain`) and by (service, region)
+(:mod:`models.interactions_brain`).
 
 A *peak* is a run of at least ``min_hours`` consecutive hours whose learned count exceeds
 ``ratio`` times the median hour of the week; a quiet day (a weekend, when the weekly pattern
@@ -365,7 +368,8 @@ class UsageModel:
     >>> for i in range(15 * 24 * 12):  # every 5 minutes for 15 days
     ...     ts = monday + i * 300.0
     ...     busy = (i // 288) % 7 < 5 and 9 <= (i // 12) % 24 < 12
-    ...     if (p := m.learn_one(ts, "t_1", "api", "eu-west", 3.0 if busy else 1.0)):
+    ...     m.learn_series(ts, "api", "eu-west", 3.0 if busy else 1.0)
+    ...     if (p := m.learn_tenant(ts, "t_1", "api", "eu-west", 3.0 if busy else 1.0)):
     ...         announced.append(p)
     >>> [int((p.ts - monday) // 86_400) for p in announced]  # weekdays from the second week
     [7, 8, 9, 10, 11, 14]
@@ -408,10 +412,30 @@ class UsageModel:
         """The (tenant, service) keys."""
         return iter(self._tenants)
 
-    def learn_one(
+    def series(self) -> Iterator[tuple[str, str]]:
+        """The (service, region) keys."""
+        return iter(self._series)
+
+    def learn_series(self, ts: float, service: str, region: str, weight: float = 1.0) -> None:
+        """Count ``weight`` events of (service, region), for :meth:`prior_for`."""
+        key = (service, region)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = UsageProfile(self.alpha)
+            if len(self._series) > self.max_keys:
+                self._series.popitem(last=False)
+        else:
+            self._series.move_to_end(key)
+        series.learn_one(ts, weight)
+
+    def learn_tenant(
         self, ts: float, tenant: str, service: str, region: str, weight: float = 1.0
     ) -> ScheduledPeak | None:
-        """Count ``weight`` events; return a peak of (tenant, service) to announce, if due."""
+        """Count ``weight`` events of (tenant, service); return a peak to announce, if due.
+
+        ``region`` is where the tenant uses the service (its latest), named in the
+        announcement.
+        """
         key = (tenant, service)
         entry = self._tenants.get(key)
         if entry is None:
@@ -422,16 +446,6 @@ class UsageModel:
             self._tenants.move_to_end(key)
             entry.region = region
         entry.profile.learn_one(ts, weight)
-
-        series_key = (service, region)
-        series = self._series.get(series_key)
-        if series is None:
-            series = self._series[series_key] = UsageProfile(self.alpha)
-            if len(self._series) > self.max_keys:
-                self._series.popitem(last=False)
-        else:
-            self._series.move_to_end(series_key)
-        series.learn_one(ts, weight)
 
         peak = entry.profile.next_peak(
             ts,

@@ -61,8 +61,8 @@ def simulated_history(
 ) -> Trace:
     """The simulator's ``rps`` of one (service, region) over ``days``, as ``(ts, rps)``.
 
-    Interactions before ``learn_until`` are counted into ``usage`` (tenant names are used as
-    they come: this is synthetic data, not published).
+    Interactions before ``learn_until`` are counted into the (service, region) profiles of
+    ``usage``, the ones the prior comes from.
     """
     trace: Trace = []
     runs = math.ceil(days * 86_400.0 / _RUN_S - 1e-9)
@@ -83,7 +83,7 @@ def simulated_history(
                 trace.append((ts, orjson.loads(value)["metrics"]["rps"]))
             elif attr == "interactions" and usage is not None and ts < learn_until:
                 body = orjson.loads(value)
-                usage.learn_one(ts, body["tenant"], body["service"], body["region"])
+                usage.learn_series(ts, body["service"], body["region"])
     return trace
 
 

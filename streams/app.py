@@ -87,6 +87,8 @@ class _Topics:
         self.metrics = declare(names.metrics)
         self.errors = declare(names.errors)
         self.interactions = declare(names.interactions)
+        # Written by the interactions agent, keyed by tenant pseudonym (agents.tenants).
+        self.interactions_by_tenant = declare(names.interactions_by_tenant)
         self.remediation_feedback = declare(names.remediation_feedback)
         self.scaling = declare(names.scaling)
         self.failover = declare(names.failover)

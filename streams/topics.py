@@ -21,7 +21,7 @@ class TopicNames:
     >>> t.metrics, t.dlq
     ('test42.telemetry.metrics', 'test42.autopilot.dlq')
     >>> len(t.all())
-    9
+    10
     """
 
     prefix: str = ""
@@ -37,6 +37,11 @@ class TopicNames:
     @property
     def interactions(self) -> str:
         return f"{self.prefix}telemetry.interactions"
+
+    @property
+    def interactions_by_tenant(self) -> str:
+        """Internal: each interaction as its tenant's request, keyed by tenant pseudonym."""
+        return f"{self.prefix}interactions.by-tenant"
 
     @property
     def remediation_feedback(self) -> str:
@@ -64,8 +69,15 @@ class TopicNames:
         return f"{self.prefix}actions.audit"
 
     def telemetry(self) -> tuple[str, ...]:
-        """Topics whose every message must be accounted for (consumed = processed + DLQ)."""
-        return (self.metrics, self.errors, self.interactions, self.remediation_feedback)
+        """Topics whose every message must be accounted for (consumed = processed + DLQ):
+        the input topics, and the one the worker repartitions interactions to."""
+        return (
+            self.metrics,
+            self.errors,
+            self.interactions,
+            self.remediation_feedback,
+            self.interactions_by_tenant,
+        )
 
     def decisions(self) -> tuple[str, ...]:
         return (self.scaling, self.failover, self.remediation)

@@ -1,4 +1,5 @@
-"""The interactions brain on the simulator's interactions: burns, health, privacy, state."""
+"""The interactions and tenant brains on the simulator's interactions: burns, health,
+tenant peaks and drops, privacy, state."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ import orjson
 import pytest
 
 from models.behaviour import TenantBehaviour
-from models.interactions_brain import InteractionsBrain, pseudonym
+from models.interactions_brain import InteractionsBrain, TenantRequest, pseudonym
 from models.region_health import RegionHealthBank
 from models.slo import SLO
-from models.usage import UsageModel
+from models.tenant_brain import TenantBrain
+from models.usage import UsageModel, UsageProfile
 from schemas import Interaction
 from streams.scenario import parse_scenario
 from streams.simulator import _BAD_FEEDBACK, _GOOD_FEEDBACK, SimConfig, _daily, _weekly, generate
 
-START = 1_704_103_200.0  # Monday 2024-01-01 10:00 UTC
+MONDAY = 1_704_067_200.0  # 2024-01-01 00:00 UTC
+DAY = 86_400.0
+START = MONDAY + 10 * 3600  # Monday 10:00 UTC
 ONSET_S = 1800.0
 SALT = b"test-salt"
 REGIONS = ["us-east", "eu-west", "ap-south"]
@@ -57,11 +61,15 @@ def brownout() -> list[Interaction]:
     )
 
 
-def replay(b, interactions, bank=None, marks=()):
+def replay(b, interactions, bank=None, marks=(), tenants=None):
+    """Feed ``b``, and the tenant brain ``tenants`` with what ``b`` passes on, as the
+    interactions and tenants agents do; return the decisions of both and health reports."""
     decisions, reports, marks = [], {}, list(marks)
     for i in interactions:
         out = b.observe(i)
         decisions += out.decisions
+        if tenants is not None:
+            decisions += tenants.observe(out.tenant)
         if bank is not None:
             for evidence in out.health:
                 evidence.apply(bank)
@@ -72,10 +80,11 @@ def replay(b, interactions, bank=None, marks=()):
 
 @pytest.fixture(scope="module")
 def brownout_run(brownout):
-    b = brain()
+    b, tenants = brain(), TenantBrain()
     bank = RegionHealthBank(REGIONS)
-    decisions, reports = replay(b, brownout, bank, marks=(ONSET_S - 60, ONSET_S + 300))
-    return b, decisions, reports
+    marks = (ONSET_S - 60, ONSET_S + 300)
+    decisions, reports = replay(b, brownout, bank, marks=marks, tenants=tenants)
+    return (b, tenants), decisions, reports
 
 
 def test_a_clean_stream_yields_no_decision(brownout_run):
@@ -118,8 +127,11 @@ def test_the_burn_moves_that_regions_health_only(brownout_run):
 
 
 def test_nothing_personal_is_published_or_kept(brownout, brownout_run):
-    b, decisions, _ = brownout_run
-    blob = b"".join(d.to_bytes() for d in decisions) + orjson.dumps(b.to_state())
+    (b, tenants), decisions, _ = brownout_run
+    requests = [b.observe(i).tenant for i in brownout[:1000]]
+    blob = b"".join(d.to_bytes() for d in decisions) + orjson.dumps(
+        [b.to_state(), tenants.to_state(), requests]
+    )
     tenants = {i.tenant for i in brownout}
     users = {i.user_id for i in brownout}
     assert not any(t.encode() in blob for t in tenants)
@@ -133,14 +145,37 @@ def test_nothing_personal_is_published_or_kept(brownout, brownout_run):
 def test_state_round_trip_gives_the_same_decisions(brownout):
     stream = [i for i in brownout if i.ts < START + ONSET_S + 300]
     split = next(k for k, i in enumerate(stream) if i.ts >= START + ONSET_S - 60)
-    whole, _ = replay(brain(), stream)
-    first = brain()
-    before, _ = replay(first, stream[:split])
+    whole, _ = replay(brain(), stream, tenants=TenantBrain())
+    first, first_tenants = brain(), TenantBrain()
+    before, _ = replay(first, stream[:split], tenants=first_tenants)
     state = orjson.loads(orjson.dumps(first.to_state()))
     restored = InteractionsBrain.from_state(state, salt=SALT, slos=SLOS)
-    after, _ = replay(restored, stream[split:])
-    assert after
+    tenant_state = orjson.loads(orjson.dumps(first_tenants.to_state()))
+    restored_tenants = TenantBrain.from_state(tenant_state)
+    after, _ = replay(restored, stream[split:], tenants=restored_tenants)
+    subjects = {frozenset(d.subject) for d in after}
+    assert subjects == {frozenset({"service", "region"}), frozenset({"tenant"})}
     assert [d.decision_id for d in before + after] == [d.decision_id for d in whole]
+
+
+def test_a_version_1_state_loses_its_tenant_part(brownout):
+    b = brain()
+    replay(b, brownout[:2000])
+    state = orjson.loads(orjson.dumps(b.to_state()))
+    tenant = "t_0123456789ab"
+    tenant_keys = [{**state["slo"]["keys"][0], "key": ["tenant", tenant]}]
+    tenant_usage = [[tenant, "catalog", "eu-west", None, UsageProfile().to_state()]]
+    old = {
+        **state,
+        "v": 1,
+        "slo": {**state["slo"], "keys": state["slo"]["keys"] + tenant_keys},
+        "usage": {**state["usage"], "tenants": tenant_usage},
+        "behaviour": {"v": 1, "tenants": []},
+        "checked_ts": None,
+    }
+    restored = InteractionsBrain.from_state(old, salt=SALT, slos=SLOS)
+    assert restored.stats() == b.stats()
+    assert all(key[0] == "service" for key in restored.slo) and len(restored.usage) == 0
 
 
 def tenant_stream(days, per_hour=60.0, seed=0, tenant="acme", start=1_704_067_200.0):
@@ -154,11 +189,12 @@ def tenant_stream(days, per_hour=60.0, seed=0, tenant="acme", start=1_704_067_20
 
 
 def test_scheduled_scaling_ahead_of_a_tenants_peak_and_a_drop_when_it_goes_quiet():
-    b = brain(
+    b = brain()
+    tenants = TenantBrain(
         usage=UsageModel(min_peak_per_hour=10.0),
         behaviour=TenantBehaviour(min_expected_per_hour=20.0),
     )
-    decisions, _ = replay(b, tenant_stream(15))  # two weeks and a Monday
+    decisions, _ = replay(b, tenant_stream(15), tenants=tenants)  # two weeks and a Monday
     scheduled = [d for d in decisions if d.kind == "scheduled_scaling"]
     monday = [d for d in scheduled if d.ts >= 1_704_067_200.0 + 14 * 86_400]
     assert len(monday) == 1
@@ -174,11 +210,11 @@ def test_scheduled_scaling_ahead_of_a_tenants_peak_and_a_drop_when_it_goes_quiet
     # The tenant goes quiet on Tuesday at 13:00: a drop, found by the regular check.
     tuesday = 1_704_067_200.0 + 15 * 86_400
     quiet_from = tuesday + 13 * 3600
-    assert replay(b, tenant_stream(13 / 24, start=tuesday, seed=1))[0] != []  # its peak
-    assert b.check(quiet_from) == []
+    assert replay(b, tenant_stream(13 / 24, start=tuesday, seed=1), tenants=tenants)[0] != []
+    assert tenants.check(quiet_from) == []
     drops = []
     for minute in range(1, 31):
-        drops += b.check(quiet_from + 60.0 * minute)
+        drops += tenants.check(quiet_from + 60.0 * minute)
     assert [(x.kind, x.action, x.subject) for x in drops] == [
         ("anomaly", "tenant_drop", {"tenant": t_id})
     ]
@@ -236,8 +272,49 @@ def test_tallies_can_be_left_to_another_agent():
 
 
 def test_idle_keys_are_evicted():
-    b = brain()
-    b.observe(Interaction(START, "eu-west", "acme", "catalog", "u-1", "view", 30.0, True))
-    assert len(b.slo) == 2 and len(b.usage) == 1 and len(b.behaviour) == 1
-    assert b.evict_idle(START + 30 * 86_400) >= 5
-    assert len(b.slo) == len(b.usage) == len(b.behaviour) == 0
+    b, tenants = brain(), TenantBrain()
+    out = b.observe(Interaction(START, "eu-west", "acme", "catalog", "u-1", "view", 30.0, True))
+    tenants.observe(out.tenant)
+    assert b.stats() == {"series": 1, "requests_in_windows": 1, "usage_series": 1, "regions": 1}
+    assert len(tenants.slo) == len(tenants.usage) == len(tenants.behaviour) == 1
+    assert b.evict_idle(START + 30 * 86_400) == 3
+    assert b.stats() == dict.fromkeys(b.stats(), 0)
+    assert tenants.evict_idle(START + 30 * 86_400) == 3
+    assert len(tenants.slo) == len(tenants.usage) == len(tenants.behaviour) == 0
+
+
+def spread_requests(days, pairs, per_hour, seed=0, tenant="t_0123456789ab", start=MONDAY):
+    """One tenant's requests spread evenly over (service, region) ``pairs``, following the
+    simulator's daily and weekly cycle: ``per_hour`` in all, at mean load."""
+    rng = np.random.default_rng(seed)
+    for minute in range(int(days * 1440)):
+        t = start + 60.0 * minute
+        rate = per_hour * _daily(t, 0.0) * _weekly(t, 0.0) / 60.0
+        for offset in np.sort(rng.uniform(0, 60, rng.poisson(rate))):
+            service, region = pairs[rng.integers(len(pairs))]
+            yield TenantRequest(float(t + offset), tenant, service, region, True)
+
+
+def test_a_tenant_spread_over_partitions_that_goes_silent_gets_one_drop():
+    # 300 an hour over four (service, region) pairs: at most 115 an hour on any one of them
+    # at the daily peak, below the 120 a tenant needs to be judged; 450 in all at 13:00.
+    pairs = [("catalog", "eu-west"), ("search", "eu-west"), ("checkout", "eu-west"),
+             ("catalog", "us-east")]  # fmt: skip
+    merged = TenantBrain()
+    per_pair = {pair: TenantBrain() for pair in pairs}  # one tenant brain per partition
+    decisions = []
+    quiet_from = MONDAY + 14 * DAY + 13 * 3600
+    for r in spread_requests((quiet_from - MONDAY) / DAY, pairs, 300.0):
+        decisions += merged.observe(r)
+        decisions += per_pair[(r.service, r.region)].observe(r)
+    # Peaks of its services are announced; nothing else while its traffic is normal.
+    assert {d.kind for d in decisions} == {"scheduled_scaling"}
+    drops = []
+    for minute in range(1, 31):
+        drops += merged.check(quiet_from + 60.0 * minute)
+        for brain_of_pair in per_pair.values():
+            assert brain_of_pair.check(quiet_from + 60.0 * minute) == []
+    assert [(d.kind, d.action, d.subject) for d in drops] == [
+        ("anomaly", "tenant_drop", {"tenant": "t_0123456789ab"})
+    ]
+    assert drops[0].evidence["expected_per_hour"] > 120.0

@@ -29,10 +29,13 @@ def simulated_counts(days: int, per_hour: float = 600.0, seed: int = 0):
 
 
 def learned_model(days: int = 21):
+    """A model that learned one tenant's use of catalog in eu-west, as a tenant (its peaks)
+    and as the (service, region) series (the prior)."""
     model = UsageModel()
     announced = []
     for ts, count in simulated_counts(days):
-        peak = model.learn_one(ts, "t_1", "catalog", "eu-west", count)
+        model.learn_series(ts, "catalog", "eu-west", count)
+        peak = model.learn_tenant(ts, "t_1", "catalog", "eu-west", count)
         if peak is not None:
             announced.append(peak)
     return model, announced
@@ -78,10 +81,22 @@ def test_prior_has_the_simulated_daily_and_weekly_shape():
     assert model.prior_for("search") is None
 
 
+def test_tenant_and_series_profiles_are_learned_apart():
+    model = UsageModel()
+    for ts, count in simulated_counts(8):
+        model.learn_tenant(ts, "t_1", "catalog", "eu-west", count)
+    assert model.profile("t_1", "catalog").complete
+    assert model.prior_for("catalog") is None and list(model.series()) == []
+    model = UsageModel()
+    for ts, count in simulated_counts(8):
+        model.learn_series(ts, "catalog", "eu-west", count)
+    assert model.prior_for("catalog") is not None and len(model) == 0
+
+
 def test_no_prior_before_a_whole_week():
     model = UsageModel()
     for ts, count in simulated_counts(6):
-        model.learn_one(ts, "t_1", "catalog", "eu-west", count)
+        model.learn_series(ts, "catalog", "eu-west", count)
     assert model.prior_for("catalog", "eu-west") is None
     assert 0.8 < model.series_profile("catalog", "eu-west").coverage < 1.0
 
@@ -121,7 +136,7 @@ def test_profile_learning_rate_after_the_first_visits():
 def test_a_quiet_tenant_gets_no_announcement():
     model = UsageModel()  # min_peak_per_hour = 60
     for ts, count in simulated_counts(21):
-        assert model.learn_one(ts, "t_q", "catalog", "eu-west", count / 100) is None
+        assert model.learn_tenant(ts, "t_q", "catalog", "eu-west", count / 100) is None
 
 
 def test_state_round_trip_and_eviction():
@@ -133,7 +148,7 @@ def test_state_round_trip_and_eviction():
     # The rest of the week goes on identically, announcements included.
     rest = [(ts, c) for ts, c in simulated_counts(12) if ts >= MONDAY + 9 * DAY]
     runs = [
-        [m.learn_one(ts, "t_1", "catalog", "eu-west", c) for ts, c in rest]
+        [m.learn_tenant(ts, "t_1", "catalog", "eu-west", c) for ts, c in rest]
         for m in (model, restored)
     ]
     assert runs[0] == runs[1]
@@ -145,8 +160,10 @@ def test_state_round_trip_and_eviction():
 def test_memory_per_key_is_constant():
     model = UsageModel(max_keys=2)
     for n in range(4):
-        model.learn_one(MONDAY, f"t_{n}", "catalog", "eu-west")
+        model.learn_tenant(MONDAY, f"t_{n}", "catalog", "eu-west")
+        model.learn_series(MONDAY, "catalog", f"r-{n}")
     assert list(model.tenants()) == [("t_2", "catalog"), ("t_3", "catalog")]
+    assert list(model.series()) == [("catalog", "r-2"), ("catalog", "r-3")]
     p = model.profile("t_3", "catalog")
     assert len(p.counts) == len(p.visits) == 168
 
