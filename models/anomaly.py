@@ -157,6 +157,8 @@ class DetectorConfig:
     flat_decay: float = field(init=False, repr=False, compare=False)
     slot_width: float = field(init=False, repr=False, compare=False)
     base_halflife_s: float = field(init=False, repr=False, compare=False)
+    log_variance_ratio: float = field(init=False, repr=False, compare=False)
+    log_variance_drop_ratio: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         positive = (
@@ -200,6 +202,8 @@ class DetectorConfig:
             "flat_decay": 0.5 ** (1.0 / self.flat_halflife),
             "slot_width": self.season_period / self.season_slots,
             "base_halflife_s": self.base_halflife * self.season_period,
+            "log_variance_ratio": math.log(self.variance_ratio),
+            "log_variance_drop_ratio": math.log(self.variance_drop_ratio),
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -230,29 +234,15 @@ class AnomalyScore(NamedTuple):
     """True while fewer than ``warmup`` samples have been learned."""
 
 
-class _Evaluation(NamedTuple):
-    """Everything computed from the state and one value, shared by scoring and learning."""
-
-    x: float
-    slot0: int
-    slot1: int
-    frac: float
-    seasonal: float
-    residual: float
-    spread_in: float
-    spread_z: float
-    sigma: float
-    sigma_eff: float
-    cusum_pos: float
-    cusum_neg: float
-    fast_z: float
-    ratio: float
-    is_flat: bool
-    flat_run: float
-    sev_point: float
-    sev_shift: float
-    sev_variance: float
-    sev_flat: float
+# What SeriesDetector._evaluate computes from the state and one value, shared by scoring and
+# learning, as a plain tuple (a NamedTuple's constructor is a Python call, a measurable share
+# of an update): x, slot0, slot1, frac, seasonal, residual, spread_in, spread_z, sigma_eff,
+# cusum_pos, cusum_neg, fast_z, ratio, is_flat, flat_run, then the severities sev_point,
+# sev_shift, sev_variance and sev_flat.
+_Evaluation = tuple[
+    float, int, int, float, float, float, float, float, float,
+    float, float, float, float, bool, float, float, float, float, float,
+]  # fmt: skip
 
 
 class SeriesDetector:
@@ -295,7 +285,7 @@ class SeriesDetector:
     **Memory** is bounded and independent of the stream's length: 25 scalars and three
     ``array('d')`` of ``season_slots`` doubles, about 2.3 KiB per detector with the default 48
     slots (:func:`models.detector_bank.deep_sizeof`, config excluded since it is shared).
-    An update takes about 10 microseconds in CPython (``autopilot bench models``).
+    An update takes about 6 microseconds in CPython (``autopilot bench models``).
 
     Non-finite values or timestamps raise ``ValueError``; finite values beyond +/-1e150 are
     clipped.
@@ -417,7 +407,10 @@ class SeriesDetector:
 
     def score_one(self, ts: float, x: float) -> float:
         """Anomaly score in [0, 1] of value ``x`` at event time ``ts`` (seconds); no learning."""
-        return self._score(self._evaluate(ts, x))
+        ev = self._evaluate(ts, x)
+        if self._n < self._config.warmup:
+            return 0.0
+        return self._squash(max(ev[15:]))
 
     def learn_one(self, ts: float, x: float) -> None:
         """Update the state with value ``x`` at event time ``ts`` (seconds)."""
@@ -428,30 +421,56 @@ class SeriesDetector:
         ev = self._evaluate(ts, x)
         cfg = self._config
         warming_up = self._n < cfg.warmup
-        score = self._score(ev)
-        severities = (ev.sev_point, ev.sev_shift, ev.sev_variance, ev.sev_flat)
-        kind = KINDS[severities.index(max(severities))]
+        sev_point, sev_shift, sev_variance, sev_flat = ev[15:]
+        # The largest severity and its test, picked as max() and index() would: the first
+        # of equals.
+        severity, kind = sev_point, 0
+        if sev_shift > severity:
+            severity, kind = sev_shift, 1
+        if sev_variance > severity:
+            severity, kind = sev_variance, 2
+        if sev_flat > severity:
+            severity, kind = sev_flat, 3
+        score = 0.0 if warming_up else self._squash(severity)
+        residual = ev[5]
         result = AnomalyScore(
             score,
             not warming_up and score >= cfg.threshold,
-            kind,
-            ev.x - ev.residual,
-            ev.residual,
-            ev.sigma_eff,
+            KINDS[kind],
+            ev[0] - residual,
+            residual,
+            ev[8],
             cfg.threshold,
             warming_up,
         )
         self._learn(ts, ev)
         return result
 
+    def _squash(self, severity: float) -> float:
+        """The score of the largest severity of a warmed-up detector."""
+        if severity > _SEVERITY_LIMIT:
+            severity = _SEVERITY_LIMIT
+        if severity <= 0.0:
+            return 0.0
+        powered = severity**self._config.score_power
+        return powered / (1.0 + powered)
+
+    # _evaluate and _learn run for every value of every series: they read the state and the
+    # settings into locals, and spell min() and max() of two values as comparisons (a builtin
+    # call costs more than the arithmetic), always in the form that returns what min() and
+    # max() return, ties and NaN included: max(a, b) is ``b if b > a else a``.
     def _evaluate(self, ts: float, x: float) -> _Evaluation:
         if not math.isfinite(x) or not math.isfinite(ts):
             raise ValueError(f"ts and x must be finite, got ts={ts!r}, x={x!r}")
         cfg = self._config
-        x = min(max(x, -_X_LIMIT), _X_LIMIT)
+        if x < -_X_LIMIT:
+            x = -_X_LIMIT
+        elif x > _X_LIMIT:
+            x = _X_LIMIT
         slots = cfg.season_slots
+        period = cfg.season_period
         # Slot values sit at slot centres; interpolate between the two nearest ones.
-        pos = (ts % cfg.season_period) / cfg.slot_width - 0.5
+        pos = (ts % period) / cfg.slot_width - 0.5
         cell = math.floor(pos)
         frac = pos - cell
         slot0 = cell % slots
@@ -464,72 +483,76 @@ class SeriesDetector:
         slot_ms = m0 + (ms[slot1] - m0) * frac
         # The profile fades in over the second period: during the first one it is still being
         # filled, and switching it on at once would jolt the expectation.
-        age = (ts - self._first_ts) / cfg.season_period - 1.0
+        age = (ts - self._first_ts) / period - 1.0
         maturity = 0.0 if age <= 0.0 else (1.0 if age >= 1.0 else age)
         expected = self._base + maturity * seasonal + self._level + self._trend
         residual = x - expected
-        # Times of day that are usually volatile (a nightly batch job) get their own spread:
-        # a root mean square, so that one large value a day in a slot counts.
-        sigma = max(
-            self._abs_dev * _SIGMA_PER_MAD,
-            math.sqrt(slot_ms),
-            _RELATIVE_SPREAD_FLOOR * abs(expected) + _ABSOLUTE_SPREAD_FLOOR,
-            # A quantised series (queue depth, counts) cannot move by less than one step,
-            # so one step alone is never an anomaly.
-            _RESOLUTION_SPREAD * self._resolution,
-        )
+        # Sigma is the largest of: the robust spread; the spread of this time of day (usually
+        # volatile times, a nightly batch job, get their own: a root mean square, so that one
+        # large value a day in a slot counts); a floor relative to the expected magnitude;
+        # and, for a quantised series (queue depth, counts) that cannot move by less than one
+        # step, half a step, so that one step alone is never an anomaly.
+        resolution = self._resolution
+        sigma = self._abs_dev * _SIGMA_PER_MAD
+        candidate = math.sqrt(slot_ms)
+        if candidate > sigma:
+            sigma = candidate
+        candidate = _RELATIVE_SPREAD_FLOOR * abs(expected) + _ABSOLUTE_SPREAD_FLOOR
+        if candidate > sigma:
+            sigma = candidate
+        candidate = _RESOLUTION_SPREAD * resolution
+        if candidate > sigma:
+            sigma = candidate
         # Heavy-tailed series (bursty I/O, mostly idle CPU) get their sigma inflated so that
         # their usual extremes stay below the alarm thresholds.
-        tail = self._tail if self._tail > 0.0 else cfg.z_threshold / cfg.tail_multiplier * sigma
-        inflation = max(1.0, cfg.tail_multiplier * tail / (cfg.z_threshold * sigma))
+        z_threshold = cfg.z_threshold
+        tail = self._tail if self._tail > 0.0 else z_threshold / cfg.tail_multiplier * sigma
+        inflation = cfg.tail_multiplier * tail / (z_threshold * sigma)
+        if not inflation > 1.0:
+            inflation = 1.0
         sigma_eff = sigma * inflation
         n = self._n
         if n == 0:
             # Nothing learned yet: every test is silent.
-            return _Evaluation(
-                x,
-                slot0,
-                slot1,
-                frac,
-                seasonal,
-                0.0,
-                0.0,
-                0.0,
-                sigma,
-                sigma_eff,
-                0.0,
-                0.0,
-                0.0,
-                1.0,
-                False,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-                0.0,
-            )
+            return (
+                x, slot0, slot1, frac, seasonal, 0.0, 0.0, 0.0, sigma_eff,
+                0.0, 0.0, 0.0, 1.0, False, 0.0, 0.0, 0.0, 0.0, 0.0,
+            )  # fmt: skip
         warm = n >= cfg.warmup
         z = residual / sigma_eff
-        sev_point = abs(z) / cfg.z_threshold
+        sev_point = abs(z) / z_threshold
 
         clip = cfg.cusum_clip
         u = clip if z > clip else (-clip if z < -clip else z)
-        cusum_pos = max(0.0, self._cusum_pos + u - cfg.cusum_k)
-        cusum_neg = max(0.0, self._cusum_neg - u - cfg.cusum_k)
-        sev_shift = max(cusum_pos, cusum_neg) / cfg.cusum_h
+        cusum_pos = self._cusum_pos + u - cfg.cusum_k
+        if not cusum_pos > 0.0:
+            cusum_pos = 0.0
+        cusum_neg = self._cusum_neg - u - cfg.cusum_k
+        if not cusum_neg > 0.0:
+            cusum_neg = 0.0
+        sev_shift = (cusum_neg if cusum_neg > cusum_pos else cusum_pos) / cfg.cusum_h
 
         # The spread and the fast spread learn the same clipped quantity, so their ratio is 1
         # on a stationary series whatever its tails.
         abs_r = abs(residual)
-        spread_in = min(abs_r, cfg.spread_clip * sigma) if warm else abs_r
+        spread_clip = cfg.spread_clip
+        spread_in = abs_r
+        if warm:
+            bound = spread_clip * sigma
+            if bound < abs_r:
+                spread_in = bound
         # The variance test compares a fast and a slow mean of the same standardised quantity,
         # so the ratio is 1 on a stationary series whatever its tails and daily volatility.
         # Both start halfway through warm-up, once sigma means something, so that they are
         # settled when alarms are allowed.
         z_start = cfg.warmup // 2
         if n >= z_start:
-            spread_z = min(abs_r / sigma, cfg.spread_clip)
-            rate = max(cfg.fast_rate, 1.0 / (n - z_start + 1))
+            spread_z = abs_r / sigma
+            if spread_clip < spread_z:
+                spread_z = spread_clip
+            rate = 1.0 / (n - z_start + 1)
+            if not rate > cfg.fast_rate:
+                rate = cfg.fast_rate
             fast_z = self._fast_z + rate * (spread_z - self._fast_z)
         else:
             spread_z = fast_z = 0.0
@@ -540,7 +563,8 @@ class SeriesDetector:
                 p = (self._ff_k + 0.25) / (self._ff_n + 1.0)
             else:
                 p = (self._nf_k + 0.25) / (self._nf_n + 1.0)
-            flat_run = self._flat_run - math.log(max(p, cfg.flat_min_probability))
+            least = cfg.flat_min_probability
+            flat_run = self._flat_run - math.log(least if least > p else p)
             sev_flat = 0.0 if self._flat_acked else flat_run / cfg.flat_surprise
         else:
             flat_run = 0.0
@@ -548,58 +572,32 @@ class SeriesDetector:
 
         # Heavy tails make the fast spread jumpy too, so they widen the variance test as well.
         ratio = fast_z / self._slow_z if self._slow_z > 0.0 else 1.0
-        log_inflation = math.log(inflation)
-        if fast_z * sigma < self._resolution:
+        if fast_z * sigma < resolution:
             # Within one quantisation step (a queue depth between 0 and 1) the spread
             # cannot tell a change of variance from rounding.
             sev_variance = 0.0
         elif ratio >= 1.0:
-            sev_variance = math.log(ratio) / (math.log(cfg.variance_ratio) + log_inflation)
+            sev_variance = math.log(ratio) / (cfg.log_variance_ratio + math.log(inflation))
         elif is_flat:
             # A run of repeats is the flat-line test's business, not a variance drop.
             sev_variance = 0.0
         elif ratio > 0.0:
-            sev_variance = math.log(ratio) / (math.log(cfg.variance_drop_ratio) - log_inflation)
+            sev_variance = math.log(ratio) / (cfg.log_variance_drop_ratio - math.log(inflation))
         else:
             sev_variance = _SEVERITY_LIMIT
-        return _Evaluation(
-            x,
-            slot0,
-            slot1,
-            frac,
-            seasonal,
-            residual,
-            spread_in,
-            spread_z,
-            sigma,
-            sigma_eff,
-            cusum_pos,
-            cusum_neg,
-            fast_z,
-            ratio,
-            is_flat,
-            flat_run,
-            sev_point,
-            sev_shift,
-            sev_variance,
-            sev_flat,
-        )
-
-    def _score(self, ev: _Evaluation) -> float:
-        cfg = self._config
-        if self._n < cfg.warmup:
-            return 0.0
-        severity = min(
-            max(ev.sev_point, ev.sev_shift, ev.sev_variance, ev.sev_flat), _SEVERITY_LIMIT
-        )
-        if severity <= 0.0:
-            return 0.0
-        powered = severity**cfg.score_power
-        return powered / (1.0 + powered)
+        return (
+            x, slot0, slot1, frac, seasonal, residual, spread_in, spread_z, sigma_eff,
+            cusum_pos, cusum_neg, fast_z, ratio, is_flat, flat_run,
+            sev_point, sev_shift, sev_variance, sev_flat,
+        )  # fmt: skip
 
     def _learn(self, ts: float, ev: _Evaluation) -> None:
+        (
+            x, slot0, slot1, frac, seasonal, residual, spread_in, spread_z, sigma_eff,
+            cusum_pos, cusum_neg, fast_z, ratio, is_flat, flat_run,
+            _, sev_shift, sev_variance, sev_flat,
+        ) = ev  # fmt: skip
         cfg = self._config
-        x = ev.x
         n = self._n
         self._n = n + 1
         if n == 0:
@@ -608,21 +606,24 @@ class SeriesDetector:
             self._last_x = x
             return
         warm = n >= cfg.warmup
-        residual = ev.residual
         # Huber clipping keeps spikes out of the level and profile; during warm-up the spread
         # is still unreliable, so everything is learned unclipped.
         if warm:
-            bound = cfg.huber_k * ev.sigma_eff
+            bound = cfg.huber_k * sigma_eff
             clipped = bound if residual > bound else (-bound if residual < -bound else residual)
         else:
             clipped = residual
         inv_n = 1.0 / n
-        self._abs_dev += max(cfg.spread_rate, inv_n) * (ev.spread_in - self._abs_dev)
-        self._fast_z = ev.fast_z
+        spread_rate = cfg.spread_rate
+        dev_rate = inv_n if inv_n > spread_rate else spread_rate
+        self._abs_dev += dev_rate * (spread_in - self._abs_dev)
+        self._fast_z = fast_z
         z_start = cfg.warmup // 2
         if n >= z_start:
-            rate = max(cfg.spread_rate, 1.0 / (n - z_start + 1))
-            self._slow_z += rate * (ev.spread_z - self._slow_z)
+            rate = 1.0 / (n - z_start + 1)
+            if not rate > spread_rate:
+                rate = spread_rate
+            self._slow_z += rate * (spread_z - self._slow_z)
         if warm:
             # Quantile tracking by stochastic gradient in log space: relative steps, lengthened
             # by how far out an exceedance is, so it reaches bursts a million times the old
@@ -631,11 +632,12 @@ class SeriesDetector:
             tail = (
                 self._tail
                 if self._tail > 0.0
-                else ev.sigma_eff * cfg.z_threshold / cfg.tail_multiplier
+                else sigma_eff * cfg.z_threshold / cfg.tail_multiplier
             )
             abs_r = abs(residual)
             if abs_r > tail:
-                step = cfg.tail_quantile * max(1.0, math.log(abs_r / tail))
+                excess = math.log(abs_r / tail)
+                step = cfg.tail_quantile * (excess if excess > 1.0 else 1.0)
             else:
                 step = cfg.tail_quantile - 1.0
             self._tail = tail * math.exp(cfg.tail_step * step)
@@ -646,89 +648,103 @@ class SeriesDetector:
         # stable however small the clipping bound gets.
         # Holt's damped trend: without it the level lags ramps (a morning traffic rise before
         # the profile has learned it) and the lag looks like a level shift to the CUSUM.
-        level_before = self._level + self._trend
-        level_rate = max(cfg.level_rate, inv_n)
+        trend = self._trend
+        level_before = self._level + trend
+        level_rate = inv_n if inv_n > cfg.level_rate else cfg.level_rate
         self._level = level_before + level_rate * clipped
-        self._trend = cfg.trend_damping * (self._trend + cfg.trend_rate * level_rate * clipped)
+        self._trend = cfg.trend_damping * (trend + cfg.trend_rate * level_rate * clipped)
         # The slow model is clipped against its own error scale, which includes the part of
         # the cycle it has not learned yet.
-        slow_error = x - self._base - ev.seasonal
+        slow_error = x - self._base - seasonal
         slow_abs = abs(slow_error)
+        slow_dev = self._slow_dev
         if warm:
-            slow_bound = cfg.huber_k * _SIGMA_PER_MAD * self._slow_dev
-            slow_error = slow_bound if slow_error > slow_bound else max(slow_error, -slow_bound)
-            slow_abs = min(slow_abs, cfg.spread_clip * _SIGMA_PER_MAD * self._slow_dev)
-        self._slow_dev += max(cfg.spread_rate, inv_n) * (slow_abs - self._slow_dev)
+            slow_bound = cfg.huber_k * _SIGMA_PER_MAD * slow_dev
+            if slow_error > slow_bound:
+                slow_error = slow_bound
+            elif -slow_bound > slow_error:
+                slow_error = -slow_bound
+            abs_bound = cfg.spread_clip * _SIGMA_PER_MAD * slow_dev
+            if abs_bound < slow_abs:
+                slow_abs = abs_bound
+        self._slow_dev = slow_dev + dev_rate * (slow_abs - slow_dev)
         # Base and profile learn in event time: each value covers the time since the previous one
         # (at most one slot), so their learning rates per period do not depend on sampling rate.
         dt = ts - self._last_ts
         if dt > 0.0:
-            base_rate = 1.0 - 0.5 ** (min(dt, cfg.season_period) / cfg.base_halflife_s)
-            self._base += max(base_rate, inv_n) * slow_error
-            weight = min(dt, cfg.slot_width) / cfg.slot_width
+            period = cfg.season_period
+            base_rate = 1.0 - 0.5 ** ((period if period < dt else dt) / cfg.base_halflife_s)
+            self._base += (inv_n if inv_n > base_rate else base_rate) * slow_error
+            slot_width = cfg.slot_width
+            weight = (slot_width if slot_width < dt else dt) / slot_width
             season, season_w, season_ms = self._season, self._season_w, self._season_ms
-            ms_in = min(abs(residual), cfg.season_spread_clip * ev.sigma_eff) ** 2
-            for slot, share in ((ev.slot0, 1.0 - ev.frac), (ev.slot1, ev.frac)):
+            abs_r = abs(residual)
+            ms_bound = cfg.season_spread_clip * sigma_eff
+            ms_in = (ms_bound if ms_bound < abs_r else abs_r) ** 2
+            season_rate, season_prior = cfg.season_rate, cfg.season_prior
+            for slot, share in ((slot0, 1.0 - frac), (slot1, frac)):
                 w = weight * share
                 total = season_w[slot] + w
-                if total < 2.0 / cfg.season_rate:
+                if total < 2.0 / season_rate:
                     season_w[slot] = total
-                rate = max(cfg.season_rate * w, w / (total + cfg.season_prior))
-                season[slot] += rate * slow_error
+                least = season_rate * w
+                rate = w / (total + season_prior)
+                season[slot] += (rate if rate > least else least) * slow_error
                 # A slot's spread starts once its mean is known: residuals of the first period
                 # mostly measure the missing profile.
                 if total > 1.0:
-                    ms_rate = max(cfg.season_rate * w, w / (total - 1.0 + cfg.season_prior))
-                    season_ms[slot] += ms_rate * (ms_in - season_ms[slot])
+                    rate = w / (total - 1.0 + season_prior)
+                    season_ms[slot] += (rate if rate > least else least) * (ms_in - season_ms[slot])
 
         # The CUSUM only runs once the spread it is scaled by has settled.
-        self._cusum_pos = ev.cusum_pos if warm else 0.0
-        self._cusum_neg = ev.cusum_neg if warm else 0.0
+        if not warm:
+            cusum_pos = cusum_neg = 0.0
+        self._cusum_pos = cusum_pos
+        self._cusum_neg = cusum_neg
         # Where the series is relative to the slow model, for the CUSUM's level estimate.
-        offset = ev.residual + level_before
-        if self._cusum_pos > 0.0:
+        offset = residual + level_before
+        if cusum_pos > 0.0:
             self._run_pos_n += 1
             self._run_pos_sum += offset
         else:
             self._run_pos_n = 0
             self._run_pos_sum = 0.0
-        if self._cusum_neg > 0.0:
+        if cusum_neg > 0.0:
             self._run_neg_n += 1
             self._run_neg_sum += offset
         else:
             self._run_neg_n = 0
             self._run_neg_sum = 0.0
-        if warm and ev.sev_shift >= 1.0:
+        if warm and sev_shift >= 1.0:
             # Adopt the new level: the run's mean is the best estimate of where the series went.
-            if ev.cusum_pos >= ev.cusum_neg:
+            if cusum_pos >= cusum_neg:
                 self._level = self._run_pos_sum / self._run_pos_n
-                self._trend = 0.0
             else:
                 self._level = self._run_neg_sum / self._run_neg_n
-                self._trend = 0.0
+            self._trend = 0.0
             self._cusum_pos = self._cusum_neg = 0.0
             self._run_pos_n = self._run_neg_n = 0
             self._run_pos_sum = self._run_neg_sum = 0.0
             self._fast_z = self._slow_z
-        elif warm and ev.sev_variance >= 1.0:
+        elif warm and sev_variance >= 1.0:
             # Adopt the new spread, so that the alarm fires once per change.
-            self._abs_dev *= ev.ratio
+            self._abs_dev *= ratio
             self._fast_z = self._slow_z
 
         decay = cfg.flat_decay
         run = self._flat_len
         if run == 0:
             self._nf_n = self._nf_n * decay + 1.0
-            self._nf_k = self._nf_k * decay + ev.is_flat
-        elif not ev.is_flat:
+            self._nf_k = self._nf_k * decay + is_flat
+        elif not is_flat:
             # A run's repeat-after-repeat steps are learned only once it is over, so that a
             # stuck series cannot make itself unsurprising while it lasts.
             run_decay = decay**run
             self._ff_n = self._ff_n * run_decay + run
             self._ff_k = self._ff_k * run_decay + run - 1
-        self._flat_len = run + 1 if ev.is_flat else 0
-        self._flat_run = ev.flat_run
-        self._flat_acked = ev.is_flat and (self._flat_acked or ev.sev_flat >= 1.0)
+        self._flat_len = run + 1 if is_flat else 0
+        self._flat_run = flat_run
+        self._flat_acked = is_flat and (self._flat_acked or sev_flat >= 1.0)
         step = abs(x - self._last_x)
         if step > 0.0 and (self._resolution == 0.0 or step < self._resolution):
             self._resolution = step

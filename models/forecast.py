@@ -14,6 +14,8 @@ WEEK_S = 7 * DAY_S
 HOURS_PER_WEEK = 168
 # 1970-01-01 was a Thursday; shifting by 3 days makes Monday day 0 of the week.
 _EPOCH_WEEKDAY = 3
+# Distinct horizons whose nearest tracked horizon a forecaster remembers.
+_NEAREST_CACHED = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,7 @@ class _EWHistogram:
     everything is rescaled before the weights overflow.
     """
 
-    __slots__ = ("counts", "half_width", "n_bins", "t0", "tau_s", "total", "width")
+    __slots__ = ("_quantiles", "counts", "half_width", "n_bins", "t0", "tau_s", "total", "width")
 
     def __init__(self, half_width: float, n_bins: int, tau_s: float) -> None:
         self.half_width = half_width
@@ -47,8 +49,12 @@ class _EWHistogram:
         self.counts = [0.0] * n_bins
         self.total = 0.0
         self.t0: float | None = None
+        # Quantiles asked since the last change: a forecast asks the same two per sample, and
+        # the histogram changes only when a forecast is scored.
+        self._quantiles: dict[float, float] = {}
 
     def add(self, ts: float, r: float) -> None:
+        self._quantiles.clear()
         if self.t0 is None:
             self.t0 = ts
         age = (ts - self.t0) / self.tau_s
@@ -69,6 +75,12 @@ class _EWHistogram:
         return self.total * math.exp(-(ts - self.t0) / self.tau_s)
 
     def quantile(self, q: float) -> float:
+        value = self._quantiles.get(q)
+        if value is None:
+            value = self._quantiles[q] = self._quantile(q)
+        return value
+
+    def _quantile(self, q: float) -> float:
         target = q * self.total
         acc = 0.0
         for i, c in enumerate(self.counts):
@@ -81,6 +93,7 @@ class _EWHistogram:
         return {"counts": self.counts, "total": self.total, "t0": self.t0}
 
     def load_state(self, state: dict) -> None:
+        self._quantiles.clear()
         self.counts = list(state["counts"])
         self.total = state["total"]
         self.t0 = state["t0"]
@@ -245,6 +258,10 @@ class LoadForecaster:
         self._loss = [[0.0] * len(EXPERTS) for _ in range(n_h)]
         self._loss_weight = [0.0] * n_h
         self._loss_ts = [0.0] * n_h
+        # The experts' weights per horizon, recomputed only after a loss changes.
+        self._weight_cache: list[tuple[float, ...] | None] = [None] * n_h
+        # Horizon -> index of the nearest tracked horizon, for the few horizons callers ask.
+        self._nearest: dict[float, int] = {}
         self._pending: list[deque[tuple[float, ...]]] = [
             deque(maxlen=self.pending_per_horizon) for _ in range(n_h)
         ]
@@ -293,7 +310,10 @@ class LoadForecaster:
 
     def seasonal_factor(self, ts: float) -> float:
         """Relative demand expected at ``ts`` (mean about 1), prior included."""
-        d, w, visits = self._own_factors(ts)
+        return self._with_prior(ts, *self._own_factors(ts))
+
+    def _with_prior(self, ts: float, d: float, w: float, visits: int) -> float:
+        """The seasonal factor at ``ts`` from :meth:`_own_factors` at ``ts``."""
         own = d * w
         if self._prior is None:
             return own
@@ -351,7 +371,9 @@ class LoadForecaster:
             self.days_seen += 1
             self._day_visit = [day, _weekday(ts), 0.0, 0]
 
-        z = y / max(self.seasonal_factor(ts), 1e-9)
+        # The profiles do not change from here to the end of the update: one lookup serves both.
+        d, w, visits = self._own_factors(ts)
+        z = y / max(self._with_prior(ts, d, w, visits), 1e-9)
         self.n_seen += 1
         if self.base is None or self.last_ts is None:
             self.base = self.season_level = z
@@ -374,10 +396,13 @@ class LoadForecaster:
             else:
                 self.level += 0.5 * (y - self.level)
 
-        d, w, _ = self._own_factors(ts)
-        if self.base > 0:
+        # A factor learned as 0 (a slot or weekday idle when first seen, e.g. a service
+        # unused at night) says nothing about the other profile: the sample teaches it
+        # nothing rather than dividing by zero.
+        if self.base > 0 and w > 0:
             self._slot_visit[1] += y / (self.base * w)
             self._slot_visit[2] += 1
+        if self.base > 0 and d > 0:
             self._day_visit[2] += y / (self.base * d)
             self._day_visit[3] += 1
         self.last_ts = ts
@@ -406,6 +431,7 @@ class LoadForecaster:
                 decay = math.exp(-max(ts - self._loss_ts[i], 0.0) / self.ensemble_tau_s)
                 self._loss_ts[i] = ts
                 self._loss_weight[i] = self._loss_weight[i] * decay + 1.0
+                self._weight_cache[i] = None
                 losses = self._loss[i]
                 for k, m in enumerate(experts):
                     losses[k] = losses[k] * decay + abs(target_log - math.log(m + a))
@@ -428,6 +454,12 @@ class LoadForecaster:
         return self._weights(self._horizon_index(horizon_s))
 
     def _weights(self, i: int) -> tuple[float, ...]:
+        weights = self._weight_cache[i]
+        if weights is None:
+            weights = self._weight_cache[i] = self._compute_weights(i)
+        return weights
+
+    def _compute_weights(self, i: int) -> tuple[float, ...]:
         if self._loss_weight[i] <= 0.0:
             return tuple(1.0 / len(EXPERTS) for _ in EXPERTS)
         mean_losses = [loss / self._loss_weight[i] for loss in self._loss[i]]
@@ -440,8 +472,13 @@ class LoadForecaster:
         return sum(w * m for w, m in zip(self._weights(i), experts, strict=True))
 
     def _horizon_index(self, horizon_s: float) -> int:
-        hs = self.horizons_s
-        return min(range(len(hs)), key=lambda i: abs(hs[i] - horizon_s))
+        index = self._nearest.get(horizon_s)
+        if index is None:
+            hs = self.horizons_s
+            index = min(range(len(hs)), key=lambda i: abs(hs[i] - horizon_s))
+            if len(self._nearest) < _NEAREST_CACHED:
+                self._nearest[horizon_s] = index
+        return index
 
     def _spread(self, ts_now: float, i: int) -> tuple[float, float]:
         hist = self._residuals[i]

@@ -126,13 +126,19 @@ def test_restored_forecaster_forecasts_identically():
     restored = LoadForecaster.from_state(json.loads(json.dumps(f.to_state())))
     for h in (0.0, 60.0, 180.0, 450.0, 1800.0):
         assert restored.forecast(ts + 30, h) == f.forecast(ts + 30, h)
-    # And they keep learning in lockstep.
-    for _ in range(300):
+    # And they keep learning in lockstep. Forecasting at every step fills the quantiles and
+    # expert weights the forecaster keeps between changes: asked again after a change, they
+    # must be those of a forecaster built afresh from the same state.
+    for step in range(300):
         ts += 30.0
-        y = 500 * daily_shape(ts)
+        y = 500 * daily_shape(ts) * (3.0 if step % 50 == 0 else 1.0)
         f.learn_one(ts, y)
         restored.learn_one(ts, y)
-    assert restored.forecast(ts, 600.0) == f.forecast(ts, 600.0)
+        for h in (60.0, 180.0, 1800.0):
+            assert restored.forecast(ts, h) == f.forecast(ts, h)
+    fresh = LoadForecaster.from_state(json.loads(json.dumps(f.to_state())))
+    for h in (60.0, 180.0, 1800.0):
+        assert fresh.forecast(ts + 5.0, h) == f.forecast(ts + 5.0, h)
 
 
 def test_memory_is_bounded():
@@ -155,3 +161,18 @@ def test_edge_cases():
     assert f.forecast(1000.0, 60.0).mean == pytest.approx(50.0)
     with pytest.raises(ValueError):
         LoadForecaster(slot_s=7.0)
+
+
+def test_a_service_idle_at_night_is_learned_not_a_division_by_zero() -> None:
+    """Slots first seen idle learn a daily factor of exactly 0; the next night's samples
+    divided by it and raised, and every sample of the series was dead-lettered."""
+    forecaster = LoadForecaster()
+    start = 1_704_067_200.0  # a Monday, 00:00 UTC
+    for i in range(4 * 24 * 60):
+        busy = 8 <= (i // 60) % 24 < 20
+        forecaster.learn_one(start + 60.0 * i, 100.0 if busy else 0.0)
+    noon = start + 4 * 86_400.0 + 12 * 3600.0
+    for i in range(12 * 60):  # the fifth night and morning, to noon
+        ts = start + 4 * 86_400.0 + 60.0 * i
+        forecaster.learn_one(ts, 100.0 if i >= 8 * 60 else 0.0)
+    assert forecaster.forecast(noon, 600.0).mean == pytest.approx(100.0, rel=0.05)
