@@ -8,38 +8,34 @@ a. the raw limit: a plain aiokafka consumer that reads every message and
 b. the pipeline: a real ``autopilot worker`` subprocess with every agent and
    model on, timed from its first consumed event until its conservation
    counters say every event is processed or dead-lettered;
+c. the Faust floor: a Faust worker whose one agent only decodes and counts
+   (:mod:`streams.bench_floor`), with the product app's consumer settings, so
+   the gap between (a) and (b) splits into Faust's own per-event cost and the
+   product's work;
 
-and reports both rates, their ratio, the worker's peak RSS, and the time per
-stage (decode, validate, models, encode decisions) from an in-process profile
-of the same messages.
+and reports the three rates, their ratios to the raw rate, the worker's peak
+RSS, and the time per stage (decode, validate, models, encode decisions) from
+an in-process profile of the same messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import os
-import re
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from schemas import Limits, MetricSample, parse
-from streams.kafka_local import KafkaLocal, free_port
+from streams.bench_support import Log, WorkerRun, bench_broker
 from streams.simulator import SimConfig, generate, run_simulation
 from streams.topics import TopicNames
 
 __all__ = ["format_bench_throughput", "run_bench_throughput"]
-
-Log = Callable[[str], None]
 
 
 def _config(events: int, series: int) -> SimConfig:
@@ -78,64 +74,36 @@ async def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
         await consumer.stop()
 
 
-def _metric(text: str, name: str, topic: str) -> float:
-    pattern = re.compile(rf'^{name}\{{[^}}]*topic="{re.escape(topic)}"[^}}]*\}} (\S+)$', re.M)
-    return sum(float(v) for v in pattern.findall(text))
-
-
-def _peak_rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def _run_worker(broker: str, prefix: str, expected: int, workdir: Path, log: Log) -> dict:
-    port = free_port()
-    env = {
-        **os.environ,
-        "AUTOPILOT_BROKER": f"kafka://{broker}",
-        "AUTOPILOT_TOPIC_PREFIX": prefix,
-        "AUTOPILOT_WEB_PORT": str(port),
-        "AUTOPILOT_DATA_DIR": str(workdir / "worker-data"),
-        "AUTOPILOT_LOG_LEVEL": "warn",
-    }
-    url = f"http://127.0.0.1:{port}/metrics"
-    with (workdir / "worker.log").open("ab") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker", "-l", "warn"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
-        )  # fmt: skip
-    try:
-        started = None
+    """Seconds the worker needs from its first consumed event to ``expected`` handled ones."""
+    with WorkerRun(broker, prefix, workdir) as worker:
+        seconds = worker.time_backlog(expected, 1800, log, "pipeline")
+        return {"seconds": seconds, "peak_rss_bytes": worker.peak_rss_bytes()}
+
+
+def _run_floor(broker: str, prefix: str, expected: int, workdir: Path, log: Log) -> float:
+    """Seconds the Faust floor (:mod:`streams.bench_floor`) needs from its first to last event.
+
+    The floor stamps its first and latest message itself, so polling adds nothing
+    to the figure.
+    """
+    with WorkerRun(broker, prefix, workdir, module="streams.bench_floor", name="floor") as floor:
         deadline = time.monotonic() + 1800
-        done = 0.0
-        while time.monotonic() < deadline and worker.poll() is None:
+        count: dict[str, Any] = {"consumed": 0}
+        while time.monotonic() < deadline and floor.alive():
             try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    text = response.read().decode()
+                count = orjson.loads(floor.get("/floor/"))
             except OSError:
                 time.sleep(0.5)
                 continue
-            consumed = _metric(text, "autopilot_events_consumed_total", "telemetry.metrics")
-            done = _metric(text, "autopilot_events_processed_total", "telemetry.metrics")
-            done += _metric(text, "autopilot_dlq_total", "telemetry.metrics")
-            if started is None and consumed > 0:
-                started = time.monotonic()
-            if done >= expected:
-                break
-            log(f"  pipeline: {int(done):,d}/{expected:,d} events")
+            if count["consumed"] >= expected:
+                return max(count["last_ts"] - count["first_ts"], 1e-6)
+            log(f"  faust floor: {count['consumed']:,d}/{expected:,d} events")
             time.sleep(0.5)
-        elapsed = time.monotonic() - (started or time.monotonic())
-        if done < expected:
-            raise RuntimeError(f"the worker handled {int(done)} of {expected} events; see logs")
-        return {"seconds": elapsed, "peak_rss_bytes": _peak_rss_bytes(worker.pid)}
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        raise RuntimeError(
+            f"the Faust floor read {count['consumed']} of {expected} events; "
+            f"log tail:\n{floor.log_tail()}"
+        )
 
 
 def _profile(config: SimConfig, sample: int) -> dict[str, float]:
@@ -174,33 +142,30 @@ def run_bench_throughput(
     profile_sample: int = 20_000,
     log: Log = lambda _msg: None,
 ) -> dict[str, Any]:
-    """Measure raw consumer and pipeline rates on one broker, in one run."""
-    with tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp:
+    """Measure raw consumer, Faust floor and pipeline rates on one broker, in one run."""
+    with (
+        tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
+        bench_broker(broker, Path(tmp), log) as bootstrap,
+    ):
         workdir = Path(tmp)
-        local = None
-        if broker is None:
-            local = KafkaLocal(port=free_port(), data_dir=workdir / "kafka", log=log)
-            local.start(owned=True)
-            broker = local.bootstrap
-        try:
-            topics = TopicNames(f"bench-{uuid.uuid4().hex[:8]}.")
-            config = _config(events, series)
-            log(f"producing {events:,d} metric events over {series:,d} series to {broker}")
-            summary = asyncio.run(
-                run_simulation(
-                    config, bootstrap_servers=broker, topics=topics, ground_truth_path=None
-                )
+        topics = TopicNames(f"bench-{uuid.uuid4().hex[:8]}.")
+        config = _config(events, series)
+        log(f"producing {events:,d} metric events over {series:,d} series to {bootstrap}")
+        summary = asyncio.run(
+            run_simulation(
+                config, bootstrap_servers=bootstrap, topics=topics, ground_truth_path=None
             )
-            produced = summary.sent["metrics"]
-            log(f"produced {produced:,d} in {summary.wall_s:.1f}s; raw consumer...")
-            raw_s = asyncio.run(_raw_consume(broker, topics.metrics, produced))
-            log(f"raw consumer: {produced / raw_s:,.0f} events/s; pipeline worker...")
-            pipeline = _run_worker(broker, topics.prefix, produced, workdir, log)
-        finally:
-            if local is not None:
-                local.stop()
+        )
+        produced = summary.sent["metrics"]
+        log(f"produced {produced:,d} in {summary.wall_s:.1f}s; raw consumer...")
+        raw_s = asyncio.run(_raw_consume(bootstrap, topics.metrics, produced))
+        log(f"raw consumer: {produced / raw_s:,.0f} events/s; Faust floor...")
+        floor_s = _run_floor(bootstrap, topics.prefix, produced, workdir, log)
+        log(f"Faust floor: {produced / floor_s:,.0f} events/s; pipeline worker...")
+        pipeline = _run_worker(bootstrap, topics.prefix, produced, workdir, log)
     stages = _profile(config, min(profile_sample, produced))
     raw_rate = produced / raw_s
+    floor_rate = produced / floor_s
     pipeline_rate = produced / pipeline["seconds"]
     return {
         "events": produced,
@@ -208,6 +173,9 @@ def run_bench_throughput(
         "raw_events_per_s": round(raw_rate, 1),
         "pipeline_events_per_s": round(pipeline_rate, 1),
         "ratio": round(pipeline_rate / raw_rate, 4),
+        "faust_floor_events_per_s": round(floor_rate, 1),
+        "floor_ratio": round(floor_rate / raw_rate, 4),
+        "pipeline_floor_ratio": round(pipeline_rate / floor_rate, 4),
         "worker_peak_rss_bytes": pipeline["peak_rss_bytes"],
         "stage_us_per_event": {k: round(v, 2) for k, v in stages.items()},
         "target_ratio": 0.5,
@@ -223,8 +191,14 @@ def format_bench_throughput(result: dict[str, Any]) -> str:
         [
             f"bench throughput: {result['events']:,d} metric events, {result['series']:,d} series",
             f"  raw aiokafka consumer + orjson  {result['raw_events_per_s']:>12,.0f} events/s",
+            f"  Faust floor (decode + count)    {result['faust_floor_events_per_s']:>12,.0f}"
+            " events/s",
             f"  full pipeline (worker)          {result['pipeline_events_per_s']:>12,.0f} events/s",
             f"  ratio pipeline / raw            {result['ratio']:>12.3f}   (target >= 0.5)",
+            f"  ratio floor / raw               {result['floor_ratio']:>12.3f}"
+            "   (Faust's own cost per event)",
+            f"  ratio pipeline / floor          {result['pipeline_floor_ratio']:>12.3f}"
+            "   (the product's work)",
             f"  worker peak RSS                 {result['worker_peak_rss_bytes'] / 2**20:>12,.0f}"
             " MiB  (target < 1024)",
             f"  in-process profile, us/event:   {stage_text}",

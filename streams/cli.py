@@ -66,6 +66,8 @@ def main() -> None:
 
     import streams.commands  # noqa: F401  (registers the @app.command verbs)
     from streams.commands.bench import bench
+    from streams.commands.bench_latency import bench_latency  # noqa: F401  (registers)
+    from streams.commands.bench_soak import bench_soak  # noqa: F401  (registers)
     from streams.commands.bench_throughput import bench_throughput  # noqa: F401  (registers)
     from streams.commands.kafka import kafka
     from streams.commands.score import score

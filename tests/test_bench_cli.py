@@ -1,0 +1,99 @@
+"""The Kafka benches as a user runs them, tiny: figures present, consistent, JSON last.
+
+These check what each bench measures and reports, never how fast: speed
+targets are the benches' own business, against baselines of the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import orjson
+import pytest
+
+from tests.conftest import AUTOPILOT
+
+pytestmark = pytest.mark.kafka
+
+
+def bench(*args: str, timeout: float = 240) -> tuple[list[str], dict]:
+    """Run ``autopilot bench *args --json``; return the summary lines and the JSON figures."""
+    result = subprocess.run(
+        [str(AUTOPILOT), "bench", *args, "--json"],
+        capture_output=True, text=True, timeout=timeout, env=dict(os.environ), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    *summary, last = result.stdout.strip().splitlines()
+    return summary, orjson.loads(last)
+
+
+def test_bench_latency_matches_decisions_to_the_samples_that_caused_them(
+    kafka_bootstrap: str,
+) -> None:
+    summary, figures = bench(
+        "latency", "--series", "12", "--seconds", "4", "--probe-events", "1800",
+        "--broker", kafka_bootstrap,
+    )  # fmt: skip
+    for key in ("capacity_per_s", "settle_s", "offered_rate_per_s", "achieved_rate_per_s",
+                "samples", "triggers", "triggers_decided", "decisions_matched", "p50_ms", "p90_ms",
+                "p99_ms", "max_ms", "target_p99_ms", "p99_ratio_to_target", "drain_s",
+                "p50_first_third_ms", "p50_last_third_ms", "kept_up", "over_target"):  # fmt: skip
+        assert key in figures, key
+    assert figures["rate_source"] == "half the capacity probe"
+    assert figures["offered_rate_per_s"] == pytest.approx(figures["capacity_per_s"] / 2, rel=0.01)
+    assert figures["samples"] > 0 and figures["triggers"] > 0
+    # Designed triggers cause decisions, which are found again by subject and event time.
+    assert 0 < figures["triggers_decided"] <= figures["triggers"]
+    assert figures["decisions_matched"] >= figures["triggers_decided"]
+    assert figures["decisions_by_kind"].get("anomaly", 0) > 0
+    assert figures["decision_timestamp"] == "LogAppendTime"
+    assert 0 <= figures["p50_ms"] <= figures["p90_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert figures["p99_ratio_to_target"] == pytest.approx(figures["p99_ms"] / 250.0, rel=0.01)
+    assert 0 <= figures["over_target"] <= figures["decisions_matched"]
+    assert (figures["over_target"] == 0) == (figures["over_target_at_s"] == [])
+    assert any("p99" in line for line in summary)
+
+
+def test_bench_latency_takes_the_offered_rate_from_the_command_line(kafka_bootstrap: str) -> None:
+    _, figures = bench(
+        "latency", "--series", "6", "--seconds", "3", "--rate", "150", "--probe-events", "900",
+        "--broker", kafka_bootstrap,
+    )  # fmt: skip
+    assert figures["rate_source"] == "--rate"
+    assert figures["offered_rate_per_s"] == 150.0
+    assert figures["samples"] == pytest.approx(150 * 3, abs=figures["series"])
+    assert figures["decisions_matched"] > 0
+
+
+def test_bench_soak_samples_the_worker_memory(kafka_bootstrap: str) -> None:
+    summary, figures = bench(
+        "soak", "--minutes", "0.2", "--interval", "2", "--rate", "100", "--series", "30",
+        "--broker", kafka_bootstrap,
+    )  # fmt: skip
+    for key in ("rss_steady_start_mib", "rss_end_mib", "rss_peak_mib", "rss_slope_mib_per_h",
+                "rss_growth_steady_mib", "flat_threshold_mib", "verdict", "samples_taken",
+                "rss_samples_mib", "model_bytes_end", "series_tracked_end"):  # fmt: skip
+        assert key in figures, key
+    samples = figures["rss_samples_mib"]
+    assert figures["samples_taken"] == len(samples) >= 3
+    assert all(mib > 0 for _t, mib in samples)
+    assert [t for t, _mib in samples] == sorted(t for t, _mib in samples)
+    assert figures["rss_peak_mib"] >= max(mib for _t, mib in samples)
+    assert figures["verdict"] in ("flat", "growing")
+    assert figures["events_sent"]["metrics"] > 0 and figures["metrics_handled"] > 0
+    assert any(line.strip().startswith("verdict") for line in summary)
+
+
+def test_bench_throughput_reports_the_faust_floor(kafka_bootstrap: str) -> None:
+    summary, figures = bench(
+        "throughput", "--events", "3000", "--series", "30", "--broker", kafka_bootstrap
+    )
+    raw, floor = figures["raw_events_per_s"], figures["faust_floor_events_per_s"]
+    pipeline = figures["pipeline_events_per_s"]
+    assert raw > 0 and floor > 0 and pipeline > 0
+    assert figures["floor_ratio"] == pytest.approx(floor / raw, rel=0.01)
+    assert figures["pipeline_floor_ratio"] == pytest.approx(pipeline / floor, rel=0.01)
+    assert figures["ratio"] == pytest.approx(pipeline / raw, rel=0.01)
+    assert figures["worker_peak_rss_bytes"] > 0
+    assert any("Faust floor" in line for line in summary)
