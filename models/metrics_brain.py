@@ -34,6 +34,9 @@ NOT_DETECTED = frozenset({"replicas", "cost_per_hour"})
 # Utilisation steps whenever the replica count changes, so its anomalies are
 # scored (for health) but not published as decisions unless asked for.
 NOT_PUBLISHED = frozenset({"cpu_util", "mem_util"})
+# For these, only a value above what was expected is news: latency falling after a
+# scale-out, or as load ebbs in the evening, is not an incident.
+LOWER_IS_BETTER = frozenset({"latency_p50_ms", "latency_p99_ms", "error_rate", "queue_depth"})
 _STATE_VERSION = 1
 
 
@@ -73,6 +76,8 @@ class MetricsBrain:
         Consecutive flagged samples that make an episode, so a lone blip is not news.
     published_exclude
         Metrics whose anomalies are scored but not published as decisions.
+    lower_is_better
+        Metrics whose anomalies below the expected value start no episode.
     max_metrics
         Metrics per series that get a detector; further names are not detected.
     max_series
@@ -106,6 +111,7 @@ class MetricsBrain:
         episode_quiet: int = 12,
         min_flagged: int = 2,
         published_exclude: frozenset[str] = NOT_PUBLISHED,
+        lower_is_better: frozenset[str] = LOWER_IS_BETTER,
         max_metrics: int = 32,
         max_series: int = 10_000,
         ttl_s: float = 6 * 3600.0,
@@ -118,6 +124,7 @@ class MetricsBrain:
         self.episode_quiet = episode_quiet
         self.min_flagged = min_flagged
         self.published_exclude = published_exclude
+        self.lower_is_better = lower_is_better
         self.max_metrics = max_metrics
         self.max_series = max_series
         self.ttl_s = ttl_s
@@ -171,7 +178,10 @@ class MetricsBrain:
                     continue
                 detector = brain.detectors[metric] = SeriesDetector(DEFAULT_DETECTOR_CONFIG)
             result = detector.update(ts, float(value))
-            if self._starts_episode(brain, metric, result.is_anomaly) and (
+            flagged = result.is_anomaly and (
+                metric not in self.lower_is_better or value > result.expected
+            )
+            if self._starts_episode(brain, metric, flagged) and (
                 metric not in self.published_exclude
             ):
                 decisions.append(_anomaly_decision(ts, service, region, metric, value, result))

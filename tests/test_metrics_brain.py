@@ -128,3 +128,18 @@ def test_a_usage_prior_shapes_the_forecast_and_survives_a_checkpoint() -> None:
     restored = MetricsBrain()
     restored.restore(("api", "eu-west"), primed.state_of(("api", "eu-west")))
     assert restored.forecast("api", "eu-west", 3600) == primed.forecast("api", "eu-west", 3600)
+
+
+def test_latency_falling_is_not_news_but_rising_is() -> None:
+    """A scale-out halves latency: scored, but no decision. The same step up is one."""
+    rng = random.Random(6)
+    decisions = {}
+    for name, factor in (("falls", 0.5), ("rises", 2.0)):
+        brain = MetricsBrain()
+        run(brain, [healthy(i, rng) for i in range(1500)])
+        stepped = [healthy(i, rng) for i in range(1500, 1530)]
+        for sample in stepped:
+            sample["latency_p99_ms"] *= factor
+        decisions[name] = [d for d in run(brain, stepped, 1500) if d.kind == "anomaly"]
+    assert decisions["falls"] == []
+    assert [d.params["metric"] for d in decisions["rises"]] == ["latency_p99_ms"]
