@@ -17,6 +17,8 @@ traffic to one record per series per interval.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
 import faust
@@ -124,11 +126,34 @@ async def metrics(stream):
     await Edge("metrics", "telemetry.metrics").run(stream, _handle)
 
 
-@app.timer(settings.checkpoint_interval_s)
+CHECKPOINT_TICK_S = min(1.0, settings.checkpoint_interval_s)
+"""Wall seconds between two slices of a checkpoint round."""
+# The series of the current checkpoint round still to write, and how many to write a tick.
+_round: list[tuple[str, str]] = []
+_per_tick = 0
+_round_started = -math.inf
+
+
+@app.timer(CHECKPOINT_TICK_S)
 async def checkpoint() -> None:
-    """Write the state of every series that learned since the last checkpoint."""
-    while _dirty:
-        key = _dirty.pop()
+    """Write the state of the series that learned since their last checkpoint.
+
+    Every ``AUTOPILOT_CHECKPOINT_INTERVAL_S`` a round takes the series that learned, and
+    writes them in equal slices, one a :data:`CHECKPOINT_TICK_S`, over the interval: a few
+    hundred series' states (about 20 kB each) written at once queued the decisions behind
+    them in the producer for seconds.
+    """
+    global _per_tick, _round_started
+    now = time.monotonic()
+    if not _round and now - _round_started >= settings.checkpoint_interval_s:
+        _round.extend(_dirty)
+        _dirty.clear()
+        _round_started = now
+        ticks = max(1, int(settings.checkpoint_interval_s / CHECKPOINT_TICK_S))
+        _per_tick = math.ceil(len(_round) / ticks)
+        _end_of_round()
+    for _ in range(min(_per_tick, len(_round))):
+        key = _round.pop()
         state = brain.state_of(key)
         table_key = telemetry_key(*key)
         if state is None or table_key not in _partition_of:
@@ -137,10 +162,16 @@ async def checkpoint() -> None:
             checkpoints[table_key] = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
         except Exception:
             # An exception would end the timer, and with it the worker: keep learning in
-            # memory, say so, and try again at the next checkpoint.
+            # memory, say so, and try again in the next round.
             _dirty.add(key)
+            _dirty.update(_round)
+            _round.clear()
             log.exception("checkpoint of the metrics brain failed; will retry")
             break
+
+
+def _end_of_round() -> None:
+    """Once a round: priors, eviction of idle series, gauges."""
     _hand_priors()
     evicted = brain.evict_idle(brain.watermark)
     for table_key in set(_partition_of) - {telemetry_key(*k) for k in brain}:
