@@ -234,9 +234,9 @@ class ErrorBrain:
     def to_state(self) -> dict[str, Any]:
         """Everything learned, as one JSON-ready dict (templates, bursts, evidence, policy).
 
-        The policy's random draws are not part of it: a restored brain samples from its
-        seed again, with the same statistics, so its ``auto`` decisions are the same and
-        its recommendations are drawn from the same posteriors.
+        The policy keeps no random state: each decision's draws are seeded by the seed and
+        the burst, so a restored brain that sees a burst again decides on it exactly as
+        before, under the same decision id.
         """
         return {
             "v": _STATE_VERSION,

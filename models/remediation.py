@@ -20,6 +20,9 @@ At that level:
   is taken in mode ``auto``: applied without a human;
 * otherwise an action is drawn by Thompson sampling (each action's posterior is sampled,
   the highest draw wins) and *recommended* to a human, whose outcome teaches the policy;
+  the draws are seeded by the policy's seed and the decision's basis, so a replay of the
+  same input on the same statistics (a worker restarted from a checkpoint taken before
+  the decision) draws the same action and gets the same decision id;
 * when no level has any outcome, nothing is known: the choice is ``open_incident``,
   recommended.
 
@@ -36,12 +39,15 @@ dead-letters it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import random
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from schemas.decision import decision_id_for
 
@@ -296,7 +302,7 @@ class RemediationPolicy:
     pending_ttl_s
         Decisions older than this (event time) stop waiting for their outcome.
     seed
-        Seed of the sampling.
+        Seed of the sampling; with a decision's basis, it seeds that decision's draws.
 
     Notes
     -----
@@ -364,7 +370,6 @@ class RemediationPolicy:
         self.max_pending = max_pending
         self.pending_ttl_s = pending_ttl_s
         self.seed = seed
-        self._rng = random.Random(seed)
         self._index = {action: i for i, action in enumerate(self.actions)}
         # (level index, *context values) -> [successes, failures] per action, flattened.
         self._stats: OrderedDict[tuple[Hashable, ...], list[float]] = OrderedDict()
@@ -431,6 +436,18 @@ class RemediationPolicy:
         return self.levels[i], [self._estimate(a, counts) for a in self.actions]
 
     # -------------------------------------------------------------- deciding
+    def _draws_for(self, basis: Any) -> random.Random:
+        """The random source of one decision's draws: a function of the seed and its basis.
+
+        A generator carried from decision to decision would draw differently when a worker
+        restarted from a checkpoint replays an input it had already decided on: the replay
+        would publish another action, under another decision id, for the same burst.
+        """
+        canonical = orjson.dumps(
+            [self.seed, basis], option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+        )
+        return random.Random(hashlib.blake2b(canonical, digest_size=16).digest())
+
     def decide(self, context: RemediationContext, basis: Any, ts: float) -> RemediationChoice:
         """Choose an action for ``context`` and keep the decision pending its outcome.
 
@@ -473,9 +490,10 @@ class RemediationPolicy:
                 )
             else:
                 prior = self._borrowed(context, level)
+                rng = self._draws_for(basis)
                 draws = [
                     (
-                        self._rng.betavariate(
+                        rng.betavariate(
                             self.prior[0] + e.successes + prior[2 * k],
                             self.prior[1] + e.failures + prior[2 * k + 1],
                         ),

@@ -214,3 +214,22 @@ def test_closed_loop_is_reproducible():
     b = run_bench_remediation(incidents_per_fault=5, seed=7, after_incidents_per_fault=2)
     assert a == b
     json.dumps(a)
+
+
+def test_a_replay_after_a_restore_draws_the_same_decision():
+    # A worker restarted from a checkpoint taken before a decision reads its burst again:
+    # it must publish the same decision, not another action under another id.
+    policy = RemediationPolicy()  # the worker's policy: no seed
+    policy.record_outcome(CTX, "scale_out", True)
+    policy.record_outcome(CTX, "restart_instance", False)
+    for k in range(3):
+        policy.decide(CTX, basis=[float(k), "earlier"], ts=float(k))
+    saved = policy.to_state()
+    for k in range(20):
+        basis = [10.0 + k, "burst"]
+        original = policy.decide(CTX, basis=basis, ts=10.0 + k)
+        replay = RemediationPolicy.from_state(saved).decide(CTX, basis=basis, ts=10.0 + k)
+        assert original.mode == "recommend"
+        assert (replay.action, replay.decision_id) == (original.action, original.decision_id)
+    actions = {policy.decide(CTX, basis=[100.0 + k, "b"], ts=100.0 + k).action for k in range(40)}
+    assert len(actions) > 1, "Thompson sampling should still explore across bursts"
