@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import faust
 import orjson
@@ -60,6 +60,15 @@ class Checkpointable(Protocol):
     def to_state(self) -> dict[str, Any]: ...
 
 
+@runtime_checkable
+class EvictsIdle(Protocol):
+    """A brain that drops keys idle for too long, judged at its own event time."""
+
+    watermark: float
+
+    def evict_idle(self, now: float) -> int: ...
+
+
 B = TypeVar("B", bound=Checkpointable)
 
 
@@ -108,6 +117,10 @@ class PartitionBrains(Generic[B]):
         self.load = load
         self.brains: dict[int, B] = {}
         self.dirty: set[int] = set()
+        app.on_partitions_assigned.connect(self._on_partitions_assigned)
+
+    async def _on_partitions_assigned(self, sender: Any, assigned: set[Any], **_: Any) -> None:
+        self.keep_only(assigned)
 
     def get(self, partition: int) -> B:
         """The brain of ``partition``: in memory, else from its checkpoint, else new."""
@@ -125,9 +138,10 @@ class PartitionBrains(Generic[B]):
     def keep_only(self, assigned: set[Any]) -> None:
         """Drop the brains of partitions this worker no longer owns.
 
-        Their new owner restores them from the changelog; a stale copy here would be
-        checkpointed in its place. Learning since the last checkpoint of a partition that
-        moves is lost, as when a worker dies.
+        Called at every assignment. Their new owner restores them from the changelog; a
+        stale copy here would be checkpointed in its place (and would, e.g., answer
+        remediation outcomes in the owner's place). Learning since the last checkpoint of
+        a partition that moves is lost, as when a worker dies.
         """
         owned = {tp.partition for tp in assigned if tp.topic == self.topic}
         for partition in set(self.brains) - owned:
@@ -137,10 +151,15 @@ class PartitionBrains(Generic[B]):
     def checkpoint(self) -> bool:
         """Write every dirty brain; return whether any was dirty. Never raises.
 
-        An exception would end the timer calling this, and with it the worker: a failed
-        write is logged and retried at the next checkpoint.
+        A brain that evicts idle keys (:class:`EvictsIdle`) does so first, at its own
+        event time. An exception would end the timer calling this, and with it the
+        worker: a failed write is logged and retried at the next checkpoint.
         """
         changed = bool(self.dirty)
+        for partition in self.dirty:
+            brain = self.brains.get(partition)
+            if isinstance(brain, EvictsIdle):
+                brain.evict_idle(brain.watermark)
         while self.dirty:
             partition = self.dirty.pop()
             brain = self.brains.get(partition)

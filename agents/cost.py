@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 import orjson
 
@@ -86,11 +85,6 @@ async def observe_metric_sample(sample: MetricSample) -> None:
             record_cost(sample.service, sample.region, cost)
 
 
-@app.on_partitions_assigned.connect
-async def _forget_lost_partitions(sender: Any, assigned: set[Any], **_: Any) -> None:
-    store.keep_only(assigned)
-
-
 @app.timer(BUDGET_EVERY_S)
 async def check_budgets() -> None:
     """Judge every budget over all the metrics partitions, on the worker that reads them all."""
@@ -136,9 +130,6 @@ async def check_budgets() -> None:
 @app.timer(settings.checkpoint_interval_s)
 async def checkpoint() -> None:
     """Evict idle series and write every partition brain that learned since the last time."""
-    for partition in store.dirty:
-        brain = store.brains[partition]
-        brain.evict_idle(brain.watermark)
     store.checkpoint()
     SERIES_TRACKED.labels("cost_brain").set(sum(len(b) for b in store.brains.values()))
 

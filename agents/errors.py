@@ -22,8 +22,6 @@ replayed), not learned.
 
 from __future__ import annotations
 
-from typing import Any
-
 from agents.checkpoints import PartitionBrains, handling_partition
 from agents.edge import UNKNOWN_DECISION, Edge
 from agents.publish import publish
@@ -107,15 +105,9 @@ async def remediation_feedback(stream):
     await Edge("remediation_feedback", "feedback.remediation").run(stream, _handle_outcome)
 
 
-@app.on_partitions_assigned.connect
-async def _forget_lost_partitions(sender: Any, assigned: set[Any], **_: Any) -> None:
-    """Drop brains of lost partitions: a stale copy would answer outcomes in the owner's place."""
-    store.keep_only(assigned)
-
-
 @app.timer(settings.checkpoint_interval_s)
 async def checkpoint() -> None:
-    """Write the state of every brain that learned since the last checkpoint."""
+    """Evict idle keys and write every brain that learned since the last checkpoint."""
     changed = store.checkpoint()
     SERIES_TRACKED.labels("error_brain").set(sum(len(b.bursts) for b in brains.values()))
     if changed:

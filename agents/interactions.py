@@ -87,17 +87,9 @@ async def interactions(stream):
     await Edge("interactions", "telemetry.interactions").run(stream, _handle)
 
 
-@app.on_partitions_assigned.connect
-async def _forget_lost_partitions(sender: Any, assigned: set[Any], **_: Any) -> None:
-    store.keep_only(assigned)
-
-
 @app.timer(settings.checkpoint_interval_s)
 async def checkpoint() -> None:
-    """Write the state of every brain that learned since the last checkpoint."""
-    for partition in store.dirty:
-        brain = brains[partition]
-        brain.evict_idle(brain.watermark)
+    """Evict idle keys and write every brain that learned since the last checkpoint."""
     store.checkpoint()
     SERIES_TRACKED.labels("interactions_brain").set(sum(len(b.slo) for b in brains.values()))
 

@@ -30,7 +30,6 @@ Each brain is checkpointed every ``AUTOPILOT_CHECKPOINT_INTERVAL_S`` to the Faus
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import orjson
 
@@ -134,16 +133,8 @@ async def tenants(stream):
     await Edge(LABEL, LABEL, decode=decode_request).run(stream, _handle)
 
 
-@app.on_partitions_assigned.connect
-async def _forget_lost_partitions(sender: Any, assigned: set[Any], **_: Any) -> None:
-    store.keep_only(assigned)
-
-
 @app.timer(settings.checkpoint_interval_s)
 async def checkpoint() -> None:
-    """Write the state of every brain that learned since the last checkpoint."""
-    for partition in store.dirty:
-        brain = brains[partition]
-        brain.evict_idle(brain.watermark)
+    """Evict idle keys and write every brain that learned since the last checkpoint."""
     store.checkpoint()
     SERIES_TRACKED.labels("tenant_brain").set(sum(len(b.slo) for b in brains.values()))

@@ -126,6 +126,36 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout:.0f}s: {message}")
 
 
+def spawn_worker(
+    env: dict[str, str], cwd: Path, name: str, started: list[WorkerProcess]
+) -> WorkerProcess:
+    """Start ``autopilot worker`` with ``env`` on a free web port; wait until it is ready.
+
+    The worker is appended to ``started`` first, so the caller stops it even if it never
+    becomes ready.
+    """
+    port = free_port()
+    env = {**env, "AUTOPILOT_WEB_PORT": str(port)}
+    log_path = cwd / f"{name}.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [str(AUTOPILOT), "worker", "-l", "info", "--web-port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = WorkerProcess(proc, port, log_path, env)
+    started.append(worker)
+    wait_until(
+        lambda: proc.poll() is None and "Worker ready" in worker.log(),
+        90,
+        f"worker did not become ready; log tail: {worker.log()[-2000:]}",
+    )
+    return worker
+
+
 @pytest.fixture
 def start_worker(
     kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
@@ -134,34 +164,15 @@ def start_worker(
     started: list[WorkerProcess] = []
 
     def start(extra_env: dict[str, str] | None = None, name: str = "worker") -> WorkerProcess:
-        port = free_port()
         env = {
             **os.environ,
             "AUTOPILOT_BROKER": f"kafka://{kafka_bootstrap}",
             "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix,
-            "AUTOPILOT_WEB_PORT": str(port),
             "AUTOPILOT_PARTITIONS": "4",
             "AUTOPILOT_DATA_DIR": str(tmp_path / f"{name}-data"),
             **(extra_env or {}),
         }
-        log_path = tmp_path / f"{name}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [str(AUTOPILOT), "worker", "-l", "info", "--web-port", str(port)],
-                env=env,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        worker = WorkerProcess(proc, port, log_path, env)
-        started.append(worker)
-        wait_until(
-            lambda: proc.poll() is None and "Worker ready" in worker.log(),
-            90,
-            f"worker did not become ready; log tail: {worker.log()[-2000:]}",
-        )
-        return worker
+        return spawn_worker(env, tmp_path, name, started)
 
     yield start
     for worker in started:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from streams.kafka_local import BrokerSecurity, KafkaLocal, free_port
-from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
+from tests.conftest import AUTOPILOT, WorkerProcess, spawn_worker, wait_until
 from tests.tls import make_ca
 
 pytestmark = pytest.mark.kafka
@@ -86,26 +86,7 @@ def start_secure_worker(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], W
     started: list[WorkerProcess] = []
 
     def start(env: dict[str, str]) -> WorkerProcess:
-        port = free_port()
-        env = {**env, "AUTOPILOT_WEB_PORT": str(port)}
-        log_path = tmp_path / "worker.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [str(AUTOPILOT), "worker", "-l", "info", "--web-port", str(port)],
-                env=env,
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        worker = WorkerProcess(proc, port, log_path, env)
-        started.append(worker)
-        wait_until(
-            lambda: proc.poll() is None and "Worker ready" in worker.log(),
-            90,
-            f"worker did not become ready; log tail: {worker.log()[-2000:]}",
-        )
-        return worker
+        return spawn_worker(env, tmp_path, "worker", started)
 
     yield start
     for worker in started:
