@@ -477,11 +477,14 @@ class UsageModel:
         to mean 1; ``None`` until a whole week has been learned. Regions peak at different
         UTC hours, so a per-region prior is the better one for a per-region forecaster.
         """
-        profiles = [
-            p
-            for (s, r), p in self._series.items()
-            if s == service and (region is None or r == region) and p.complete
-        ]
+        if region is not None:
+            # Asked for every tracked series at each metrics checkpoint: one lookup, not a
+            # scan of every (service, region).
+            one = self._series.get((service, region))
+            profiles = [] if one is None else [one]
+        else:
+            profiles = [p for (s, _), p in self._series.items() if s == service]
+        profiles = [p for p in profiles if p.complete]
         if not profiles:
             return None
         total = [sum(p.counts[i] for p in profiles) for i in range(HOURS_PER_WEEK)]
