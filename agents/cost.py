@@ -78,11 +78,10 @@ async def observe_metric_sample(sample: MetricSample) -> None:
     for decision in brain.observe(sample):
         await publish(decision, sample.ts)
     store.touch(partition)
-    if "cost_per_hour" not in sample.metrics:
-        # A series that does not report its cost gets the price table's.
-        cost = brain.cost_per_hour(sample.service, sample.region)
-        if cost is not None:
-            record_cost(sample.service, sample.region, cost)
+    # The cost a series reports, else the price table's.
+    cost = sample.metrics.get("cost_per_hour", brain.cost_per_hour(sample.service, sample.region))
+    if cost is not None:
+        record_cost(sample.service, sample.region, cost)
 
 
 @app.timer(BUDGET_EVERY_S)

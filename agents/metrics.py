@@ -35,7 +35,6 @@ from streams.exporter import (
     MODEL_BYTES,
     SERIES_TRACKED,
     record_anomaly_score,
-    record_cost,
     record_scaling,
 )
 from streams.topics import telemetry_key
@@ -107,7 +106,8 @@ async def _handle(sample: MetricSample) -> None:
 
 
 def _export(sample: MetricSample) -> None:
-    """What the dashboards show of a series: demand against its forecast, replicas, cost."""
+    """What the dashboards show of a series: demand against its forecast and replicas (its
+    cost is the cost agent's)."""
     metrics = sample.metrics
     forecast = brain.last_forecast(sample.service, sample.region)
     record_scaling(
@@ -117,8 +117,6 @@ def _export(sample: MetricSample) -> None:
         forecast_rps=None if forecast is None else forecast.mean,
         replicas=metrics.get("replicas"),
     )
-    if "cost_per_hour" in metrics:
-        record_cost(sample.service, sample.region, metrics["cost_per_hour"])
 
 
 @app.agent(topics.metrics)

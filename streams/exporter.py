@@ -257,7 +257,10 @@ DESIRED_REPLICAS = CappedGauge(
     _cap,
 )
 COST_PER_HOUR = CappedGauge(
-    "autopilot_cost_per_hour", "Reported running cost per hour.", ["service", "region"], _cap
+    "autopilot_cost_per_hour",
+    "Running cost per hour: reported, else from the price table.",
+    ["service", "region"],
+    _cap,
 )
 _CAPPED = (
     ANOMALY_SCORE,
