@@ -1,9 +1,12 @@
-"""Thin Faust agents: read a topic through :mod:`agents.edge`, call :mod:`models`, publish.
+"""Thin Faust agents, one per file: read a topic through :mod:`agents.runtime.edge`, call
+:mod:`models`, publish.
 
-Importing this package registers every agent with the app, and the offset-commit watchdog.
+Importing this package registers every agent with the app, and the offset-commit watchdog
+(:mod:`agents.compat.offsets`, the one module that reads Faust internals).
 """
 
-from agents import actuator, cost, errors, failover, interactions, metrics, offsets, tenants
+from agents import actuator, cost, errors, failover, interactions, metrics, tenants
+from agents.compat import offsets
 
 __all__ = [
     "actuator",
