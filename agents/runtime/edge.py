@@ -100,61 +100,35 @@ class Edge:
             message = event.message
             raw = message.value if message.value is not None else b""
             result = self.decode(raw)
-            if type(result) is Envelope:
-                await self._envelope(message, result, handle)
-                continue
-            consumed.inc()
-            if type(result) is Rejection:
-                await self.dead_letter(message, raw, result)
-            elif await self._handle(message, raw, result, handle):
-                processed.inc()
-
-    async def _envelope(
-        self,
-        message: Any,
-        envelope: Envelope,
-        handle: Callable[[Any], Awaitable[Rejection | None]],
-    ) -> None:
-        """Handle the records of one envelope; count them once, not one by one."""
-        records = envelope.records
-        self._consumed.inc(len(records))
-        done = 0
-        try:
-            for index, record in enumerate(records):
-                if type(record) is Rejection:
-                    await self.dead_letter(message, envelope.payload(index), record, index)
-                elif await self._handle(message, envelope.payload, record, handle, index):
-                    done += 1
-        finally:
-            # Also when the worker stops mid-envelope: what was handled is counted.
-            self._processed.inc(done)
-
-    async def _handle(
-        self,
-        message: Any,
-        raw: bytes | Callable[[int], bytes],
-        record: Any,
-        handle: Callable[[Any], Awaitable[Rejection | None]],
-        index: int | None = None,
-    ) -> bool:
-        """Give one valid record to ``handle``; dead-letter it when refused or failing.
-
-        ``raw`` is the message value, or for a record of an envelope the function giving
-        its payload by index (only a dead letter needs it). Returns whether it was processed.
-        """
-        try:
-            refused = await handle(record)
-        except Exception as exc:
-            log.exception(
-                "handler failed on %s[%d]@%d%s; dead-lettered",
-                message.topic, message.partition, message.offset, _at(index),
-            )  # fmt: skip
-            refused = Rejection(PROCESSING_ERROR, None, type(exc).__name__)
-        if refused is None:
-            return True
-        payload = raw if isinstance(raw, bytes) else raw(index)  # type: ignore[arg-type]
-        await self.dead_letter(message, payload, refused, index)
-        return False
+            envelope = type(result) is Envelope
+            records = result.records if envelope else (result,)
+            # Counted once a message, not once a record: an increment takes a lock.
+            consumed.inc(len(records))
+            done = 0
+            try:
+                for index, record in enumerate(records):
+                    if type(record) is Rejection:
+                        refused = record
+                    else:
+                        try:
+                            refused = await handle(record)
+                        except Exception as exc:
+                            log.exception(
+                                "handler failed on %s[%d]@%d%s; dead-lettered",
+                                message.topic, message.partition, message.offset,
+                                _at(index if envelope else None),
+                            )  # fmt: skip
+                            refused = Rejection(PROCESSING_ERROR, None, type(exc).__name__)
+                        if refused is None:
+                            done += 1
+                            continue
+                    if envelope:
+                        await self.dead_letter(message, result.payload(index), refused, index)
+                    else:
+                        await self.dead_letter(message, raw, refused)
+            finally:
+                # Also when the worker stops mid-envelope: what was handled is counted.
+                processed.inc(done)
 
     def _parse(self, raw: bytes) -> Any:
         if self.envelopes:

@@ -146,23 +146,30 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
 async def _decision_ids(bootstrap: str, topics: TopicNames) -> set[str]:
     """The ``decision_id`` of every decision on the decision topics of ``topics``."""
     import orjson
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        *topics.decisions(),
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await asyncio.sleep(1.0)  # assignment
-        ends = await consumer.end_offsets(list(consumer.assignment()))
+        existing = await consumer.topics()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics.decisions()
+            if topic in existing
+            for p in consumer.partitions_for_topic(topic) or ()
+        ]
         ids: set[str] = set()
-        while any(await consumer.position(tp) < end for tp, end in ends.items()):
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+        if not partitions:
+            return ids
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        left = {tp for tp, end in ends.items() if end > 0}
+        while left:
+            batch = await consumer.getmany(*left, timeout_ms=1000, max_records=10_000)
             for messages in batch.values():
                 ids.update(orjson.loads(m.value)["decision_id"] for m in messages)
+            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
         return ids
     finally:
         await consumer.stop()

@@ -173,7 +173,9 @@ class WorkerRun:
             return None
 
     def handled(self, topic: str = "telemetry.metrics") -> tuple[float, float] | None:
-        """Messages of logical ``topic`` consumed, and handled (processed or dead-lettered).
+        """Records of logical ``topic`` consumed, and handled (processed or dead-lettered).
+
+        Each record of an envelope counts.
 
         ``None`` while the worker's web server does not answer.
         """
@@ -187,7 +189,7 @@ class WorkerRun:
     def time_backlog(
         self, expected: int, timeout_s: float, log: Log, what: str, poll_s: float = 0.5
     ) -> float:
-        """Seconds from the first consumed metric sample until ``expected`` are handled.
+        """Seconds from the first consumed metric record until ``expected`` are handled.
 
         Polled every ``poll_s`` (rendering ``/metrics`` costs the worker some CPU),
         so the figure is good to about that. Raises ``RuntimeError`` when the
