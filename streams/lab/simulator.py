@@ -181,8 +181,10 @@ class SimConfig:
     envelope_span_s
         Event seconds an envelope may gather records over: once the stream has moved this
         far since the open envelopes started, all are sent, so that series stay within
-        this much event time of each other downstream. A paced run also sends them
-        before it waits.
+        this much event time of each other downstream. The default, one default tick, is
+        under region health's silence grace (10 s): a region whose envelopes come after
+        the others' must not look silent. Benches of one series' records use more. A paced
+        run also sends them before it waits.
 
     Examples
     --------
@@ -212,7 +214,7 @@ class SimConfig:
     compression: str | None = None
     linger_ms: int = 20
     envelope_records: int = 100
-    envelope_span_s: float = 60.0
+    envelope_span_s: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "services", tuple(self.services))

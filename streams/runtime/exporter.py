@@ -392,5 +392,12 @@ async def expire_idle_series() -> None:
 
 @app.page("/metrics")
 async def metrics(view, request):
-    """Prometheus text exposition of this worker's metrics."""
-    return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    """Prometheus text exposition of this worker's metrics.
+
+    As prometheus_client's own server, ``?name[]=NAME`` (repeated) renders only those
+    samples: a tool polling a few counters (the benches, every half second) then costs
+    the worker nothing, where the whole exposition costs it tens of milliseconds.
+    """
+    names = request.rel_url.query.getall("name[]", ())
+    registry = REGISTRY.restricted_registry(names) if names else REGISTRY
+    return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])

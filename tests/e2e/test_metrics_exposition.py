@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -90,6 +91,18 @@ def test_two_workers_expose_every_documented_family_and_never_double_count(
                     assert set(found) - {"le"} == labels, (name, found)
         assert worker.metric("autopilot_worker_up") == 1
         assert worker.metric("process_resident_memory_bytes") > 0
+
+    # What a bench polls: only the samples asked for, with the same values.
+    names = ("autopilot_events_consumed_total", "autopilot_dlq_total")
+    query = "&".join(f"name[]={name}" for name in names)
+    url = f"http://127.0.0.1:{workers[0].web_port}/metrics?{query}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    assert {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")} == {
+        "autopilot_events_consumed",
+        "autopilot_dlq",
+    }
+    assert 'autopilot_events_consumed_total{topic="telemetry.metrics"} ' in text
 
 
 def test_label_sets_stay_under_the_cap_with_10000_distinct_series() -> None:

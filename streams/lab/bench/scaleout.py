@@ -27,6 +27,7 @@ import dataclasses
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,13 @@ from schemas import Limits, MetricSample, Rejection
 from schemas.decision import Decision
 from schemas.topics import TopicNames
 from schemas.validate import Envelope, parse_message
-from streams.lab.bench.support import Log, WorkerRun, bench_broker, metric_sum
+from streams.lab.bench.support import (
+    CONSERVATION_COUNTERS,
+    Log,
+    WorkerRun,
+    bench_broker,
+    metric_sum,
+)
 from streams.lab.bench.throughput import bench_config
 from streams.lab.simulator import SimConfig, enveloped, run_simulation
 
@@ -115,7 +122,7 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
         for worker in workers:
             if not worker.alive():
                 raise RuntimeError(f"{what}: a worker exited; log tail:\n{worker.log_tail()}")
-            texts.append(worker.metrics())
+            texts.append(worker.metrics(CONSERVATION_COUNTERS))
         if all(text is not None for text in texts):
             label = {"topic": "telemetry.metrics"}
             consumed = [metric_sum(t, "autopilot_events_consumed_total", **label) for t in texts]
@@ -143,34 +150,42 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
     raise RuntimeError(f"{what}: the workers did not handle {expected} records in time")
 
 
-async def _decision_ids(bootstrap: str, topics: TopicNames) -> set[str]:
-    """The ``decision_id`` of every decision on the decision topics of ``topics``."""
+async def _decision_ids(bootstrap: str, topics: TopicNames) -> dict[str, str]:
+    """The ``decision_id`` of every decision on the decision topics of ``topics``, and its
+    kind."""
     import orjson
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await probe.start()
+    try:
+        wanted = [topic for topic in topics.decisions() if topic in await probe.topics()]
+    finally:
+        await probe.stop()
+    ids: dict[str, str] = {}
+    if not wanted:
+        return ids
+    consumer = AIOKafkaConsumer(
+        *wanted, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        existing = await consumer.topics()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics.decisions()
-            if topic in existing
-            for p in consumer.partitions_for_topic(topic) or ()
-        ]
-        ids: set[str] = set()
-        if not partitions:
-            return ids
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        left = {tp for tp, end in ends.items() if end > 0}
-        while left:
-            batch = await consumer.getmany(*left, timeout_ms=1000, max_records=10_000)
+        ends = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
             for messages in batch.values():
-                ids.update(orjson.loads(m.value)["decision_id"] for m in messages)
-            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
-        return ids
+                for message in messages:
+                    decision = orjson.loads(message.value)
+                    ids[decision["decision_id"]] = decision["kind"]
+            assigned = consumer.assignment()
+            if ends is None and assigned:
+                ends = await consumer.end_offsets(list(assigned))
+            if ends is not None and all(
+                await consumer.position(tp) >= end for tp, end in ends.items()
+            ):
+                return ids
+        raise RuntimeError("the decision topics could not be read to their end")
     finally:
         await consumer.stop()
 
@@ -226,7 +241,8 @@ def run_bench_scaleout(
             runs[n] = _pipeline(bootstrap, topics, n, produced, workdir, log)
             log(f"{n} worker(s): {runs[n]['records_per_s']:,.0f} records/s")
     one, two = runs[1], runs[2]
-    same = one["decision_ids"] == two["decision_ids"]
+    ones, twos = one["decision_ids"], two["decision_ids"]
+    same = ones.keys() == twos.keys()
 
     def both(name: str) -> dict[str, Any]:
         return {"one_worker": one[name], "two_workers": two[name]}
@@ -245,9 +261,12 @@ def run_bench_scaleout(
         "handled_by_worker": both("handled_by_worker"),
         "handled_before_clock": both("handled_before_clock"),
         "decisions": {k: len(ids) for k, ids in both("decision_ids").items()},
+        "decisions_by_kind": {
+            k: dict(Counter(ids.values())) for k, ids in both("decision_ids").items()
+        },
         "same_decisions": same,
-        "decisions_only_one_worker": len(one["decision_ids"] - two["decision_ids"]),
-        "decisions_only_two_workers": len(two["decision_ids"] - one["decision_ids"]),
+        "decisions_only_one_worker": len(ones.keys() - twos.keys()),
+        "decisions_only_two_workers": len(twos.keys() - ones.keys()),
         "targets": {
             "one_worker_records_per_s": TARGET_RECORDS_PER_S,
             "pipeline_bare_ratio": TARGET_BARE_RATIO,
@@ -260,6 +279,7 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
     """A readable summary of :func:`run_bench_scaleout`."""
     targets = result["targets"]
     rss = result["peak_rss_bytes"]
+    by_kind = result["decisions_by_kind"]
 
     def mib(values: list[int]) -> str:
         return ", ".join(f"{v / 2**20:,.0f}" for v in values)
@@ -284,5 +304,7 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
             f" same set: {'yes' if result['same_decisions'] else 'no'}"
             f" ({result['decisions_only_one_worker']} only with 1,"
             f" {result['decisions_only_two_workers']} only with 2)",
+            f"  decisions by kind              1 worker: {by_kind['one_worker']};"
+            f" 2 workers: {by_kind['two_workers']}",
         ]
     )
