@@ -56,7 +56,7 @@ def main() -> None:
 
     try:
         # Importing the agents reads their config files (regions, actuator mapping).
-        import agents  # noqa: F401  (registers the agents and the /metrics view)
+        import agents.all  # noqa: F401  (registers the agents and the /metrics view)
         from streams.runtime.app import app, settings
     except (SettingsError, RegionConfigError, ActuationConfigError) as exc:
         click.echo(f"autopilot: configuration error: {exc}", err=True)
