@@ -365,16 +365,15 @@ def parse_actuation_config(text: str, source: str = "<actuation config>") -> Act
     Examples
     --------
     >>> config = parse_actuation_config('''
-    ... aws_regions = { us-east = "us-east-1" }
-    ... [services.search]
-    ... target = "asg"
-    ... resources = { us-east = "search-use1" }
-    ... [allow]
-    ... actions = ["scaling:scale_out"]
-    ... resources = ["autoscaling:us-east-1:search-*"]
+    ... [services.checkout]
+    ... target = "ecs"
+    ... resources = { eu-west = "prod-euw1/checkout" }
+    ... [rate_limit.resources."ecs:*"]
+    ... max_actions = 2
     ... ''')
-    >>> config.services["search"].resources["us-east"], config.rate_limit
-    ('search-use1', RateLimit(max_actions=6, window_s=600.0))
+    >>> config.services["checkout"].target, config.rate_limit, config.rate_limits
+    ('ecs', RateLimit(max_actions=6, window_s=600.0), (('ecs:*', RateLimit(max_actions=2, \
+window_s=600.0)),))
     >>> parse_actuation_config('[allow]\\nactions = ["scaling:scale_up"]', "a.toml")
     Traceback (most recent call last):
     ...
