@@ -17,7 +17,11 @@ c. the pipeline with two workers: two such subprocesses in one consumer group on
 
 It reports the three rates, pipeline / bare and two workers / one, the peak RSS of
 every worker, and whether the one- and two-worker runs published the same set of
-decisions (by ``decision_id``).
+decisions (by ``decision_id``), with their kinds. An envelope of 100 samples of one
+series spans 500 event seconds (a sample every 5 s), so region health sees the regions
+out of step while a worker reads one series' envelope after another: region-level
+decisions of this stream say little about a deployment whose collectors flush every
+few seconds; the per-series ones (anomaly, scaling, cost) are what must agree.
 """
 
 from __future__ import annotations
@@ -74,13 +78,12 @@ def bare_decisions(
     from models.brains.cost import CostBrain
     from models.brains.metrics import MetricsBrain
     from models.brains.region import RegionBrain
-    from models.policy.cost import load_price_table
+    from schemas.config.prices import load_price_table
     from schemas.config.regions import load_region_config
-    from streams.runtime.settings import DEFAULT_PRICES_PATH, DEFAULT_REGION_CONFIG_PATH
 
     metrics = MetricsBrain()
-    region = RegionBrain(load_region_config(DEFAULT_REGION_CONFIG_PATH))
-    cost = CostBrain(load_price_table(DEFAULT_PRICES_PATH))
+    region = RegionBrain(load_region_config())
+    cost = CostBrain(load_price_table())
     limits = Limits()
     decisions: list[Decision] = []
     handled = 0
