@@ -467,7 +467,9 @@ async def test_run_counts_only_acknowledged_messages_and_writes_ground_truth(
 ) -> None:
     monkeypatch.setattr(simulator, "AIOKafkaProducer", FakeProducer)
     FakeProducer.instances.clear()
-    config = scenario_config("load_surge", start_ts=None, envelope_records=envelope)
+    config = scenario_config(
+        "load_surge", start_ts=None, envelope_records=envelope, envelope_span_s=600.0
+    )
     topics = TopicNames("sim.")
     truth_path = tmp_path / "out" / "truth.json"
     reports: list[tuple[int, float, float]] = []
