@@ -184,10 +184,10 @@ async def _decision_ids(bootstrap: str, topics: TopicNames) -> dict[str, str]:
             assigned = consumer.assignment()
             if ends is None and assigned:
                 ends = await consumer.end_offsets(list(assigned))
-            if ends is not None and all(
-                await consumer.position(tp) >= end for tp, end in ends.items()
-            ):
-                return ids
+            if ends is not None:
+                behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+                if not behind:
+                    return ids
         raise RuntimeError("the decision topics could not be read to their end")
     finally:
         await consumer.stop()
