@@ -45,6 +45,20 @@ def bench_models(series: int, values: int, seed: int, as_json: bool) -> None:
     emit(format_bench_models(result), result, as_json)
 
 
+@bench.command("nab")
+@click.option("--data", "data_dir", required=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="Folder of labelled CSV series and their windows.json, e.g. "
+              "../shared/data/anomaly.")  # fmt: skip
+@json_option
+def bench_nab(data_dir: str, as_json: bool) -> None:
+    """NAB v1.1 scores (three profiles) of `autopilot score`'s detector, with its defaults."""
+    from streams.lab.nab import format_nab, run_nab
+
+    result = run_nab(data_dir)
+    emit(format_nab(result), result, as_json)
+
+
 @bench.command("scaling")
 @click.option("--trace", "traces", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
