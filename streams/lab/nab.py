@@ -51,8 +51,8 @@ __all__ = [
     "label_rows",
     "load_scored",
     "run_nab",
-    "score_corpus",
     "scaled_sigmoid",
+    "score_corpus",
 ]
 
 _PROBATION_PERCENT = 0.15
@@ -151,10 +151,8 @@ def label_rows(
             value = scaled_sigmoid(-(last - i + 1) / (last - first + 1)) / max_tp
         else:
             window = None
-            if prev_right is None:
-                position = 3.0
-            else:
-                position = abs(prev_right - i) / max(prev_width - 1, 1)
+            # Before the first window a detection is as false as it gets.
+            position = 3.0 if prev_right is None else abs(prev_right - i) / max(prev_width - 1, 1)
             value = scaled_sigmoid(position)
         if i >= probation:
             rows.append(_Row(float(scores[i]), window, value))
