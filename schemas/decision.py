@@ -38,6 +38,7 @@ KIND_TOPICS: dict[str, str] = {
     "remediation": "decisions.remediation",
     "anomaly": "decisions.remediation",
     "slo_burn": "decisions.remediation",
+    "risk": "decisions.remediation",
 }
 """Each decision kind and the (unprefixed) topic it is published to."""
 DECISION_KINDS = tuple(KIND_TOPICS)
