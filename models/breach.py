@@ -75,7 +75,7 @@ DEFAULT_LIMITS: dict[str, BreachLimit] = {
     "mem_util": BreachLimit(0.95, 2 * 3600.0, 1800.0, "restart_before_oom"),
     "disk_util": BreachLimit(0.95, 4 * 3600.0, 3600.0, "expand_volume"),
     "conn_pool_util": BreachLimit(1.0, 3600.0, 900.0, "scale_out"),
-    "error_budget_used": BreachLimit(1.0, 12 * 3600.0, 3 * 3600.0, "freeze_releases"),
+    "error_budget_used": BreachLimit(1.0, 6 * 3600.0, 3600.0, "freeze_releases"),
 }
 """Saturating metrics watched by default: memory and disk (fractions of their allocation, a
 breach at 95 %), connection-pool utilisation (exhausted at 1) and the share of the SLO's

@@ -1,4 +1,4 @@
-"""Saturation scenarios with ground truth, and the prevention bench (``autopilot bench prevention``).
+"""Saturation scenarios with ground truth, and ``autopilot bench prevention``.
 
 Each scenario is one saturating metric of one simulated series, sampled every ``tick_s``:
 
@@ -12,8 +12,9 @@ Each scenario is one saturating metric of one simulated series, sampled every ``
   budget (1.0) within about a day;
 
 and the healthy runs that come close but never cross: a memory cycle peaking at 85-91 %, a
-garbage-collected sawtooth (a period of 5-30 minutes) up to 85-89 %, a disk cleaned up at 86-90 %, a pool whose load
-surges to 75-85 % for an hour or two and drops back, and a budget whose use rises and levels off at 85-92 %.
+garbage-collected sawtooth (a period of 5-30 minutes) up to 85-89 %, a disk filling at
+0.3-1 %/h and cleaned up at 86-90 %, a pool whose load surges to 75-85 % (20-minute ramps) for
+an hour or two and drops back, and a budget whose use rises and levels off at 85-92 %.
 
 The bench feeds every run, sample by sample, to a :class:`~models.metrics_brain.MetricsBrain`
 with its defaults (the worker's code path) and scores its ``risk`` decisions against the
