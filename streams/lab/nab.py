@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.anomaly import SeriesDetector
-from models.scoring import parse_timestamp, score_csv
+from models.detect.anomaly import SeriesDetector
+from streams.lab.score import parse_timestamp, score_csv
 
 __all__ = [
     "PROFILES",
@@ -257,7 +257,7 @@ def run_nab(
 
     ``data_dir`` holds ``windows.json`` (file name to ``[[start, end], ...]``, NAB's combined
     labels) and the CSV files it names. Each file goes through
-    :func:`models.scoring.score_csv` with ``detector_factory`` (the worker's detector and
+    :func:`streams.lab.score.score_csv` with ``detector_factory`` (the worker's detector and
     defaults unless overridden), and the scores are read back from its output.
     """
     data_dir = Path(data_dir)
