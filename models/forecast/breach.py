@@ -171,17 +171,25 @@ class BreachForecaster:
         dt = ts - self._last_ts if self._n else 0.0
         if dt > 0.0 or self._n == 0:
             self._last_ts = ts
+        halflife = self._limit.halflife_s
+        xx = x * x
         for scale, fit in zip(_SCALES, self._fits, strict=True):
             s, st, stt, sx, stx, sxx, sw2 = fit
             if dt > 0.0:
                 # Re-centre on the new value (t -> t - dt), then age every weight by dt.
-                stt += -2.0 * dt * st + dt * dt * s
-                st -= dt * s
-                stx -= dt * sx
-                decay = 0.5 ** (dt / (scale * self._limit.halflife_s))
-                s, st, stt, sx, stx, sxx = (v * decay for v in (s, st, stt, sx, stx, sxx))
-                sw2 *= decay * decay
-            fit[:] = (s + 1.0, st, stt, sx + x, stx, sxx + x * x, sw2 + 1.0)
+                d = 0.5 ** (dt / (scale * halflife))
+                fit[0] = s * d + 1.0
+                fit[1] = (st - dt * s) * d
+                fit[2] = (stt - 2.0 * dt * st + dt * dt * s) * d
+                fit[3] = sx * d + x
+                fit[4] = (stx - dt * sx) * d
+                fit[5] = sxx * d + xx
+                fit[6] = sw2 * d * d + 1.0
+            else:
+                fit[0] = s + 1.0
+                fit[3] = sx + x
+                fit[5] = sxx + xx
+                fit[6] = sw2 + 1.0
         self._n += 1
         return self._risk(x)
 
