@@ -44,7 +44,9 @@ _FLAT_PRIOR = 0.25
 _STATE_VERSION = 3
 # Fields added since an older state version, with the value that version implies: a version 2
 # detector had no refractory period, so it is out of one.
-_STATE_UPGRADES = {2: {"alarm_age": None}}
+_STATE_UPGRADES = {2: {"alarm_age": None, "cusum_height": None, "step": None}}
+# Weight of each new interval between values in the typical sampling interval.
+_STEP_RATE = 0.01
 
 
 def _ew_rate(halflife: float) -> float:
@@ -104,6 +106,11 @@ class DetectorConfig:
         Two-sided CUSUM on residuals in effective sigmas: allowance, alarm height and per-sample
         clip, so at least ``cusum_h / (cusum_clip - cusum_k)`` consecutive outliers are needed
         and a lone spike is never called a shift. On alarm the level jumps to the run's mean.
+    cusum_step_s
+        Sampling interval ``cusum_h`` is set for. A series sampled ``m`` times more often gets
+        a height of ``cusum_h + ln(m) / 2``, which multiplies the CUSUM's run length between
+        false alarms by about ``m`` (for ``cusum_k`` 1): false alarms per day, not per value,
+        stay put. The interval is learned per series (an average of the gaps between values).
     variance_ratio, variance_drop_ratio
         Variance test: fast/slow ratio of standardised absolute residuals that is an alarm for
         an increase, and for a decrease. On alarm the spread adopts the new variance, so the
@@ -149,6 +156,7 @@ class DetectorConfig:
     tail_multiplier: float = 1.8
     cusum_k: float = 1.0
     cusum_h: float = 4.0
+    cusum_step_s: float = 300.0
     cusum_clip: float = 4.0
     variance_ratio: float = 2.5
     variance_drop_ratio: float = 0.05
@@ -184,6 +192,7 @@ class DetectorConfig:
             "tail_step",
             "tail_multiplier",
             "cusum_h",
+            "cusum_step_s",
             "cusum_clip",
             "flat_surprise",
             "flat_halflife",
@@ -298,11 +307,12 @@ class SeriesDetector:
     (:mod:`streams.lab.nab`, ``autopilot bench nab``): standard profile 62.0, low-FP 51.2,
     low-FN 68.0, against 45.1 / 31.5 / 55.6 before the refractory period, the shorter CUSUM
     (``cusum_h`` 4, was 8) and the stricter variance-drop test (``variance_drop_ratio`` 0.05,
-    was 0.2). A clean daily cycle with Gaussian noise, sampled every minute or every 5 minutes,
-    does not alarm after warm-up (``tests/unit/test_anomaly.py``); the shorter CUSUM is what costs:
-    on such a cycle sampled every minute it raises about one level-shift flag per 15 days.
+    was 0.2; for series sampled more often than every 5 minutes the height grows, see
+    ``cusum_step_s``). A clean daily cycle with Gaussian noise, sampled every minute or every
+    5 minutes, does not alarm after warm-up, nor does one sampled every 5 seconds raise a
+    level shift (``tests/unit/test_anomaly.py``).
 
-    **Memory** is bounded and independent of the stream's length: 26 scalars and three
+    **Memory** is bounded and independent of the stream's length: 28 scalars and three
     ``array('d')`` of ``season_slots`` doubles, about 2.3 KiB per detector with the default 48
     slots (:func:`models.detect.bank.deep_sizeof`, config excluded since it is shared).
     An update takes about 6 microseconds in CPython (``autopilot bench models``).
@@ -346,6 +356,7 @@ class SeriesDetector:
         "_alarm_age",
         "_base",
         "_config",
+        "_cusum_height",
         "_cusum_neg",
         "_cusum_pos",
         "_fast_z",
@@ -371,6 +382,7 @@ class SeriesDetector:
         "_season_w",
         "_slow_dev",
         "_slow_z",
+        "_step",
         "_tail",
         "_trend",
     )
@@ -409,6 +421,10 @@ class SeriesDetector:
         self._tail = 0.0
         # Values since the last alarm that opened a refractory period, up to ``refractory``.
         self._alarm_age = self._config.refractory
+        # The series' typical sampling interval (0.0 until two values were seen), and the
+        # CUSUM height that goes with it.
+        self._step = 0.0
+        self._cusum_height = self._config.cusum_h
 
     @property
     def config(self) -> DetectorConfig:
@@ -566,7 +582,7 @@ class SeriesDetector:
         cusum_neg = self._cusum_neg - u - cfg.cusum_k
         if not cusum_neg > 0.0:
             cusum_neg = 0.0
-        sev_shift = (cusum_neg if cusum_neg > cusum_pos else cusum_pos) / cfg.cusum_h
+        sev_shift = (cusum_neg if cusum_neg > cusum_pos else cusum_pos) / self._cusum_height
 
         # The spread and the fast spread learn the same clipped quantity, so their ratio is 1
         # on a stationary series whatever its tails.
@@ -708,6 +724,11 @@ class SeriesDetector:
         # (at most one slot), so their learning rates per period do not depend on sampling rate.
         dt = ts - self._last_ts
         if dt > 0.0:
+            step = self._step
+            step = dt if step == 0.0 else step + _STEP_RATE * (dt - step)
+            self._step = step
+            denser = cfg.cusum_step_s / step
+            self._cusum_height = cfg.cusum_h + (0.5 * math.log(denser) if denser > 1.0 else 0.0)
             period = cfg.season_period
             base_rate = 1.0 - 0.5 ** ((period if period < dt else dt) / cfg.base_halflife_s)
             self._base += (inv_n if inv_n > base_rate else base_rate) * slow_error

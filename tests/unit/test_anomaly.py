@@ -74,6 +74,19 @@ def test_clean_daily_cycle_never_alarms_after_warmup(step, seed):
     assert max(r.score for r in results) < DEFAULT_DETECTOR_CONFIG.threshold
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_densely_sampled_clean_cycle_raises_no_level_shift(seed):
+    # A day at 5-second samples is 17,280 values: at the height set for 5-minute samples the
+    # CUSUM would cross it by chance; it gets a height for its own sampling rate.
+    results = run(SeriesDetector(), clean_series(1, 5.0, seed))
+    assert [i for i, r in enumerate(results) if r.is_anomaly and r.kind == "level_shift"] == []
+    detector = SeriesDetector(DetectorConfig(refractory=0))
+    assert run(detector, clean_series(0.1, 5.0, seed))[-1].warming_up is False
+    assert detector.to_state()["cusum_height"] == pytest.approx(
+        DEFAULT_DETECTOR_CONFIG.cusum_h + math.log(300.0 / 5.0) / 2
+    )
+
+
 def test_no_alarm_and_zero_score_during_warmup():
     config = DetectorConfig(warmup=50)
     detector = SeriesDetector(config)
