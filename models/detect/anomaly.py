@@ -306,9 +306,9 @@ class SeriesDetector:
     days, 30 labelled windows) with the Numenta Anomaly Benchmark's own scoring rules
     (:mod:`streams.lab.nab`, ``autopilot bench nab``): standard profile 62.0, low-FP 51.2,
     low-FN 68.0, against 45.1 / 31.5 / 55.6 before the refractory period, the shorter CUSUM
-    (``cusum_h`` 4, was 8) and the stricter variance-drop test (``variance_drop_ratio`` 0.05,
-    was 0.2; for series sampled more often than every 5 minutes the height grows, see
-    ``cusum_step_s``). A clean daily cycle with Gaussian noise, sampled every minute or every
+    (``cusum_h`` 4, was 8, and higher for series sampled more often than every 5 minutes, see
+    ``cusum_step_s``) and the stricter variance-drop test (``variance_drop_ratio`` 0.05, was
+    0.2). A clean daily cycle with Gaussian noise, sampled every minute or every
     5 minutes, does not alarm after warm-up, nor does one sampled every 5 seconds raise a
     level shift (``tests/unit/test_anomaly.py``).
 
