@@ -5,12 +5,14 @@ Importing this package registers every agent with the app, and the offset-commit
 (:mod:`agents.compat.offsets`, the one module that reads Faust internals).
 """
 
-from agents import actuator, cost, errors, failover, interactions, metrics, tenants
+from agents import actuator, audit, cost, erasure, errors, failover, interactions, metrics, tenants
 from agents.compat import offsets
 
 __all__ = [
     "actuator",
+    "audit",
     "cost",
+    "erasure",
     "errors",
     "failover",
     "interactions",
