@@ -36,7 +36,7 @@ from agents.actuator import actuator_settings
 from models.compliance.erasure import ErasureRequest
 from streams.runtime.app import app, settings, topic_names
 
-__all__ = ["apply", "follow_erasures"]
+__all__ = ["apply", "follow_erasures", "tenant_view"]
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +117,28 @@ async def follow_erasures() -> None:
         log.exception("erasure: the control topic reader stopped; erasures are not applied")
     finally:
         await consumer.stop()
+
+
+@app.page("/tenants/{tenant}/")
+async def tenant_view(view, request, tenant: str):
+    """What this worker's tenant brains hold of one tenant (a pseudonym), in counts, per
+    ``interactions.by-tenant`` partition it owns: what an access request or an erasure check
+    asks. ``erased`` says whether an erasure of the tenant has reached this worker."""
+    ready = not app.rebalancing and app.tables.recovery.completed.is_set()
+    if ready:
+        owned = sorted(
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == topic_names.interactions_by_tenant
+        )
+    else:
+        owned = sorted(tenants.store.brains)
+    held = {str(p): tenants.store.get(p).holds(tenant) for p in owned}
+    return view.json(
+        {
+            "tenant": tenant,
+            "ready": ready,
+            "erased": tenant in tenants.erasures,
+            "held": {p: counts for p, counts in held.items() if any(counts.values())},
+        }
+    )

@@ -81,6 +81,8 @@ class ErasureLog:
     False
     >>> log.erased("t_c162214972b5", 99.0), log.erased("t_c162214972b5", 101.0)
     (True, False)
+    >>> "t_c162214972b5" in log, log.erased("t_000000000000", 0.0)
+    (True, False)
     """
 
     def __init__(self) -> None:
@@ -88,6 +90,9 @@ class ErasureLog:
 
     def __len__(self) -> int:
         return len(self._since)
+
+    def __contains__(self, tenant: object) -> bool:
+        return tenant in self._since
 
     def add(self, request: ErasureRequest) -> bool:
         """Record ``request``; return whether it is news (not known, or later than known)."""

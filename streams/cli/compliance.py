@@ -48,23 +48,29 @@ async def read_trail(
 ) -> tuple[list[tuple[int, int, bytes | None]], dict[int, bool]]:
     """The messages of ``topic`` appended in ``[start, end]`` (broker timestamps), per
     partition in offset order, and whether each partition was read from its first entry."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from streams.runtime.app import settings
 
+    security = settings.aiokafka_security_kwargs()
+    probe = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, **security)
+    await probe.start()
+    try:
+        # Asked first: subscribing to a missing topic would have the broker create it.
+        if topic not in await probe.topics():
+            return [], {}
+    finally:
+        await probe.stop()
+    # No group: the consumer is given every partition of the topic.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        **settings.aiokafka_security_kwargs(),
-    )
+        topic, group_id=None, bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False, **security,
+    )  # fmt: skip
     await consumer.start()
     try:
-        if topic not in await consumer.topics():
-            return [], {}
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = sorted(consumer.assignment())
         if not tps:
             return [], {}
-        consumer.assign(tps)
         firsts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
         starts = dict(firsts)
