@@ -10,7 +10,8 @@ import urllib.request
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from models.brains.interactions import pseudonym
 from schemas.topics import TopicNames
