@@ -1,22 +1,7 @@
 """Thin Faust agents, one per file: read a topic through :mod:`agents.runtime.edge`, call
 :mod:`models`, publish.
 
-Importing this package registers every agent with the app, and the offset-commit watchdog
-(:mod:`agents.compat.offsets`, the one module that reads Faust internals).
+Importing this package registers nothing; :mod:`agents.all` registers every agent the
+worker runs (the ``autopilot`` command imports it), so a tool or a test can import one
+agent, or :mod:`agents.compat.offsets` alone, without the others.
 """
-
-from agents import actuator, audit, cost, erasure, errors, failover, interactions, metrics, tenants
-from agents.compat import offsets
-
-__all__ = [
-    "actuator",
-    "audit",
-    "cost",
-    "erasure",
-    "errors",
-    "failover",
-    "interactions",
-    "metrics",
-    "offsets",
-    "tenants",
-]
