@@ -25,6 +25,10 @@ Each brain is checkpointed every ``AUTOPILOT_CHECKPOINT_INTERVAL_S`` to the Faus
 ``tenant-brain`` (changelog ``<app>-tenant-brain-changelog``, compacted) under the key
 ``b"<p>"`` on changelog partition ``p``, and restored by the worker that gets partition
 ``p`` of ``interactions.by-tenant``.
+
+Erasure (:mod:`agents.erasure`): a brain restored from a checkpoint forgets the tenants
+erased since (:data:`erasures`), and a request of an erased tenant timed no later than its
+erasure is not learned from (it counts as processed).
 """
 
 from __future__ import annotations

@@ -43,6 +43,14 @@ def _parse_time(value: str | None) -> float | None:
     return parsed.timestamp()
 
 
+async def _assigned(consumer: Any, wait_s: float = 10.0) -> list[Any]:
+    """The consumer's partitions, once it has them (its first metadata may lag the topic)."""
+    deadline = time.monotonic() + wait_s
+    while not consumer.assignment() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return sorted(consumer.assignment())
+
+
 async def read_trail(
     topic: str, start: float | None = None, end: float | None = None
 ) -> tuple[list[tuple[int, int, bytes | None]], dict[int, bool]]:
@@ -68,7 +76,7 @@ async def read_trail(
     )  # fmt: skip
     await consumer.start()
     try:
-        tps = sorted(consumer.assignment())
+        tps = await _assigned(consumer)
         if not tps:
             return [], {}
         firsts = await consumer.beginning_offsets(tps)
