@@ -112,10 +112,10 @@ def compliance_report(
             "erasures": kinds["erasure"],
             "actuation_outcomes": dict(sorted(outcomes.items())),
         },
-        "residency": residency,
+        "residency": sorted(residency, key=lambda r: r["when"]),
         "pii": {cls: int(n) for cls, n in sorted(pii.items())},
-        "actions": actions,
-        "erasures": erasures,
+        "actions": sorted(actions, key=lambda a: a["when"]),
+        "erasures": sorted(erasures, key=lambda e: e["when"]),
         "chains": [status.to_dict() for status in chains.values()],
         "chains_ok": all(status.ok for status in chains.values()),
     }
@@ -144,7 +144,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Period: {period['from']} to {period['to']} UTC. Trail entries: {counts['entries']} "
         f"({counts['decisions']} decisions, {counts['actuations']} actuation records, "
-        f"{counts['erasures']} erasures).",
+        f"{counts['erasures']} erasure requests).",
+        "",
+        "The period selects entries by the time they were appended to the trail; `when` is "
+        "the record's own time (a decision's is the event time it was made at).",
         "",
         "## Audit chain verification",
         "",
