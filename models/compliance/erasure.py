@@ -14,16 +14,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from models.base import Erasable
 
 __all__ = ["PSEUDONYM", "ErasureLog", "ErasureRequest"]
 
 PSEUDONYM = re.compile(r"^t_[0-9a-f]{12}$")
 """What a tenant pseudonym looks like (:func:`models.brains.interactions.pseudonym`)."""
-
-
-class Forgets(Protocol):
-    def forget(self, tenant: str, seen_until: float = math.inf) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +103,7 @@ class ErasureLog:
         """Whether what ``tenant`` did at ``ts`` falls under an erasure."""
         return ts <= self._since.get(tenant, -math.inf)
 
-    def scrub(self, brain: Forgets) -> int:
+    def scrub(self, brain: Erasable) -> int:
         """Forget in ``brain`` every erased tenant it has not heard from since its erasure;
         return how many it held."""
         return sum(brain.forget(tenant, since) for tenant, since in self._since.items())
