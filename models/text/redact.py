@@ -147,7 +147,7 @@ _ALTERNATIVES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
         r"(?P<phone>(?<![\w+.-])(?:\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){2,5}"
         r"|\(\d{3}\)[ ]?\d{3}[ .-]\d{4}|\d{3}(?P<phone_sep>[.-])\d{3}(?P=phone_sep)\d{4}"
         r"|0\d{1,4}(?:[ ]\d{2,4}){2,4})(?![\w.:-]?\d|[\w])(?!\.\d))",
-        lambda text, lower: "+" in text or "(" in text or _PHONE_HINT.search(text) is not None,
+        lambda text, lower: _PHONE_HINT.search(text) is not None,
     ),
     (
         r"(?P<ipv4>\d(?<![\w.-]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\w|[.-]\w))",
@@ -161,7 +161,8 @@ _ALTERNATIVES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
 )
 _SEPARATORS = re.compile(r"[ -]")
 _IBAN_HINT = re.compile(r"[A-Z]{2}\d\d", re.ASCII)
-_PHONE_HINT = re.compile(r"\d{3}[.-]\d{3}[.-]\d|(?<!\d)0\d{1,4} \d\d", re.ASCII)
+# Where a phone number could start: "+" and a digit, "(ddd)", ddd-ddd-d, or a trunk 0 group.
+_PHONE_HINT = re.compile(r"\+\d|\(\d{3}\)|\d{3}[.-]\d{3}[.-]\d|(?<!\d)0\d{1,4} \d\d", re.ASCII)
 
 
 @functools.cache

@@ -69,6 +69,10 @@ async def _read(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None
     )
     await consumer.start()
     try:
+        for _ in range(50):  # the first metadata may not have the topic's partitions yet
+            if consumer.assignment():
+                break
+            await asyncio.sleep(0.2)
         tps = sorted(consumer.assignment())
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
