@@ -1,4 +1,4 @@
-"""The edge every agent reads through: decode, validate, account, dead-letter.
+"""The edge every agent reads through: decode, validate, redact, account, dead-letter.
 
 A telemetry message is one record or an envelope ``{"samples": [...]}`` of records
 (:func:`schemas.validate.parse_message`). The counters count records: every record
@@ -8,6 +8,9 @@ dead-lettered (invalid, refused by the handler, or the handler failed on it), so
 refused inside an envelope is dead-lettered alone, naming the envelope's offset and
 its index; the other records of the envelope are processed. A message that cannot be
 read at all (not JSON, too large, not an object) is one record, dead-lettered whole.
+The free-text fields of a valid record are redacted here, before any handler sees
+them (:class:`~models.text.fields.FieldScrubber`), and what was found is counted in
+``autopilot_pii_detected_total{class}``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from typing import Any
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
 
+from models.text.fields import FieldScrubber
 from schemas import DeadLetter, Limits, Rejection
 from schemas.validate import Envelope, parse, parse_message
 from streams.runtime.app import topics
-from streams.runtime.exporter import DLQ, EVENTS_CONSUMED, EVENTS_PROCESSED
+from streams.runtime.exporter import DLQ, EVENTS_CONSUMED, EVENTS_PROCESSED, PII_DETECTED
 
 __all__ = ["ENVELOPE_KINDS", "PROCESSING_ERROR", "UNKNOWN_DECISION", "Edge"]
 
@@ -82,6 +86,7 @@ class Edge:
         self.decode = decode or self._parse
         self._consumed = EVENTS_CONSUMED.labels(label)
         self._processed = EVENTS_PROCESSED.labels(label)
+        self._scrubber = FieldScrubber()
 
     async def run(
         self, stream: faust.StreamT, handle: Callable[[Any], Awaitable[Rejection | None]]
@@ -110,6 +115,9 @@ class Edge:
                     if type(record) is Rejection:
                         refused = record
                     else:
+                        record, found = self._scrubber.scrub(record)
+                        for cls, count in found.items():
+                            PII_DETECTED.labels(cls).inc(count)
                         try:
                             refused = await handle(record)
                         except Exception as exc:
