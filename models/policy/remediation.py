@@ -21,13 +21,13 @@ anomaly shows is learned as context too.
   unless a finer context of the burst shows with 95 % confidence that it works less often
   than ``auto_lower`` there. The finest level with such an action is used; among its
   actions, the highest lower bound;
-* otherwise an action is drawn by Thompson sampling from the hierarchical posteriors of the
-  finest level, sharpened (``sharpen``) for a short horizon, and *recommended* to a human,
-  whose outcome teaches the policy; the draws are seeded by the policy's seed and the
-  decision's basis, so a replay of the same input on the same statistics (a worker restarted
-  from a checkpoint taken before the decision) draws the same action and gets the same
-  decision id; the level reported is the finest with ``backoff_obs`` outcomes (or as many as
-  any coarser one);
+* otherwise an action is drawn by Thompson sampling and *recommended* to a human, whose
+  outcome teaches the policy. The draws are from the template's own record (sharpened,
+  ``sharpen``, for a short horizon) and what it borrows from its error type; before the
+  template has any outcome, from the finest level with ``backoff_obs`` outcomes (or as many
+  as any coarser one). They are seeded by the policy's seed and the decision's basis, so a
+  replay of the same input on the same statistics (a worker restarted from a checkpoint
+  taken before the decision) draws the same action and gets the same decision id;
 * when no level has any outcome, nothing is known: the choice is ``open_incident``,
   recommended.
 
@@ -386,9 +386,10 @@ class RemediationPolicy:
         in mode ``auto`` there, whatever it borrowed: a template is never automated on its
         error type's record alone.
     sharpen
-        The sampling draws from posteriors whose counts are multiplied by this: Thompson
-        sampling that explores less, for the short horizon of a template's few dozen
-        incidents among six actions (1.0 is plain Thompson sampling).
+        The sampling draws from posteriors whose own counts are multiplied by this (those
+        borrowed are not): Thompson sampling that explores less, for the short horizon of
+        a template's few dozen incidents among six actions (1.0 is plain Thompson
+        sampling).
     max_obs
         Counts of an arm are scaled down to this many outcomes, so that old outcomes fade
         once it is reached and the policy keeps adapting.
@@ -439,7 +440,7 @@ class RemediationPolicy:
         prior_weight: float = 20.0,
         alike_odds: float = 10.0,
         min_own: int = 3,
-        sharpen: float = 3.0,
+        sharpen: float = 4.0,
         max_obs: float = 500.0,
         max_contexts: int = 50_000,
         max_pending: int = 100_000,
@@ -505,21 +506,40 @@ class RemediationPolicy:
                 return i, counts
         return None
 
-    def _hierarchical(self, context: RemediationContext) -> list[float]:
-        """Counts per arm at the finest level, with what the coarser levels taught as prior.
+    def _hierarchical(
+        self, context: RemediationContext, level: int
+    ) -> tuple[list[float], list[float]]:
+        """Own counts per arm at ``level`` and what it borrows from the coarser levels.
 
         From the coarsest level down, each level adds to its own outcomes what
         :func:`borrow` lets it take from its parent's counts (the parent's own and what it
-        borrowed in turn): a new template starts from what its error type taught, a new
-        service from what the template taught, and a context that shows it is unlike its
-        siblings soon stands on its own outcomes.
+        borrowed in turn): a new template starts from what its error type taught, and a
+        context that shows it is unlike its siblings soon stands on its own outcomes.
         """
         width = 2 * len(self.actions)
         counts = [0.0] * width
-        for i in range(len(self.levels) - 1, -1, -1):
+        for i in range(len(self.levels) - 1, level, -1):
             own = self._stats.get((i, *context.key(self.levels[i]))) or [0.0] * width
             counts = borrow(own, counts, self.prior_weight, self.alike_odds)
-        return counts
+        own = self._stats.get((level, *context.key(self.levels[level]))) or [0.0] * width
+        pooled = borrow(own, counts, self.prior_weight, self.alike_odds)
+        return own, [p - o for p, o in zip(pooled, own, strict=True)]
+
+    def _sampling_level(self, context: RemediationContext, level: tuple[str, ...]) -> int:
+        """The level a recommendation is drawn at: the coarsest that includes
+        ``auto_fields`` (the template's own record) once it has outcomes, else ``level``.
+
+        Not the error type's pooled record, even while the template has few outcomes: two
+        faults behind one error type would keep the template on the action that works for
+        the other one; what the error type taught still comes in, borrowed (see
+        :meth:`_hierarchical`), as long as the template behaves like its siblings.
+        """
+        for i in range(len(self.levels) - 1, -1, -1):
+            if set(self.auto_fields) <= set(self.levels[i]):
+                if self._stats.get((i, *context.key(self.levels[i]))):
+                    return i
+                break
+        return self.levels.index(level)
 
     def estimates(
         self, context: RemediationContext
@@ -642,13 +662,18 @@ class RemediationPolicy:
                 "investigate, and the outcome will teach the policy."
             )
         else:
-            counts = self._hierarchical(context)
+            index = self._sampling_level(context, level)
+            level = self.levels[index]
+            own, lent = self._hierarchical(context, index)
+            estimates = [self._estimate(a, own) for a in self.actions]
+            # Own outcomes sharpened, borrowed ones not: a couple of failures the siblings
+            # saw must not read as certainty here.
+            counts = [self.sharpen * o + b for o, b in zip(own, lent, strict=True)]
             rng = self._draws_for(basis)
-            c = self.sharpen
             draws = [
                 (
                     rng.betavariate(
-                        self.prior[0] + c * counts[2 * k], self.prior[1] + c * counts[2 * k + 1]
+                        self.prior[0] + counts[2 * k], self.prior[1] + counts[2 * k + 1]
                     ),
                     e,
                 )
