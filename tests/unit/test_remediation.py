@@ -182,6 +182,24 @@ def test_borrowing_is_capped_and_alike_contexts_borrow_fully():
     assert borrow([1.0, 0.0], [21.0, 0.0], 10.0, 10.0)[0] > 1.0 + 100 / 11  # more alike
 
 
+def test_a_template_of_another_fault_is_not_held_to_its_error_type_record():
+    # Two faults behind one error type: for the sibling scale_out works and failover does
+    # not; for this template scale_out works only half the time.
+    sibling = RemediationContext("search", "us-east", CTX.error_type, "bbbbbbbbbbbb", CTX.cause)
+    policy = RemediationPolicy(seed=0)
+    for k in range(40):
+        policy.record_outcome(sibling, "scale_out", True)
+        if k < 3:
+            policy.record_outcome(sibling, "failover_region", False)
+    for k in range(8):
+        policy.record_outcome(CTX, "scale_out", k % 2 == 0)
+    choices = [policy.decide(CTX, basis=[k], ts=float(k)) for k in range(60)]
+    # Drawn on the template's own record, not the error type's pooled one ...
+    assert all(c.level == ("template_id",) for c in choices)
+    # ... so the action the sibling saw fail three times is still tried here.
+    assert sum(c.action == "failover_region" for c in choices) >= 3
+
+
 def test_a_finer_context_vetoes_an_action_that_fails_there():
     sibling = RemediationContext("search", "us-east", CTX.error_type, "bbbbbbbbbbbb", CTX.cause)
     policy = RemediationPolicy(seed=0)
