@@ -644,6 +644,7 @@ def run_failover_scenarios(
             "tick_s": TICK_S,
             "fail_after": probe.fail_after,
             "recover_after": probe.recover_after,
+            "silence_fail_s": probe.silence_fail_s,
             "grace_s": health.grace_s,
             "silence_tolerance_s": health.silence_tolerance_s,
             "health_threshold": health.threshold,
@@ -670,7 +671,12 @@ def format_failover_bench(result: dict[str, Any]) -> str:
     lines = [
         f"failover bench (seed {result['seed']}; fail after {settings['fail_after']}, "
         f"recover after {settings['recover_after']} evaluations of {TICK_S:g} s; "
-        f"grace {settings['grace_s']:g} s)"
+        f"grace {settings['grace_s']:g} s"
+        + (
+            f"; silent {settings['silence_fail_s']:g} s fails at once)"
+            if settings.get("silence_fail_s") is not None
+            else ")"
+        )
     ]
     header = ("scenario", "detection", "target", "false", "flaps", "residency", "failback")
     rows = [(*header, "decisions", "ok")]
