@@ -99,7 +99,7 @@ class RegionBrain:
     --------
     Two minutes of telemetry from every region, then us-east stops. Its silence shows as the
     others keep reporting, and it is failed over at the first evaluation that finds it silent
-    for ``silence_fail_s`` (14 s; see :class:`~models.policy.failover.FailoverPolicy`):
+    for ``silence_fail_s`` (12.5 s; see :class:`~models.policy.failover.FailoverPolicy`):
 
     >>> from schemas.config.regions import load_region_config
     >>> brain = RegionBrain(load_region_config())

@@ -89,11 +89,11 @@ def test_a_region_silent_long_enough_fails_at_the_first_evaluation_that_sees_it(
     [draft] = policy.evaluate(5.0, silent, {"us-east": {"default"}})
     assert (draft.kind, draft.region, draft.target) == ("failover", "us-east", "eu-west")
     assert draft.evidence["consecutive_unhealthy"] == 1
-    assert draft.evidence["thresholds"]["silence_fail_s"] == 14.0
+    assert draft.evidence["thresholds"]["silence_fail_s"] == 12.5
     assert "silent for 30 s while the others report" in draft.reason
     # Silent for less than silence_fail_s: the usual run of fail_after evaluations.
     short = {
-        r: HealthReport(r, 5.0, rep.score, rep.healthy, rep.components, 13.0, {})
+        r: HealthReport(r, 5.0, rep.score, rep.healthy, rep.components, 12.0, {})
         for r, rep in silent.items()
     }
     policy = FailoverPolicy(CONFIG, fail_after=3, recover_after=6)
