@@ -2,6 +2,7 @@
 
 import json
 import random
+import subprocess
 
 import pytest
 
@@ -22,6 +23,7 @@ from streams.lab.bench.remediation import (
     run_bench_remediation_seeds,
 )
 from streams.lab.scenario import FAULT_TYPES
+from tests.conftest import AUTOPILOT
 
 CTX = RemediationContext("checkout", "eu-west", "TimeoutError", "aaaaaaaaaaaa", "metric_anomaly")
 
@@ -337,3 +339,15 @@ def test_a_replay_after_a_restore_draws_the_same_decision():
         assert (replay.action, replay.decision_id) == (original.action, original.decision_id)
     actions = {policy.decide(CTX, basis=[100.0 + k, "b"], ts=100.0 + k).action for k in range(40)}
     assert len(actions) > 1, "Thompson sampling should still explore across bursts"
+
+
+def test_bench_cli_prints_the_mean_over_seeds_and_json_last():
+    args = [str(AUTOPILOT), "bench", "remediation", "--incidents-per-fault", "3", "--seeds", "2-3"]
+    result = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    *table, last = result.stdout.strip().splitlines()
+    figures = json.loads(last)
+    assert figures["seeds"] == [2, 3] and set(figures["per_seed"]) == {"2", "3"}
+    assert any(line.lstrip().startswith("mean") for line in table)
+    bad = subprocess.run([*args[:-1], "4-x"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--seeds wants A-B" in bad.stderr
