@@ -180,7 +180,9 @@ class FailoverPolicy:
         turns a region unhealthy. Waiting for ``fail_after`` evaluations as well would take
         10 s more and excuse no more lag: the grace is the knob for that (the bench's lag
         episodes reach 8 s; its healthy days show at most 9.8 s of silence). Silence of the
-        whole pipeline stops the watermark, so it never reaches this.
+        whole pipeline stops the watermark, so it never reaches this; and for the first
+        ``fail_after`` evaluations after event time stood still, while the held telemetry
+        of the regions arrives unevenly, silence waits for the usual run too.
 
     Notes
     -----
@@ -259,6 +261,9 @@ class FailoverPolicy:
         self.interval_s = interval_s
         self.silence_fail_s = silence_fail_s
         self._last_eval: float | None = None
+        # Evaluations in a row at the regular pace of event time: after event time stood
+        # still (a stalled pipeline, our own partition), it catches up on a backlog.
+        self._steady = 0
         self._cheapest = min((r.cost for r in config.regions.values()), default=1.0)
         self._state: dict[str, _RegionState] = {name: _RegionState() for name in config.names}
 
@@ -365,6 +370,8 @@ class FailoverPolicy:
         """
         if self._last_eval is not None and now - self._last_eval < self.interval_s / 2:
             return []
+        steady = self._last_eval is not None and now - self._last_eval <= 2 * self.interval_s
+        self._steady = self._steady + 1 if steady else 0
         self._last_eval = now
         recovered: list[str] = []
         newly_failed: list[str] = []
@@ -408,11 +415,20 @@ class FailoverPolicy:
         return drafts
 
     def _silent(self, report: HealthReport) -> bool:
-        """Whether ``report`` shows a region unhealthy and silent for ``silence_fail_s``."""
+        """Whether ``report`` shows a region unhealthy and silent for ``silence_fail_s``,
+        while event time has moved at its regular pace for ``fail_after`` evaluations.
+
+        When every region goes quiet at once (our own outage), event time stops; when it
+        resumes, the regions' held telemetry arrives over a few seconds, and a minute of
+        event time passes in one of them: a region whose backlog comes a few seconds late
+        looks silent for a minute. That silence is ours, not the region's, so until event
+        time is steady again silence waits for the usual run of evaluations.
+        """
         return (
             self.silence_fail_s is not None
             and not report.healthy
             and report.silent_for_s >= self.silence_fail_s
+            and self._steady >= self.fail_after
         )
 
     def _place(
@@ -579,6 +595,7 @@ class FailoverPolicy:
         return {
             "v": _STATE_VERSION,
             "last_eval": self._last_eval,
+            "steady": self._steady,
             "regions": {name: s.to_dict() for name, s in sorted(self._state.items())},
         }
 
@@ -594,6 +611,7 @@ class FailoverPolicy:
             raise ValueError(f"unsupported failover policy state version {state.get('v')!r}")
         policy = cls(config, **settings)
         policy._last_eval = state["last_eval"]
+        policy._steady = int(state.get("steady", 0))
         for name, raw in state["regions"].items():
             if name not in policy._state:
                 continue

@@ -85,6 +85,8 @@ def test_declared_failed_only_after_fail_after_consecutive_unhealthy_evaluations
 
 def test_a_region_silent_long_enough_fails_at_the_first_evaluation_that_sees_it() -> None:
     policy = FailoverPolicy(CONFIG, fail_after=3, recover_after=6)
+    for ts in (-15.0, -10.0, -5.0, 0.0):  # event time moving at its pace
+        assert policy.evaluate(ts, reports(ts=ts), {}) == []
     silent = reports(silent={"us-east"}, ts=5.0)
     [draft] = policy.evaluate(5.0, silent, {"us-east": {"default"}})
     assert (draft.kind, draft.region, draft.target) == ("failover", "us-east", "eu-west")
@@ -97,9 +99,21 @@ def test_a_region_silent_long_enough_fails_at_the_first_evaluation_that_sees_it(
         for r, rep in silent.items()
     }
     policy = FailoverPolicy(CONFIG, fail_after=3, recover_after=6)
+    for ts in (-15.0, -10.0, -5.0, 0.0):
+        policy.evaluate(ts, reports(ts=ts), {})
     assert policy.evaluate(5.0, short, {"us-east": {"default"}}) == []
+    # Event time stood still (our own outage) and catches up: the usual run.
+    policy = FailoverPolicy(CONFIG, fail_after=3, recover_after=6)
+    for ts in (-15.0, -10.0, -5.0, 0.0):
+        policy.evaluate(ts, reports(ts=ts), {})
+    late = reports(silent={"us-east"}, ts=200.0)
+    assert policy.evaluate(200.0, late, {}) == []
+    assert policy.evaluate(205.0, late, {}) == []
+    assert [d.kind for d in policy.evaluate(210.0, late, {})] == ["failover"]
     # Disabled: silence waits for the run like any other evidence.
     policy = FailoverPolicy(CONFIG, fail_after=3, recover_after=6, silence_fail_s=None)
+    for ts in (-15.0, -10.0, -5.0, 0.0):
+        policy.evaluate(ts, reports(ts=ts), {})
     assert policy.evaluate(5.0, silent, {"us-east": {"default"}}) == []
     with pytest.raises(ValueError, match="silence_fail_s"):
         FailoverPolicy(CONFIG, silence_fail_s=0.0)
