@@ -79,10 +79,12 @@ class _Topics:
     """Every Faust topic object, declared once. Telemetry is keyed ``service/region``."""
 
     def __init__(self, names: TopicNames, partitions: int) -> None:
-        def declare(name: str, config: dict[str, str] | None = None) -> faust.TopicT:
+        def declare(
+            name: str, config: dict[str, str] | None = None, count: int = partitions
+        ) -> faust.TopicT:
             # internal=True makes the worker create the topic at start-up with
             # our partition count, instead of silently ignoring a missing one.
-            return app.topic(name, partitions=partitions, internal=True, config=config)
+            return app.topic(name, partitions=count, internal=True, config=config)
 
         self.metrics = declare(names.metrics)
         self.errors = declare(names.errors)
@@ -90,6 +92,12 @@ class _Topics:
         # Written by the interactions agent, keyed by tenant pseudonym (agents.tenants).
         self.interactions_by_tenant = declare(names.interactions_by_tenant)
         self.remediation_feedback = declare(names.remediation_feedback)
+        # The workers' messages to one another (schemas.topics: the internal topics). A
+        # decision over every partition has one evaluator: the owner of a one-partition topic.
+        self.region_evidence = declare(names.region_evidence, count=1)
+        self.budget_evidence = declare(names.budget_evidence, count=1)
+        self.remediation_routing = declare(names.remediation_routing)
+        self.remediation_outcomes = declare(names.remediation_outcomes)
         self.scaling = declare(names.scaling)
         self.failover = declare(names.failover)
         self.remediation = declare(names.remediation)
