@@ -1,39 +1,8 @@
 """Thin Faust agents, one per file: read a topic through :mod:`agents.runtime.edge`, call
 :mod:`models`, publish.
 
-Importing this package registers every agent with the app, the subscribers of the in-worker
-fan-out (:mod:`agents.runtime.fanout`), and the offset-commit watchdog
-(:mod:`agents.compat.offsets`, the one module that reads Faust internals).
+Importing this package registers nothing; :mod:`agents.all` registers every agent the
+worker runs, and the subscribers of the in-worker fan-out (:mod:`agents.runtime.fanout`)
+(the ``autopilot`` command imports it), so a tool or a test can import one agent, or
+:mod:`agents.compat.offsets` alone, without the others.
 """
-
-from agents import (
-    actuator,
-    budgets,
-    cost,
-    errors,
-    failover,
-    feedback,
-    interactions,
-    metrics,
-    outcomes,
-    region_evidence,
-    routes,
-    tenants,
-)
-from agents.compat import offsets
-
-__all__ = [
-    "actuator",
-    "budgets",
-    "cost",
-    "errors",
-    "failover",
-    "feedback",
-    "interactions",
-    "metrics",
-    "offsets",
-    "outcomes",
-    "region_evidence",
-    "routes",
-    "tenants",
-]

@@ -31,8 +31,9 @@ from agents.runtime import fanout
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.publish import publish
 from models.brains.cost import BudgetWatch, CostBrain
-from models.policy.cost import load_budgets, load_price_table
 from schemas import MetricSample
+from schemas.config.budgets import load_budgets
+from schemas.config.prices import load_price_table
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import SERIES_TRACKED, record_cost
 

@@ -29,10 +29,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from models.policy.cost import (
-    Budgets,
     CostTracker,
     MonthForecast,
-    PriceTable,
     RightsizeAdvice,
     SpotAdvice,
     budget_crossing,
@@ -41,6 +39,8 @@ from models.policy.cost import (
     spot_advice,
 )
 from schemas import Decision, MetricSample, decision_id_for
+from schemas.config.budgets import Budgets
+from schemas.config.prices import PriceTable
 
 __all__ = ["BUDGET_MODEL_VERSION", "RIGHTSIZE_MODEL_VERSION", "BudgetWatch", "CostBrain"]
 
@@ -71,9 +71,9 @@ class CostBrain:
     Parameters
     ----------
     prices
-        The price table (:func:`models.policy.cost.load_price_table`).
+        The price table (:func:`schemas.config.prices.load_price_table`).
     budgets
-        Monthly budgets (:func:`models.policy.cost.load_budgets`); none if omitted.
+        Monthly budgets (:func:`schemas.config.budgets.load_budgets`); none if omitted.
     util_tau_s, run_rate_tau_s, max_gap_s
         See :class:`models.policy.cost.CostTracker`.
     min_observed_s
@@ -96,7 +96,7 @@ class CostBrain:
 
     Examples
     --------
-    >>> from models.policy.cost import InstanceType, ServiceCostConfig
+    >>> from schemas.config.prices import InstanceType, ServiceCostConfig
     >>> types = {t.name: t for t in (InstanceType("m.xlarge", "general", 4, 16, 0.192),
     ...                              InstanceType("c.xlarge", "compute", 4, 8, 0.17))}
     >>> prices = PriceTable(types, "m.xlarge")
@@ -312,7 +312,7 @@ class BudgetWatch:
     Parameters
     ----------
     budgets
-        Monthly budgets (:func:`models.policy.cost.load_budgets`); none if omitted.
+        Monthly budgets (:func:`schemas.config.budgets.load_budgets`); none if omitted.
     run_rate_tau_s
         The cost trackers' run-rate time constant: a decision's confidence grows with the
         time the run rate has been learned, over this scale.
@@ -324,7 +324,7 @@ class BudgetWatch:
 
     Examples
     --------
-    >>> from models.policy.cost import InstanceType
+    >>> from schemas.config.prices import InstanceType
     >>> prices = PriceTable({"m": InstanceType("m", "general", 4, 16, 0.2)}, "m")
     >>> brains = [CostBrain(prices), CostBrain(prices)]  # e.g. two partitions
     >>> jan = 1_704_067_200.0

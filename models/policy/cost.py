@@ -1,11 +1,11 @@
 """Cloud cost from replicas and a price table: month-end forecast, budgets, rightsizing, spot.
 
-The price table (a TOML file such as ``streams/config/prices.toml``) lists instance types with their
-family (``compute``, ``memory`` or ``general`` purpose), vCPUs, memory, hourly on-demand
-price and spot discount; a price multiplier per region; the instance type each service runs
-on (a default for the others); and whether a service is stateless and tolerates
-interruptions (which makes it a spot candidate). Budgets (e.g. ``streams/config/budgets.toml``)
-are monthly, for the whole fleet, per service or per region.
+The price table (:mod:`schemas.config.prices`) lists instance types with their family
+(``compute``, ``memory`` or ``general`` purpose), vCPUs, memory, hourly on-demand price and
+spot discount; a price multiplier per region; the instance type each service runs on (a
+default for the others); and whether a service is stateless and tolerates interruptions
+(which makes it a spot candidate). Budgets (:mod:`schemas.config.budgets`) are monthly, for
+the whole fleet, per service or per region.
 
 A :class:`CostTracker` follows one (service, region) in event time: it integrates the cost
 of the running replicas into the cost of the calendar month (UTC) so far, keeps a run rate
@@ -33,202 +33,27 @@ when it saves at least ``min_saving`` of the hourly price; the monthly saving is
 from __future__ import annotations
 
 import math
-import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.config.prices import InstanceType, PriceTable
+
 __all__ = [
-    "FAMILIES",
     "HOURS_PER_MONTH",
-    "Budgets",
     "CostTracker",
-    "InstanceType",
     "MonthForecast",
-    "PriceTable",
     "RightsizeAdvice",
-    "ServiceCostConfig",
     "SpotAdvice",
     "budget_crossing",
-    "load_budgets",
-    "load_price_table",
     "month_bounds",
     "rightsize",
     "spot_advice",
 ]
 
 HOURS_PER_MONTH = 730.0
-FAMILIES = ("compute", "memory", "general")
 _STATE_VERSION = 1
-
-
-# ------------------------------------------------------------------------------ prices
-@dataclass(frozen=True, slots=True)
-class InstanceType:
-    """One instance type of the price table."""
-
-    name: str
-    family: str
-    vcpu: float
-    memory_gib: float
-    hourly_usd: float
-    spot_discount: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"{self.name}: family must be one of {', '.join(FAMILIES)}")
-        if self.vcpu <= 0 or self.memory_gib <= 0 or self.hourly_usd <= 0:
-            raise ValueError(f"{self.name}: vcpu, memory_gib and hourly_usd must be > 0")
-        if not 0.0 <= self.spot_discount < 1.0:
-            raise ValueError(f"{self.name}: spot_discount must be in [0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "family": self.family,
-            "vcpu": self.vcpu,
-            "memory_gib": self.memory_gib,
-            "hourly_usd": self.hourly_usd,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceCostConfig:
-    """How one service runs: its instance type, and whether it can run on spot capacity."""
-
-    instance_type: str
-    stateless: bool = False
-    interruption_tolerant: bool = False
-
-    @property
-    def spot_candidate(self) -> bool:
-        return self.stateless and self.interruption_tolerant
-
-
-@dataclass(frozen=True, slots=True)
-class PriceTable:
-    """Instance types, region multipliers and the services' instance types.
-
-    Examples
-    --------
-    >>> m = InstanceType("m.large", "general", 2, 8, 0.10)
-    >>> table = PriceTable({"m.large": m}, default_instance_type="m.large", regions={"eu": 1.1})
-    >>> table.instance_for("anything").name, round(table.replica_hourly("api", "eu"), 3)
-    ('m.large', 0.11)
-    """
-
-    instance_types: Mapping[str, InstanceType]
-    default_instance_type: str
-    regions: Mapping[str, float] = field(default_factory=dict)
-    services: Mapping[str, ServiceCostConfig] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        names = {self.default_instance_type} | {s.instance_type for s in self.services.values()}
-        unknown = sorted(names - set(self.instance_types))
-        if unknown:
-            raise ValueError(f"unknown instance type {unknown[0]!r}")
-        if any(not m > 0 for m in self.regions.values()):
-            raise ValueError("region multipliers must be > 0")
-
-    def service(self, service: str) -> ServiceCostConfig:
-        """The service's configuration (the default instance type if not configured)."""
-        return self.services.get(service) or ServiceCostConfig(self.default_instance_type)
-
-    def instance_for(self, service: str) -> InstanceType:
-        """The instance type ``service`` runs on."""
-        return self.instance_types[self.service(service).instance_type]
-
-    def region_multiplier(self, region: str) -> float:
-        """Price multiplier of ``region`` (1.0 if not listed)."""
-        return self.regions.get(region, 1.0)
-
-    def replica_hourly(self, service: str, region: str) -> float:
-        """Hourly price of one replica of ``service`` in ``region``."""
-        return self.instance_for(service).hourly_usd * self.region_multiplier(region)
-
-
-def _table(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = doc.get(name, {})
-    if not isinstance(value, Mapping):
-        raise ValueError(f"[{name}] must be a table")
-    return value
-
-
-def load_price_table(path: str | os.PathLike) -> PriceTable:
-    """Read a price table from TOML (see ``streams/config/prices.toml`` for the layout).
-
-    Raises
-    ------
-    ValueError
-        When the file does not describe a consistent price table.
-    """
-    with open(path, "rb") as fh:
-        doc = tomllib.load(fh)
-    try:
-        types = {
-            name: InstanceType(
-                name=name,
-                family=str(spec["family"]),
-                vcpu=float(spec["vcpu"]),
-                memory_gib=float(spec["memory_gib"]),
-                hourly_usd=float(spec["hourly_usd"]),
-                spot_discount=float(spec.get("spot_discount", 0.0)),
-            )
-            for name, spec in _table(doc, "instance_types").items()
-        }
-        services = {
-            name: ServiceCostConfig(
-                instance_type=str(spec["instance_type"]),
-                stateless=bool(spec.get("stateless", False)),
-                interruption_tolerant=bool(spec.get("interruption_tolerant", False)),
-            )
-            for name, spec in _table(doc, "services").items()
-        }
-        default = str(_table(doc, "defaults")["instance_type"])
-    except KeyError as exc:
-        raise ValueError(f"{os.fspath(path)}: missing {exc.args[0]!r}") from None
-    regions = {name: float(m) for name, m in _table(doc, "regions").items()}
-    return PriceTable(types, default, regions, services)
-
-
-@dataclass(frozen=True, slots=True)
-class Budgets:
-    """Monthly budgets in USD: for the whole fleet, per service and per region.
-
-    Examples
-    --------
-    >>> b = Budgets(total=1000.0, services={"checkout": 300.0})
-    >>> [(scope, amount) for scope, amount in b.scopes()]
-    [((), 1000.0), ((('service', 'checkout'),), 300.0)]
-    """
-
-    total: float | None = None
-    services: Mapping[str, float] = field(default_factory=dict)
-    regions: Mapping[str, float] = field(default_factory=dict)
-
-    def scopes(self) -> list[tuple[tuple[tuple[str, str], ...], float]]:
-        """Each budget as ``(subject items, monthly USD)``; ``()`` is the whole fleet."""
-        out: list[tuple[tuple[tuple[str, str], ...], float]] = []
-        if self.total is not None:
-            out.append(((), self.total))
-        out += [((("service", s),), b) for s, b in self.services.items()]
-        out += [((("region", r),), b) for r, b in self.regions.items()]
-        return out
-
-
-def load_budgets(path: str | os.PathLike) -> Budgets:
-    """Read budgets from TOML (see ``streams/config/budgets.toml``)."""
-    with open(path, "rb") as fh:
-        doc = tomllib.load(fh)
-    budget = _table(doc, "budget")
-    total = budget.get("total_usd")
-    return Budgets(
-        total=None if total is None else float(total),
-        services={k: float(v) for k, v in _table(budget, "services").items()},
-        regions={k: float(v) for k, v in _table(budget, "regions").items()},
-    )
 
 
 # --------------------------------------------------------------------- month and budget
@@ -650,6 +475,7 @@ class SpotAdvice:
 def spot_advice(table: PriceTable, service: str, region: str, replicas: float) -> SpotAdvice | None:
     """Spot saving for ``service`` if it is configured stateless and interruption-tolerant.
 
+    >>> from schemas.config.prices import ServiceCostConfig
     >>> t = PriceTable({"c": InstanceType("c", "compute", 2, 4, 0.1, spot_discount=0.6)}, "c",
     ...                services={"api": ServiceCostConfig("c", True, True)})
     >>> round(spot_advice(t, "api", "eu", replicas=5).monthly_saving_usd, 2)

@@ -23,13 +23,13 @@ so that a typo cannot silently widen or narrow where data may go. A bad file rai
 
 from __future__ import annotations
 
-import math
 import re
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from schemas.config.toml import CONFIG_DIR, ConfigError, Value, from_mapping, load, parse
 
 __all__ = [
     "ANY_JURISDICTION",
@@ -42,9 +42,7 @@ __all__ = [
     "parse_region_config",
 ]
 
-DEFAULT_REGION_CONFIG_PATH = (
-    Path(__file__).resolve().parents[2] / "streams" / "config" / "regions.toml"
-)
+DEFAULT_REGION_CONFIG_PATH = CONFIG_DIR / "regions.toml"
 """The bundled configuration of the simulator's regions (us-east, eu-west, ap-south)."""
 DEFAULT_DATA_CLASS = "default"
 """Data class of traffic without a classification; its rule also covers unlisted classes."""
@@ -58,31 +56,9 @@ _JURISDICTION = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 _REGION_FIELDS = ("jurisdiction", "headroom", "cost")
 _TOP_LEVEL = ("regions", "latency_ms", "residency")
 
-_KeyPath = tuple[str | int, ...]
 
-
-class RegionConfigError(ValueError):
+class RegionConfigError(ConfigError):
     """A region configuration is unreadable or invalid; the message names line and field."""
-
-
-class _Invalid(Exception):
-    """A semantic error at a key path, before the path is turned into a line number."""
-
-    def __init__(self, path: _KeyPath, message: str) -> None:
-        super().__init__(message)
-        self.path = path
-        self.message = message
-
-
-def _field_name(path: _KeyPath) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
-            out += f".{text}" if out else text
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,198 +160,84 @@ class RegionConfig:
             Naming the first bad field, e.g. ``regions.eu-west.cost: must be > 0, got 0``.
 
         """
-        try:
-            return _build(raw, source)
-        except _Invalid as exc:
-            prefix = f"{source}: " if source else ""
-            raise RegionConfigError(f"{prefix}{_field_name(exc.path)}: {exc.message}") from None
+        return from_mapping(raw, _builder(source), source=source, error=RegionConfigError)
 
 
-def _table(value: Any, path: _KeyPath) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _Invalid(path, f"must be a table, got {_type_name(value)}")
-    return value
+def _builder(source: str) -> Callable[[Value], RegionConfig]:
+    return lambda doc: _build(doc, source)
 
 
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "a table"
-    return type(value).__name__
-
-
-def _number(value: Any, path: _KeyPath) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Invalid(path, f"must be a number, got {_type_name(value)}")
-    if not math.isfinite(value):
-        raise _Invalid(path, f"must be finite, got {value!r}")
-    return float(value)
-
-
-def _check_keys(table: Mapping[str, Any], path: _KeyPath, allowed: tuple[str, ...]) -> None:
-    for key in table:
-        if key not in allowed:
-            raise _Invalid(
-                (*path, key), f"is not a known field here (allowed: {', '.join(allowed)})"
-            )
-
-
-def _build(raw: Mapping[str, Any], source: str) -> RegionConfig:
-    _check_keys(_table(raw, ()), (), _TOP_LEVEL)
-    if "regions" not in raw:
-        raise _Invalid(("regions",), "is required: a table of regions")
-    raw_regions = _table(raw["regions"], ("regions",))
-    if not raw_regions:
-        raise _Invalid(("regions",), "must name at least one region")
+def _build(doc: Value, source: str) -> RegionConfig:
+    top = doc.table(_TOP_LEVEL)
+    listed = top.required("regions", "is required: a table of regions")
+    if not listed.table(of="regions"):
+        raise listed.invalid("must name at least one region")
     regions: dict[str, Region] = {}
-    for name, body in raw_regions.items():
-        path: _KeyPath = ("regions", name)
-        if not _REGION_NAME.match(name):
-            raise _Invalid(path, f"{name!r} is not a region name ({_REGION_NAME.pattern})")
-        body = _table(body, path)
-        _check_keys(body, path, _REGION_FIELDS)
-        for key in _REGION_FIELDS:
-            if key not in body:
-                raise _Invalid((*path, key), "is required")
-        jurisdiction = body["jurisdiction"]
-        if not isinstance(jurisdiction, str) or not _JURISDICTION.match(jurisdiction):
-            raise _Invalid(
-                (*path, "jurisdiction"),
-                f"must be a jurisdiction name such as EU ({_JURISDICTION.pattern}), "
-                f"got {_type_name(jurisdiction)}",
-            )
-        headroom = _number(body["headroom"], (*path, "headroom"))
-        if not 0.0 <= headroom <= 1.0:
-            raise _Invalid((*path, "headroom"), f"must be in [0, 1], got {headroom:g}")
-        cost = _number(body["cost"], (*path, "cost"))
-        if cost <= 0.0:
-            raise _Invalid((*path, "cost"), f"must be > 0, got {cost:g}")
-        regions[name] = Region(name, jurisdiction, headroom, cost)
-
-    latency = _latencies(raw.get("latency_ms", {}), regions)
-    residency = _residency(raw, regions)
+    for name, value in listed.table().items(_REGION_NAME, "a region name"):
+        body = value.table(_REGION_FIELDS)
+        regions[name] = Region(
+            name,
+            jurisdiction=body.required("jurisdiction").string(
+                _JURISDICTION, "a jurisdiction name such as EU"
+            ),
+            headroom=float(body.required("headroom").number(0, 1)),
+            cost=float(body.required("cost").number(0, low_open=True)),
+        )
+    latency = _latencies(top.get("latency_ms", {}), regions)
+    residency = _residency(
+        top.required("residency", "is required, with at least a default rule"), regions
+    )
     return RegionConfig(regions, latency, residency, source)
 
 
-def _latencies(raw: Any, regions: Mapping[str, Region]) -> dict[tuple[str, str], float]:
+def _latencies(value: Value, regions: Mapping[str, Region]) -> dict[tuple[str, str], float]:
     given: dict[tuple[str, str], float] = {}
-    for source, row in _table(raw, ("latency_ms",)).items():
+    for source, row in value.table().items():
         if source not in regions:
-            raise _Invalid(("latency_ms", source), f"{source!r} is not a configured region")
-        for target, value in _table(row, ("latency_ms", source)).items():
-            path: _KeyPath = ("latency_ms", source, target)
+            raise row.invalid(f"{source!r} is not a configured region")
+        for target, ms in row.table().items():
             if target not in regions:
-                raise _Invalid(path, f"{target!r} is not a configured region")
+                raise ms.invalid(f"{target!r} is not a configured region")
             if target == source:
-                raise _Invalid(path, "a region's latency to itself is 0 and is not listed")
-            ms = _number(value, path)
-            if ms < 0:
-                raise _Invalid(path, f"must be >= 0, got {ms:g}")
-            given[(source, target)] = ms
+                raise ms.invalid("a region's latency to itself is 0 and is not listed")
+            given[(source, target)] = float(ms.number(0))
     latency: dict[tuple[str, str], float] = {}
     names = sorted(regions)
     for a in names:
         for b in names:
             if a == b:
                 continue
-            ms = given.get((a, b), given.get((b, a)))
-            if ms is None:
+            found = given.get((a, b), given.get((b, a)))
+            if found is None:
                 # Point at a row that exists, if either does, so the line number helps.
                 row = b if any(s == b for s, _ in given) and all(s != a for s, _ in given) else a
-                raise _Invalid(
-                    ("latency_ms", row, b if row == a else a),
+                raise ConfigError(
                     f"is missing: give latency_ms.{a}.{b} or latency_ms.{b}.{a}",
+                    path=(*value.path, row, b if row == a else a),
                 )
-            latency[(a, b)] = ms
+            latency[(a, b)] = found
     return latency
 
 
-def _residency(raw: Mapping[str, Any], regions: Mapping[str, Region]) -> dict[str, frozenset[str]]:
-    if "residency" not in raw:
-        raise _Invalid(("residency",), "is required, with at least a default rule")
-    rules = _table(raw["residency"], ("residency",))
+def _residency(value: Value, regions: Mapping[str, Region]) -> dict[str, frozenset[str]]:
     known = {r.jurisdiction for r in regions.values()}
     residency: dict[str, frozenset[str]] = {}
-    for data_class, allowed in rules.items():
-        path: _KeyPath = ("residency", data_class)
-        if not _DATA_CLASS.match(data_class):
-            raise _Invalid(path, f"{data_class!r} is not a data class ({_DATA_CLASS.pattern})")
-        if not isinstance(allowed, list) or not allowed:
-            raise _Invalid(path, 'must be a non-empty array of jurisdictions (or ["*"])')
-        for i, jurisdiction in enumerate(allowed):
-            if not isinstance(jurisdiction, str):
-                raise _Invalid((*path, i), f"must be a string, got {_type_name(jurisdiction)}")
+    for data_class, rule in value.table().items(_DATA_CLASS, "a data class"):
+        allowed = rule.array('jurisdictions (or ["*"])', non_empty=True)
+        for item in allowed:
+            jurisdiction = item.string()
             if jurisdiction != ANY_JURISDICTION and jurisdiction not in known:
                 names = ", ".join(sorted(known))
-                raise _Invalid(
-                    (*path, i),
-                    f'unknown jurisdiction {jurisdiction!r} (regions are in: {names}; "*" is any)',
+                raise item.invalid(
+                    f'unknown jurisdiction {jurisdiction!r} (regions are in: {names}; "*" is any)'
                 )
-        residency[data_class] = frozenset(allowed)
+        residency[data_class] = frozenset(item.raw for item in allowed)
     if DEFAULT_DATA_CLASS not in residency:
-        raise _Invalid(
-            ("residency", DEFAULT_DATA_CLASS),
+        raise ConfigError(
             'is required: the rule of data classes without their own (["*"] for anywhere)',
+            path=(*value.path, DEFAULT_DATA_CLASS),
         )
     return residency
-
-
-# ------------------------------------------------------------------- lines of a TOML source
-_KEY_TOKEN = r'"(?:[^"\\]|\\.)*"|\'[^\']*\'|[A-Za-z0-9_-]+'
-_DOTTED_KEY = re.compile(rf"^\s*((?:{_KEY_TOKEN})(?:\s*\.\s*(?:{_KEY_TOKEN}))*)\s*=")
-_HEADER = re.compile(rf"^\s*\[\[?\s*((?:{_KEY_TOKEN})(?:\s*\.\s*(?:{_KEY_TOKEN}))*)\s*\]\]?")
-_INLINE_KEY = re.compile(rf"[{{,]\s*((?:{_KEY_TOKEN})(?:\s*\.\s*(?:{_KEY_TOKEN}))*)\s*=")
-
-
-def _split_key(text: str) -> tuple[str, ...]:
-    return tuple(t.strip("\"'") for t in re.findall(_KEY_TOKEN, text))
-
-
-def _key_lines(text: str) -> tuple[dict[tuple[str, ...], int], list[tuple[str, ...]]]:
-    """Map each key path to the line defining it; also each line's enclosing table.
-
-    A best-effort scan (tomllib reports no positions for valid documents): table headers,
-    ``key = value`` lines (dotted keys included) and the keys of one-line inline tables.
-    """
-    lines: dict[tuple[str, ...], int] = {}
-    tables: list[tuple[str, ...]] = []
-    table: tuple[str, ...] = ()
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = _HEADER.match(line)
-        if header:
-            table = _split_key(header.group(1))
-            # A header defines its parent tables too: [latency_ms.us-east] is latency_ms.
-            for n in range(1, len(table) + 1):
-                lines.setdefault(table[:n], number)
-        else:
-            key = _DOTTED_KEY.match(line)
-            if key:
-                path = (*table, *_split_key(key.group(1)))
-                lines.setdefault(path, number)
-                rest = line[key.end() :]
-                for inline in _INLINE_KEY.finditer(rest):
-                    lines.setdefault((*path, *_split_key(inline.group(1))), number)
-        tables.append(table)
-    return lines, tables
-
-
-def _line_of(text: str, path: _KeyPath) -> int | None:
-    lines, _ = _key_lines(text)
-    keys = tuple(p for p in path if isinstance(p, str))
-    for n in range(len(keys), 0, -1):
-        if keys[:n] in lines:
-            return lines[keys[:n]]
-    return None
-
-
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 
 
 def parse_region_config(text: str, *, source: str = "<string>") -> RegionConfig:
@@ -407,29 +269,7 @@ def parse_region_config(text: str, *, source: str = "<string>") -> RegionConfig:
 must be in [0, 1], got 1.5
 
     """
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        found = _TOML_POSITION.search(message)
-        if found is None:
-            raise RegionConfigError(f"{source}: invalid TOML: {message}") from None
-        number = int(found.group(1))
-        problem = f"invalid TOML: {_TOML_POSITION.sub('', message)} (column {found.group(2)})"
-        source_lines = text.splitlines()
-        line = source_lines[number - 1] if number <= len(source_lines) else ""
-        _, tables = _key_lines(text)
-        table = tables[number - 1] if number <= len(tables) else ()
-        key = _DOTTED_KEY.match(line)
-        path = (*table, *_split_key(key.group(1))) if key else table
-        where = f"{_field_name(path)}: " if path else ""
-        raise RegionConfigError(f"{source}:{number}: {where}{problem}") from None
-    try:
-        return _build(raw, source)
-    except _Invalid as exc:
-        number = _line_of(text, exc.path)
-        at = f"{source}:{number}" if number is not None else source
-        raise RegionConfigError(f"{at}: {_field_name(exc.path)}: {exc.message}") from None
+    return parse(text, _builder(source), source=source, error=RegionConfigError)
 
 
 def load_region_config(path: str | Path | None = None) -> RegionConfig:
@@ -455,12 +295,4 @@ def load_region_config(path: str | Path | None = None) -> RegionConfig:
 
     """
     path = DEFAULT_REGION_CONFIG_PATH if path is None else Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RegionConfigError(f"{path}: no such region configuration file") from None
-    except UnicodeDecodeError:
-        raise RegionConfigError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise RegionConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_region_config(text, source=str(path))
+    return load(path, _builder(str(path)), error=RegionConfigError, what="region configuration")

@@ -3,7 +3,7 @@
 :class:`AwsExecutor` turns a :class:`models.policy.actuation.Step` into requests and an
 :class:`models.policy.actuation.Execution`: it never raises, because a failed action is a
 fact for the audit topic, not a reason to stop the worker. botocore's own retries
-are switched off so that :class:`models.policy.actuation.RetryPolicy` alone decides what is
+are switched off so that :class:`schemas.config.actuation.RetryPolicy` alone decides what is
 sent again, and every request sent is counted in the audit record.
 
 Credentials come from boto3's standard chain (environment, shared config and
@@ -34,15 +34,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from models.policy.actuation import (
-    ActuationConfig,
-    ActuationConfigError,
     Execution,
     Step,
-    load_actuation_config,
     restored_weights,
     shifted_weights,
     weight_changes,
 )
+from schemas.config.actuation import ActuationConfig, ActuationConfigError, load_actuation_config
 from streams.runtime.settings import SettingsError
 
 __all__ = ["ActuatorSettings", "AwsExecutor"]

@@ -50,15 +50,14 @@ def _checking_broker_access(run_worker: Callable[..., Any]) -> Callable[..., Any
 
 def main() -> None:
     """Entry point of the ``autopilot`` console script."""
-    from models.policy.actuation import ActuationConfigError
-    from schemas.config.regions import RegionConfigError
+    from schemas.config.toml import ConfigError
     from streams.runtime.settings import SettingsError
 
     try:
         # Importing the agents reads their config files (regions, actuator mapping).
-        import agents  # noqa: F401  (registers the agents and the /metrics view)
+        import agents.all  # noqa: F401  (registers the agents and the /metrics view)
         from streams.runtime.app import app, settings
-    except (SettingsError, RegionConfigError, ActuationConfigError) as exc:
+    except (SettingsError, ConfigError) as exc:
         click.echo(f"autopilot: configuration error: {exc}", err=True)
         sys.exit(2)
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from models.policy.cost import load_budgets, load_price_table
-from schemas.config.regions import DEFAULT_REGION_CONFIG_PATH, RegionConfigError, load_region_config
+from schemas.config.budgets import DEFAULT_BUDGETS_PATH, load_budgets
+from schemas.config.prices import DEFAULT_PRICES_PATH, load_price_table
+from schemas.config.regions import DEFAULT_REGION_CONFIG_PATH, load_region_config
+from schemas.config.toml import ConfigError
 
 __all__ = ["LOG_LEVELS", "SASL_MECHANISMS", "SECURITY_PROTOCOLS", "Settings", "SettingsError"]
 
@@ -23,8 +25,6 @@ LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 _PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
-DEFAULT_PRICES_PATH = DEFAULT_REGION_CONFIG_PATH.with_name("prices.toml")
-DEFAULT_BUDGETS_PATH = DEFAULT_REGION_CONFIG_PATH.with_name("budgets.toml")
 _BROKER_PATTERN = re.compile(
     r"^kafka://[A-Za-z0-9.\-\[\]:]+:\d{1,5}(;[A-Za-z0-9.\-\[\]:]+:\d{1,5})*$"
 )
@@ -53,14 +53,14 @@ def _number(env: Mapping[str, str], name: str, default: N, low: N, high: N, kind
 
 
 def _check_file(name: str, path: Path, load: Callable[[Path], object]) -> None:
-    """Read a configuration file now, so that a bad one stops the worker at start-up."""
+    """Read a configuration file now, so that a bad one stops the worker at start-up.
+
+    The message names the variable, then the file, the line and the field at fault.
+    """
     try:
         load(path)
-    except FileNotFoundError:
-        raise SettingsError(f"{name}: {path}: no such file") from None
-    except (OSError, ValueError, TypeError) as exc:
-        # tomllib.TOMLDecodeError is a ValueError; both messages say where it went wrong.
-        raise SettingsError(f"{name}: {path}: {exc}") from None
+    except ConfigError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ no such region configuration file
     >>> Settings.from_env({"AUTOPILOT_PRICES": "/nowhere/prices.toml"})
     Traceback (most recent call last):
     ...
-    streams.runtime.settings.SettingsError: AUTOPILOT_PRICES: /nowhere/prices.toml: no such file
+    streams.runtime.settings.SettingsError: AUTOPILOT_PRICES: /nowhere/prices.toml: \
+no such price table file
     >>> Settings.from_env({"AUTOPILOT_PSEUDONYM_SALT": "x" * 65})
     Traceback (most recent call last):
     ...
@@ -148,11 +149,8 @@ no such region configuration file
             raise SettingsError(f"AUTOPILOT_APP_ID={app_id!r} has characters Kafka rejects")
         regions_path = Path(env.get("AUTOPILOT_REGIONS") or cls.regions_path)
         # Read now, so that a bad file stops the worker at start-up, not at the first
-        # failover evaluation; the message names the file, the line and the field.
-        try:
-            load_region_config(regions_path)
-        except RegionConfigError as exc:
-            raise SettingsError(f"AUTOPILOT_REGIONS: {exc}") from None
+        # failover evaluation or budget check.
+        _check_file("AUTOPILOT_REGIONS", regions_path, load_region_config)
         prices_path = Path(env.get("AUTOPILOT_PRICES") or cls.prices_path)
         _check_file("AUTOPILOT_PRICES", prices_path, load_price_table)
         budgets = env.get("AUTOPILOT_BUDGETS") or str(cls.budgets_path)

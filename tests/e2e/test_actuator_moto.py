@@ -17,13 +17,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from models.policy.actuation import (
-    ActuationPolicy,
-    AuditRecord,
-    DecisionMemory,
-    parse_actuation_config,
-)
+from models.policy.actuation import ActuationPolicy, AuditRecord, DecisionMemory
 from schemas import Decision, decision_id_for
+from schemas.config.actuation import parse_actuation_config
 from streams.actuate.aws import AwsExecutor
 from streams.kafka.local import free_port
 from tests.support.aws import SECRET, MotoServer, asg_desired, make_asg

@@ -217,4 +217,5 @@ def test_autopilot_actuate_runs_a_worker_with_the_actuator_on(tmp_path: Path) ->
     )  # fmt: skip
     # The mapping file is read only when the actuator is on: the worker it became had it on.
     assert proc.returncode != 0
-    assert f"AUTOPILOT_ACTUATOR_CONFIG: {missing}: cannot read" in proc.stderr, proc.stderr[-2000:]
+    message = f"AUTOPILOT_ACTUATOR_CONFIG: {missing}: no such actuation mapping file"
+    assert message in proc.stderr, proc.stderr[-2000:]

@@ -9,15 +9,11 @@ import orjson
 import pytest
 
 from models.brains.cost import CostBrain
-from models.policy.cost import (
-    Budgets,
-    CostTracker,
-    load_budgets,
-    load_price_table,
-    month_bounds,
-    rightsize,
-)
+from models.policy.cost import CostTracker, month_bounds, rightsize
 from schemas import MetricSample
+from schemas.config.budgets import Budgets, BudgetsError, load_budgets
+from schemas.config.prices import PriceTableError, load_price_table
+from streams.runtime.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 PRICES = load_price_table(ROOT / "streams" / "config" / "prices.toml")
@@ -250,17 +246,72 @@ def test_memory_is_bounded():
     assert brain.evict_idle(JAN + 2 * HOUR) == 1
 
 
-def test_a_bad_price_table_is_refused(tmp_path):
+def test_a_bad_price_table_names_the_line_and_the_field(tmp_path):
     bad = tmp_path / "prices.toml"
     bad.write_text('[defaults]\ninstance_type = "x"\n')
-    with pytest.raises(ValueError, match="unknown instance type"):
+    with pytest.raises(
+        PriceTableError, match=r":2: defaults\.instance_type: unknown instance type"
+    ):
         load_price_table(bad)
     bad.write_text(
         '[defaults]\ninstance_type = "x"\n[instance_types.x]\nfamily = "gpu"\nvcpu = 1\n'
         "memory_gib = 1\nhourly_usd = 1\n"
     )
-    with pytest.raises(ValueError, match="family"):
+    with pytest.raises(PriceTableError, match=r":4: instance_types\.x\.family: must be one of"):
         load_price_table(bad)
     bad.write_text('[defaults]\ninstance_type = "x"\n[instance_types.x]\nfamily = "compute"\n')
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(PriceTableError, match=r":3: instance_types\.x\.vcpu: is required"):
         load_price_table(bad)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        # A number in quotes, a yes/no in quotes, a misspelt key: each once passed silently
+        # (the string "false" was true, the misspelt discount was 0).
+        ("vcpu = 2", 'vcpu = "2"', r":\d+: instance_types\.\"m6i\.large\"\.vcpu: must be a number"),
+        (
+            "stateless = false",
+            'stateless = "false"',
+            r"services\.checkout\.stateless: must be true",
+        ),
+        ("spot_discount = 0.55", "spot_discont = 0.55", r"\.spot_discont: unknown key"),
+        ("spot_discount = 0.55", "spot_discount = 1.0", r"spot_discount: must be in \[0, 1\)"),
+        ("eu-west = 1.1", "eu-west = 0", r"regions\.eu-west: must be > 0, got 0"),
+    ],
+)
+def test_a_price_table_field_of_the_wrong_type_is_refused(tmp_path, old, new, error):
+    text = (ROOT / "streams" / "config" / "prices.toml").read_text()
+    assert old in text
+    bad = tmp_path / "prices.toml"
+    bad.write_text(text.replace(old, new, 1))
+    line = text.replace(old, new, 1)[: text.index(old)].count("\n") + 1
+    with pytest.raises(PriceTableError, match=error) as caught:
+        load_price_table(bad)
+    assert str(caught.value).startswith(f"{bad}:{line}: "), caught.value
+
+
+def test_bad_budgets_name_the_line_and_the_field(tmp_path):
+    bad = tmp_path / "budgets.toml"
+    bad.write_text('[budget]\ntotal_usd = 100\n[budget.services]\ncheckout = "1200"\n')
+    with pytest.raises(BudgetsError) as caught:
+        load_budgets(bad)
+    assert str(caught.value) == (
+        f"{bad}:4: budget.services.checkout: must be a number, got the string '1200'"
+    )
+    bad.write_text("[budget]\ntotal = 100\n")
+    with pytest.raises(BudgetsError, match=r":2: budget\.total: unknown key"):
+        load_budgets(bad)
+    with pytest.raises(BudgetsError, match="no such budgets file"):
+        load_budgets(tmp_path / "missing.toml")
+
+
+def test_a_bad_price_table_stops_the_worker_at_start_up(tmp_path):
+    bad = tmp_path / "prices.toml"
+    bad.write_text('[defaults]\ninstance_type = "x"\n')
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"AUTOPILOT_PRICES": str(bad)})
+    assert str(caught.value) == (
+        f"AUTOPILOT_PRICES: {bad}:2: defaults.instance_type: unknown instance type 'x' "
+        "(instance_types has: none)"
+    )

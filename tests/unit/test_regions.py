@@ -137,7 +137,7 @@ def _line_of(text: str, needle: str) -> int:
             "cost = 1.1\nprice = 2",
             "price = 2",
             "regions.eu-west.price",
-            "not a known",
+            "unknown key",
         ),
         ("cost = 1.1", 'cost = "cheap"', 'cost = "cheap"', "regions.eu-west.cost", "a number"),
         (
