@@ -4,7 +4,8 @@
 Each worker sends, per metrics partition it reads, that partition's part of every budget's
 scope (:mod:`agents.cost`) to ``internal.budget-evidence``, whose one partition's owner is
 the judge. Its :class:`~models.brains.cost.BudgetWatch` keeps the latest summary of each
-partition and, after each record, sums them at the latest event time any partition reached,
+partition (a partition without series sends an empty one) and, after each record, once
+every partition has been heard from, sums them at the latest event time any reached,
 publishing a ``budget`` decision for each scope whose month-end forecast reaches its budget,
 once per scope and month. Its ``decision_id`` depends on the scope, the budget and the
 month only: the same with one worker or several.
@@ -44,6 +45,7 @@ JUDGE = 0
 
 def _load(state: dict[str, Any] | None) -> BudgetWatch:
     watch = BudgetWatch(configured.budgets)
+    watch.expect(str(p) for p in range(settings.partitions))
     if state is not None:
         watch.load_state(state)
     return watch

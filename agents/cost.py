@@ -54,8 +54,8 @@ store: PartitionBrains[CostBrain] = PartitionBrains(
     topic_names.metrics,
     lambda state: CostBrain(prices) if state is None else CostBrain.from_state(state, prices),
 )
-# Partition -> event time of its last summary sent.
-_summarized: dict[int, float] = {}
+# Partition -> event time of its last summary sent (None: an empty one).
+_summarized: dict[int, float | None] = {}
 
 
 @fanout.metric_samples.subscribe
@@ -74,22 +74,24 @@ async def _on_sample(sample: MetricSample) -> None:
 
 @app.timer(BUDGET_EVERY_S)
 async def send_budget_summaries() -> None:
-    """Send each read partition's part of the budgets, if its brain learned since."""
+    """Send each read partition's part of the budgets, when it changed (an empty part for a
+    partition without series: the judge waits to hear from every partition)."""
     if not budgets.budgets.scopes() or app.rebalancing:
+        return
+    if not app.tables.recovery.completed.is_set():
         return
     try:
         for partition in store.owned():
-            brain = store.brains.get(partition)
-            if brain is None or not math.isfinite(brain.watermark):
+            brain = store.get(partition)
+            now = brain.watermark if math.isfinite(brain.watermark) else None
+            if partition in _summarized and _summarized[partition] == now:
                 continue
-            if _summarized.get(partition) == brain.watermark:
-                continue
-            summary = budgets.summarize(brain.watermark, brain)
+            summary = budgets.summarize(now, brain if now is not None else None)
             await topics.budget_evidence.send(
                 key=str(partition).encode(),
                 value=orjson.dumps({"source": str(partition), "summary": summary}),
             )
-            _summarized[partition] = brain.watermark
+            _summarized[partition] = now
     except Exception:
         # An exception would end the timer, and budgets would go unwatched for good.
         log.exception("sending budget summaries failed; will retry")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple
 from datetime import UTC, datetime
 from typing import Any
@@ -341,8 +341,12 @@ class BudgetWatch:
     The same from summaries, as an evaluator that reads them from each partition gets them:
 
     >>> judge = BudgetWatch(Budgets(services={"api": 500.0}))
+    >>> judge.expect(["0", "1", "2"])  # three partitions, one without series
     >>> for n, brain in enumerate(brains):
     ...     judge.observe(str(n), judge.summarize(jan + 3600.0, brain))
+    >>> judge.judge()  # partition 2 has not reported yet
+    []
+    >>> judge.observe("2", judge.summarize(None, None))
     >>> [d.decision_id for d in judge.judge()] == [d.decision_id]
     True
     >>> judge.report()
@@ -355,9 +359,18 @@ class BudgetWatch:
         self.run_rate_tau_s = run_rate_tau_s
         self._fired: set[tuple[str, float]] = set()  # (scope name, month start)
         self._summaries: dict[str, dict[str, Any]] = {}  # source -> its latest summary
+        self._expected: set[str] = set()
 
-    def summarize(self, now: float, brain: CostBrain) -> dict[str, Any]:
-        """What ``brain`` contributes at ``now`` to each budget's scope, JSON-friendly."""
+    def expect(self, sources: Iterable[str]) -> None:
+        """Judge nothing until each of ``sources`` has sent a summary (an empty one, from
+        :meth:`summarize` without a brain, if it has no series)."""
+        self._expected.update(sources)
+
+    def summarize(self, now: float | None, brain: CostBrain | None) -> dict[str, Any]:
+        """What ``brain`` contributes at ``now`` to each budget's scope, JSON-friendly;
+        nothing for a source without a brain (``None``)."""
+        if brain is None or now is None:
+            return {"ts": None, "month_start": None, "scopes": {}}
         scopes = {}
         for scope, _ in self.budgets.scopes():
             forecast, contributors = _scope_forecast([brain], scope, now)
@@ -380,7 +393,10 @@ class BudgetWatch:
     @property
     def now(self) -> float:
         """The latest event time of the summaries kept (``-inf`` without any)."""
-        return max((s["ts"] for s in self._summaries.values()), default=-math.inf)
+        return max(
+            (s["ts"] for s in self._summaries.values() if s["ts"] is not None),
+            default=-math.inf,
+        )
 
     def check(self, now: float, brains: Sequence[CostBrain]) -> list[Decision]:
         """Budget decisions due at ``now`` over the series of ``brains``, and only those."""
@@ -397,7 +413,7 @@ class BudgetWatch:
     def judge(self, now: float | None = None) -> list[Decision]:
         """Budget decisions due at ``now`` (default :attr:`now`) over the summaries kept."""
         now = self.now if now is None else now
-        if not math.isfinite(now):
+        if not math.isfinite(now) or not self._expected <= self._summaries.keys():
             return []
         month_start, _ = month_bounds(now)
         self._fired = {f for f in self._fired if f[1] == month_start}

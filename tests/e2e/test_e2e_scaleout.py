@@ -37,6 +37,11 @@ SESSION_TIMEOUT_S = 10.0
 # On a shared 2-core machine a rebalance and the restore of the changelogs take a while
 # more; this bounds the wait, it is not a speed claim.
 RECOVERY_SLACK_S = 60.0
+# Six partitions a topic, so that each of three workers reads two of each (with four,
+# faust's sticky assignment may leave the third worker without any).
+SPLIT = {**FAST_CHECKPOINTS, "AUTOPILOT_PARTITIONS": "6"}
+# Bounds of the waits on a shared 2-core machine, not speed claims.
+CATCH_UP_S = 300.0
 
 
 def failover_view(worker: WorkerProcess) -> dict:
@@ -63,7 +68,7 @@ def evaluator(workers: list[WorkerProcess]) -> WorkerProcess:
     return found
 
 
-def wait_evaluated(workers: list[WorkerProcess], ts: float, timeout: float = 180) -> None:
+def wait_evaluated(workers: list[WorkerProcess], ts: float, timeout: float = CATCH_UP_S) -> None:
     """Wait until the evaluator has evaluated up to ``ts`` and published what it decided."""
 
     def done() -> bool:
@@ -78,7 +83,7 @@ def failover_run(
 ) -> tuple[list[Decision], dict]:
     """The failover_suite, from ``start_ts``, read by ``count`` workers on topics of their own."""
     names = TopicNames(f"t{count}w{int(start_ts)}.")
-    env = {**FAST_CHECKPOINTS, "AUTOPILOT_TOPIC_PREFIX": names.prefix}
+    env = {**SPLIT, "AUTOPILOT_TOPIC_PREFIX": names.prefix}
     workers = start_workers(start_worker, count, env)
     config = SimConfig.for_scenario(load_scenario("failover_suite"), start_ts=start_ts, speed=0)
     sent = asyncio.run(run_simulation(config, bootstrap_servers=bootstrap, topics=names))
@@ -113,7 +118,7 @@ def test_kill_9_of_the_region_evaluator_mid_outage_still_fails_the_region_over(
     start_worker, kafka_bootstrap, topic_names, record_property
 ) -> None:
     workers = start_workers(
-        start_worker, 3, {**FAST_CHECKPOINTS, "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix}
+        start_worker, 3, {**SPLIT, "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix}
     )
     # Three minutes of healthy telemetry, then us-east stops for good; at twice real time,
     # ending about now.
@@ -194,7 +199,7 @@ def test_three_workers_fire_a_budget_once_and_learn_every_outcome_where_its_deci
     budgets = tmp_path / "budgets.toml"
     budgets.write_text(BUDGETS)
     env = {
-        **FAST_CHECKPOINTS,
+        **SPLIT,
         "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix,
         "AUTOPILOT_BUDGETS": str(budgets),
     }
@@ -209,7 +214,7 @@ def test_three_workers_fire_a_budget_once_and_learn_every_outcome_where_its_deci
             total("autopilot_events_consumed_total", topic="telemetry.errors")
             >= summary["sent"]["errors"]
         ),
-        180,
+        CATCH_UP_S,
         "the workers did not read every error",
     )
     wait_until(
