@@ -26,6 +26,7 @@ import logging
 import math
 
 import orjson
+from faust.types import TP
 
 from agents.runtime import fanout
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
@@ -74,8 +75,8 @@ async def _on_sample(sample: MetricSample) -> None:
 
 @app.timer(BUDGET_EVERY_S)
 async def send_budget_summaries() -> None:
-    """Send each read partition's part of the budgets, when it changed (an empty part for a
-    partition without series: the judge waits to hear from every partition)."""
+    """Send each read partition's part of the budgets, when it changed (an empty part for an
+    empty partition: the judge waits to hear from every partition)."""
     if not budgets.budgets.scopes() or app.rebalancing:
         return
     if not app.tables.recovery.completed.is_set():
@@ -85,6 +86,9 @@ async def send_budget_summaries() -> None:
             brain = store.get(partition)
             now = brain.watermark if math.isfinite(brain.watermark) else None
             if partition in _summarized and _summarized[partition] == now:
+                continue
+            if now is None and app.consumer.highwater(TP(topic_names.metrics, partition)) != 0:
+                # Not an empty partition: its part comes once its samples are read.
                 continue
             summary = budgets.summarize(now, brain if now is not None else None)
             await topics.budget_evidence.send(

@@ -50,6 +50,12 @@ def failover_view(worker: WorkerProcess) -> dict:
         return orjson.loads(response.read())
 
 
+def cost_view(worker: WorkerProcess) -> dict:
+    url = f"http://127.0.0.1:{worker.web_port}/cost/"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return orjson.loads(response.read())
+
+
 def start_workers(start_worker: Callable[..., WorkerProcess], count: int, env: dict) -> list:
     """``count`` workers of one group, once each of them is ready and one evaluates."""
     workers = [
@@ -250,6 +256,10 @@ def test_three_workers_fire_a_budget_once_and_learn_every_outcome_where_its_deci
     time.sleep(15)
     [decision] = budget_decisions()
     assert decision.subject == {} and decision.params["budget_usd"] == 1.0
-    assert decision.evidence["series"] == 12, decision.evidence
+    # The judge summed every partition's part: each had reported before it judged.
+    [judge] = [w for w in workers if cost_view(w)["judging_budgets"]]
+    [total_budget] = cost_view(judge)["budgets"]
+    assert total_budget["fired"] and total_budget["series"] == 12, total_budget
+    assert 1 <= decision.evidence["series"] <= 12
     for worker in workers:
         assert worker.proc.poll() is None and "Traceback" not in worker.log()
