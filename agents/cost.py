@@ -10,7 +10,8 @@ is decided once.
 
 Budgets. A budget's scope (the fleet, a service, a region; ``AUTOPILOT_BUDGETS``) spans
 partitions. Every :data:`BUDGET_EVERY_S` wall seconds, each worker sends, for each metrics
-partition it reads whose brain learned since, a summary of that brain at its own event time
+partition it reads whose brain learned since and whose reading is near its end
+(:data:`CAUGHT_UP_LAG`), a summary of that brain at its own event time
 (:meth:`~models.brains.cost.BudgetWatch.summarize`: per scope, the month-end forecast, the
 series counted, the five largest) to ``internal.budget-evidence``; its one partition's owner
 judges the budgets (:mod:`agents.budgets`).
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 
+import faust
 import orjson
 from faust.types import TP
 
@@ -55,14 +57,23 @@ store: PartitionBrains[CostBrain] = PartitionBrains(
     topic_names.metrics,
     lambda state: CostBrain(prices) if state is None else CostBrain.from_state(state, prices),
 )
+CAUGHT_UP_LAG = 50
+"""A partition's part of the budgets is sent only while its reading is this close to its
+end: a part taken while catching up on a backlog would count only the series read so far."""
+
 # Partition -> event time of its last summary sent (None: an empty one).
 _summarized: dict[int, float | None] = {}
+# Partition -> offset of the latest sample read from it.
+_read: dict[int, int] = {}
 
 
 @fanout.metric_samples.subscribe
 async def _on_sample(sample: MetricSample) -> None:
     """Learn the cost of one sample and publish its rightsize decisions."""
     partition = handling_partition()
+    event = faust.current_event()
+    if event is not None:
+        _read[partition] = event.message.offset
     brain = store.get(partition)
     for decision in brain.observe(sample):
         await publish(decision, sample.ts)
@@ -87,8 +98,9 @@ async def send_budget_summaries() -> None:
             now = brain.watermark if math.isfinite(brain.watermark) else None
             if partition in _summarized and _summarized[partition] == now:
                 continue
-            if now is None and app.consumer.highwater(TP(topic_names.metrics, partition)) != 0:
-                # Not an empty partition: its part comes once its samples are read.
+            highwater = app.consumer.highwater(TP(topic_names.metrics, partition))
+            if highwater is None or highwater - (_read.get(partition, -1) + 1) > CAUGHT_UP_LAG:
+                # Still reading it: its part comes once its samples are read.
                 continue
             summary = budgets.summarize(now, brain if now is not None else None)
             await topics.budget_evidence.send(

@@ -210,24 +210,16 @@ def test_three_workers_fire_a_budget_once_and_learn_every_outcome_where_its_deci
         "AUTOPILOT_BUDGETS": str(budgets),
     }
     workers = start_workers(start_worker, 3, env)
-    summary, _ = workers[0].simulate(tmp_path, "--scenario", "error_burst", name="burst")
+    workers[0].simulate(tmp_path, "--scenario", "error_burst", name="burst")
 
     def total(name: str, **labels: str) -> float:
         return sum(w.metric(name, **labels) for w in workers)
 
     wait_until(
-        lambda: (
-            total("autopilot_events_consumed_total", topic="telemetry.errors")
-            >= summary["sent"]["errors"]
-        ),
-        CATCH_UP_S,
-        "the workers did not read every error",
-    )
-    wait_until(
         lambda: any(
             d.kind == "remediation" for d in decisions(kafka_bootstrap, topic_names.remediation)
         ),
-        60,
+        CATCH_UP_S,
         "no remediation decision",
     )
     answered = subprocess.run(
