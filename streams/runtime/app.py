@@ -67,6 +67,11 @@ app = faust.App(
     # first subscription; a short metadata age makes it pick them up within seconds
     # instead of aiokafka's default five minutes.
     consumer_metadata_max_age_ms=5000,
+    # Per partition. The consumer serves the partitions one fetched chunk at a time, so a
+    # worker catching up on telemetry served a small internal topic (region evidence, the
+    # budget parts, outcomes) only after a megabyte of every telemetry partition: its
+    # evaluator fell behind its readers. A quarter of the default keeps them close.
+    consumer_max_fetch_size=256 * 1024,
     table_cleanup_interval=60.0,
     stream_buffer_maxsize=8192,
     # A dead letter carries its payload base64-encoded, a third larger than the
