@@ -99,8 +99,10 @@ async def send_budget_summaries() -> None:
             if partition in _summarized and _summarized[partition] == now:
                 continue
             highwater = app.consumer.highwater(TP(topic_names.metrics, partition))
-            if highwater is None or highwater - (_read.get(partition, -1) + 1) > CAUGHT_UP_LAG:
-                # Still reading it: its part comes once its samples are read.
+            unread = None if highwater is None else highwater - (_read.get(partition, -1) + 1)
+            if unread is None or unread > CAUGHT_UP_LAG or (now is None and highwater != 0):
+                # Still reading it: its part comes once its samples are read (an empty part
+                # only from a partition that holds none).
                 continue
             summary = budgets.summarize(now, brain if now is not None else None)
             await topics.budget_evidence.send(
