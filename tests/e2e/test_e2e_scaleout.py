@@ -232,7 +232,7 @@ def test_three_workers_fire_a_budget_once_and_learn_every_outcome_where_its_deci
     # The outcome crossed workers to the brain of its decision, and was learned there.
     wait_until(
         lambda: total("autopilot_remediation_outcomes_total") >= 1,
-        60,
+        CATCH_UP_S,
         "the outcome was not learned",
     )
     assert total("autopilot_events_processed_total", topic="internal.remediation-outcomes") == 1
