@@ -93,12 +93,17 @@ async def send_budget_summaries() -> None:
     if not app.tables.recovery.completed.is_set():
         return
     try:
-        for partition in store.owned():
+        owned = store.owned()
+        if not owned:
+            return
+        # The end offsets from the broker: the consumer's own highwater is 0 until fetched.
+        ends = await app.consumer.highwaters(*(TP(topic_names.metrics, p) for p in owned))
+        for partition in owned:
             brain = store.get(partition)
             now = brain.watermark if math.isfinite(brain.watermark) else None
             if partition in _summarized and _summarized[partition] == now:
                 continue
-            highwater = app.consumer.highwater(TP(topic_names.metrics, partition))
+            highwater = ends.get(TP(topic_names.metrics, partition))
             unread = None if highwater is None else highwater - (_read.get(partition, -1) + 1)
             if unread is None or unread > CAUGHT_UP_LAG or (now is None and highwater != 0):
                 # Still reading it: its part comes once its samples are read (an empty part
