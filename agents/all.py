@@ -4,8 +4,10 @@ offset-commit watchdog: importing this module registers them with the app
 
 from agents import (
     actuator,
+    audit,
     budgets,
     cost,
+    erasure,
     errors,
     failover,
     feedback,
@@ -20,8 +22,10 @@ from agents.compat import offsets
 
 __all__ = [
     "actuator",
+    "audit",
     "budgets",
     "cost",
+    "erasure",
     "errors",
     "failover",
     "feedback",

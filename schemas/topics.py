@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 __all__ = [
     "AUDIT",
+    "AUDIT_TRAIL",
     "BUDGET_EVIDENCE",
+    "CONTROL",
     "DLQ",
     "ERRORS",
     "FAILOVER",
@@ -53,6 +55,10 @@ REMEDIATION = "decisions.remediation"
 DLQ = "autopilot.dlq"
 AUDIT = "actions.audit"
 """What the actuator applied or refused, and why."""
+AUDIT_TRAIL = "autopilot.audit"
+"""The tamper-evident trail: every decision, actuation and erasure, hash-chained per partition."""
+CONTROL = "autopilot.control"
+"""Compacted: operators' requests to every worker (erasures), keyed ``<verb>/<subject>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +71,9 @@ class TopicNames:
     >>> t.metrics, t.dlq
     ('test42.telemetry.metrics', 'test42.autopilot.dlq')
     >>> len(t.all())
-    14
+    16
     >>> t.region_evidence
     'test42.internal.region-evidence'
-
     """
 
     prefix: str = ""
@@ -135,6 +140,16 @@ class TopicNames:
         """What the actuator applied or refused, and why."""
         return self.prefix + AUDIT
 
+    @property
+    def audit_trail(self) -> str:
+        """The tamper-evident trail (:mod:`models.compliance.trail`)."""
+        return self.prefix + AUDIT_TRAIL
+
+    @property
+    def control(self) -> str:
+        """Operators' requests to every worker, compacted (:mod:`agents.erasure`)."""
+        return self.prefix + CONTROL
+
     def telemetry(self) -> tuple[str, ...]:
         """Topics whose every message must be accounted for (consumed = processed + DLQ):
         the input topics, and the one the worker repartitions interactions to."""
@@ -160,7 +175,15 @@ class TopicNames:
         return (self.scaling, self.failover, self.remediation)
 
     def all(self) -> tuple[str, ...]:
-        return (*self.telemetry(), *self.internal(), *self.decisions(), self.dlq, self.audit)
+        return (
+            *self.telemetry(),
+            *self.internal(),
+            *self.decisions(),
+            self.dlq,
+            self.audit,
+            self.audit_trail,
+            self.control,
+        )
 
 
 def telemetry_key(service: str, region: str) -> bytes:

@@ -1,9 +1,11 @@
-"""The edge every agent reads through: decode, validate, account, dead-letter.
+"""The edge every agent reads through: decode, validate, redact, account, dead-letter.
 
 Every message consumed ends in exactly one of two counters: processed (the
 handler returned) or dead-lettered (invalid, refused by the handler, or the
 handler failed on it), so ``consumed = processed + dlq`` holds per topic at all
-times.
+times. The free-text fields of a valid record are redacted here, before any handler sees
+them (:class:`~models.text.fields.FieldScrubber`), and what was found is counted in
+``autopilot_pii_detected_total{class}``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
 
+from models.text.fields import FieldScrubber
 from schemas import DeadLetter, Limits, Rejection, parse
 from streams.runtime.app import topics
-from streams.runtime.exporter import DLQ, EVENTS_CONSUMED, EVENTS_PROCESSED
+from streams.runtime.exporter import DLQ, EVENTS_CONSUMED, EVENTS_PROCESSED, PII_DETECTED
 
 __all__ = ["PROCESSING_ERROR", "UNKNOWN_DECISION", "Edge"]
 
@@ -72,6 +75,7 @@ class Edge:
         self.decode = decode or self._parse
         self._consumed = EVENTS_CONSUMED.labels(label)
         self._processed = EVENTS_PROCESSED.labels(label)
+        self._scrubber = FieldScrubber()
 
     async def run(
         self, stream: faust.StreamT, handle: Callable[[Any], Awaitable[Rejection | None]]
@@ -92,6 +96,9 @@ class Edge:
             if isinstance(result, Rejection):
                 await self.dead_letter(message, raw, result)
                 continue
+            result, found = self._scrubber.scrub(result)
+            for cls, count in found.items():
+                PII_DETECTED.labels(cls).inc(count)
             try:
                 refused = await handle(result)
             except Exception as exc:

@@ -73,6 +73,7 @@ def main() -> None:
         tail,
     )
     from streams.cli.bench import bench
+    from streams.cli.compliance import audit, erase, report
     from streams.cli.kafka import kafka
     from streams.cli.score import score
     from streams.cli.up import up
@@ -83,6 +84,9 @@ def main() -> None:
     cli.add_command(bench)
     cli.add_command(up)
     cli.add_command(score)
+    cli.add_command(audit)
+    cli.add_command(erase)
+    cli.add_command(report)
     worker = cli.commands["worker"]
     worker.callback = _checking_broker_access(worker.callback)
     app.main()

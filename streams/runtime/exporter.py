@@ -33,6 +33,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from models.text.redact import PII_CLASSES
 from schemas import REASONS
 from schemas.decision import DECISION_KINDS
 from schemas.topics import TopicNames
@@ -52,6 +53,7 @@ __all__ = [
     "EVENTS_PROCESSED",
     "FORECAST_RPS",
     "MODEL_BYTES",
+    "PII_DETECTED",
     "REGION_HEALTH",
     "REMEDIATION_OUTCOMES",
     "REPLICAS",
@@ -159,6 +161,11 @@ SERIES_DROPPED = Counter(
     "autopilot_metrics_series_dropped",
     f"Updates refused because their family already holds {SERIES_CAP_ENV} label sets.",
     ["family"],
+)
+PII_DETECTED = Counter(
+    "autopilot_pii_detected",
+    "Personal data and secrets found (and redacted) in free-text fields, by class.",
+    ["class"],
 )
 WORKER_UP = Gauge(
     "autopilot_worker_up",
@@ -291,6 +298,8 @@ def _precreate() -> None:
         REMEDIATION_OUTCOMES.labels(outcome)
     for capped in _CAPPED:
         SERIES_DROPPED.labels(capped.family)
+    for cls in PII_CLASSES:
+        PII_DETECTED.labels(cls)
 
 
 _precreate()
