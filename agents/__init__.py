@@ -2,6 +2,7 @@
 :mod:`models`, publish.
 
 Importing this package registers nothing; :mod:`agents.all` registers every agent the
-worker runs (the ``autopilot`` command imports it), so a tool or a test can import one
-agent, or :mod:`agents.compat.offsets` alone, without the others.
+worker runs, and the subscribers of the in-worker fan-out (:mod:`agents.runtime.fanout`)
+(the ``autopilot`` command imports it), so a tool or a test can import one agent, or
+:mod:`agents.compat.offsets` alone, without the others.
 """

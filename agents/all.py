@@ -1,15 +1,21 @@
-"""Every agent the worker runs, and the offset-commit watchdog: importing this module
-registers them with the app (:mod:`streams.cli.main` does, before it starts the worker)."""
+"""Every agent the worker runs, the subscribers of the in-worker fan-out, and the
+offset-commit watchdog: importing this module registers them with the app
+(:mod:`streams.cli.main` does, before it starts the worker)."""
 
 from agents import (
     actuator,
     audit,
+    budgets,
     cost,
     erasure,
     errors,
     failover,
+    feedback,
     interactions,
     metrics,
+    outcomes,
+    region_evidence,
+    routes,
     tenants,
 )
 from agents.compat import offsets
@@ -17,12 +23,17 @@ from agents.compat import offsets
 __all__ = [
     "actuator",
     "audit",
+    "budgets",
     "cost",
     "erasure",
     "errors",
     "failover",
+    "feedback",
     "interactions",
     "metrics",
     "offsets",
+    "outcomes",
+    "region_evidence",
+    "routes",
     "tenants",
 ]

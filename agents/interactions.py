@@ -1,14 +1,15 @@
 """The interactions agent: telemetry.interactions -> region health, SLO burn, usage series.
 
-Each valid interaction gives its region's success rate one more observation and says which
-data class (``data_class``, or ``default`` without one) the region serves, which decides
-where its traffic may go on failover (:mod:`agents.failover`).
+Each valid interaction is emitted on :data:`agents.runtime.fanout.interactions`: region
+health (:mod:`agents.region_evidence`) counts it for its region's success rate and learns
+which data class (``data_class``, or ``default`` without one) the region serves, which
+decides where its traffic may go on failover.
 
 It also feeds the :class:`~models.brains.interactions.InteractionsBrain` of its partition and
 publishes what it decides: ``slo_burn`` (``decisions.remediation``) when a (service, region)
-burns its error budget too fast. The brain's SLO burn and feedback surges per region go to
-region health as evidence (:func:`agents.failover.observe_health_evidence`); its success
-tallies are off, since region health already gets every interaction. Then the interaction,
+burns its error budget too fast. The brain's SLO burn and feedback surges per region are
+emitted on :data:`~agents.runtime.fanout.health_evidence`; its success tallies are off,
+since region health already gets every interaction. Then the interaction,
 as its tenant's request (pseudonymous tenant, service, region, whether it met its SLO), goes
 to ``interactions.by-tenant``, keyed by tenant, where :mod:`agents.tenants` judges each
 tenant on all its traffic; the interaction counts as processed once that request is handed
@@ -31,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents import tenants
-from agents.failover import observe_health_evidence, observe_interaction
+from agents.runtime import fanout
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.edge import Edge
 from agents.runtime.publish import publish
@@ -71,11 +72,11 @@ brains = store.brains
 
 
 async def _handle(interaction: Interaction) -> None:
-    observe_interaction(interaction)
+    await fanout.interactions.emit(interaction)
     partition = handling_partition()
     out = store.get(partition).observe(interaction)
     for evidence in out.health:
-        observe_health_evidence(evidence)
+        await fanout.health_evidence.emit(evidence)
     for decision in out.decisions:
         await publish(decision, interaction.ts)
     store.touch(partition)
@@ -94,13 +95,6 @@ async def checkpoint() -> None:
     SERIES_TRACKED.labels("interactions_brain").set(sum(len(b.slo) for b in brains.values()))
 
 
-def _owned(partitions: PartitionBrains[Any]) -> list[int]:
-    """Partitions of the store's topic this worker is assigned as active, lowest first."""
-    return sorted(
-        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == partitions.topic
-    )
-
-
 @app.page("/interactions/")
 async def interactions_view(view, request):
     """What the interactions and tenant brains hold, per partition, in counts only.
@@ -113,7 +107,7 @@ async def interactions_view(view, request):
     ready = not app.rebalancing and app.tables.recovery.completed.is_set()
 
     def held(partitions: PartitionBrains[Any]) -> dict[str, dict[str, int]]:
-        owned = _owned(partitions) if ready else sorted(partitions.brains)
+        owned = partitions.owned() if ready else sorted(partitions.brains)
         return {str(p): partitions.get(p).stats() for p in owned}
 
     return view.json({"ready": ready, "interactions": held(store), "tenants": held(tenants.store)})

@@ -1,5 +1,10 @@
 """The metrics agent: telemetry.metrics -> anomaly and scaling decisions.
 
+Every valid sample is emitted on :data:`agents.runtime.fanout.metric_samples` before the
+metrics brain learns it, and every decision the brain makes on
+:data:`~agents.runtime.fanout.metric_decisions` once published: the cost, errors and
+region-evidence subscribers learn from them; this agent knows none of them.
+
 Learned state is checkpointed to a Faust table (changelog topic
 ``<app>-metrics-brain-changelog``, compacted) every
 ``AUTOPILOT_CHECKPOINT_INTERVAL_S``, one entry per ``service/region`` holding
@@ -25,7 +30,8 @@ import faust
 import orjson
 from faust.streams import current_event
 
-from agents import cost, errors, failover, interactions
+from agents import interactions
+from agents.runtime import fanout
 from agents.runtime.edge import Edge
 from agents.runtime.publish import publish
 from models.brains.metrics import MetricsBrain
@@ -86,12 +92,10 @@ async def _handle(sample: MetricSample) -> None:
     key = (sample.service, sample.region)
     if key not in brain:
         _restore_or_create(key)
-    failover.observe_metric_sample(sample)
-    await cost.observe_metric_sample(sample)
+    await fanout.metric_samples.emit(sample)
     for decision in brain.observe(sample.ts, sample.service, sample.region, sample.metrics):
         await publish(decision, sample.ts)
-        errors.observe_anomaly(decision)
-        failover.observe_anomaly(decision)
+        await fanout.metric_decisions.emit(decision)
         if decision.kind == "anomaly":
             metric, score = decision.params["metric"], decision.evidence["score"]
             record_anomaly_score(sample.service, sample.region, metric, score)

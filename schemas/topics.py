@@ -13,6 +13,7 @@ from dataclasses import dataclass
 __all__ = [
     "AUDIT",
     "AUDIT_TRAIL",
+    "BUDGET_EVIDENCE",
     "CONTROL",
     "DLQ",
     "ERRORS",
@@ -20,8 +21,11 @@ __all__ = [
     "INTERACTIONS",
     "INTERACTIONS_BY_TENANT",
     "METRICS",
+    "REGION_EVIDENCE",
     "REMEDIATION",
     "REMEDIATION_FEEDBACK",
+    "REMEDIATION_OUTCOMES",
+    "REMEDIATION_ROUTING",
     "SCALING",
     "TopicNames",
     "telemetry_key",
@@ -33,6 +37,18 @@ INTERACTIONS = "telemetry.interactions"
 REMEDIATION_FEEDBACK = "feedback.remediation"
 INTERACTIONS_BY_TENANT = "interactions.by-tenant"
 """Internal: each interaction as its tenant's request, keyed by tenant pseudonym."""
+REGION_EVIDENCE = "internal.region-evidence"
+"""Internal, one partition: what each telemetry partition tells region health, in batches,
+for the one evaluator of region health and failover."""
+BUDGET_EVIDENCE = "internal.budget-evidence"
+"""Internal, one partition: each metrics partition's month-end cost forecast per budget
+scope, for the one judge of the budgets."""
+REMEDIATION_ROUTING = "internal.remediation-routing"
+"""Internal, keyed by decision id: where each remediation decision was made (the series
+key), then the outcomes about it, in that order."""
+REMEDIATION_OUTCOMES = "internal.remediation-outcomes"
+"""Internal, keyed by series like ``telemetry.errors``: each outcome, to the partition whose
+errors brain holds its decision."""
 SCALING = "decisions.scaling"
 FAILOVER = "decisions.failover"
 REMEDIATION = "decisions.remediation"
@@ -55,7 +71,9 @@ class TopicNames:
     >>> t.metrics, t.dlq
     ('test42.telemetry.metrics', 'test42.autopilot.dlq')
     >>> len(t.all())
-    12
+    16
+    >>> t.region_evidence
+    'test42.internal.region-evidence'
     """
 
     prefix: str = ""
@@ -80,6 +98,26 @@ class TopicNames:
     @property
     def remediation_feedback(self) -> str:
         return self.prefix + REMEDIATION_FEEDBACK
+
+    @property
+    def region_evidence(self) -> str:
+        """Internal, one partition: telemetry partitions' region-health evidence."""
+        return self.prefix + REGION_EVIDENCE
+
+    @property
+    def budget_evidence(self) -> str:
+        """Internal, one partition: metrics partitions' cost forecasts per budget scope."""
+        return self.prefix + BUDGET_EVIDENCE
+
+    @property
+    def remediation_routing(self) -> str:
+        """Internal, keyed by decision id: decision routes, then outcomes."""
+        return self.prefix + REMEDIATION_ROUTING
+
+    @property
+    def remediation_outcomes(self) -> str:
+        """Internal, keyed by series: outcomes on their way to the decision's errors brain."""
+        return self.prefix + REMEDIATION_OUTCOMES
 
     @property
     def scaling(self) -> str:
@@ -123,12 +161,23 @@ class TopicNames:
             self.interactions_by_tenant,
         )
 
+    def internal(self) -> tuple[str, ...]:
+        """Topics the workers write for one another: summaries and routes for the decisions
+        that span partitions (region health, budgets, remediation outcomes)."""
+        return (
+            self.region_evidence,
+            self.budget_evidence,
+            self.remediation_routing,
+            self.remediation_outcomes,
+        )
+
     def decisions(self) -> tuple[str, ...]:
         return (self.scaling, self.failover, self.remediation)
 
     def all(self) -> tuple[str, ...]:
         return (
             *self.telemetry(),
+            *self.internal(),
             *self.decisions(),
             self.dlq,
             self.audit,

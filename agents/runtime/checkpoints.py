@@ -9,7 +9,6 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 import faust
 import orjson
 from faust.streams import current_event
-from faust.types import TP
 
 from streams.runtime.app import DLQ_MAX_MESSAGE_BYTES, app, settings
 
@@ -18,7 +17,6 @@ __all__ = [
     "PartitionBrains",
     "PartitionTable",
     "handling_partition",
-    "holds_all_partitions",
     "partition_table",
 ]
 
@@ -40,15 +38,20 @@ class PartitionTable(faust.Table):
         return int(key)
 
 
-def partition_table(name: str, help: str) -> PartitionTable:
-    """Declare a table holding one brain's state per partition, as large as a DLQ message."""
+def partition_table(name: str, help: str, partitions: int | None = None) -> PartitionTable:
+    """Declare a table holding one brain's state per partition, as large as a DLQ message.
+
+    ``partitions`` is the partition count of the topic the brains learn from
+    (``AUTOPILOT_PARTITIONS`` if omitted): Faust assigns changelog partition ``p`` with
+    partition ``p`` of the topics of as many partitions.
+    """
     return app.tables.add(
         PartitionTable(
             app,
             name=name,
             key_type=bytes,
             value_type=bytes,
-            partitions=settings.partitions,
+            partitions=settings.partitions if partitions is None else partitions,
             extra_topic_configs={"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
             beacon=app.tables.beacon,
             help=help,
@@ -80,21 +83,6 @@ def handling_partition() -> int:
     return event.message.partition
 
 
-def holds_all_partitions(*topics: str) -> bool | None:
-    """Whether this worker reads every partition of ``topics``; ``None`` while rebalancing.
-
-    What a single evaluator (region health, budgets) asks before judging everything it read.
-    """
-    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
-        return None
-    actives = app.assignor.assigned_actives()
-    for name in topics:
-        count = app.consumer.topic_partitions(name) or settings.partitions
-        if any(TP(name, p) not in actives for p in range(count)):
-            return False
-    return True
-
-
 class PartitionBrains(Generic[B]):
     """One brain per partition of ``topic``, restored on first use and checkpointed when dirty.
 
@@ -106,14 +94,22 @@ class PartitionBrains(Generic[B]):
         The (prefixed) topic whose partitions the brains belong to.
     load
         Builds a brain from its saved state, or a new one from ``None``.
+    partitions
+        The topic's partition count, if not ``AUTOPILOT_PARTITIONS`` (an evaluator's topic
+        has one).
     """
 
     def __init__(
-        self, name: str, help: str, topic: str, load: Callable[[dict[str, Any] | None], B]
+        self,
+        name: str,
+        help: str,
+        topic: str,
+        load: Callable[[dict[str, Any] | None], B],
+        partitions: int | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
-        self.table = partition_table(name, help)
+        self.table = partition_table(name, help, partitions)
         self.load = load
         self.brains: dict[int, B] = {}
         self.dirty: set[int] = set()
@@ -130,6 +126,11 @@ class PartitionBrains(Generic[B]):
             brain = self.load(None if saved is None else orjson.loads(saved))
             self.brains[partition] = brain
         return brain
+
+    def owned(self) -> list[int]:
+        """Partitions of the topic this worker is assigned as active, lowest first."""
+        actives = app.assignor.assigned_actives()
+        return sorted(tp.partition for tp in actives if tp.topic == self.topic)
 
     def touch(self, partition: int) -> None:
         """Mark a brain as changed since its last checkpoint."""

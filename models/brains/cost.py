@@ -13,16 +13,18 @@ and publishes what it returns.
   stateless and interruption-tolerant, with the saving of the spot discount.
 
 Utilisation-based decisions wait for ``min_observed_s`` (6 h) of telemetry of the series.
-A budget over several series is judged by a :class:`BudgetWatch` over every brain that
-learns a series of its scope (the agent keeps one brain per telemetry partition);
-:meth:`CostBrain.check_budgets` is the watch over one brain.
+A budget over several series is judged by a :class:`BudgetWatch` over the summaries of
+every brain that learns a series of its scope (the agent keeps one brain per telemetry
+partition, and one watch judges the summaries of all); :meth:`CostBrain.check_budgets` is
+the watch over one brain.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import astuple
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +47,7 @@ __all__ = ["BUDGET_MODEL_VERSION", "RIGHTSIZE_MODEL_VERSION", "BudgetWatch", "Co
 BUDGET_MODEL_VERSION = "cost-forecast/1"
 RIGHTSIZE_MODEL_VERSION = "rightsize/1"
 _STATE_VERSION = 1
+_TOP = 5  # series named in a budget decision's evidence
 
 Scope = tuple[tuple[str, str], ...]
 
@@ -302,12 +305,14 @@ class CostBrain:
 
 
 class BudgetWatch:
-    """Monthly budgets judged over the series of one or more cost brains.
+    """Monthly budgets judged over what one or more cost brains contribute to each scope.
 
     A budget's scope (the fleet, a service, a region) can span series that different cost
-    brains learn, e.g. one brain per telemetry partition: :meth:`check` sums the month-end
-    forecasts of the scope's series over every brain it is given. Each scope fires at most
-    once a calendar month.
+    brains learn, e.g. one brain per telemetry partition, read by different workers. Each
+    brain's part is a compact :meth:`summarize` (per scope: the month-end forecast summed
+    over its series, how many, the five largest, since when); the watch keeps the latest
+    summary of each source (:meth:`observe`) and :meth:`judge` sums them. Each scope fires at
+    most once a calendar month. :meth:`check` does both for brains at hand.
 
     Parameters
     ----------
@@ -319,7 +324,8 @@ class BudgetWatch:
 
     Notes
     -----
-    Memory: one entry per budget fired this month; older months are dropped.
+    Memory: one entry per budget fired this month (older months are dropped), and one
+    summary per source: per budget, a dozen numbers and five series.
 
     Examples
     --------
@@ -336,7 +342,19 @@ class BudgetWatch:
     ({'service': 'api'}, 2, 595)
     >>> watch.check(jan + 3900.0, brains)  # once a month
     []
-    >>> watch.report(jan + 3600.0, brains)
+
+    The same from summaries, as an evaluator that reads them from each partition gets them:
+
+    >>> judge = BudgetWatch(Budgets(services={"api": 500.0}))
+    >>> judge.expect(["0", "1", "2"])  # three partitions, one without series
+    >>> for n, brain in enumerate(brains):
+    ...     judge.observe(str(n), judge.summarize(jan + 3600.0, brain))
+    >>> judge.judge()  # partition 2 has not reported yet
+    []
+    >>> judge.observe("2", judge.summarize(None, None))
+    >>> [d.decision_id for d in judge.judge()] == [d.decision_id]
+    True
+    >>> judge.report()
     [{'scope': 'service=api', 'budget_usd': 500.0, 'forecast_usd': 595.2, 'series': 2, \
 'fired': True}]
     """
@@ -345,9 +363,63 @@ class BudgetWatch:
         self.budgets = Budgets() if budgets is None else budgets
         self.run_rate_tau_s = run_rate_tau_s
         self._fired: set[tuple[str, float]] = set()  # (scope name, month start)
+        self._summaries: dict[str, dict[str, Any]] = {}  # source -> its latest summary
+        self._expected: set[str] = set()
+
+    def expect(self, sources: Iterable[str]) -> None:
+        """Judge nothing until each of ``sources`` has sent a summary (an empty one, from
+        :meth:`summarize` without a brain, if it has no series)."""
+        self._expected.update(sources)
+
+    def summarize(self, now: float | None, brain: CostBrain | None) -> dict[str, Any]:
+        """What ``brain`` contributes at ``now`` to each budget's scope, JSON-friendly;
+        nothing for a source without a brain (``None``)."""
+        if brain is None or now is None:
+            return {"ts": None, "month_start": None, "scopes": {}}
+        scopes = {}
+        for scope, _ in self.budgets.scopes():
+            forecast, contributors = _scope_forecast([brain], scope, now)
+            if forecast is None:
+                continue
+            firsts = [t.first_ts for _, t in brain.in_scope(scope) if t.first_ts]
+            top = sorted(contributors, key=lambda c: -c[2].forecast_usd)[:_TOP]
+            scopes[_scope_name(scope)] = {
+                "forecast": list(astuple(forecast)),
+                "series": len(contributors),
+                "top": [[s, r, f.forecast_usd] for s, r, f in top],
+                "first_ts": min(firsts, default=None),
+            }
+        return {"ts": now, "month_start": month_bounds(now)[0], "scopes": scopes}
+
+    def observe(self, source: str, summary: Mapping[str, Any]) -> None:
+        """Keep ``summary`` (:meth:`summarize`) as the latest part of ``source``."""
+        self._summaries[source] = dict(summary)
+
+    @property
+    def now(self) -> float:
+        """The latest event time of the summaries kept (``-inf`` without any)."""
+        return max(
+            (s["ts"] for s in self._summaries.values() if s["ts"] is not None),
+            default=-math.inf,
+        )
 
     def check(self, now: float, brains: Sequence[CostBrain]) -> list[Decision]:
-        """Budget decisions due at ``now`` over the series of ``brains``."""
+        """Budget decisions due at ``now`` over the series of ``brains``, and only those."""
+        self._summaries = {str(n): self.summarize(now, b) for n, b in enumerate(brains)}
+        return self.judge(now)
+
+    def _parts(self, name: str, month_start: float) -> list[dict[str, Any]]:
+        return [
+            s["scopes"][name]
+            for s in self._summaries.values()
+            if s["month_start"] == month_start and name in s["scopes"]
+        ]
+
+    def judge(self, now: float | None = None) -> list[Decision]:
+        """Budget decisions due at ``now`` (default :attr:`now`) over the summaries kept."""
+        now = self.now if now is None else now
+        if not math.isfinite(now) or not self._expected <= self._summaries.keys():
+            return []
         month_start, _ = month_bounds(now)
         self._fired = {f for f in self._fired if f[1] == month_start}
         decisions = []
@@ -355,45 +427,55 @@ class BudgetWatch:
             name = _scope_name(scope)
             if (name, month_start) in self._fired:
                 continue
-            forecast, contributors = _scope_forecast(brains, scope, now)
+            parts = self._parts(name, month_start)
+            forecast = _sum_forecasts(parts)
             if forecast is None or forecast.forecast_usd < budget:
                 continue
             self._fired.add((name, month_start))
             # How long the run rate has been learned: the oldest series of the scope.
-            first = min(
-                (t.first_ts for b in brains for _, t in b.in_scope(scope) if t.first_ts),
-                default=now,
-            )
+            first = min((p["first_ts"] for p in parts if p["first_ts"]), default=now)
             decisions.append(
-                self._budget_decision(now, scope, budget, forecast, contributors, now - first)
+                self._budget_decision(now, scope, budget, forecast, parts, now - first)
             )
         return decisions
 
-    def report(self, now: float, brains: Sequence[CostBrain]) -> list[dict[str, Any]]:
-        """Each budget with its scope's month-end forecast at ``now`` and whether it fired."""
+    def report(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Each budget with its scope's month-end forecast and whether it fired this month."""
+        now = self.now if now is None else now
+        if not math.isfinite(now):
+            return []
         month_start, _ = month_bounds(now)
         out = []
         for scope, budget in self.budgets.scopes():
-            forecast, contributors = _scope_forecast(brains, scope, now)
             name = _scope_name(scope)
+            parts = self._parts(name, month_start)
+            forecast = _sum_forecasts(parts)
             out.append(
                 {
                     "scope": name,
                     "budget_usd": budget,
                     "forecast_usd": None if forecast is None else round(forecast.forecast_usd, 2),
-                    "series": len(contributors),
+                    "series": sum(p["series"] for p in parts),
                     "fired": (name, month_start) in self._fired,
                 }
             )
         return out
 
-    def to_state(self) -> list[list[Any]]:
-        """The budgets fired this month, as ``[scope name, month start]`` pairs."""
-        return sorted([name, month] for name, month in self._fired)
+    def to_state(self) -> dict[str, Any]:
+        """The budgets fired this month (``[scope name, month start]`` pairs) and the
+        summaries kept."""
+        return {
+            "fired": sorted([name, month] for name, month in self._fired),
+            "summaries": self._summaries,
+        }
 
-    def load_state(self, state: Sequence[Sequence[Any]]) -> None:
-        """Replace the fired budgets with :meth:`to_state` output."""
-        self._fired = {(name, month) for name, month in state}
+    def load_state(self, state: Mapping[str, Any] | Sequence[Sequence[Any]]) -> None:
+        """Replace the fired budgets and summaries with :meth:`to_state` output (or the
+        fired pairs alone, as earlier versions saved them)."""
+        fired = state["fired"] if isinstance(state, Mapping) else state
+        self._fired = {(name, month) for name, month in fired}
+        if isinstance(state, Mapping):
+            self._summaries = dict(state["summaries"])
 
     def _budget_decision(
         self,
@@ -401,7 +483,7 @@ class BudgetWatch:
         scope: Scope,
         budget: float,
         forecast: MonthForecast,
-        contributors: list[tuple[str, str, MonthForecast]],
+        parts: list[dict[str, Any]],
         learned_s: float,
     ) -> Decision:
         subject = dict(scope)
@@ -410,7 +492,7 @@ class BudgetWatch:
         crossing = budget_crossing(forecast, budget)
         crossing_ts = forecast.month_end if crossing is None else crossing
         when = datetime.fromtimestamp(crossing_ts, UTC)
-        top = sorted(contributors, key=lambda c: -c[2].forecast_usd)[:5]
+        top = sorted((t for p in parts for t in p["top"]), key=lambda t: -t[2])[:_TOP]
         already = forecast.cost_now_usd >= budget
         what = "the fleet" if not scope else " ".join(f"{k} {v}" for k, v in scope)
         reason = (
@@ -444,10 +526,9 @@ class BudgetWatch:
                 "crossing_ts": crossing_ts,
                 "crossing_date": when.strftime("%Y-%m-%d"),
                 "already_crossed": already,
-                "series": len(contributors),
+                "series": sum(p["series"] for p in parts),
                 "top_series": [
-                    {"service": s, "region": r, "forecast_usd": round(f.forecast_usd, 2)}
-                    for s, r, f in top
+                    {"service": s, "region": r, "forecast_usd": round(usd, 2)} for s, r, usd in top
                 ],
             },
             model_version=BUDGET_MODEL_VERSION,
@@ -465,6 +546,15 @@ def _scope_forecast(
     for _, _, f in parts[1:]:
         total = total + f
     return total, parts
+
+
+def _sum_forecasts(parts: Sequence[Mapping[str, Any]]) -> MonthForecast | None:
+    """The sum of the forecasts of summarized parts of a scope; ``None`` without any."""
+    total = None
+    for part in parts:
+        forecast = MonthForecast(*part["forecast"])
+        total = forecast if total is None else total + forecast
+    return total
 
 
 def _rightsize_decision(

@@ -30,11 +30,17 @@ score or 0: the bank's median over services then runs over *all* of a region's s
 one service's anomaly (a bad deploy) does not make its region unhealthy, while the same
 anomaly on most of them corroborates the other evidence.
 
+Sources may be told idle in two ways: by the caller of :meth:`RegionBrain.advance`, or by
+:meth:`RegionBrain.mark_idle` when the news travels with the observations (a source's idle
+mark holds until it delivers again). Observations recorded elsewhere
+(:class:`~models.brains.region_evidence.EvidenceRecorder`) arrive through
+:meth:`RegionBrain.observe_rows`.
+
 The state (:meth:`RegionBrain.to_state`) holds the bank, the policy, the traffic seen, the
-anomalies held and the event-time position; the buffer and the sources are consumer
-positions and are not part of it. A brain restored with :meth:`RegionBrain.load_state`
-ignores observations at or before the last tick it had evaluated: they are a replay of what
-it had already learned.
+anomalies held, the event-time position and each source's latest event time and idle mark;
+the buffer is not part of it. A brain restored with :meth:`RegionBrain.load_state` ignores
+observations at or before the last tick it had evaluated: they are a replay of what it had
+already learned.
 """
 
 from __future__ import annotations
@@ -46,6 +52,15 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from models.brains.interactions import HealthEvidence
+from models.brains.region_evidence import (
+    ANOMALY,
+    EVIDENCE,
+    HEALTH_METRICS,
+    INTERACTION,
+    METRICS,
+    SYMPTOM_METRICS,
+    evidence_of_row,
+)
 from models.health.region import DEFAULT_HEALTH_CONFIG, HealthConfig, HealthReport, RegionHealthBank
 from models.policy.failover import FailoverDecisionDraft, FailoverPolicy
 from schemas.config.regions import DEFAULT_DATA_CLASS, RegionConfig
@@ -54,13 +69,8 @@ __all__ = ["HEALTH_METRICS", "SYMPTOM_METRICS", "TICK_S", "RegionBrain"]
 
 TICK_S = 5.0
 """Event seconds between two evaluations, as in the failover bench."""
-HEALTH_METRICS = ("error_rate", "latency_p99_ms", "availability")
-"""The metrics :meth:`~models.health.region.RegionHealth.observe_metrics` uses; others are
-not buffered."""
-SYMPTOM_METRICS = frozenset({"error_rate", "latency_p50_ms", "latency_p99_ms", "availability"})
-"""Metrics whose anomalies say something about health; a load anomaly (``rps``) does not."""
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 _METRICS, _ANOMALY, _INTERACTION, _EVIDENCE = 0, 1, 2, 3
 
 
@@ -153,6 +163,8 @@ class RegionBrain:
         self._pending: list[tuple[float, int, int, tuple[Any, ...]]] = []
         self._seq = itertools.count()
         self._sources: dict[str, float] = {}
+        self._idle: set[str] = set()
+        self._expected: set[str] = set()
         self._horizon = -math.inf
         self._next_tick: float | None = None
         self._replay_floor = -math.inf
@@ -199,7 +211,39 @@ class RegionBrain:
         """
         self._push(evidence.ts, source, _EVIDENCE, (evidence,))
 
+    def observe_rows(self, rows: Iterable[list[Any]], source: str) -> None:
+        """Buffer the rows an :class:`~models.brains.region_evidence.EvidenceRecorder` of
+        ``source`` drained, in their order: the same as the calls that recorded them."""
+        for row in rows:
+            kind = row[0]
+            if kind == METRICS:
+                self.observe_metrics(row[1], row[2], row[3], row[4], source)
+            elif kind == ANOMALY:
+                self._push(row[1], source, _ANOMALY, (row[2], row[3], row[4]))
+            elif kind == INTERACTION:
+                self.observe_interaction(row[1], row[2], row[3], row[4], source)
+            elif kind == EVIDENCE:
+                self.observe_evidence(evidence_of_row(row), source)
+            else:
+                self._seen(row[1], source)
+
+    def expect(self, sources: Iterable[str]) -> None:
+        """Hold the horizon until each of ``sources`` has delivered or is marked idle.
+
+        Without it, a source that has not delivered yet does not hold the horizon back, and
+        the first source heard from would be judged alone: an evaluator that knows the
+        partitions it will hear from says so.
+        """
+        self._expected.update(sources)
+
+    def mark_idle(self, source: str) -> None:
+        """``source`` cannot deliver anything older than what it delivered last, until it
+        delivers again: it no longer holds the horizon back."""
+        if source in self._sources or source in self._expected:
+            self._idle.add(source)
+
     def _seen(self, ts: float, source: str) -> None:
+        self._idle.discard(source)
         if ts > self._sources.get(source, -math.inf):
             self._sources[source] = ts
 
@@ -218,16 +262,23 @@ class RegionBrain:
         keep = set(sources)
         for name in [s for s in self._sources if s not in keep]:
             del self._sources[name]
+            self._idle.discard(name)
 
     # ------------------------------------------------------------------------ evaluating
     def horizon(self, idle: Collection[str] = ()) -> float:
         """Event time up to which every source has delivered (``-inf`` before any data).
 
-        The lowest latest event time of the sources not in ``idle``; with every source idle,
-        the highest. It never goes back.
+        The lowest latest event time of the sources not in ``idle`` nor marked idle
+        (:meth:`mark_idle`); with every source idle, the highest. It never goes back.
         """
+        if any(s not in self._sources and s not in self._idle for s in self._expected):
+            return self._horizon
         if self._sources:
-            busy = [ts for name, ts in self._sources.items() if name not in idle]
+            busy = [
+                ts
+                for name, ts in self._sources.items()
+                if name not in idle and name not in self._idle
+            ]
             self._horizon = max(self._horizon, min(busy) if busy else max(self._sources.values()))
         return self._horizon
 
@@ -336,6 +387,11 @@ class RegionBrain:
         return dict(self._sources)
 
     @property
+    def idle_sources(self) -> set[str]:
+        """Sources marked idle (:meth:`mark_idle`) since they last delivered."""
+        return set(self._idle)
+
+    @property
     def pending(self) -> int:
         """Observations waiting for the horizon."""
         return len(self._pending)
@@ -351,15 +407,18 @@ class RegionBrain:
             "anomalies": {key: list(held) for key, held in self._anomalies.items()},
             "next_tick": self._next_tick,
             "horizon": self._horizon if math.isfinite(self._horizon) else None,
+            "sources": dict(self._sources),
+            "idle": sorted(self._idle),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Replace what was learned with :meth:`to_state` output; keep the buffer and sources.
 
         Buffered observations at or before the last evaluated tick, and any such observation
-        arriving later, are dropped as a replay.
+        arriving later, are dropped as a replay. A state of version 1 has no sources: the
+        brain keeps its own.
         """
-        if state.get("v") != _STATE_VERSION:
+        if state.get("v") not in (1, _STATE_VERSION):
             raise ValueError(f"unsupported region brain state version {state.get('v')!r}")
         self.bank = RegionHealthBank.from_state(state["bank"], self.config.names, self.health)
         self.policy = FailoverPolicy.from_state(
@@ -375,6 +434,9 @@ class RegionBrain:
         horizon = state["horizon"]
         self._horizon = max(self._horizon, -math.inf if horizon is None else horizon)
         self._reports = {}
+        for source, ts in state.get("sources", {}).items():
+            self._sources[source] = max(ts, self._sources.get(source, -math.inf))
+        self._idle = set(state.get("idle", ()))
         if self._next_tick is not None:
             self._replay_floor = self._next_tick - self.tick_s
             kept = [item for item in self._pending if item[0] > self._replay_floor]

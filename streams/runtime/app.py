@@ -67,6 +67,11 @@ app = faust.App(
     # first subscription; a short metadata age makes it pick them up within seconds
     # instead of aiokafka's default five minutes.
     consumer_metadata_max_age_ms=5000,
+    # Per partition. The consumer serves the partitions one fetched chunk at a time, so a
+    # worker catching up on telemetry served a small internal topic (region evidence, the
+    # budget parts, outcomes) only after a megabyte of every telemetry partition: its
+    # evaluator fell behind its readers. A quarter of the default keeps them close.
+    consumer_max_fetch_size=256 * 1024,
     table_cleanup_interval=60.0,
     stream_buffer_maxsize=8192,
     # A dead letter carries its payload base64-encoded, a third larger than the
@@ -79,10 +84,12 @@ class _Topics:
     """Every Faust topic object, declared once. Telemetry is keyed ``service/region``."""
 
     def __init__(self, names: TopicNames, partitions: int) -> None:
-        def declare(name: str, config: dict[str, str] | None = None) -> faust.TopicT:
+        def declare(
+            name: str, config: dict[str, str] | None = None, count: int = partitions
+        ) -> faust.TopicT:
             # internal=True makes the worker create the topic at start-up with
             # our partition count, instead of silently ignoring a missing one.
-            return app.topic(name, partitions=partitions, internal=True, config=config)
+            return app.topic(name, partitions=count, internal=True, config=config)
 
         self.metrics = declare(names.metrics)
         self.errors = declare(names.errors)
@@ -90,6 +97,12 @@ class _Topics:
         # Written by the interactions agent, keyed by tenant pseudonym (agents.tenants).
         self.interactions_by_tenant = declare(names.interactions_by_tenant)
         self.remediation_feedback = declare(names.remediation_feedback)
+        # The workers' messages to one another (schemas.topics: the internal topics). A
+        # decision over every partition has one evaluator: the owner of a one-partition topic.
+        self.region_evidence = declare(names.region_evidence, count=1)
+        self.budget_evidence = declare(names.budget_evidence, count=1)
+        self.remediation_routing = declare(names.remediation_routing)
+        self.remediation_outcomes = declare(names.remediation_outcomes)
         self.scaling = declare(names.scaling)
         self.failover = declare(names.failover)
         self.remediation = declare(names.remediation)

@@ -296,7 +296,8 @@ _CAPPED = (
 
 def _precreate() -> None:
     """Create the children of every closed label set at 0, so queries find them."""
-    for topic in _LOGICAL_TOPICS.telemetry():
+    # The internal topics are accounted for like telemetry (agents read them at the edge).
+    for topic in (*_LOGICAL_TOPICS.telemetry(), *_LOGICAL_TOPICS.internal()):
         EVENTS_CONSUMED.labels(topic)
         EVENTS_PROCESSED.labels(topic)
         for reason in (*REASONS, *_EDGE_REASONS):

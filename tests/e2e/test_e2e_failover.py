@@ -38,8 +38,10 @@ def view(worker: WorkerProcess) -> dict:
 
 
 def wait_evaluated(worker: WorkerProcess, ts: float) -> None:
+    # The evidence reaches the evaluator through internal.region-evidence, after the
+    # telemetry is read: on a shared 2-core machine that takes a while (a bound, not a claim).
     try:
-        wait_until(lambda: (view(worker)["evaluated_to"] or 0.0) >= ts, 120, "")
+        wait_until(lambda: (view(worker)["evaluated_to"] or 0.0) >= ts, 300, "")
     except AssertionError:
         raise AssertionError(
             f"the worker did not evaluate region health up to {ts}; view: {view(worker)}; "

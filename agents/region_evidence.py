@@ -1,0 +1,212 @@
+"""Region-health evidence of the telemetry partitions this worker reads, sent to the one
+region evaluator (:mod:`agents.failover`) on ``internal.region-evidence``.
+
+Feeding. It subscribes (:mod:`agents.runtime.fanout`) to the metrics samples and the
+anomaly decisions of the metrics agent, and to the interactions and the health evidence
+(SLO burns, feedback surges) of the interactions agent. Each goes into the
+:class:`~models.brains.region_evidence.EvidenceRecorder` of the partition it was read from.
+
+Sending. Every :data:`FLUSH_EVERY_S` wall seconds, and whenever a partition has
+:data:`BATCH_ROWS` rows waiting, the rows of each partition go out as one record ``{"source":
+"<topic>/<partition>", "rows": [...]}``. A partition read to its end and quiet for
+:data:`IDLE_AFTER_S` gets one ``{"source": ..., "idle": true}`` record: its silence no longer
+holds the evaluator's event time back (until it delivers again). The topic has one
+partition, so the evaluator reads every source's records in the order they were sent, and a
+source's rows in the order they were read. Records are keyed by source.
+
+Crashes. The rows not yet sent when a worker dies are lost (at most :data:`FLUSH_EVERY_S`
+of its partitions' evidence, when their offsets were committed meanwhile), as the buffer of
+the single evaluator was before; on revocation the rows are sent at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+
+from agents.runtime import fanout
+from models.brains.interactions import HealthEvidence
+from models.brains.region_evidence import EvidenceRecorder
+from schemas import Decision, Interaction, MetricSample
+from streams.runtime.app import app, topic_names, topics
+
+__all__ = [
+    "BATCH_ROWS",
+    "FLUSH_EVERY_S",
+    "IDLE_AFTER_S",
+    "flush",
+    "reading",
+    "source_name",
+    "source_names",
+]
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 0.5
+"""Wall seconds between two sends of the rows waiting."""
+BATCH_ROWS = 2000
+"""Rows of one partition sent at once when that many wait (about 120 kB)."""
+IDLE_AFTER_S = 2.0
+"""A partition read to its end that delivered nothing for this long no longer holds event
+time back (a producer flushes more often than this)."""
+
+_SOURCE_TOPICS = (topic_names.metrics, topic_names.interactions)
+# Partition -> its recorder, the offset of the latest message read from it and when
+# (monotonic); partitions assigned but not read yet have offset -1.
+_recorders: dict[TP, EvidenceRecorder] = {}
+_positions: dict[TP, tuple[int, float]] = {}
+# Partitions whose idle mark was sent, and not undone by rows since.
+_idle_sent: set[TP] = set()
+_sending = asyncio.Lock()
+
+
+def source_name(tp: TP) -> str:
+    """The name a partition goes by at the evaluator: ``<topic>/<partition>``."""
+    return f"{tp.topic}/{tp.partition}"
+
+
+def source_names(partitions: int) -> list[str]:
+    """Every source the evaluator hears from, with ``partitions`` partitions a topic."""
+    return [source_name(TP(t, p)) for t in _SOURCE_TOPICS for p in range(partitions)]
+
+
+def _recorder() -> EvidenceRecorder:
+    """The recorder of the partition whose message is being handled."""
+    event = faust.current_event()
+    if event is None:
+        raise RuntimeError("region evidence recorded outside an agent's event")
+    message = event.message
+    tp = message.tp
+    _positions[tp] = (message.offset, time.monotonic())
+    recorder = _recorders.get(tp)
+    if recorder is None:
+        recorder = _recorders[tp] = EvidenceRecorder()
+    return recorder
+
+
+async def _recorded(recorder: EvidenceRecorder) -> None:
+    if recorder.size >= BATCH_ROWS:
+        await flush()
+
+
+@fanout.metric_samples.subscribe
+async def _on_sample(sample: MetricSample) -> None:
+    recorder = _recorder()
+    recorder.observe_metrics(sample.ts, sample.region, sample.service, sample.metrics)
+    await _recorded(recorder)
+
+
+@fanout.metric_decisions.subscribe
+async def _on_decision(decision: Decision) -> None:
+    if decision.kind != "anomaly":
+        return
+    recorder = _recorder()
+    subject, params = decision.subject, decision.params
+    recorder.observe_anomaly(
+        decision.ts,
+        subject["region"],
+        subject["service"],
+        params["metric"],
+        decision.evidence["score"],
+    )
+    await _recorded(recorder)
+
+
+@fanout.interactions.subscribe
+async def _on_interaction(interaction: Interaction) -> None:
+    recorder = _recorder()
+    i = interaction
+    recorder.observe_interaction(i.ts, i.region, i.success, i.data_class)
+    await _recorded(recorder)
+
+
+@fanout.health_evidence.subscribe
+async def _on_evidence(evidence: HealthEvidence) -> None:
+    recorder = _recorder()
+    recorder.observe_evidence(evidence)
+    await _recorded(recorder)
+
+
+async def _send(tp: TP, body: dict[str, Any]) -> None:
+    name = source_name(tp)
+    await topics.region_evidence.send(
+        key=name.encode(), value=orjson.dumps({"source": name, **body})
+    )
+
+
+async def flush() -> None:
+    """Send every partition's waiting rows, then the idle marks due; in that order."""
+    async with _sending:
+        for tp, recorder in list(_recorders.items()):
+            if recorder.size:
+                _idle_sent.discard(tp)
+                await _send(tp, {"rows": recorder.drain()})
+        now = time.monotonic()
+        for tp in _assigned_sources():
+            if tp not in _idle_sent and _is_idle(tp, now):
+                _idle_sent.add(tp)
+                await _send(tp, {"idle": True})
+
+
+def _assigned_sources() -> list[TP]:
+    """The metrics and interactions partitions this worker reads, in a stable order."""
+    actives = app.assignor.assigned_actives()
+    return sorted(tp for tp in actives if tp.topic in _SOURCE_TOPICS)
+
+
+def _is_idle(tp: TP, now: float) -> bool:
+    offset, read_at = _positions.setdefault(tp, (-1, now))
+    highwater = app.consumer.highwater(tp)
+    return now - read_at >= IDLE_AFTER_S and (highwater is None or offset + 1 >= highwater)
+
+
+@app.timer(FLUSH_EVERY_S)
+async def send_evidence() -> None:
+    """Send what the partitions read told region health since the last time."""
+    if app.rebalancing:
+        return
+    try:
+        await flush()
+    except Exception:
+        # An exception would end the timer: the rows stay lost, the next run sends anew.
+        log.exception("sending region evidence failed")
+
+
+async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+    # Their offsets are committed now: what they told us goes out before another worker
+    # reads on from there.
+    try:
+        await flush()
+    except Exception:
+        log.exception("sending region evidence at revocation failed")
+    for tp in revoked:
+        _recorders.pop(tp, None)
+        _positions.pop(tp, None)
+        _idle_sent.discard(tp)
+
+
+app.on_partitions_revoked.connect(_on_partitions_revoked)
+
+
+def reading() -> dict[str, dict[str, Any]]:
+    """Per partition this worker reads: its latest event time, offset, highwater, idleness."""
+    now = time.monotonic()
+    out = {}
+    for tp in _assigned_sources():
+        offset, _ = _positions.get(tp, (-1, now))
+        recorder = _recorders.get(tp)
+        latest = None if recorder is None else recorder.latest_ts
+        out[source_name(tp)] = {
+            "latest_ts": latest if latest is not None and math.isfinite(latest) else None,
+            "offset": offset,
+            "highwater": app.consumer.highwater(tp),
+            "idle": tp in _idle_sent,
+        }
+    return out
