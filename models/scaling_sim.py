@@ -43,6 +43,7 @@ from models.scaling import PredictiveScaler, ScalingRecommendation
 __all__ = [
     "PREDICTIVE_BENCH_CONFIG",
     "HPAPolicy",
+    "OraclePolicy",
     "PredictivePolicy",
     "ScalingPolicy",
     "SimResult",
@@ -177,6 +178,54 @@ class PredictivePolicy:
         return None if rec is None else rec.desired_replicas
 
 
+class OraclePolicy:
+    """Perfect foresight: the fewest replicas that keep the true demand at the target.
+
+    A replica requested at ``t`` serves from ``t + startup_delay_s`` and a removed one stops
+    at once, so at every step the oracle requests the most replicas the demand needs at
+    the target at any time of ``[t, t + startup_delay_s]``: asked for later they would not
+    be ready, removed earlier they would be missing. No policy that sees only the past can
+    meet the target with fewer replica-hours; it is the limit a forecaster can approach.
+
+    ``demand`` is the demand on the simulator's grid (``ts0 + i * step_s``).
+    """
+
+    name = "oracle"
+
+    def __init__(
+        self,
+        ts0: float,
+        step_s: float,
+        demand: Sequence[float],
+        capacity_per_replica: float,
+        target_utilisation: float,
+        *,
+        startup_delay_s: float = 180.0,
+        min_replicas: int = 1,
+        max_replicas: int = 100,
+    ) -> None:
+        need = np.ceil(
+            np.asarray(demand, dtype=float) / (capacity_per_replica * target_utilisation) - 1e-9
+        )
+        need = np.clip(need, min_replicas, max_replicas).astype(int)
+        ahead = max(int(math.ceil(startup_delay_s / step_s - 1e-9)), 0)
+        # The window maximum over the next ``ahead`` steps, by a sliding maximum.
+        padded = np.concatenate([need, np.full(ahead, need[-1] if len(need) else 1)])
+        plan = need.copy()
+        for k in range(1, ahead + 1):
+            plan = np.maximum(plan, padded[k : k + len(need)])
+        self.ts0 = ts0
+        self.step_s = step_s
+        self._plan = plan.tolist()
+
+    def decide(
+        self, ts: float, rps: float, ready: int, requested: int, cpu_util: float
+    ) -> int | None:
+        i = min(max(round((ts - self.ts0) / self.step_s), 0), len(self._plan) - 1)
+        desired = self._plan[i]
+        return None if desired == requested else desired
+
+
 def make_policy(
     name: str,
     target_utilisation: float,
@@ -202,6 +251,7 @@ def make_policy(
             min_replicas=min_replicas,
             max_replicas=max_replicas,
             scale_down_window_s=PREDICTIVE_BENCH_CONFIG["scale_down_window_s"],
+            **{k: v for k, v in PREDICTIVE_BENCH_CONFIG.items() if k not in ("interval", "scale_down_window_s")},
         )
         return PredictivePolicy(scaler, forecaster)
     raise ValueError(f"unknown policy {name!r}")
@@ -248,7 +298,22 @@ def simulate(
     """
     if len(trace) < 2:
         raise ValueError("a trace needs at least two samples")
-    if isinstance(policy, str):
+    ts_raw = np.array([t for t, _ in trace], dtype=float)
+    val_raw = np.array([v for _, v in trace], dtype=float)
+    grid = np.arange(ts_raw[0], ts_raw[-1] + 1e-9, step_s)
+    demand = np.maximum(np.interp(grid, ts_raw, val_raw), 0.0)
+    if policy == "oracle":
+        policy = OraclePolicy(
+            float(grid[0]),
+            step_s,
+            demand,
+            capacity_per_replica,
+            target_utilisation,
+            startup_delay_s=startup_delay_s,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+        )
+    elif isinstance(policy, str):
         policy = make_policy(
             policy,
             target_utilisation,
@@ -257,10 +322,6 @@ def simulate(
             startup_delay_s=startup_delay_s,
             prior=prior,
         )
-    ts_raw = np.array([t for t, _ in trace], dtype=float)
-    val_raw = np.array([v for _, v in trace], dtype=float)
-    grid = np.arange(ts_raw[0], ts_raw[-1] + 1e-9, step_s)
-    demand = np.maximum(np.interp(grid, ts_raw, val_raw), 0.0)
 
     first = math.ceil(demand[0] / (capacity_per_replica * target_utilisation))
     ready = min(max(first, min_replicas), max_replicas)
