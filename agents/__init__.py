@@ -1,17 +1,7 @@
-"""Thin Faust agents: read a topic through :mod:`agents.edge`, call :mod:`models`, publish.
+"""Thin Faust agents, one per file: read a topic through :mod:`agents.runtime.edge`, call
+:mod:`models`, publish.
 
-Importing this package registers every agent with the app, and the offset-commit watchdog.
+Importing this package registers nothing; :mod:`agents.all` registers every agent the
+worker runs (the ``autopilot`` command imports it), so a tool or a test can import one
+agent, or :mod:`agents.compat.offsets` alone, without the others.
 """
-
-from agents import actuator, cost, errors, failover, interactions, metrics, offsets, tenants
-
-__all__ = [
-    "actuator",
-    "cost",
-    "errors",
-    "failover",
-    "interactions",
-    "metrics",
-    "offsets",
-    "tenants",
-]

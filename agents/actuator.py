@@ -1,4 +1,4 @@
-"""The actuator agent: decisions -> AWS calls, through the gates of :mod:`models.actuation`.
+"""The actuator agent: decisions -> AWS calls, through the gates of :mod:`models.policy.actuation`.
 
 Off unless ``AUTOPILOT_ACTUATOR=on`` (``autopilot actuate`` sets it): a worker without
 it declares neither the agent nor its table, so it does not even read the decision
@@ -28,11 +28,11 @@ import time
 
 import click
 
-from agents.publish import subject_key
-from models.actuation import ActuationPolicy, AuditRecord, decode_decision, unhandled_record
+from agents.runtime.publish import subject_key
+from models.policy.actuation import ActuationPolicy, AuditRecord, decode_decision, unhandled_record
 from schemas import Decision
-from streams.actuator_aws import ActuatorSettings, AwsExecutor
-from streams.app import app, settings, topic_names, topics
+from streams.actuate.aws import ActuatorSettings, AwsExecutor
+from streams.runtime.app import app, settings, topic_names, topics
 
 __all__ = ["actuate", "actuator_settings"]
 

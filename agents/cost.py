@@ -1,7 +1,7 @@
 """The cost agent: the metrics agent's samples -> ``rightsize`` and ``budget`` decisions.
 
 Feeding. The metrics agent hands every valid sample to :func:`observe_metric_sample` while
-handling it. One :class:`~models.cost_brain.CostBrain` per ``telemetry.metrics`` partition
+handling it. One :class:`~models.brains.cost.CostBrain` per ``telemetry.metrics`` partition
 learns the cost (replicas x the price table, ``AUTOPILOT_PRICES``) and the sustained
 utilisation of the series read from that partition, and the ``rightsize`` decisions it makes
 (instance family or size, spot capacity) are published at once: a series is read from one
@@ -10,7 +10,7 @@ partition, so each is decided once.
 Budgets. A budget's scope (the fleet, a service, a region; ``AUTOPILOT_BUDGETS``) spans
 partitions, so budgets are judged by one evaluator, as region health is: every
 :data:`BUDGET_EVERY_S` wall seconds, the worker that reads every metrics partition sums the
-month-end forecasts of all the partition brains (:class:`~models.cost_brain.BudgetWatch`)
+month-end forecasts of all the partition brains (:class:`~models.brains.cost.BudgetWatch`)
 at the newest event time it has read, and publishes a ``budget`` decision for each scope
 whose forecast reaches its budget, once per scope and month. A worker that reads only part
 of the metrics judges no budget, and says so once.
@@ -29,18 +29,19 @@ import math
 
 import orjson
 
-from agents.checkpoints import (
+from agents.runtime.checkpoints import (
     PartitionBrains,
     handling_partition,
     holds_all_partitions,
     partition_table,
 )
-from agents.publish import publish
-from models.cost import load_budgets, load_price_table
-from models.cost_brain import BudgetWatch, CostBrain
+from agents.runtime.publish import publish
+from models.brains.cost import BudgetWatch, CostBrain
 from schemas import MetricSample
-from streams.app import app, settings, topic_names
-from streams.exporter import SERIES_TRACKED, record_cost
+from schemas.config.budgets import load_budgets
+from schemas.config.prices import load_price_table
+from streams.runtime.app import app, settings, topic_names
+from streams.runtime.exporter import SERIES_TRACKED, record_cost
 
 __all__ = ["BUDGET_EVERY_S", "budgets", "check_budgets", "checkpoint", "observe_metric_sample"]
 

@@ -1,6 +1,6 @@
 """The errors agent (telemetry.errors -> remediation decisions) and the feedback agent.
 
-One :class:`~models.error_brain.ErrorBrain` per partition of ``telemetry.errors``: the topic
+One :class:`~models.brains.errors.ErrorBrain` per partition of ``telemetry.errors``: the topic
 is keyed ``service/region``, so a series' errors, its bursts, its deploys and the decisions
 made for it all live in the brain of one partition. Each brain is checkpointed every
 ``AUTOPILOT_CHECKPOINT_INTERVAL_S`` to the Faust table ``errors-brain`` (changelog
@@ -22,13 +22,13 @@ replayed), not learned.
 
 from __future__ import annotations
 
-from agents.checkpoints import PartitionBrains, handling_partition
-from agents.edge import UNKNOWN_DECISION, Edge
-from agents.publish import publish
-from models.error_brain import ErrorBrain
+from agents.runtime.checkpoints import PartitionBrains, handling_partition
+from agents.runtime.edge import UNKNOWN_DECISION, Edge
+from agents.runtime.publish import publish
+from models.brains.errors import ErrorBrain
 from schemas import Decision, ErrorEvent, Rejection, RemediationOutcome
-from streams.app import app, settings, topic_names, topics
-from streams.exporter import MODEL_BYTES, SERIES_TRACKED, record_remediation_outcome
+from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.exporter import MODEL_BYTES, SERIES_TRACKED, record_remediation_outcome
 
 __all__ = [
     "brains",

@@ -4,9 +4,9 @@ Feeding. The metrics agent gives every sample to :func:`observe_metric_sample` a
 decision it makes to :func:`observe_anomaly`; the interactions agent gives every
 interaction to :func:`observe_interaction`, and the SLO burn and feedback surges its
 interactions brain finds to :func:`observe_health_evidence`. They only buffer the observation in the
-:class:`~models.region_brain.RegionBrain`, tagged with the partition it was read from, so
+:class:`~models.brains.region.RegionBrain`, tagged with the partition it was read from, so
 that the brain can apply observations in event-time order whatever pace each partition is
-read at (see :mod:`models.region_brain`).
+read at (see :mod:`models.brains.region`).
 
 Evaluating. A timer every :data:`EVALUATE_EVERY_S` wall seconds tells the brain which
 partitions are idle (read to their end and quiet for :data:`IDLE_AFTER_S`), lets it evaluate
@@ -42,15 +42,15 @@ import faust
 import orjson
 from faust.types import TP
 
-from agents.checkpoints import holds_all_partitions, partition_table
-from agents.publish import publish
-from models.failover import FailoverDecisionDraft
-from models.interactions_brain import HealthEvidence
-from models.region_brain import RegionBrain
-from models.regions import load_region_config
+from agents.runtime.checkpoints import holds_all_partitions, partition_table
+from agents.runtime.publish import publish
+from models.brains.interactions import HealthEvidence
+from models.brains.region import RegionBrain
+from models.policy.failover import FailoverDecisionDraft
 from schemas import Decision, Interaction, MetricSample
-from streams.app import app, settings, topic_names
-from streams.exporter import set_region_health
+from schemas.config.regions import load_region_config
+from streams.runtime.app import app, settings, topic_names
+from streams.runtime.exporter import set_region_health
 
 __all__ = [
     "MODE",

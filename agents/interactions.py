@@ -4,7 +4,7 @@ Each valid interaction gives its region's success rate one more observation and 
 data class (``data_class``, or ``default`` without one) the region serves, which decides
 where its traffic may go on failover (:mod:`agents.failover`).
 
-It also feeds the :class:`~models.interactions_brain.InteractionsBrain` of its partition and
+It also feeds the :class:`~models.brains.interactions.InteractionsBrain` of its partition and
 publishes what it decides: ``slo_burn`` (``decisions.remediation``) when a (service, region)
 burns its error budget too fast. The brain's SLO burn and feedback surges per region go to
 region health as evidence (:func:`agents.failover.observe_health_evidence`); its success
@@ -31,15 +31,15 @@ from __future__ import annotations
 from typing import Any
 
 from agents import tenants
-from agents.checkpoints import PartitionBrains, handling_partition
-from agents.edge import Edge
 from agents.failover import observe_health_evidence, observe_interaction
-from agents.publish import publish
-from models.interactions_brain import InteractionsBrain
-from models.slo import SLO
+from agents.runtime.checkpoints import PartitionBrains, handling_partition
+from agents.runtime.edge import Edge
+from agents.runtime.publish import publish
+from models.brains.interactions import InteractionsBrain
+from models.health.slo import SLO
 from schemas import Interaction
-from streams.app import app, settings, topic_names, topics
-from streams.exporter import SERIES_TRACKED
+from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.exporter import SERIES_TRACKED
 
 __all__ = ["SERVICE_SLOS", "brains", "checkpoint", "interactions", "interactions_view"]
 

@@ -26,18 +26,18 @@ import orjson
 from faust.streams import current_event
 
 from agents import cost, errors, failover, interactions
-from agents.edge import Edge
-from agents.publish import publish
-from models.metrics_brain import MetricsBrain
+from agents.runtime.edge import Edge
+from agents.runtime.publish import publish
+from models.brains.metrics import MetricsBrain
 from schemas import MetricSample
-from streams.app import app, settings, topics
-from streams.exporter import (
+from schemas.topics import telemetry_key
+from streams.runtime.app import app, settings, topics
+from streams.runtime.exporter import (
     MODEL_BYTES,
     SERIES_TRACKED,
     record_anomaly_score,
     record_scaling,
 )
-from streams.topics import telemetry_key
 
 __all__ = ["brain", "checkpoint", "metrics"]
 

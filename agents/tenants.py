@@ -3,9 +3,9 @@
 A tenant's interactions span services and regions, hence partitions of
 ``telemetry.interactions`` (keyed ``service/region``). So that each tenant is judged once,
 on all its traffic, the interactions agent repartitions them: every interaction it handles
-becomes a :class:`~models.interactions_brain.TenantRequest`, sent by :func:`send_request` to
+becomes a :class:`~models.brains.interactions.TenantRequest`, sent by :func:`send_request` to
 the internal topic ``interactions.by-tenant`` keyed by the tenant's pseudonym. This agent
-reads that topic with one :class:`~models.tenant_brain.TenantBrain` per partition, so all
+reads that topic with one :class:`~models.brains.tenants.TenantBrain` per partition, so all
 of a tenant's requests meet in one brain, and publishes what it decides: ``slo_burn``
 (subject ``{"tenant"}``) and ``anomaly`` (``tenant_drop``, ``tenant_surge``) on
 ``decisions.remediation``, ``scheduled_scaling`` on ``decisions.scaling``.
@@ -17,7 +17,7 @@ record, written and read by the worker itself, rather than one of the topic cont
 :mod:`schemas` (what outside producers write, with their JSON Schemas): the interaction it
 comes from was validated where it came in, so it is only decoded here
 (:func:`decode_request`); checking its timestamp against the clock again would refuse the
-records of a worker catching up. It still goes through :class:`~agents.edge.Edge`, so each
+records of a worker catching up. It still goes through :class:`~agents.runtime.edge.Edge`, so each
 one read is counted as processed or dead-lettered (one that cannot be decoded, e.g. from an
 incompatible version), under the topic label ``interactions.by-tenant``.
 
@@ -33,14 +33,14 @@ import math
 
 import orjson
 
-from agents.checkpoints import PartitionBrains, handling_partition
-from agents.edge import Edge
-from agents.publish import publish
-from models.interactions_brain import TenantRequest
-from models.tenant_brain import TenantBrain
+from agents.runtime.checkpoints import PartitionBrains, handling_partition
+from agents.runtime.edge import Edge
+from agents.runtime.publish import publish
+from models.brains.interactions import TenantRequest
+from models.brains.tenants import TenantBrain
 from schemas import Rejection
-from streams.app import app, settings, topic_names, topics
-from streams.exporter import SERIES_TRACKED
+from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.exporter import SERIES_TRACKED
 
 __all__ = ["brains", "checkpoint", "decode_request", "encode_request", "send_request", "tenants"]
 

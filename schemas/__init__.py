@@ -17,11 +17,14 @@ Examples
 """
 
 from schemas.dead_letter import DeadLetter
-from schemas.decision import DECISION_KINDS, MODES, Decision, decision_id_for
+from schemas.decision import DECISION_KINDS, DECISION_TOPICS, MODES, Decision, decision_id_for
 from schemas.fields import KNOWN_METRICS, FieldSpec, field_specs
 from schemas.limits import Limits
 from schemas.records import (
+    KIND_RECORDS,
+    KINDS,
     SEVERITIES,
+    TOPICS,
     ErrorEvent,
     Interaction,
     MetricSample,
@@ -30,7 +33,7 @@ from schemas.records import (
 )
 from schemas.rejection import REASONS, Rejection
 from schemas.timestamps import parse_rfc3339
-from schemas.topics import DECISION_TOPICS, DLQ_TOPIC, KIND_RECORDS, KINDS, TOPICS
+from schemas.topics import DLQ as DLQ_TOPIC
 from schemas.validate import encode, parse
 
 __all__ = [

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from schemas import topics
 from schemas.fields import BASE64, CODE_PATTERN, EPOCH, IDENT, INTEGER, TEXT, field_specs, spec
 from schemas.records import record_to_dict
 from schemas.rejection import Rejection
@@ -35,7 +36,7 @@ class DeadLetter:
 
     """
 
-    TOPIC: ClassVar[str] = "autopilot.dlq"
+    TOPIC: ClassVar[str] = topics.DLQ
 
     source_topic: str = dataclasses.field(metadata=spec(IDENT, "Topic the payload was read from."))
     partition: int = dataclasses.field(

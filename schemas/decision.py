@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from schemas import topics
 from schemas.fields import (
     DECISION_ID_PATTERN,
     ENUM,
@@ -25,21 +26,30 @@ from schemas.fields import (
 )
 from schemas.records import record_to_dict
 
-__all__ = ["DECISION_KINDS", "KIND_TOPICS", "MODES", "Decision", "decision_id_for"]
+__all__ = [
+    "DECISION_KINDS",
+    "DECISION_TOPICS",
+    "KIND_TOPICS",
+    "MODES",
+    "Decision",
+    "decision_id_for",
+]
 
 KIND_TOPICS: dict[str, str] = {
-    "scaling": "decisions.scaling",
-    "scheduled_scaling": "decisions.scaling",
-    "rightsize": "decisions.scaling",
-    "budget": "decisions.scaling",
-    "failover": "decisions.failover",
-    "failback": "decisions.failover",
-    "failover_blocked": "decisions.failover",
-    "remediation": "decisions.remediation",
-    "anomaly": "decisions.remediation",
-    "slo_burn": "decisions.remediation",
+    "scaling": topics.SCALING,
+    "scheduled_scaling": topics.SCALING,
+    "rightsize": topics.SCALING,
+    "budget": topics.SCALING,
+    "failover": topics.FAILOVER,
+    "failback": topics.FAILOVER,
+    "failover_blocked": topics.FAILOVER,
+    "remediation": topics.REMEDIATION,
+    "anomaly": topics.REMEDIATION,
+    "slo_burn": topics.REMEDIATION,
 }
 """Each decision kind and the (unprefixed) topic it is published to."""
+DECISION_TOPICS: dict[str, str] = dict(KIND_TOPICS)
+"""Output topic of each decision kind, e.g. ``decisions.scaling``."""
 DECISION_KINDS = tuple(KIND_TOPICS)
 """Decision kinds, a closed set: the worker uses them as Prometheus label values."""
 MODES = ("auto", "recommend")

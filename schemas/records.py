@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from schemas import topics
 from schemas.fields import (
     BOOLEAN,
     DECISION_ID_PATTERN,
@@ -64,7 +65,7 @@ class MetricSample:
 
     """
 
-    TOPIC: ClassVar[str] = "telemetry.metrics"
+    TOPIC: ClassVar[str] = topics.METRICS
 
     ts: float = dataclasses.field(metadata=spec(TIMESTAMP, "When the sample was taken."))
     region: str = dataclasses.field(metadata=spec(NAME, "Region the service runs in."))
@@ -97,7 +98,7 @@ class ErrorEvent:
 
     """
 
-    TOPIC: ClassVar[str] = "telemetry.errors"
+    TOPIC: ClassVar[str] = topics.ERRORS
 
     ts: float = dataclasses.field(metadata=spec(TIMESTAMP, "When the error happened."))
     region: str = dataclasses.field(metadata=spec(NAME, "Region the service runs in."))
@@ -136,7 +137,7 @@ class Interaction:
 
     """
 
-    TOPIC: ClassVar[str] = "telemetry.interactions"
+    TOPIC: ClassVar[str] = topics.INTERACTIONS
 
     ts: float = dataclasses.field(metadata=spec(TIMESTAMP, "When the interaction happened."))
     region: str = dataclasses.field(metadata=spec(NAME, "Region that served the interaction."))
@@ -180,7 +181,7 @@ class RemediationOutcome:
 
     """
 
-    TOPIC: ClassVar[str] = "feedback.remediation"
+    TOPIC: ClassVar[str] = topics.REMEDIATION_FEEDBACK
 
     decision_id: str = dataclasses.field(
         metadata=spec(
@@ -200,3 +201,18 @@ class RemediationOutcome:
 
 Record = MetricSample | ErrorEvent | Interaction | RemediationOutcome
 """Any record :func:`schemas.parse` can build."""
+
+
+KIND_RECORDS: dict[str, type] = {
+    "metrics": MetricSample,
+    "errors": ErrorEvent,
+    "interactions": Interaction,
+    "remediation_feedback": RemediationOutcome,
+}
+"""Record class built by :func:`schemas.parse` for each input kind."""
+
+KINDS: tuple[str, ...] = tuple(KIND_RECORDS)
+"""Input kinds accepted by :func:`schemas.parse`."""
+
+TOPICS: dict[str, str] = {kind: cls.TOPIC for kind, cls in KIND_RECORDS.items()}
+"""Input topic of each kind, e.g. ``TOPICS["metrics"] == "telemetry.metrics"``."""

@@ -1,29 +1,123 @@
-"""Topic names and which record each input topic carries."""
+"""The names of every topic the product reads or writes: the one place they are written.
+
+Records (:mod:`schemas.records`), decisions (:mod:`schemas.decision`) and dead letters name
+their topics with these constants; agents and commands get the deployment's prefixed names
+from :class:`TopicNames`. A prefix (``AUTOPILOT_TOPIC_PREFIX``) lets several deployments, or
+several tests, share one cluster without seeing each other's messages.
+"""
 
 from __future__ import annotations
 
-from schemas.dead_letter import DeadLetter
-from schemas.decision import KIND_TOPICS
-from schemas.records import ErrorEvent, Interaction, MetricSample, RemediationOutcome
+from dataclasses import dataclass
 
-__all__ = ["DECISION_TOPICS", "DLQ_TOPIC", "KINDS", "KIND_RECORDS", "TOPICS"]
+__all__ = [
+    "AUDIT",
+    "DLQ",
+    "ERRORS",
+    "FAILOVER",
+    "INTERACTIONS",
+    "INTERACTIONS_BY_TENANT",
+    "METRICS",
+    "REMEDIATION",
+    "REMEDIATION_FEEDBACK",
+    "SCALING",
+    "TopicNames",
+    "telemetry_key",
+]
 
-KIND_RECORDS: dict[str, type] = {
-    "metrics": MetricSample,
-    "errors": ErrorEvent,
-    "interactions": Interaction,
-    "remediation_feedback": RemediationOutcome,
-}
-"""Record class built by :func:`schemas.parse` for each input kind."""
+METRICS = "telemetry.metrics"
+ERRORS = "telemetry.errors"
+INTERACTIONS = "telemetry.interactions"
+REMEDIATION_FEEDBACK = "feedback.remediation"
+INTERACTIONS_BY_TENANT = "interactions.by-tenant"
+"""Internal: each interaction as its tenant's request, keyed by tenant pseudonym."""
+SCALING = "decisions.scaling"
+FAILOVER = "decisions.failover"
+REMEDIATION = "decisions.remediation"
+DLQ = "autopilot.dlq"
+AUDIT = "actions.audit"
+"""What the actuator applied or refused, and why."""
 
-KINDS: tuple[str, ...] = tuple(KIND_RECORDS)
-"""Input kinds accepted by :func:`schemas.parse`."""
 
-TOPICS: dict[str, str] = {kind: cls.TOPIC for kind, cls in KIND_RECORDS.items()}
-"""Input topic of each kind, e.g. ``TOPICS["metrics"] == "telemetry.metrics"``."""
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Topic names with the deployment's prefix applied.
 
-DECISION_TOPICS: dict[str, str] = dict(KIND_TOPICS)
-"""Output topic of each decision kind, e.g. ``decisions.scaling``."""
+    Examples
+    --------
+    >>> t = TopicNames("test42.")
+    >>> t.metrics, t.dlq
+    ('test42.telemetry.metrics', 'test42.autopilot.dlq')
+    >>> len(t.all())
+    10
+    """
 
-DLQ_TOPIC: str = DeadLetter.TOPIC
-"""Topic of :class:`schemas.DeadLetter` records."""
+    prefix: str = ""
+
+    @property
+    def metrics(self) -> str:
+        return self.prefix + METRICS
+
+    @property
+    def errors(self) -> str:
+        return self.prefix + ERRORS
+
+    @property
+    def interactions(self) -> str:
+        return self.prefix + INTERACTIONS
+
+    @property
+    def interactions_by_tenant(self) -> str:
+        """Internal: each interaction as its tenant's request, keyed by tenant pseudonym."""
+        return self.prefix + INTERACTIONS_BY_TENANT
+
+    @property
+    def remediation_feedback(self) -> str:
+        return self.prefix + REMEDIATION_FEEDBACK
+
+    @property
+    def scaling(self) -> str:
+        return self.prefix + SCALING
+
+    @property
+    def failover(self) -> str:
+        return self.prefix + FAILOVER
+
+    @property
+    def remediation(self) -> str:
+        return self.prefix + REMEDIATION
+
+    @property
+    def dlq(self) -> str:
+        return self.prefix + DLQ
+
+    @property
+    def audit(self) -> str:
+        """What the actuator applied or refused, and why."""
+        return self.prefix + AUDIT
+
+    def telemetry(self) -> tuple[str, ...]:
+        """Topics whose every message must be accounted for (consumed = processed + DLQ):
+        the input topics, and the one the worker repartitions interactions to."""
+        return (
+            self.metrics,
+            self.errors,
+            self.interactions,
+            self.remediation_feedback,
+            self.interactions_by_tenant,
+        )
+
+    def decisions(self) -> tuple[str, ...]:
+        return (self.scaling, self.failover, self.remediation)
+
+    def all(self) -> tuple[str, ...]:
+        return (*self.telemetry(), *self.decisions(), self.dlq, self.audit)
+
+
+def telemetry_key(service: str, region: str) -> bytes:
+    """The message key of a telemetry record: one series always lands on one partition.
+
+    >>> telemetry_key("checkout", "eu-west")
+    b'checkout/eu-west'
+    """
+    return f"{service}/{region}".encode()

@@ -29,10 +29,9 @@ from schemas.fields import (
     field_specs,
 )
 from schemas.limits import Limits
-from schemas.records import Record
+from schemas.records import KIND_RECORDS, KINDS, Record
 from schemas.rejection import Rejection
 from schemas.timestamps import parse_rfc3339
-from schemas.topics import KIND_RECORDS, KINDS
 
 __all__ = ["encode", "parse"]
 

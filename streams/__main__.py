@@ -1,5 +1,5 @@
 """``python -m streams`` is the ``autopilot`` command."""
 
-from streams.cli import main
+from streams.cli.main import main
 
 main()

@@ -1,6 +1,6 @@
 """Shared fixtures: one real Kafka broker per test session, fresh topics per test.
 
-The broker is the project's own :class:`streams.kafka_local.KafkaLocal` on a
+The broker is the project's own :class:`streams.kafka.local.KafkaLocal` on a
 free port, bound to this pytest process (it dies with it, even on SIGKILL).
 Set ``AUTOPILOT_TEST_BROKER=host:port`` to run against a broker you manage.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.kafka_local import KafkaLocal, free_port
-from streams.topics import TopicNames
+from schemas.topics import TopicNames
+from streams.kafka.local import KafkaLocal, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTOPILOT = Path(sys.executable).with_name("autopilot")
@@ -186,4 +186,4 @@ def run_async(coro):
 
 # The moto server fixtures live beside the helpers that use them; importing them here
 # makes them available to every test module.
-from tests.aws_fixtures import aws, moto_server  # noqa: E402, F401
+from tests.support.aws import aws, moto_server  # noqa: E402, F401

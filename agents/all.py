@@ -1,0 +1,16 @@
+"""Every agent the worker runs, and the offset-commit watchdog: importing this module
+registers them with the app (:mod:`streams.cli.main` does, before it starts the worker)."""
+
+from agents import actuator, cost, errors, failover, interactions, metrics, tenants
+from agents.compat import offsets
+
+__all__ = [
+    "actuator",
+    "cost",
+    "errors",
+    "failover",
+    "interactions",
+    "metrics",
+    "offsets",
+    "tenants",
+]

@@ -1,0 +1,108 @@
+"""A watchdog for offset commits that stop advancing (faust-streaming issues #596 and #625).
+
+Faust commits a partition's offset only up to the end of the first run of consecutive
+acknowledged offsets. Two races of its start-up and rebalance paths, seen on a worker
+restarted mid-stream, break that for good while the worker goes on reading:
+
+* *dropped messages*: messages fetched while the flow was suspended are dropped, and the
+  fetcher reads on after them. They are never processed nor acknowledged, and the commit
+  waits for them forever. Every :data:`CHECK_EVERY_S` the timer looks for a partition whose
+  acknowledged offsets start past the committed one with no message of the gap still being
+  processed; when two checks in a row find the same gap, it seeks the partition back to the
+  committed offset: the dropped messages are read and processed (those after them again
+  too: at least once, as after a crash), and the commit moves on.
+* *duplicates*: offsets faust took for a gap in the log are later read and acknowledged
+  again, so the list of acknowledged offsets holds some twice; faust's run of consecutive
+  offsets then ends at the first duplicate, and the commit crawls one offset per commit.
+  The timer removes the duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from faust.types import TP
+
+from streams.runtime.app import app
+
+__all__ = ["CHECK_EVERY_S", "check_commits", "repair_stuck_commits"]
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 5.0
+"""Wall seconds between two checks; a gap must be seen by two checks in a row."""
+
+# Partition -> (committed offset, first acknowledged offset) of the gap seen last check.
+_gaps: dict[TP, tuple[int, int]] = {}
+
+
+def _stuck_gaps() -> dict[TP, tuple[int, int]]:
+    """Partitions whose commit waits for offsets that no stream is processing."""
+    consumer = app.consumer
+    in_flight: dict[TP, list[int]] = {}
+    for message in list(consumer.unacked):
+        in_flight.setdefault(message.tp, []).append(message.offset)
+    gaps = {}
+    # Faust's private bookkeeping (pinned faust-streaming): acknowledged offsets not yet
+    # committed, and the committed offset (the next one to read).
+    for tp, acked in list(consumer._acked.items()):
+        committed = consumer._committed_offset.get(tp)
+        # Faust does not hold a commit back at offset 0, and tolerates a gap of one offset.
+        if not acked or not committed or tp not in consumer.assignment():
+            continue
+        head = min(acked)
+        if head - committed <= 1:
+            continue
+        if any(committed <= offset < head for offset in in_flight.get(tp, ())):
+            continue
+        gaps[tp] = (committed, head)
+    return gaps
+
+
+def _remove_duplicate_acks() -> None:
+    """Acknowledge each offset once, so that faust's runs of consecutive offsets are whole."""
+    for tp, acked in list(app.consumer._acked.items()):
+        unique = sorted(set(acked))
+        if len(unique) < len(acked):
+            log.info(
+                "%d offsets of %s[%d] were acknowledged twice; their duplicates held its "
+                "commit back",
+                len(acked) - len(unique), tp.topic, tp.partition,
+            )  # fmt: skip
+            acked[:] = unique
+
+
+@app.timer(CHECK_EVERY_S)
+async def repair_stuck_commits() -> None:
+    """Repair the partitions whose commit faust's bookkeeping holds back."""
+    try:
+        await check_commits()
+    except Exception:
+        # An exception would end the timer, and with it the worker; the next check retries.
+        log.exception("could not check the offset commits")
+
+
+async def check_commits() -> None:
+    """One check of every assigned partition.
+
+    Duplicate acknowledgements are removed at once; a partition is sought back to its
+    committed offset when the previous check found the same gap.
+    """
+    if app.rebalancing or not app.tables.recovery.completed.is_set():
+        _gaps.clear()
+        return
+    found = _stuck_gaps()
+    _remove_duplicate_acks()
+    for tp, gap in list(found.items()):
+        if _gaps.get(tp) != gap:
+            continue
+        committed, head = gap
+        log.warning(
+            "offsets %d to %d of %s[%d] were dropped unprocessed and hold its commit back; "
+            "reading the partition again from %d",
+            committed, head - 1, tp.topic, tp.partition, committed,
+        )  # fmt: skip
+        await app.consumer.seek(tp, committed)
+        del found[tp]
+    _gaps.clear()
+    _gaps.update(found)

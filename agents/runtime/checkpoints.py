@@ -1,0 +1,184 @@
+"""Checkpoint tables for brains kept per partition of the topic they learn from."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+import faust
+import orjson
+from faust.streams import current_event
+from faust.types import TP
+
+from streams.runtime.app import DLQ_MAX_MESSAGE_BYTES, app, settings
+
+__all__ = [
+    "CHECKPOINT_MAX_BYTES",
+    "PartitionBrains",
+    "PartitionTable",
+    "handling_partition",
+    "holds_all_partitions",
+    "partition_table",
+]
+
+log = logging.getLogger(__name__)
+
+# The changelog topic accepts messages as large as the DLQ's (the producer's limit too);
+# a checkpoint leaves room for the record's key and framing.
+CHECKPOINT_MAX_BYTES = DLQ_MAX_MESSAGE_BYTES - 64 * 1024
+
+
+class PartitionTable(faust.Table):
+    """A table keyed by partition number (``b"3"``): an entry lives on that changelog partition.
+
+    Faust's default writes an entry to the partition of the event being processed, which a
+    timer has not; ``use_partitioner`` hashes the key, which would not land on ``p``.
+    """
+
+    def partition_for_key(self, key: Any) -> int:
+        return int(key)
+
+
+def partition_table(name: str, help: str) -> PartitionTable:
+    """Declare a table holding one brain's state per partition, as large as a DLQ message."""
+    return app.tables.add(
+        PartitionTable(
+            app,
+            name=name,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            extra_topic_configs={"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
+            beacon=app.tables.beacon,
+            help=help,
+        )
+    )
+
+
+class Checkpointable(Protocol):
+    def to_state(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class EvictsIdle(Protocol):
+    """A brain that drops keys idle for too long, judged at its own event time."""
+
+    watermark: float
+
+    def evict_idle(self, now: float) -> int: ...
+
+
+B = TypeVar("B", bound=Checkpointable)
+
+
+def handling_partition() -> int:
+    """Partition of the message the calling agent is handling."""
+    event = current_event()
+    if event is None:
+        raise RuntimeError("not called from an agent handling a message")
+    return event.message.partition
+
+
+def holds_all_partitions(*topics: str) -> bool | None:
+    """Whether this worker reads every partition of ``topics``; ``None`` while rebalancing.
+
+    What a single evaluator (region health, budgets) asks before judging everything it read.
+    """
+    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        return None
+    actives = app.assignor.assigned_actives()
+    for name in topics:
+        count = app.consumer.topic_partitions(name) or settings.partitions
+        if any(TP(name, p) not in actives for p in range(count)):
+            return False
+    return True
+
+
+class PartitionBrains(Generic[B]):
+    """One brain per partition of ``topic``, restored on first use and checkpointed when dirty.
+
+    Parameters
+    ----------
+    name, help
+        The checkpoint table's name and description.
+    topic
+        The (prefixed) topic whose partitions the brains belong to.
+    load
+        Builds a brain from its saved state, or a new one from ``None``.
+    """
+
+    def __init__(
+        self, name: str, help: str, topic: str, load: Callable[[dict[str, Any] | None], B]
+    ) -> None:
+        self.name = name
+        self.topic = topic
+        self.table = partition_table(name, help)
+        self.load = load
+        self.brains: dict[int, B] = {}
+        self.dirty: set[int] = set()
+        app.on_partitions_assigned.connect(self._on_partitions_assigned)
+
+    async def _on_partitions_assigned(self, sender: Any, assigned: set[Any], **_: Any) -> None:
+        self.keep_only(assigned)
+
+    def get(self, partition: int) -> B:
+        """The brain of ``partition``: in memory, else from its checkpoint, else new."""
+        brain = self.brains.get(partition)
+        if brain is None:
+            saved = self.table.get(str(partition).encode())
+            brain = self.load(None if saved is None else orjson.loads(saved))
+            self.brains[partition] = brain
+        return brain
+
+    def touch(self, partition: int) -> None:
+        """Mark a brain as changed since its last checkpoint."""
+        self.dirty.add(partition)
+
+    def keep_only(self, assigned: set[Any]) -> None:
+        """Drop the brains of partitions this worker no longer owns.
+
+        Called at every assignment. Their new owner restores them from the changelog; a
+        stale copy here would be checkpointed in its place (and would, e.g., answer
+        remediation outcomes in the owner's place). Learning since the last checkpoint of
+        a partition that moves is lost, as when a worker dies.
+        """
+        owned = {tp.partition for tp in assigned if tp.topic == self.topic}
+        for partition in set(self.brains) - owned:
+            del self.brains[partition]
+            self.dirty.discard(partition)
+
+    def checkpoint(self) -> bool:
+        """Write every dirty brain; return whether any was dirty. Never raises.
+
+        A brain that evicts idle keys (:class:`EvictsIdle`) does so first, at its own
+        event time. An exception would end the timer calling this, and with it the
+        worker: a failed write is logged and retried at the next checkpoint.
+        """
+        changed = bool(self.dirty)
+        for partition in self.dirty:
+            brain = self.brains.get(partition)
+            if isinstance(brain, EvictsIdle):
+                brain.evict_idle(brain.watermark)
+        while self.dirty:
+            partition = self.dirty.pop()
+            brain = self.brains.get(partition)
+            if brain is None:
+                continue
+            state = orjson.dumps(brain.to_state())
+            if len(state) > CHECKPOINT_MAX_BYTES:
+                # Sending it would fail in the producer and stop the worker; keep learning
+                # in memory and say so.
+                log.error(
+                    "%s of partition %d is %d bytes, more than the %d a checkpoint holds: "
+                    "not checkpointed",
+                    self.name, partition, len(state), CHECKPOINT_MAX_BYTES,
+                )  # fmt: skip
+                continue
+            try:
+                self.table[str(partition).encode()] = state
+            except Exception:
+                self.dirty.add(partition)
+                log.exception("checkpoint of %s failed; will retry", self.name)
+                break
+        return changed

@@ -1,0 +1,387 @@
+"""The metrics brain: per (service, region), anomaly detection and predictive scaling.
+
+It turns metric samples into decisions: an ``anomaly`` decision when a metric
+series starts an anomalous episode, and a ``scaling`` decision when the desired
+replica count changes. It is pure and synchronous; the metrics agent feeds it
+and publishes what it returns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.detect.anomaly import DEFAULT_DETECTOR_CONFIG, AnomalyScore, SeriesDetector
+from models.detect.bank import deep_sizeof
+from models.forecast.capacity import CapacityEstimator
+from models.forecast.load import Forecast, LoadForecaster
+from models.policy.autoscalers import PredictivePolicy, make_policy
+from models.policy.scaling import ScalingRecommendation
+from schemas import Decision, decision_id_for
+
+__all__ = ["ANOMALY_MODEL_VERSION", "SCALING_MODEL_VERSION", "MetricsBrain", "SeriesBrain"]
+
+ANOMALY_MODEL_VERSION = "anomaly-detector/1"
+SCALING_MODEL_VERSION = "predictive-scaler/1"
+
+# Replicas and cost are what the scaler controls, not symptoms: a scale-out
+# must not look like an anomaly.
+NOT_DETECTED = frozenset({"replicas", "cost_per_hour"})
+# Utilisation steps whenever the replica count changes, so its anomalies are
+# scored (for health) but not published as decisions unless asked for.
+NOT_PUBLISHED = frozenset({"cpu_util", "mem_util"})
+# For these, only a value above what was expected is news: latency falling after a
+# scale-out, or as load ebbs in the evening, is not an incident.
+LOWER_IS_BETTER = frozenset({"latency_p50_ms", "latency_p99_ms", "error_rate", "queue_depth"})
+_STATE_VERSION = 1
+
+
+@dataclass
+class SeriesBrain:
+    """Everything learned about one (service, region).
+
+    Memory: one detector (about 2 KiB) per detected metric, at most
+    ``max_metrics`` of them, plus one predictive policy (about 12 KiB).
+    """
+
+    detectors: dict[str, SeriesDetector] = field(default_factory=dict)
+    quiet: dict[str, tuple[int, int]] = field(default_factory=dict)
+    policy: PredictivePolicy | None = None
+    last_desired: int | None = None
+    first_ts: float = math.nan
+    last_ts: float = math.nan
+
+
+class MetricsBrain:
+    """Anomaly detectors per (service, region, metric) and a scaler per (service, region).
+
+    Parameters
+    ----------
+    target_utilisation
+        Utilisation the predictive scaler sizes for.
+    startup_delay_s
+        Time a new replica needs to become ready: the forecast horizon.
+    min_replicas, max_replicas
+        Bounds of every scaling decision.
+    scaling_warmup_s
+        Event seconds of data a series needs before it may get a scaling decision.
+    episode_quiet
+        Unflagged samples that end an anomalous episode; a new episode after it
+        gets a new decision, samples inside one do not.
+    min_flagged
+        Consecutive flagged samples that make an episode, so a lone blip is not news.
+    published_exclude
+        Metrics whose anomalies are scored but not published as decisions.
+    lower_is_better
+        Metrics whose anomalies below the expected value start no episode.
+    max_metrics
+        Metrics per series that get a detector; further names are not detected.
+    max_series
+        Series kept in memory; the least recently updated one is evicted first.
+    ttl_s
+        Event seconds after which an idle series is evicted by :meth:`evict_idle`.
+
+    Notes
+    -----
+    Memory is bounded by ``max_series * (max_metrics * 2 KiB + 12 KiB)``; with the
+    nine well-known metrics a series holds about 30 KiB.
+
+    Examples
+    --------
+    >>> brain = MetricsBrain(scaling_warmup_s=60)
+    >>> for i in range(40):
+    ...     sample = {"rps": 100.0, "replicas": 4, "cpu_util": 0.45}
+    ...     decisions = brain.observe(1_700_000_000 + 5 * i, "api", "eu-west", sample)
+    >>> len(brain), ("api", "eu-west") in brain
+    (1, True)
+    """
+
+    def __init__(
+        self,
+        *,
+        target_utilisation: float = 0.6,
+        startup_delay_s: float = 180.0,
+        min_replicas: int = 1,
+        max_replicas: int = 100,
+        scaling_warmup_s: float = 600.0,
+        episode_quiet: int = 12,
+        min_flagged: int = 2,
+        published_exclude: frozenset[str] = NOT_PUBLISHED,
+        lower_is_better: frozenset[str] = LOWER_IS_BETTER,
+        max_metrics: int = 32,
+        max_series: int = 10_000,
+        ttl_s: float = 6 * 3600.0,
+    ) -> None:
+        self.target_utilisation = target_utilisation
+        self.startup_delay_s = startup_delay_s
+        self.min_replicas = min_replicas
+        self.max_replicas = max_replicas
+        self.scaling_warmup_s = scaling_warmup_s
+        self.episode_quiet = episode_quiet
+        self.min_flagged = min_flagged
+        self.published_exclude = published_exclude
+        self.lower_is_better = lower_is_better
+        self.max_metrics = max_metrics
+        self.max_series = max_series
+        self.ttl_s = ttl_s
+        self._series: OrderedDict[tuple[str, str], SeriesBrain] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._series
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._series)
+
+    def _new_policy(self) -> PredictivePolicy:
+        policy = make_policy(
+            "predictive",
+            self.target_utilisation,
+            startup_delay_s=self.startup_delay_s,
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+        )
+        assert isinstance(policy, PredictivePolicy)
+        return policy
+
+    def _get(self, key: tuple[str, str]) -> SeriesBrain:
+        brain = self._series.get(key)
+        if brain is None:
+            brain = self._series[key] = SeriesBrain(policy=self._new_policy())
+            if len(self._series) > self.max_series:
+                self._series.popitem(last=False)
+        else:
+            self._series.move_to_end(key)
+        return brain
+
+    def observe(
+        self, ts: float, service: str, region: str, metrics: Mapping[str, float]
+    ) -> list[Decision]:
+        """Learn from one sample; return the decisions it causes (usually none)."""
+        brain = self._get((service, region))
+        if math.isnan(brain.first_ts):
+            brain.first_ts = ts
+        brain.last_ts = ts
+        decisions = []
+        for metric, value in metrics.items():
+            if metric in NOT_DETECTED:
+                continue
+            detector = brain.detectors.get(metric)
+            if detector is None:
+                if len(brain.detectors) >= self.max_metrics:
+                    continue
+                detector = brain.detectors[metric] = SeriesDetector(DEFAULT_DETECTOR_CONFIG)
+            result = detector.update(ts, float(value))
+            flagged = result.is_anomaly and (
+                metric not in self.lower_is_better or value > result.expected
+            )
+            if self._starts_episode(brain, metric, flagged) and (
+                metric not in self.published_exclude
+            ):
+                decisions.append(_anomaly_decision(ts, service, region, metric, value, result))
+        scaling = self._scale(brain, ts, metrics)
+        if scaling is not None:
+            decisions.append(_scaling_decision(service, region, scaling))
+        return decisions
+
+    def _starts_episode(self, brain: SeriesBrain, metric: str, flagged: bool) -> bool:
+        # quiet counts unflagged samples since the last flag; run counts consecutive
+        # flags. An episode starts when a run reaches min_flagged after a quiet spell.
+        quiet, run = brain.quiet.get(metric, (self.episode_quiet, 0))
+        if not flagged:
+            brain.quiet[metric] = (quiet + 1, 0)
+            return False
+        brain.quiet[metric] = (0 if run + 1 >= self.min_flagged else quiet, run + 1)
+        return run + 1 == self.min_flagged and quiet >= self.episode_quiet
+
+    def _scale(
+        self, brain: SeriesBrain, ts: float, metrics: Mapping[str, float]
+    ) -> ScalingRecommendation | None:
+        rps, replicas, cpu = metrics.get("rps"), metrics.get("replicas"), metrics.get("cpu_util")
+        if rps is None or replicas is None or cpu is None or brain.policy is None:
+            return None
+        current = round(replicas)
+        brain.policy.decide(ts, rps, current, current, cpu)
+        rec = brain.policy.last_recommendation
+        if ts - brain.first_ts < self.scaling_warmup_s:
+            return None
+        # Only a change of the desired count is news: the same count as the last
+        # decision, or a count the platform already runs (no recommendation), is not.
+        if rec is None or rec.desired_replicas == brain.last_desired:
+            return None
+        brain.last_desired = rec.desired_replicas
+        return rec
+
+    def samples(self, key: tuple[str, str]) -> int:
+        """Samples the series' capacity estimator has learned from (0 if unknown)."""
+        brain = self._series.get(key)
+        return 0 if brain is None or brain.policy is None else brain.policy.capacity.n_samples
+
+    def last_forecast(self, service: str, region: str) -> Forecast | None:
+        """The forecast the scaler last sized for (at the start-up horizon), if any."""
+        brain = self._series.get((service, region))
+        return None if brain is None or brain.policy is None else brain.policy.last_forecast
+
+    def forecast(self, service: str, region: str, horizon_s: float) -> Forecast | None:
+        """Demand forecast of a tracked series, ``horizon_s`` after its last sample."""
+        brain = self._series.get((service, region))
+        if brain is None or brain.policy is None:
+            return None
+        return brain.policy.forecaster.forecast(brain.last_ts, horizon_s)
+
+    def set_prior(self, service: str, region: str, profile: Sequence[float] | None) -> bool:
+        """Give the load forecaster of a tracked series a seasonal prior (``None`` removes it).
+
+        ``profile`` holds 168 hour-of-week values, e.g. the usage profile learned from the
+        series' interactions (:meth:`models.forecast.usage.UsageModel.prior_for`); see
+        :meth:`models.forecast.load.LoadForecaster.set_prior`. It is part of the series' state.
+        Returns whether the series is tracked.
+
+        >>> brain = MetricsBrain()
+        >>> brain.set_prior("api", "eu-west", [1.0] * 168)
+        False
+        >>> _ = brain.observe(1_700_000_000, "api", "eu-west", {"rps": 100.0, "replicas": 4})
+        >>> brain.set_prior("api", "eu-west", [2.0] * 84 + [0.0] * 84)
+        True
+        """
+        brain = self._series.get((service, region))
+        if brain is None or brain.policy is None:
+            return False
+        brain.policy.forecaster.set_prior(profile)
+        return True
+
+    def evict_idle(self, now: float) -> int:
+        """Drop series idle for more than ``ttl_s`` event seconds; return how many."""
+        idle = [k for k, b in self._series.items() if now - b.last_ts > self.ttl_s]
+        for key in idle:
+            del self._series[key]
+        return len(idle)
+
+    @property
+    def watermark(self) -> float:
+        """Latest event time seen on any series (``-inf`` before the first sample)."""
+        return max((b.last_ts for b in self._series.values()), default=-math.inf)
+
+    def approx_bytes(self, sample: int = 16) -> int:
+        """Approximate bytes of model state held in memory.
+
+        Measures up to ``sample`` series and extrapolates, so it stays cheap with
+        many series.
+        """
+        if not self._series:
+            return 0
+        measured = list(itertools.islice(self._series.values(), sample))
+        return deep_sizeof(measured) * len(self._series) // len(measured)
+
+    def state_of(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """JSON-friendly state of one series, for a checkpoint."""
+        brain = self._series.get(key)
+        if brain is None or brain.policy is None:
+            return None
+        policy = brain.policy
+        return {
+            "v": _STATE_VERSION,
+            "detectors": {m: d.to_state() for m, d in brain.detectors.items()},
+            "quiet": dict(brain.quiet),
+            "forecaster": policy.forecaster.to_state(),
+            "capacity": policy.capacity.to_state(),
+            "scaler": policy.scaler.to_state(),
+            "last_desired": brain.last_desired,
+            "first_ts": brain.first_ts,
+            "last_ts": brain.last_ts,
+        }
+
+    def restore(self, key: tuple[str, str], state: Mapping[str, Any]) -> None:
+        """Load a series from :meth:`state_of` output (replacing what is in memory)."""
+        if state.get("v") != _STATE_VERSION:
+            raise ValueError(f"unsupported metrics brain state version {state.get('v')!r}")
+        policy = self._new_policy()
+        policy.forecaster = LoadForecaster.from_state(state["forecaster"])
+        policy.capacity = CapacityEstimator()
+        policy.capacity.load_state(state["capacity"])
+        policy.scaler.load_state(state["scaler"])
+        self._series[key] = SeriesBrain(
+            detectors={
+                m: SeriesDetector.from_state(s, DEFAULT_DETECTOR_CONFIG)
+                for m, s in state["detectors"].items()
+            },
+            quiet={m: (q, r) for m, (q, r) in state["quiet"].items()},
+            policy=policy,
+            last_desired=state["last_desired"],
+            first_ts=state["first_ts"],
+            last_ts=state["last_ts"],
+        )
+        self._series.move_to_end(key)
+        if len(self._series) > self.max_series:
+            self._series.popitem(last=False)
+
+
+def _anomaly_decision(
+    ts: float, service: str, region: str, metric: str, value: float, result: AnomalyScore
+) -> Decision:
+    subject = {"service": service, "region": region}
+    params = {"metric": metric, "anomaly_kind": result.kind}
+    return Decision(
+        decision_id=decision_id_for("anomaly", subject, "investigate", params, [ts, value]),
+        kind="anomaly",
+        ts=ts,
+        subject=subject,
+        action="investigate",
+        params=params,
+        mode="recommend",
+        confidence=round(result.score, 4),
+        reason=(
+            f"{metric} of {service} in {region} is {value:.4g}, expected "
+            f"{result.expected:.4g} ± {result.spread:.2g} ({result.kind.replace('_', ' ')}, "
+            f"score {result.score:.2f} >= {result.threshold:.2f})."
+        ),
+        evidence={
+            "value": value,
+            "expected": result.expected,
+            "deviation": result.deviation,
+            "spread": result.spread,
+            "score": result.score,
+            "threshold": result.threshold,
+            "anomaly_kind": result.kind,
+        },
+        model_version=ANOMALY_MODEL_VERSION,
+    )
+
+
+def _scaling_decision(service: str, region: str, rec: ScalingRecommendation) -> Decision:
+    subject = {"service": service, "region": region}
+    action = "scale_out" if rec.desired_replicas > rec.current_replicas else "scale_in"
+    params = {"desired_replicas": rec.desired_replicas, "current_replicas": rec.current_replicas}
+    # Narrow intervals relative to the forecast mean mean a confident forecast.
+    width = (rec.forecast_upper - rec.forecast_lower) / max(rec.forecast_mean, 1e-9)
+    return Decision(
+        decision_id=decision_id_for("scaling", subject, action, params, [rec.ts]),
+        kind="scaling",
+        ts=rec.ts,
+        subject=subject,
+        action=action,
+        params=params,
+        mode="auto",
+        confidence=round(1.0 / (1.0 + width), 4),
+        reason=rec.reason,
+        evidence={
+            "rule": rec.rule,
+            "observed_rps": rec.observed_rps,
+            "forecast": {
+                "mean": rec.forecast_mean,
+                "lower": rec.forecast_lower,
+                "upper": rec.forecast_upper,
+                "horizon_s": rec.horizon_s,
+            },
+            "capacity_per_replica": rec.capacity_per_replica,
+            "utilisation": rec.utilisation,
+            "target_utilisation": rec.target_utilisation,
+        },
+        model_version=SCALING_MODEL_VERSION,
+    )

@@ -1,0 +1,6 @@
+"""The TOML configuration contracts, each parsed by :mod:`schemas.config.toml`.
+
+:mod:`~schemas.config.regions` (regions, latencies, residency), :mod:`~schemas.config.prices`
+(the price table), :mod:`~schemas.config.budgets` and :mod:`~schemas.config.actuation` (the
+actuator's mapping file). The bundled defaults are in ``streams/config/``.
+"""

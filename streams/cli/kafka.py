@@ -1,0 +1,87 @@
+"""``autopilot kafka start|stop|status``: the local development broker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from streams.kafka.local import KafkaLocal, KafkaLocalError
+
+__all__ = ["kafka"]
+
+
+def _default_port() -> int:
+    raw = os.environ.get("AUTOPILOT_KAFKA_PORT", "9092")
+    try:
+        return int(raw)
+    except ValueError:
+        raise click.BadParameter(f"AUTOPILOT_KAFKA_PORT={raw!r} is not a port") from None
+
+
+_port = click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=_default_port,
+    show_default="AUTOPILOT_KAFKA_PORT or 9092",
+    help="Client port on 127.0.0.1.",
+)
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Log dirs, config, pid and logs [AUTOPILOT_KAFKA_DATA or ~/.local/state/...].",
+)
+
+
+def _broker(port: int, data_dir: Path | None) -> KafkaLocal:
+    return KafkaLocal(port=port, data_dir=data_dir, log=lambda msg: click.echo(msg, err=True))
+
+
+@click.group()
+def kafka() -> None:
+    """Run a local single-node Apache Kafka (KRaft) for development and tests.
+
+    The broker jars are fetched once from Maven Central with mvn into
+    ~/.cache/paas-autopilot/kafka (AUTOPILOT_KAFKA_CACHE); later starts need no
+    network. If you already run Kafka, set AUTOPILOT_BROKER and skip this.
+    """
+
+
+@kafka.command()
+@_port
+@_data_dir
+@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for readiness.")
+def start(port: int, data_dir: Path | None, timeout: float) -> None:
+    """Start the broker and return once it answers a metadata request."""
+    broker = _broker(port, data_dir)
+    if (pid := broker.pid()) is not None:
+        click.echo(f"Kafka is already running on {broker.bootstrap} (pid {pid})")
+        return
+    try:
+        broker.start(timeout_s=timeout)
+    except KafkaLocalError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"export AUTOPILOT_BROKER=kafka://{broker.bootstrap}")
+
+
+@kafka.command()
+@_port
+@_data_dir
+def stop(port: int, data_dir: Path | None) -> None:
+    """Stop the broker started by ``autopilot kafka start``."""
+    broker = _broker(port, data_dir)
+    if not broker.stop():
+        click.echo(f"Kafka is not running on {broker.bootstrap}; nothing to stop")
+
+
+@kafka.command()
+@_port
+@_data_dir
+def status(port: int, data_dir: Path | None) -> None:
+    """Say whether the broker runs and answers."""
+    broker = _broker(port, data_dir)
+    click.echo(broker.status())
+    if broker.pid() is None:
+        raise SystemExit(3)

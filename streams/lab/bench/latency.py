@@ -1,0 +1,447 @@
+"""Decision latency: from a metric sample's produce time to the decision it causes.
+
+One run, on fresh topics, against a real ``autopilot worker`` subprocess:
+
+1. *Warm-up and capacity probe.* Every series gets at least 150 samples (the
+   anomaly detector flags nothing before 144), sent as fast as possible. The
+   worker's time from its first consumed sample to the last handled one gives
+   the pipeline's capacity, unless ``rate`` is given. The bench then waits
+   (a minute at most) until the worker is idle, as its timers catch up with
+   the backlog after its counters say it is handled.
+2. *Measurement.* The same simulated fleet goes on at a fixed offered rate,
+   by default half that capacity. Every ``period``-th sample of a series is
+   built to cause a decision: it and the sample before it carry a spike (x8)
+   of a symptom metric, so the detector's second consecutive flag, on that
+   very sample, starts an anomaly episode. The spiked metric rotates over
+   three, so the detector never learns the spikes as normal.
+
+The latency of a decision is the time its record was appended to its decision
+topic (the decision topics are created with ``message.timestamp.type =
+LogAppendTime``, so the broker stamps them) minus the produce time of the
+sample that caused it (the input record's timestamp, set by the bench's
+producer when it hands the record over). A decision is matched to its sample
+by subject (the record key ``service/region``) and event time: a metrics-brain
+decision carries the ``ts`` of the sample it was made on. Every matched
+decision counts, the designed ones and any the fleet causes by itself (scaling
+decisions, mostly). Everything runs on one machine, so both stamps come from
+one clock; they are whole milliseconds.
+
+The capacity is measured on a backlog, which the worker reads in large
+batches; a trickle costs it more per sample, and the bench's own producer and
+reader share the machine during the measurement. So the run also says whether
+the worker kept up with the offered rate: when it did not, the latencies are
+mostly queueing, and a lower ``rate`` shows the pipeline's own latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import tempfile
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from schemas.topics import TopicNames
+from streams.lab.bench.support import Log, WorkerRun, bench_broker
+from streams.lab.simulator import SimConfig, generate
+
+__all__ = ["TARGET_P99_MS", "format_bench_latency", "run_bench_latency"]
+
+TARGET_P99_MS = 250.0
+WARMUP_SAMPLES = 150
+"""Samples per series before the measurement: the detector's warm-up (144) and a few."""
+TRIGGER_METRICS = ("latency_p99_ms", "latency_p50_ms", "error_rate")
+SPIKE = 8.0
+MIN_PERIOD = 50
+"""Samples of a series between two designed triggers, at least."""
+MAX_TRIGGERS_PER_SERIES = 30
+"""More spikes than this on one series, even rotated over three metrics, teach the
+detector that they are normal (its tail estimate grows), and it stops flagging."""
+PARTITIONS = 4
+TICK_S = 5.0
+MAX_TICKS = 15_000
+"""Event time of the run: 15,000 ticks of 5 s end before now and start within the
+validators' one-day window, with hours to spare for the run itself."""
+PRODUCER_LINGER_MS = 5
+KEPT_UP_DRAIN_S = 1.0
+"""A worker that handles the last sample within this of its sending (the progress
+poll adds up to 0.5 s) kept up with the offered rate; one that needs longer had a
+backlog, and its latencies are queueing."""
+MAX_SLOW_SECONDS = 60
+"""At most this many seconds are listed in which slow decisions were caused."""
+_DECISION_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+
+@dataclass
+class _Input:
+    """A measured sample: when it was produced, and whether it was built to cause a decision."""
+
+    produced_ms: int
+    trigger: bool
+    decided: bool = False
+
+
+@dataclass
+class _Decisions:
+    """Decision records read from the decision topics."""
+
+    records: list[tuple[bytes, float, str, int, int]] = field(default_factory=list)
+    last_read: float = 0.0
+
+
+def _fleet(series: int) -> SimConfig:
+    regions = ("us-east", "eu-west", "ap-south")
+    services = tuple(f"svc-{i:05d}" for i in range(math.ceil(series / len(regions))))
+    return SimConfig(
+        services=services,
+        regions=regions,
+        tenants=0,
+        errors_per_s=0.0,
+        tick_s=TICK_S,
+        duration_s=MAX_TICKS * TICK_S,
+        start_ts=time.time() - (MAX_TICKS + 12) * TICK_S,
+    )
+
+
+Sample = tuple[bytes, bytes, float, int]
+"""``(key, value, event time, index of the sample in its series)``."""
+
+
+def _samples(config: SimConfig) -> Iterator[Sample]:
+    """Every metric sample of the fleet, tick by tick."""
+    index: dict[bytes, int] = {}
+    for attr, key, value, ts in generate(config):
+        if attr == "metrics":
+            n = index.get(key, 0)
+            index[key] = n + 1
+            # The simulator writes the tick's time rounded so; the worker reads it so.
+            yield key, value, round(ts, 3), n
+
+
+def _spike(value: bytes, metric: str) -> bytes:
+    """The sample with ``metric`` multiplied by :data:`SPIKE` (a fraction stays <= 1)."""
+    body = orjson.loads(value)
+    metrics = body["metrics"]
+    if metric == "error_rate":
+        metrics[metric] = min(1.0, metrics[metric] * SPIKE + 0.05)
+    else:
+        metrics[metric] = metrics[metric] * SPIKE
+    return orjson.dumps(body)
+
+
+async def _create_topics(bootstrap: str, topics: TopicNames) -> None:
+    """Create the input and decision topics before the worker does, with our configs."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topics.metrics, PARTITIONS, 1)]
+            + [
+                NewTopic(name, PARTITIONS, 1, topic_configs=_DECISION_TOPIC_CONFIG)
+                for name in (topics.scaling, topics.remediation)
+            ]
+        )
+    finally:
+        await admin.close()
+
+
+async def _read_decisions(bootstrap: str, topics: TopicNames, into: _Decisions) -> None:
+    """Read both metrics-brain decision topics until cancelled."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topics.scaling,
+        topics.remediation,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                for message in messages:
+                    decision = orjson.loads(message.value)
+                    into.records.append(
+                        (
+                            message.key,
+                            decision["ts"],
+                            decision["kind"],
+                            message.timestamp,
+                            message.timestamp_type,
+                        )
+                    )
+                    into.last_read = time.monotonic()
+    finally:
+        await consumer.stop()
+
+
+async def _send_warmup(producer: Any, topic: str, samples: Iterator[Sample], count: int) -> None:
+    futures = []
+    for _ in range(count):
+        key, value, _ts, _n = next(samples)
+        futures.append(await producer.send(topic, value, key=key))
+    await asyncio.gather(*futures)
+
+
+async def _send_paced(
+    producer: Any,
+    topic: str,
+    samples: Iterator[Sample],
+    count: int,
+    rate: float,
+    period: int,
+) -> tuple[dict[tuple[bytes, float], _Input], float]:
+    """Send ``count`` samples at ``rate`` per second; return them by subject and event time.
+
+    Also returns the wall seconds it took. A sample's produce time is the
+    timestamp given to the producer as it is handed over. In each series, the
+    last two samples of every ``period`` carry a spike; the second is the
+    trigger. Series start their periods at different offsets, so triggers are
+    spread evenly over time.
+    """
+    inputs: dict[tuple[bytes, float], _Input] = {}
+    futures = []
+    first: int | None = None
+    started = time.monotonic()
+    for sent in range(count):
+        key, value, ts, n = next(samples)
+        first = n if first is None else first
+        i = n - first + zlib.crc32(key) % period
+        phase = i % period
+        # The trigger's first spike must be measured too, hence n > first.
+        trigger = phase == period - 1 and n > first
+        if phase >= period - 2:
+            value = _spike(value, TRIGGER_METRICS[(i // period) % len(TRIGGER_METRICS)])
+        ahead = started + sent / rate - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        elif sent % 64 == 0:
+            # Behind schedule: still let the producer and the decision reader run.
+            await asyncio.sleep(0)
+        produced_ms = time.time_ns() // 1_000_000
+        futures.append(await producer.send(topic, value, key=key, timestamp_ms=produced_ms))
+        inputs[(key, ts)] = _Input(produced_ms, trigger)
+    elapsed = time.monotonic() - started
+    await asyncio.gather(*futures)
+    return inputs, elapsed
+
+
+async def _run(
+    bootstrap: str,
+    topics: TopicNames,
+    worker: WorkerRun,
+    rate: float | None,
+    seconds: float,
+    series: int,
+    probe_events: int,
+    log: Log,
+) -> dict[str, Any]:
+    from aiokafka import AIOKafkaProducer
+
+    config = _fleet(series)
+    n_series = len(config.services) * len(config.regions)
+    warmup = max(WARMUP_SAMPLES, math.ceil(probe_events / n_series)) * n_series
+    samples = _samples(config)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=PRODUCER_LINGER_MS
+    )
+    await producer.start()
+    decisions = _Decisions()
+    reader = asyncio.create_task(_read_decisions(bootstrap, topics, decisions))
+    try:
+        log(f"warm-up: {warmup:,d} samples over {n_series:,d} series, as fast as possible")
+        await _send_warmup(producer, topics.metrics, samples, warmup)
+        probe_s = await asyncio.to_thread(worker.time_backlog, warmup, 1800, log, "warm-up")
+        # The probe is polled every 0.5 s: a warm-up handled faster than that is
+        # timed as 0.5 s, which understates the capacity rather than divide by zero.
+        capacity = warmup / max(probe_s, 0.5)
+        if rate is None:
+            rate, rate_source = capacity / 2, "half the capacity probe"
+        else:
+            rate_source = "--rate"
+        log(f"capacity probe: {capacity:,.0f} samples/s; offering {rate:,.0f}/s ({rate_source})")
+        settle_s = await asyncio.to_thread(worker.wait_idle)
+        log(f"the worker settled {settle_s:.0f} s after the warm-up; measuring")
+        per_series = min(math.ceil(rate * seconds / n_series), MAX_TICKS - warmup // n_series)
+        period = max(MIN_PERIOD, math.ceil(per_series / MAX_TRIGGERS_PER_SERIES))
+        inputs, produce_s = await _send_paced(
+            producer, topics.metrics, samples, per_series * n_series, rate, period
+        )
+        log(f"sent {len(inputs):,d} samples in {produce_s:.1f}s; waiting for the worker")
+        sent_at = time.monotonic()
+        await asyncio.to_thread(worker.time_backlog, warmup + len(inputs), 600, log, "measurement")
+        drain_s = time.monotonic() - sent_at
+        # A decision is published after its sample counts as handled: read until
+        # none has come for 2 s.
+        handled_at = time.monotonic()
+        while time.monotonic() - max(decisions.last_read, handled_at) < 2.0:
+            await asyncio.sleep(0.25)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await producer.stop()
+    return _figures(
+        decisions, inputs, rate, rate_source, capacity, settle_s, produce_s, drain_s, n_series,
+        warmup, period,
+    )  # fmt: skip
+
+
+def _figures(
+    decisions: _Decisions,
+    inputs: dict[tuple[bytes, float], _Input],
+    rate: float,
+    rate_source: str,
+    capacity: float,
+    settle_s: float,
+    produce_s: float,
+    drain_s: float,
+    n_series: int,
+    warmup: int,
+    period: int,
+) -> dict[str, Any]:
+    timed, by_kind, stamp_types = [], {}, set()
+    unmatched = 0
+    for key, ts, kind, appended_ms, stamp_type in decisions.records:
+        source = inputs.get((key, ts))
+        if source is None:
+            unmatched += 1
+            continue
+        source.decided = True
+        timed.append((source.produced_ms, appended_ms - source.produced_ms))
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        stamp_types.add("LogAppendTime" if stamp_type == 1 else "CreateTime")
+    triggers = [i for i in inputs.values() if i.trigger]
+    timed.sort()
+    latencies = [latency for _produced, latency in timed]
+    # When the slow decisions were caused, in whole seconds of the measurement:
+    # pauses of the worker show as clusters (a timer's, at its period).
+    started_ms = min((i.produced_ms for i in inputs.values()), default=0)
+    slow_at_s = sorted(
+        {(produced - started_ms) // 1000 for produced, lat in timed if lat > TARGET_P99_MS}
+    )
+    p50 = p90 = p99 = worst = None
+    thirds: list[float | None] = [None, None]
+    if latencies:
+        values = np.asarray(latencies, dtype=float)
+        p50, p90, p99 = (float(np.percentile(values, q)) for q in (50, 90, 99))
+        worst = float(values.max())
+        # A worker that keeps up has the same latency late in the run as early on.
+        third = max(1, len(values) // 3)
+        thirds = [float(np.median(values[:third])), float(np.median(values[-third:]))]
+    return {
+        "series": n_series,
+        "warmup_samples": warmup,
+        "capacity_per_s": round(capacity, 1),
+        "settle_s": round(settle_s, 1),
+        "rate_source": rate_source,
+        "offered_rate_per_s": round(rate, 1),
+        "achieved_rate_per_s": round(len(inputs) / produce_s, 1) if produce_s > 0 else None,
+        "seconds": round(produce_s, 2),
+        "samples": len(inputs),
+        "trigger_period": period,
+        "triggers": len(triggers),
+        "triggers_decided": sum(t.decided for t in triggers),
+        "decisions_matched": len(latencies),
+        "decisions_unmatched": unmatched,
+        "decisions_by_kind": by_kind,
+        "decision_timestamp": ",".join(sorted(stamp_types)) or None,
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "max_ms": worst,
+        "p50_first_third_ms": thirds[0],
+        "p50_last_third_ms": thirds[1],
+        "drain_s": round(drain_s, 1),
+        "kept_up": drain_s <= KEPT_UP_DRAIN_S,
+        "over_target": sum(lat > TARGET_P99_MS for lat in latencies),
+        "over_target_at_s": slow_at_s[:MAX_SLOW_SECONDS],
+        "target_p99_ms": TARGET_P99_MS,
+        "p99_ratio_to_target": None if p99 is None else round(p99 / TARGET_P99_MS, 4),
+        "producer_linger_ms": PRODUCER_LINGER_MS,
+    }
+
+
+def run_bench_latency(
+    rate: float | None = None,
+    seconds: float = 30.0,
+    series: int = 300,
+    broker: str | None = None,
+    probe_events: int = 30_000,
+    log: Log = lambda _msg: None,
+) -> dict[str, Any]:
+    """Measure decision latency at a fixed offered rate against a real worker, in one run.
+
+    Parameters
+    ----------
+    rate
+        Metric samples per second to offer; ``None``: half the capacity the
+        warm-up measures.
+    seconds
+        Wall seconds of the measurement at that rate.
+    series
+        Distinct service/region series (rounded up to a multiple of three regions).
+    broker
+        ``host:port`` of a broker; ``None`` starts a local one for the run.
+    probe_events
+        Samples of the warm-up, at least 150 per series: the capacity probe.
+    log
+        Progress lines.
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
+        bench_broker(broker, Path(tmp), log) as bootstrap,
+    ):
+        topics = TopicNames(f"bench-{uuid.uuid4().hex[:8]}.")
+        asyncio.run(_create_topics(bootstrap, topics))
+        partitions = {"AUTOPILOT_PARTITIONS": str(PARTITIONS)}
+        with WorkerRun(bootstrap, topics.prefix, Path(tmp), extra_env=partitions) as worker:
+            return asyncio.run(
+                _run(bootstrap, topics, worker, rate, seconds, series, probe_events, log)
+            )
+
+
+def format_bench_latency(result: dict[str, Any]) -> str:
+    """A readable summary of :func:`run_bench_latency`."""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f} ms"
+
+    ratio = result["p99_ratio_to_target"]
+    return "\n".join(
+        [
+            f"bench latency: {result['samples']:,d} metric samples over {result['series']:,d}"
+            f" series in {result['seconds']:.1f}s, after {result['warmup_samples']:,d} of warm-up",
+            f"  pipeline capacity (warm-up)  {result['capacity_per_s']:>10,.0f} samples/s"
+            f"  (then {result['settle_s']:.0f} s until the worker was idle)",
+            f"  offered rate                 {result['offered_rate_per_s']:>10,.0f} samples/s"
+            f"  ({result['rate_source']}; achieved {result['achieved_rate_per_s'] or 0:,.0f}/s)",
+            f"  designed triggers            {result['triggers']:>10,d}"
+            f"  (1 in {result['trigger_period']} samples; {result['triggers_decided']:,d} decided)",
+            f"  decisions matched            {result['decisions_matched']:>10,d}"
+            f"  {result['decisions_by_kind']}",
+            f"  produce -> decision appended p50 {ms(result['p50_ms'])},"
+            f" p90 {ms(result['p90_ms'])}, p99 {ms(result['p99_ms'])},"
+            f" max {ms(result['max_ms'])}",
+            f"  p50 first third, last third  {ms(result['p50_first_third_ms'])},"
+            f" {ms(result['p50_last_third_ms'])}; the worker handled the last sample"
+            f" {result['drain_s']:.1f} s after it was sent: "
+            + ("it kept up" if result["kept_up"] else "it fell behind the offered rate"),
+            f"  over {TARGET_P99_MS:.0f} ms                  {result['over_target']:>10,d}"
+            "  decisions, caused in these seconds of the run: "
+            + (", ".join(str(t) for t in result["over_target_at_s"]) or "none"),
+            f"  p99 / target ({TARGET_P99_MS:.0f} ms)        "
+            + ("-" if ratio is None else f"{ratio:>10.3f}"),
+        ]
+    )

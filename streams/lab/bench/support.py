@@ -1,0 +1,250 @@
+"""What the Kafka benches share: a broker for the run, a worker subprocess and its figures.
+
+A bench uses the broker it is given or starts a :class:`~streams.kafka.local.KafkaLocal`
+of its own for the run, starts the real worker (or another Faust app) as a
+subprocess on fresh topics, and reads its progress from its web port and its
+memory from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from streams.kafka.local import KafkaLocal, free_port
+
+__all__ = [
+    "Log",
+    "WorkerRun",
+    "bench_broker",
+    "metric_by_label",
+    "metric_sum",
+    "proc_cpu_seconds",
+    "proc_status_bytes",
+]
+
+Log = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def bench_broker(broker: str | None, workdir: Path, log: Log) -> Iterator[str]:
+    """Yield ``host:port`` of ``broker``, or of a local broker started for the run."""
+    if broker is not None:
+        yield broker.removeprefix("kafka://")
+        return
+    local = KafkaLocal(port=free_port(), data_dir=workdir / "kafka", log=log)
+    local.start(owned=True)
+    try:
+        yield local.bootstrap
+    finally:
+        local.stop()
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of metric ``name`` in Prometheus ``text`` whose labels include ``labels``.
+
+    >>> text = 'a_total{topic="m",reason="x"} 2.0\\na_total{topic="e"} 5.0\\na_totals 7.0\\n'
+    >>> metric_sum(text, "a_total", topic="m"), metric_sum(text, "a_total")
+    (2.0, 7.0)
+    """
+    total = 0.0
+    for match in re.finditer(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})? (\S+)$", text, re.M):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def metric_by_label(text: str, name: str, label: str) -> dict[str, float]:
+    """Samples of metric ``name`` in Prometheus ``text``, summed by the value of ``label``.
+
+    >>> metric_by_label('m{model="a"} 2.0\\nm{model="b"} 3.0\\n', "m", "model")
+    {'a': 2.0, 'b': 3.0}
+    """
+    values: dict[str, float] = {}
+    for match in re.finditer(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$", text, re.M):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        if label in found:
+            values[found[label]] = values.get(found[label], 0.0) + float(match.group(2))
+    return values
+
+
+def proc_status_bytes(pid: int, field: str) -> int:
+    """A memory field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``...) in bytes; 0 if gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds used so far by process ``pid``; 0.0 if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # The command name, in parentheses, may hold spaces: count fields after it.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class WorkerRun:
+    """A Faust worker subprocess on the bench's broker and topic prefix.
+
+    Parameters
+    ----------
+    broker
+        ``host:port`` of the broker.
+    prefix
+        ``AUTOPILOT_TOPIC_PREFIX`` of the run's topics.
+    workdir
+        Where its data directory and log go.
+    module
+        The module run with ``python -m``: the product's worker by default.
+    name
+        Names its log file and data directory.
+    extra_env
+        Further environment variables.
+    """
+
+    def __init__(
+        self,
+        broker: str,
+        prefix: str,
+        workdir: Path,
+        module: str = "streams",
+        name: str = "worker",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.prefix = prefix
+        self.log_path = workdir / f"{name}.log"
+        env = {
+            **os.environ,
+            "AUTOPILOT_BROKER": f"kafka://{broker}",
+            "AUTOPILOT_TOPIC_PREFIX": prefix,
+            "AUTOPILOT_WEB_PORT": str(self.port),
+            "AUTOPILOT_DATA_DIR": str(workdir / f"{name}-data"),
+            "AUTOPILOT_LOG_LEVEL": "warn",
+            **(extra_env or {}),
+        }
+        args: Sequence[str] = [sys.executable, "-m", module, "worker", "-l", "warn"]
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                args, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, cwd=workdir,
+            )  # fmt: skip
+
+    def __enter__(self) -> WorkerRun:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def get(self, path: str, timeout: float = 5.0) -> str:
+        """GET ``path`` from the worker's web server; raises ``OSError`` until it listens."""
+        url = f"http://127.0.0.1:{self.port}{path}"
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read().decode()
+
+    def metrics(self) -> str | None:
+        """The worker's ``/metrics`` text, or ``None`` while it does not answer."""
+        try:
+            return self.get("/metrics")
+        except OSError:
+            return None
+
+    def handled(self, topic: str = "telemetry.metrics") -> tuple[float, float] | None:
+        """Messages of logical ``topic`` consumed, and handled (processed or dead-lettered).
+
+        ``None`` while the worker's web server does not answer.
+        """
+        text = self.metrics()
+        if text is None:
+            return None
+        consumed = metric_sum(text, "autopilot_events_consumed_total", topic=topic)
+        handled = metric_sum(text, "autopilot_events_processed_total", topic=topic)
+        return consumed, handled + metric_sum(text, "autopilot_dlq_total", topic=topic)
+
+    def time_backlog(
+        self, expected: int, timeout_s: float, log: Log, what: str, poll_s: float = 0.5
+    ) -> float:
+        """Seconds from the first consumed metric sample until ``expected`` are handled.
+
+        Polled every ``poll_s`` (rendering ``/metrics`` costs the worker some CPU),
+        so the figure is good to about that. Raises ``RuntimeError`` when the
+        worker dies or ``timeout_s`` passes first.
+        """
+        deadline = time.monotonic() + timeout_s
+        started: float | None = None
+        reported = time.monotonic()
+        handled = 0.0
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"the worker exited; log tail:\n{self.log_tail()}")
+            counts = self.handled()
+            if counts is not None:
+                consumed, handled = counts
+                if started is None and consumed > 0:
+                    started = time.monotonic()
+                if handled >= expected:
+                    return time.monotonic() - (started or time.monotonic())
+            if time.monotonic() - reported >= 5.0:
+                log(f"  {what}: {int(handled):,d}/{expected:,d} events handled")
+                reported = time.monotonic()
+            time.sleep(poll_s)
+        raise RuntimeError(f"{what}: the worker handled {int(handled)} of {expected} events")
+
+    def wait_idle(self, busy_share: float = 0.2, timeout_s: float = 60.0) -> float:
+        """Wait until the worker uses less than ``busy_share`` of a core over a second.
+
+        Returns the seconds waited (``timeout_s`` at most). Work a worker does
+        after its counters say an event is handled (timers catching up, a
+        checkpoint) would otherwise fall into what is measured next.
+        """
+        started = time.monotonic()
+        cpu = proc_cpu_seconds(self.pid)
+        while time.monotonic() - started < timeout_s and self.alive():
+            time.sleep(1.0)
+            now_cpu = proc_cpu_seconds(self.pid)
+            used, cpu = now_cpu - cpu, now_cpu
+            if used < busy_share:
+                break
+        return time.monotonic() - started
+
+    def rss_bytes(self) -> int:
+        return proc_status_bytes(self.pid, "VmRSS")
+
+    def peak_rss_bytes(self) -> int:
+        return proc_status_bytes(self.pid, "VmHWM")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Terminate the worker and wait for it; kill it if it does not stop in time."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

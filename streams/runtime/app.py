@@ -1,0 +1,100 @@
+"""The Faust app: one per worker process, configured from ``AUTOPILOT_*`` env vars.
+
+Agents live in :mod:`agents` and CLI verbs in :mod:`streams.cli`; the
+``autopilot`` CLI imports both, so importing this module stays cheap and free
+of side effects beyond declaring the app.
+"""
+
+from __future__ import annotations
+
+import faust
+from faust.types.auth import CredentialsT
+
+from schemas.topics import TopicNames
+from streams.runtime.settings import Settings
+
+__all__ = ["app", "broker_credentials", "settings", "topic_names", "topics"]
+
+DLQ_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def broker_credentials(settings: Settings) -> CredentialsT | None:
+    """How the worker's Kafka clients authenticate; ``None`` for a ``PLAINTEXT`` broker."""
+    context = settings.ssl_context()
+    if context is None:
+        return None
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password,
+        ssl_context=context,
+        mechanism=settings.sasl_mechanism,
+    )
+
+
+settings = Settings.from_env()
+topic_names = TopicNames(settings.topic_prefix)
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker,
+    broker_credentials=broker_credentials(settings),
+    # Agents and commands are imported explicitly by the CLI: autodiscovery would
+    # only log a warning for a module that fails to import, and run without it.
+    autodiscover=False,
+    origin="streams.runtime.app",
+    store="memory://",
+    datadir=str(settings.data_dir / "{conf.name}"),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=1,
+    # Our producers send JSON bytes; agents decode and validate themselves so a
+    # bad message becomes a DLQ record instead of a crashed stream.
+    key_serializer="raw",
+    value_serializer="raw",
+    consumer_auto_offset_reset="earliest",
+    web_port=settings.web_port,
+    web_bind=settings.web_host,
+    web_host=settings.web_host,
+    producer_acks=-1,
+    producer_linger_ms=5,
+    broker_commit_interval=1.0,
+    # A worker killed without leaving the group holds its partitions until its
+    # session times out: 10 s bounds how long a failover between workers takes.
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=2.0,
+    # Topics the worker creates at start-up can be missing from the metadata of its
+    # first subscription; a short metadata age makes it pick them up within seconds
+    # instead of aiokafka's default five minutes.
+    consumer_metadata_max_age_ms=5000,
+    table_cleanup_interval=60.0,
+    stream_buffer_maxsize=8192,
+    # A dead letter carries its payload base64-encoded, a third larger than the
+    # largest message a producer could get onto a telemetry topic.
+    producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
+)
+
+
+class _Topics:
+    """Every Faust topic object, declared once. Telemetry is keyed ``service/region``."""
+
+    def __init__(self, names: TopicNames, partitions: int) -> None:
+        def declare(name: str, config: dict[str, str] | None = None) -> faust.TopicT:
+            # internal=True makes the worker create the topic at start-up with
+            # our partition count, instead of silently ignoring a missing one.
+            return app.topic(name, partitions=partitions, internal=True, config=config)
+
+        self.metrics = declare(names.metrics)
+        self.errors = declare(names.errors)
+        self.interactions = declare(names.interactions)
+        # Written by the interactions agent, keyed by tenant pseudonym (agents.tenants).
+        self.interactions_by_tenant = declare(names.interactions_by_tenant)
+        self.remediation_feedback = declare(names.remediation_feedback)
+        self.scaling = declare(names.scaling)
+        self.failover = declare(names.failover)
+        self.remediation = declare(names.remediation)
+        self.dlq = declare(names.dlq, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)})
+        self.audit = declare(names.audit)
+
+
+topics = _Topics(topic_names, settings.partitions)

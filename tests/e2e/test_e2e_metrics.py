@@ -1,0 +1,71 @@
+"""The metrics agent on the real broker: scaling ahead of a surge, quiet on a clean run,
+and learning that survives a kill -9."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.support.worker_views import FAST_CHECKPOINTS, brain_view, decisions
+
+pytestmark = pytest.mark.kafka
+
+
+def test_surge_gets_scale_up_before_its_peak(
+    start_worker, kafka_bootstrap, topic_names, tmp_path
+) -> None:
+    worker = start_worker(FAST_CHECKPOINTS)
+    summary, truth = worker.simulate(tmp_path, "--scenario", "load_surge")
+    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
+    surge = next(i for i in truth["incidents"] if i["type"] == "load_surge")
+    scaling = [
+        d
+        for d in decisions(kafka_bootstrap, topic_names.scaling)
+        if d.subject == {"service": surge["service"], "region": surge["region"]}
+    ]
+    early = [
+        d
+        for d in scaling
+        if d.action == "scale_out" and surge["onset_ts"] <= d.ts < surge["peak_ts"]
+    ]
+    assert early, f"no scale-out between onset and peak; got {[(d.ts, d.action) for d in scaling]}"
+    first = early[0]
+    assert first.params["desired_replicas"] > first.params["current_replicas"]
+    assert first.evidence["forecast"]["upper"] >= first.evidence["forecast"]["lower"]
+    assert first.reason and first.mode == "auto"
+
+
+def test_clean_run_gives_no_anomaly_after_warm_up(
+    start_worker, kafka_bootstrap, topic_names, tmp_path
+) -> None:
+    worker = start_worker()
+    summary, truth = worker.simulate(tmp_path, "--scenario", "healthy", "--duration", "3600")
+    assert truth["incidents"] == []
+    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
+    warm_up_s = 144 * 5.0
+    late = [
+        d
+        for d in decisions(kafka_bootstrap, topic_names.remediation)
+        if d.kind == "anomaly" and d.ts > summary["event_start_ts"] + warm_up_s
+    ]
+    assert late == [], [d.reason for d in late]
+
+
+def test_kill_9_then_restart_resumes_learning(start_worker, tmp_path) -> None:
+    worker = start_worker(FAST_CHECKPOINTS, name="first")
+    summary, _ = worker.simulate(tmp_path, "--scenario", "healthy", "--duration", "1800")
+    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
+    before = brain_view(worker, "checkout", "us-east")
+    assert before["known"] and before["samples"] > 100
+    # Three checkpoint intervals, so the last learned state is in the changelog.
+    time.sleep(3)
+    worker.stop(signal.SIGKILL)
+
+    restarted = start_worker(FAST_CHECKPOINTS, name="second")
+    after = brain_view(restarted, "checkout", "us-east")
+    assert after["known"], "the restarted worker has no state for the series: a cold start"
+    assert after["samples"] >= before["samples"] * 0.9
+    mean_before = before["forecast_300s"]["mean"]
+    assert after["forecast_300s"]["mean"] == pytest.approx(mean_before, rel=0.05)

@@ -1,0 +1,106 @@
+"""A moto server (AWS in server mode, a real HTTP endpoint) for the actuator's tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from streams.kafka.local import free_port
+from tests.conftest import wait_until
+
+MOTO_SERVER = Path(sys.executable).with_name("moto_server")
+SECRET = "actuator-test-secret-0123456789"
+
+
+class MotoServer:
+    """``moto_server`` on a free local port, as a subprocess of the test session."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(self._answers, 30, f"moto_server did not answer on {self.url}")
+
+    def _answers(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"moto_server exited with {self.proc.returncode}")
+        with urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=2):
+            return True
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def env(self) -> dict[str, str]:
+        """What a process needs to talk to this server, and to no real AWS account."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """A fresh moto account, and this process's boto3 pointed at it."""
+    moto_server.reset()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in moto_server.env().items():
+        monkeypatch.setenv(name, value)
+    return moto_server
+
+
+def make_asg(name: str, desired: int, region: str = "us-east-1") -> None:
+    template = f"lt-{name}"
+    boto3.client("ec2", region_name=region).create_launch_template(
+        LaunchTemplateName=template,
+        LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+    )
+    boto3.client("autoscaling", region_name=region).create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateName": template},
+        MinSize=0,
+        MaxSize=100,
+        DesiredCapacity=desired,
+        AvailabilityZones=[f"{region}a"],
+    )
+
+
+def asg_desired(name: str, region: str = "us-east-1") -> int:
+    client = boto3.client("autoscaling", region_name=region)
+    [group] = client.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    return group["DesiredCapacity"]

@@ -1,0 +1,68 @@
+"""What tests read from a running worker and the broker: decisions, views, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.error
+import urllib.request
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from schemas import Decision
+from tests.conftest import WorkerProcess
+
+FAST_CHECKPOINTS = {"AUTOPILOT_CHECKPOINT_INTERVAL_S": "1"}
+
+
+async def _decisions(bootstrap: str, topic: str) -> list[Decision]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        found: list[Decision] = []
+        while batch := await consumer.getmany(timeout_ms=3000):
+            found += [Decision.from_bytes(m.value) for ms in batch.values() for m in ms]
+        return found
+    finally:
+        await consumer.stop()
+
+
+def decisions(bootstrap: str, topic: str) -> list[Decision]:
+    return asyncio.run(_decisions(bootstrap, topic))
+
+
+def brain_view(worker: WorkerProcess, service: str, region: str) -> dict:
+    url = f"http://127.0.0.1:{worker.web_port}/brain/{service}/{region}/"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return orjson.loads(exc.read())
+
+
+Sample = tuple[str, dict[str, str], float]
+
+
+def exposition(worker: WorkerProcess) -> tuple[dict[str, str], list[Sample]]:
+    """(family -> type, [(sample name, labels, value)]) of a worker's /metrics."""
+    types, samples = {}, []
+    for line in worker.metrics_text().splitlines():
+        if line.startswith("# TYPE "):
+            _, _, family, kind = line.split(" ")
+            types[family] = kind
+        elif line and not line.startswith("#"):
+            head, value = line.rsplit(" ", 1)
+            name, _, rest = head.partition("{")
+            samples.append((name, dict(re.findall(r'(\w+)="([^"]*)"', rest)), float(value)))
+    return types, samples
+
+
+def lag_partitions(worker: WorkerProcess) -> dict[tuple[str, str], float]:
+    """(topic, partition) -> lag, of the partitions this worker exports."""
+    _, samples = exposition(worker)
+    return {
+        (labels["topic"], labels["partition"]): value
+        for name, labels, value in samples
+        if name == "autopilot_consumer_lag"
+    }

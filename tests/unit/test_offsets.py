@@ -1,0 +1,81 @@
+"""The commit watchdog against faust's bookkeeping of one stuck partition, without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from faust.types import TP
+
+from agents.compat import offsets
+
+PARTITION = TP("telemetry.interactions", 2)
+
+
+class FakeConsumer:
+    """The parts of faust's consumer the watchdog reads, and a seek that records."""
+
+    def __init__(self, committed: int | None, acked: list[int], in_flight: list[int]) -> None:
+        self._committed_offset = {PARTITION: committed}
+        self._acked = {PARTITION: acked}
+        self.unacked = [SimpleNamespace(tp=PARTITION, offset=o) for o in in_flight]
+        self.seeks: list[tuple[TP, int]] = []
+
+    def assignment(self) -> set[TP]:
+        return {PARTITION}
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+@pytest.fixture
+def consumer_of(monkeypatch):
+    def install(committed: int | None, acked: list[int], in_flight=()) -> FakeConsumer:
+        consumer = FakeConsumer(committed, acked, list(in_flight))
+        recovery = SimpleNamespace(completed=asyncio.Event())
+        recovery.completed.set()
+        fake_app = SimpleNamespace(
+            consumer=consumer, rebalancing=False, tables=SimpleNamespace(recovery=recovery)
+        )
+        monkeypatch.setattr(offsets, "app", fake_app)
+        monkeypatch.setattr(offsets, "_gaps", {})
+        return consumer
+
+    return install
+
+
+def test_a_gap_nothing_is_processing_is_read_again_on_the_second_check(consumer_of) -> None:
+    # Offsets 9897 to 9914 were dropped: acknowledged offsets start at 9915.
+    consumer = consumer_of(9897, [9915, 9916, 9917])
+    asyncio.run(offsets.check_commits())
+    assert consumer.seeks == []
+    asyncio.run(offsets.check_commits())
+    assert consumer.seeks == [(PARTITION, 9897)]
+
+
+@pytest.mark.parametrize(
+    ("committed", "acked", "in_flight"),
+    [
+        (9897, [9915, 9916], [9897]),  # the head of the gap is still being processed
+        (9897, [9897, 9898], []),  # no gap
+        (9897, [9898], []),  # a gap of one offset, which faust commits past
+        (0, [5, 6], []),  # faust does not hold a commit back at 0
+        (None, [5, 6], []),  # nothing committed yet
+    ],
+)
+def test_no_seek_without_a_stuck_gap(consumer_of, committed, acked, in_flight) -> None:
+    consumer = consumer_of(committed, acked, in_flight)
+    for _ in range(3):
+        asyncio.run(offsets.check_commits())
+    assert consumer.seeks == []
+
+
+def test_duplicate_acks_are_removed_so_the_commit_does_not_crawl(consumer_of) -> None:
+    # What faust leaves when offsets it took for a gap are read and acknowledged again:
+    # its run of consecutive offsets would end at 244, and the commit move by one a round.
+    acked = [*range(243, 300), *range(244, 260)]
+    consumer = consumer_of(244, acked)
+    asyncio.run(offsets.check_commits())
+    assert consumer._acked[PARTITION] == list(range(243, 300))
+    assert consumer.seeks == []
