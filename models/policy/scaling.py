@@ -50,14 +50,16 @@ class PredictiveScaler:
 
     * **leaving the band upwards** (rules ``surge`` and ``trend``): the observed demand
       plus its current rise over the horizon, ``observed + slope * horizon_s``, when that
-      is above the bound. A burst is sized for where it is heading, not where it is, since
-      replicas asked now serve only ``horizon_s`` later. The extrapolation is capped at the
+      is above the upper bound of ``band`` (a wider interval of the same forecast, so that
+      noise stays inside it; ``forecast`` itself if not given). A burst is sized for where
+      it is heading, not where it is, since replicas asked now serve only ``horizon_s``
+      later. The extrapolation is capped at the
       highest demand of about the last day (``peak_tau_s``), or the observed demand if
       higher: a rise is not assumed to go beyond what the service has seen. The scale-up
       step bound does not apply: it damps forecast errors, not measured load;
-    * **falling below the band** (rule ``fall``): observed demand under the forecast's
-      lower bound and falling is sized for that lower bound, so that a scale-in follows
-      the data at once instead of the forecast's lag.
+    * **falling below the band** (rule ``fall``): observed demand under the band's lower
+      bound and falling is sized for the forecast's lower bound, so that a scale-in
+      follows the data at once instead of the forecast's lag.
 
     Then, as the Kubernetes HPA does:
 
@@ -182,11 +184,14 @@ class PredictiveScaler:
         observed_rps: float,
         forecast: Forecast,
         capacity: float,
+        band: Forecast | None = None,
     ) -> ScalingRecommendation | None:
         """Decide the replica count at ``ts``; ``None`` when it stays ``current_replicas``.
 
-        ``capacity`` is the rps one replica serves at 100 % utilisation and ``forecast``
-        the demand forecast for ``horizon_s`` ahead.
+        ``capacity`` is the rps one replica serves at 100 % utilisation, ``forecast``
+        the demand forecast for ``horizon_s`` ahead, and ``band`` the same forecast with a
+        wider interval (``forecast`` if ``None``). Each call also learns ``observed_rps``
+        for the trend.
         """
         if capacity <= 0:
             raise ValueError("capacity must be positive")
@@ -194,12 +199,13 @@ class PredictiveScaler:
         slope = self._observe(ts, observed_rps)
         ahead = observed_rps + max(slope, 0.0) * self.horizon_s
         ahead = min(ahead, max(self._peak, observed_rps))
-        surge = ahead > forecast.upper
+        band = forecast if band is None else band
+        surge = ahead > max(band.upper, forecast.upper)
         if surge:
             demand = ahead
-            rule = "surge" if observed_rps > forecast.upper else "trend"
-        elif observed_rps < forecast.lower and slope < 0.0:
-            demand = forecast.lower
+            rule = "surge" if observed_rps > band.upper else "trend"
+        elif observed_rps < band.lower and slope < 0.0:
+            demand = max(band.lower, min(forecast.lower, forecast.upper))
             rule = "fall"
         else:
             demand = forecast.upper
