@@ -166,8 +166,10 @@ class LoadForecaster:
     Memory per key is bounded and independent of the stream length: ``2 * 86400 / slot_s``
     floats for the daily profile and its visit counts (576 with the default 5-minute
     slots), 14 for the week, and per horizon 101 histogram bins, 3 losses and at most 12
-    pending forecasts of 5 floats: about 1 400 floats in all (some 11 kB), plus a 168-float
-    prior when one is set. Idle keys are evicted by the owner (see ``last_ts``).
+    pending forecasts of 5 floats: about 1 400 floats in all, some 33 KiB as Python floats
+    in lists (48 KiB declared in :mod:`models.registry`, checked by ``tests/conformance``),
+    plus a 168-float prior when one is set. Idle keys are evicted by the owner (see
+    ``last_ts``).
 
     Examples
     --------

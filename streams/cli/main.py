@@ -64,7 +64,14 @@ def main() -> None:
     from faust.cli.faust import cli
 
     # @app.command verbs register themselves when imported; click groups are added below.
-    from streams.cli import bench_latency, bench_soak, bench_throughput, outcomes, simulate, tail  # noqa: F401  # noqa: F401
+    from streams.cli import (  # noqa: F401
+        bench_latency,
+        bench_soak,
+        bench_throughput,
+        outcomes,
+        simulate,
+        tail,
+    )
     from streams.cli.bench import bench
     from streams.cli.kafka import kafka
     from streams.cli.score import score

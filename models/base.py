@@ -1,0 +1,72 @@
+"""The protocols of the brain: the same verbs for every learner, policy and brain.
+
+Learners follow River's verbs: ``learn_one`` updates, ``score_one`` and ``forecast`` read
+without learning. Everything that learns is checkpointed the same way: ``to_state()``
+returns a JSON-friendly dict (no config), and the class method ``from_state(state,
+**config)`` rebuilds it; parts of a brain whose hyper-parameters come from their brain
+restore in place with ``load_state(state)``. A brain that keeps one entry per key (a
+series, a tenant) and is checkpointed key by key offers ``state_of(key)`` and
+``restore(key, state)`` instead, so that a checkpoint writes only the keys that changed.
+
+Every brain bounds its memory per key (its docstring says how much) and drops keys idle
+for longer than its time to live with ``evict_idle(now)``, judged at its own event time.
+
+:mod:`models.registry` names the implementations of each protocol: the plugin point.
+``tests/conformance`` checks every registered one against these protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from models.forecast.load import Forecast
+
+__all__ = ["Checkpointed", "Detector", "EvictsIdle", "Forecaster", "KeyedCheckpointed"]
+
+
+@runtime_checkable
+class Checkpointed(Protocol):
+    """Learned state as a JSON-friendly dict; ``from_state`` is its class method inverse."""
+
+    def to_state(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class KeyedCheckpointed(Protocol):
+    """A brain checkpointed key by key (one series, one tenant)."""
+
+    def state_of(self, key: Hashable) -> Mapping[str, Any] | None: ...
+
+    def restore(self, key: Hashable, state: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class EvictsIdle(Protocol):
+    """A brain that drops keys idle for too long, judged at its own event time."""
+
+    @property
+    def watermark(self) -> float: ...
+
+    def evict_idle(self, now: float) -> int: ...
+
+
+@runtime_checkable
+class Detector(Checkpointed, Protocol):
+    """Anomaly detector of one metric series, in event time.
+
+    ``score_one`` returns a score in [0, 1] without learning; ``learn_one`` learns the value.
+    """
+
+    def learn_one(self, ts: float, x: float) -> None: ...
+
+    def score_one(self, ts: float, x: float) -> float: ...
+
+
+@runtime_checkable
+class Forecaster(Checkpointed, Protocol):
+    """Demand forecaster of one series: learn a value, forecast ``horizon_s`` ahead."""
+
+    def learn_one(self, ts: float, y: float) -> None: ...
+
+    def forecast(self, ts_now: float, horizon_s: float) -> Forecast: ...
