@@ -65,7 +65,7 @@ def bench_scaling(
     usage_prior: bool,
     as_json: bool,
 ) -> None:
-    """Predictive scaling against the Kubernetes HPA on demand traces, in the same run."""
+    """Predictive scaling against the Kubernetes HPA and a perfect-foresight oracle, in one run."""
     from streams.lab.bench.scaling import format_bench_scaling, run_bench_scaling
     from streams.lab.bench.usage_prior import format_bench_usage_prior, run_bench_usage_prior
 
