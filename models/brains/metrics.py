@@ -42,7 +42,7 @@ __all__ = [
 
 ANOMALY_MODEL_VERSION = "anomaly-detector/2"
 RISK_MODEL_VERSION = "breach-forecaster/1"
-SCALING_MODEL_VERSION = "predictive-scaler/1"
+SCALING_MODEL_VERSION = "predictive-scaler/2"
 
 # Replicas and cost are what the scaler controls, not symptoms: a scale-out
 # must not look like an anomaly.
@@ -329,6 +329,7 @@ class MetricsBrain:
             "forecaster": policy.forecaster.to_state(),
             "capacity": policy.capacity.to_state(),
             "scaler": policy.scaler.to_state(),
+            "startup": policy.startup.to_state(),
             "last_desired": brain.last_desired,
             "first_ts": brain.first_ts,
             "last_ts": brain.last_ts,
@@ -343,6 +344,9 @@ class MetricsBrain:
         policy.capacity = CapacityEstimator()
         policy.capacity.load_state(state["capacity"])
         policy.scaler.load_state(state["scaler"])
+        # Checkpoints written before the start-up delay was learned keep the configured one.
+        if "startup" in state:
+            policy.startup.load_state(state["startup"])
         self._series[key] = SeriesBrain(
             # An older checkpoint may score metrics no longer scored: they are dropped.
             detectors={

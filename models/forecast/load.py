@@ -486,23 +486,25 @@ class LoadForecaster:
                 self._nearest[horizon_s] = index
         return index
 
-    def _spread(self, ts_now: float, i: int) -> tuple[float, float]:
+    def _spread(self, ts_now: float, i: int, interval: float) -> tuple[float, float]:
         hist = self._residuals[i]
         if hist.effective_count(ts_now) < 20.0:
             return -self.initial_spread, self.initial_spread
-        lo_q = (1.0 - self.interval) / 2.0
+        lo_q = (1.0 - interval) / 2.0
         return hist.quantile(lo_q), hist.quantile(1.0 - lo_q)
 
-    def forecast(self, ts_now: float, horizon_s: float) -> Forecast:
+    def forecast(self, ts_now: float, horizon_s: float, interval: float | None = None) -> Forecast:
         """Forecast the demand at ``ts_now + horizon_s`` (horizons up to 30 minutes).
 
-        Before any sample the forecast is all zeros.
+        ``interval`` overrides the coverage of the prediction interval for this forecast
+        (e.g. a wider band to tell a surge from noise). Before any sample the forecast is
+        all zeros.
         """
         if self.base is None:
             return Forecast(0.0, 0.0, 0.0, float(horizon_s))
         i = self._horizon_index(horizon_s)
         mean = self._combine(i, self._experts(ts_now, horizon_s))
-        lo, hi = self._spread(ts_now, i)
+        lo, hi = self._spread(ts_now, i, self.interval if interval is None else interval)
         a = self._offset()
         return Forecast(
             mean=mean,

@@ -16,9 +16,12 @@ class ScalingRecommendation:
     """A change of replica count, with the evidence behind it.
 
     ``rule`` names the rule that set the count: ``forecast`` (sized for the forecast upper
-    bound), ``surge`` (observed demand above that bound, sized for the observed demand),
+    bound), ``surge`` (observed demand above that bound, sized for where its trend leads),
+    ``trend`` (observed demand within the bound but rising fast enough to leave it),
+    ``fall`` (demand falling below the forecast band, sized for its lower bound),
     ``stabilised`` (a scale-down held at the highest recommendation of the window),
-    ``step_limit``, ``min_replicas`` or ``max_replicas``.
+    ``step_limit``, ``min_replicas`` or ``max_replicas``. ``demand`` is the demand sized
+    for.
     """
 
     ts: float
@@ -34,16 +37,31 @@ class ScalingRecommendation:
     capacity_per_replica: float
     utilisation: float
     target_utilisation: float
+    demand: float = 0.0
 
 
 class PredictiveScaler:
     """Replica count from a demand forecast, the capacity of a replica and a target utilisation.
 
     ``desired = ceil(demand / (capacity * target_utilisation))`` where ``demand`` is the
-    forecast upper bound at ``horizon_s`` (the time a new replica needs to become ready),
-    or the observed demand when it is higher: demand outrunning the forecast is acted on at
-    once (rule ``surge``), and the scale-up step bound does not apply to it because that
-    bound damps forecast errors, not measured load. Then, as the Kubernetes HPA does:
+    forecast upper bound at ``horizon_s`` (the time a new replica needs to become ready;
+    the forecast's upper bound is the quantile to size for, chosen by the caller), unless
+    the observed demand says otherwise:
+
+    * **leaving the band upwards** (rules ``surge`` and ``trend``): the observed demand
+      plus its current rise over the horizon, ``observed + slope * horizon_s``, when that
+      is above the upper bound of ``band`` (a wider interval of the same forecast, so that
+      noise stays inside it; ``forecast`` itself if not given). A burst is sized for where
+      it is heading, not where it is, since replicas asked now serve only ``horizon_s``
+      later. The extrapolation is capped at the
+      highest demand of about the last day (``peak_tau_s``), or the observed demand if
+      higher: a rise is not assumed to go beyond what the service has seen. The scale-up
+      step bound does not apply: it damps forecast errors, not measured load;
+    * **falling below the band** (rule ``fall``): observed demand under the band's lower
+      bound and falling is sized for the forecast's lower bound, so that a scale-in
+      follows the data at once instead of the forecast's lag.
+
+    Then, as the Kubernetes HPA does:
 
     * no change while the demand sized for is within ``1 ± tolerance`` of what the current
       replicas serve at the target (so noise at a replica boundary does not flap the count);
@@ -68,12 +86,15 @@ class PredictiveScaler:
         Largest change of one decision.
     tolerance
         Relative band around the target within which the count is kept.
+    peak_tau_s
+        Time constant of the decaying peak that caps the trend extrapolation.
 
     Notes
     -----
     Memory is bounded: the stabilisation window keeps at most ``window_entries``
     recommendations (one per decision, older ones dropped; when decisions come faster
-    than ``scale_down_window_s / window_entries`` the oldest fall out early).
+    than ``scale_down_window_s / window_entries`` the oldest fall out early), plus the last
+    observation, its slope and the decaying peak (four floats).
 
     Examples
     --------
@@ -101,6 +122,7 @@ class PredictiveScaler:
         max_step_up: int | None = None,
         max_step_down: int | None = None,
         tolerance: float = 0.1,
+        peak_tau_s: float = 86_400.0,
     ) -> None:
         if not 0.0 < target_utilisation <= 1.0:
             raise ValueError("target_utilisation must be in (0, 1]")
@@ -114,17 +136,46 @@ class PredictiveScaler:
         self.max_step_up = max_step_up
         self.max_step_down = max_step_down
         self.tolerance = tolerance
+        self.peak_tau_s = peak_tau_s
         self._window: deque[tuple[float, int]] = deque(maxlen=self.window_entries)
+        self._last: tuple[float, float] | None = None
+        self._slope = 0.0
+        self._peak = 0.0
 
     def to_state(self) -> dict:
-        """The stabilisation window, JSON-friendly (hyper-parameters stay as built)."""
-        return {"window": [list(entry) for entry in self._window]}
+        """The stabilisation window and the demand's trend, JSON-friendly (hyper-parameters
+        and ``horizon_s`` stay as built)."""
+        return {
+            "window": [list(entry) for entry in self._window],
+            "last": None if self._last is None else list(self._last),
+            "slope": self._slope,
+            "peak": self._peak,
+        }
 
     def load_state(self, state: dict) -> None:
         """Restore what :meth:`to_state` returned."""
         self._window = deque(
             ((float(ts), int(r)) for ts, r in state["window"]), maxlen=self.window_entries
         )
+        # States written before the trend was kept start it afresh.
+        last = state.get("last")
+        self._last = None if last is None else (float(last[0]), float(last[1]))
+        self._slope = float(state.get("slope", 0.0))
+        self._peak = float(state.get("peak", 0.0))
+
+    def _observe(self, ts: float, rps: float) -> float:
+        """Learn one observation; the demand's slope (rps per second) since the last one."""
+        last = self._last
+        if last is not None and ts <= last[0]:
+            return self._slope
+        self._last = (ts, rps)
+        if last is None:
+            self._peak = rps
+            return self._slope
+        dt = ts - last[0]
+        self._peak = max(rps, self._peak * math.exp(-dt / self.peak_tau_s))
+        self._slope = (rps - last[1]) / dt
+        return self._slope
 
     def recommend(
         self,
@@ -133,17 +184,32 @@ class PredictiveScaler:
         observed_rps: float,
         forecast: Forecast,
         capacity: float,
+        band: Forecast | None = None,
     ) -> ScalingRecommendation | None:
         """Decide the replica count at ``ts``; ``None`` when it stays ``current_replicas``.
 
-        ``capacity`` is the rps one replica serves at 100 % utilisation and ``forecast``
-        the demand forecast for ``horizon_s`` ahead.
+        ``capacity`` is the rps one replica serves at 100 % utilisation, ``forecast``
+        the demand forecast for ``horizon_s`` ahead, and ``band`` the same forecast with a
+        wider interval (``forecast`` if ``None``). Each call also learns ``observed_rps``
+        for the trend.
         """
         if capacity <= 0:
             raise ValueError("capacity must be positive")
         per_replica = capacity * self.target_utilisation
-        surge = observed_rps > forecast.upper
-        demand = observed_rps if surge else forecast.upper
+        slope = self._observe(ts, observed_rps)
+        ahead = observed_rps + max(slope, 0.0) * self.horizon_s
+        ahead = min(ahead, max(self._peak, observed_rps))
+        band = forecast if band is None else band
+        surge = ahead > max(band.upper, forecast.upper)
+        if surge:
+            demand = ahead
+            rule = "surge" if observed_rps > band.upper else "trend"
+        elif observed_rps < band.lower and slope < 0.0:
+            demand = max(band.lower, min(forecast.lower, forecast.upper))
+            rule = "fall"
+        else:
+            demand = forecast.upper
+            rule = "forecast"
         # The small epsilon keeps an exact multiple from rounding up on float noise.
         raw = math.ceil(demand / per_replica - 1e-9)
         if current_replicas > 0:
@@ -153,7 +219,6 @@ class PredictiveScaler:
             if abs(ratio - 1.0) <= self.tolerance:
                 raw = current_replicas
         raw = min(max(raw, self.min_replicas), self.max_replicas)
-        rule = "surge" if surge else "forecast"
 
         while self._window and self._window[0][0] <= ts - self.scale_down_window_s:
             self._window.popleft()
@@ -192,7 +257,7 @@ class PredictiveScaler:
             current_replicas=current_replicas,
             desired_replicas=desired,
             rule=rule,
-            reason=self._reason(rule, current_replicas, desired, observed_rps, forecast),
+            reason=self._reason(rule, current_replicas, desired, observed_rps, forecast, demand),
             observed_rps=observed_rps,
             forecast_mean=forecast.mean,
             forecast_lower=forecast.lower,
@@ -201,10 +266,17 @@ class PredictiveScaler:
             capacity_per_replica=capacity,
             utilisation=utilisation,
             target_utilisation=self.target_utilisation,
+            demand=demand,
         )
 
     def _reason(
-        self, rule: str, current: int, desired: int, observed: float, forecast: Forecast
+        self,
+        rule: str,
+        current: int,
+        desired: int,
+        observed: float,
+        forecast: Forecast,
+        demand: float,
     ) -> str:
         verb = "Scale up" if desired > current else "Scale down"
         target = f"{self.target_utilisation:.0%}"
@@ -212,7 +284,20 @@ class PredictiveScaler:
         if rule == "surge":
             return (
                 f"{verb} from {current} to {desired}: observed demand {observed:.4g} rps "
-                f"exceeds the forecast upper bound {forecast.upper:.4g}, sized for it at {target}."
+                f"exceeds the forecast upper bound {forecast.upper:.4g} and is heading for "
+                f"{demand:.4g} in {h}, sized for that at {target}."
+            )
+        if rule == "trend":
+            return (
+                f"{verb} from {current} to {desired}: observed demand {observed:.4g} rps is "
+                f"rising to {demand:.4g} in {h}, above the forecast upper bound "
+                f"{forecast.upper:.4g}; sized for it at {target}."
+            )
+        if rule == "fall":
+            return (
+                f"{verb} from {current} to {desired}: observed demand {observed:.4g} rps is "
+                f"falling below the forecast band; sized for its lower bound "
+                f"{forecast.lower:.4g} at {target}."
             )
         if rule == "stabilised":
             return (

@@ -94,7 +94,7 @@ def bench_scaling(
     usage_prior: bool,
     as_json: bool,
 ) -> None:
-    """Predictive scaling against the Kubernetes HPA on demand traces, in the same run."""
+    """Predictive scaling against the Kubernetes HPA and a perfect-foresight oracle, in one run."""
     from streams.lab.bench.scaling import format_bench_scaling, run_bench_scaling
     from streams.lab.bench.usage_prior import format_bench_usage_prior, run_bench_usage_prior
 
@@ -117,12 +117,26 @@ def bench_scaling(
               help="Raw log file, one message per line.")  # fmt: skip
 @click.option("--assignments", type=click.Path(dir_okay=False),
               help="Write line,template_id,template for every input line, in order.")  # fmt: skip
+@click.option("--truth", "truth_file", type=click.Path(exists=True, dir_okay=False),
+              help="Loghub truth CSV (line,EventId) of the input: print grouping "
+              "accuracy.")  # fmt: skip
 @json_option
-def bench_templates(log_file: str, assignments: str | None, as_json: bool) -> None:
+def bench_templates(
+    log_file: str, assignments: str | None, truth_file: str | None, as_json: bool
+) -> None:
     """Redact and mine the templates of a log file: templates, counts, messages per second."""
-    from streams.lab.bench.templates import format_bench_templates, read_lines, run_bench_templates
+    from streams.lab.bench.templates import (
+        format_bench_templates,
+        read_lines,
+        read_truth,
+        run_bench_templates,
+    )
 
-    result = run_bench_templates(read_lines(log_file), assignments)
+    lines = read_lines(log_file)
+    truth = None if truth_file is None else read_truth(truth_file)
+    if truth is not None and len(truth) != len(lines):
+        raise click.UsageError(f"{len(truth)} truth rows for {len(lines)} lines")
+    result = run_bench_templates(lines, assignments, truth=truth)
     emit(format_bench_templates(result), result, as_json)
 
 

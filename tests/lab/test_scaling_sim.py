@@ -90,18 +90,61 @@ def test_load_trace_formats(tmp_path):
     assert load_trace(epoch) == [(100.0, 5.0), (300.0, 7.0)]
 
 
-def test_bench_reports_both_policies_and_the_flags(tmp_path):
+def test_bench_reports_the_three_policies_and_the_flags(tmp_path):
     path = tmp_path / "ramp.csv"
     rows = ["timestamp,value"] + [f"{int(ts)},{v:.3f}" for ts, v in morning_ramp_trace(days=2)]
     path.write_text("\n".join(rows))
     result = run_bench_scaling([path], targets=(0.6, 0.8))
     tr = result["traces"]["ramp.csv"]
-    assert set(tr["default"]) == {"hpa", "predictive"}
+    assert set(tr["default"]) == {"hpa", "predictive", "oracle"}
     assert [r["target_utilisation"] for r in tr["sweep"]["hpa"]] == [0.6, 0.8]
     assert isinstance(tr["predictive_beats_hpa_at_default"], bool)
     assert isinstance(tr["predictive_never_dominated"], bool)
     assert result["all_pass"] == (
         tr["predictive_beats_hpa_at_default"] and tr["predictive_never_dominated"]
     )
+    # The oracle meets the target throughout, and the ratios behind the limit flag.
+    pred, hpa, oracle = (tr["default"][n] for n in ("predictive", "hpa", "oracle"))
+    assert oracle["violation_minutes"] == 0
+    assert tr["violation_share_of_hpa"] == pred["violation_minutes"] / hpa["violation_minutes"]
+    assert tr["replica_hours_to_oracle"] == pred["replica_hours"] / oracle["replica_hours"]
+    assert tr["predictive_near_limit"] == (
+        tr["violation_share_of_hpa"] <= 0.25
+        and pred["replica_hours"] <= hpa["replica_hours"]
+        and tr["replica_hours_to_oracle"] <= 1.1
+    )
+    assert result["all_near_limit"] == tr["predictive_near_limit"]
+    # The predictive policy started from a 60 s prior and learned the simulated 180 s.
+    assert result["config"]["startup_prior_s"] == 60.0
+    assert pred["extra"]["startup_delay_learned_s"] == 180.0
     text = format_bench_scaling(result)
     assert "ramp.csv" in text and "violation min" in text and "replica-h" in text
+    assert "oracle" in text and "start-up delay learned: 180 s" in text
+
+
+def test_the_oracle_requests_the_peak_of_the_next_startup_delay():
+    # 100 rps, a 10-minute burst of 1000 at 1 h, then 100 again; 100 rps per replica at 100 %.
+    trace = [(0.0, 100.0), (3600.0, 100.0), (3601.0, 1000.0), (4200.0, 1000.0),
+             (4201.0, 100.0), (7200.0, 100.0)]  # fmt: skip
+    res = simulate(trace, "oracle", capacity_per_replica=100.0, target_utilisation=0.5)
+    assert res.violation_minutes == 0
+    # 2 replicas throughout, 20 from 180 s before the burst to its end: no fewer will do.
+    expected = 2 * 2 + 18 * (600 + 180 + 15) / 3600
+    assert res.replica_hours == pytest.approx(expected, abs=0.1)
+    assert res.max_replicas_used == 20 and res.scaling_actions == 2
+    # Clamped to the bounds like every policy.
+    capped = simulate(
+        trace, "oracle", capacity_per_replica=100.0, target_utilisation=0.5, max_replicas=8
+    )
+    assert capped.max_replicas_used == 8 and capped.violation_minutes >= 10
+
+
+def test_the_predictive_policy_learns_the_startup_delay_it_is_not_told():
+    trace = morning_ramp_trace(days=2)
+    capacity = capacity_for_trace(trace)
+    res = simulate(
+        trace, "predictive", capacity_per_replica=capacity, startup_delay_s=240.0,
+        startup_prior_s=60.0,
+    )  # fmt: skip
+    assert res.extra["startup_delay_learned_s"] == 240.0
+    assert res.extra["startup_delay_samples"] > 0

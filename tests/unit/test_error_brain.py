@@ -278,6 +278,14 @@ def test_bench_templates_writes_one_assignment_per_line_in_order(tmp_path: Path)
     assert rows[1][1] == rows[3][1] and rows[1][2] == "login failed for <EMAIL> from <IP>"
     assert rows[2][1] == rows[4][1] != rows[1][1]
     assert b"example" not in out.read_bytes()
+    truth = tmp_path / "app.truth.csv"
+    truth.write_text("line,EventId\n1,E1\n2,E2\n3,E1\n4,E2\n5,E3\n")
+    result = CliRunner().invoke(bench, ["templates", "--input", str(log), "--truth", str(truth)])
+    assert result.exit_code == 0, result.output
+    assert "grouping accuracy against the truth: 1.0000" in result.output
+    truth.write_text("line,EventId\n1,E1\n")
+    result = CliRunner().invoke(bench, ["templates", "--input", str(log), "--truth", str(truth)])
+    assert result.exit_code != 0 and "1 truth rows for 5 lines" in result.output
 
 
 def test_bench_remediation_compares_three_policies_in_one_run():

@@ -238,5 +238,79 @@ def test_grouping_accuracy_on_loghub_samples():
     assert ga["HDFS"] >= 0.99
     assert ga["OpenSSH"] >= 0.99
     assert ga["Zookeeper"] >= 0.98
-    assert ga["Linux"] >= 0.68
-    assert sum(ga.values()) / len(ga) >= 0.86
+    # Fields of one name holding values of another kind, and enumerations of words
+    # (user=root, user=guest), are told apart: Linux went from 0.69 to above 0.99.
+    assert ga["Linux"] >= 0.99
+    assert min(ga.values()) >= 0.90
+
+
+AUTH = "authentication failure; logname= uid=0 euid=0 tty={tty} ruser= rhost={host}{user}"
+
+
+def test_a_field_with_another_kind_of_value_or_another_name_is_another_template():
+    miner = TemplateMiner()
+    ssh = miner.learn_one(AUTH.format(tty="NODEVssh", host="10.0.0.1", user=""))
+    console = miner.learn_one(AUTH.format(tty=":0", host="", user=""))
+    no_host = miner.learn_one(AUTH.format(tty="NODEVssh", host="", user=""))
+    assert len({ssh.template_id, console.template_id, no_host.template_id}) == 3
+    # Values of the same kind are variables as in Drain: addresses and host names.
+    named = miner.learn_one(AUTH.format(tty="NODEVssh", host="h-7.example.net", user=""))
+    assert named.template_id == ssh.template_id and named.change == "generalised"
+    # Another field name in the same place: ``(uid=0)`` against ``LOGIN(uid=0)``.
+    a = miner.learn_one("session opened for user cyrus by (uid=0)")
+    b = miner.learn_one("session opened for user news by (uid=0)")
+    c = miner.learn_one("session opened for user root by LOGIN(uid=0)")
+    assert a.template_id == b.template_id != c.template_id
+    assert b.template == "session opened for user <*> by (uid=<NUM>)"
+
+
+def test_words_of_one_field_are_an_enumeration_until_enum_values_of_them_are_seen():
+    def auth(user, host="10.0.0.1"):
+        return AUTH.format(tty="ssh", host=host, user=f"  user={user}")
+
+    stream = [auth("root")] * 5 + [auth("guest"), auth("root", "10.0.0.2"), auth("test")]
+    miner, matches = mine(stream)
+    ids = [m.template_id for m in matches]
+    assert len(set(ids)) == 3 and len(miner) == 3
+    users = ["root", "guest", "root", "test"]
+    assert all(m.template.endswith(f"user={u}") for m, u in zip(matches[4:], users, strict=True))
+    # A fourth word: the field is a variable, the four templates become one. The busiest
+    # keeps its id; the others resolve to it, and new messages get it.
+    merged = miner.learn_one(auth("uucp"))
+    assert merged.template_id == ids[0] and merged.change == "generalised"
+    assert merged.count == len(stream) + 1 and len(miner) == 1
+    assert merged.template.endswith("user=<*>") or merged.template.endswith(WILDCARD)
+    assert {miner.resolve(i) for i in ids} == {ids[0]}
+    assert miner.learn_one(auth("git")).template_id == ids[0]
+    # Deterministic across runs and restarts, aliases included.
+    _, rematched = mine([*stream, auth("uucp")])
+    assert [m.template_id for m in rematched] == [*ids, ids[0]]
+    restored = TemplateMiner.from_state(json.loads(json.dumps(miner.to_state())))
+    assert {restored.resolve(i) for i in ids} == {ids[0]}
+    assert restored.learn_one(auth("ftp")).template_id == ids[0]
+
+
+def test_merges_keep_the_busiest_id_and_aliases_are_bounded():
+    miner = TemplateMiner(max_templates=2, enum_values=2)
+    first = miner.learn_one("login ok for user=ann")
+    second = miner.learn_one("login ok for user=bob")  # two words: merged at once
+    # Equal counts: the smaller id is kept, whichever came first.
+    kept = min(first.template_id, template_id_for(["login", "ok", "for", "user=bob"]))
+    assert second.template_id == kept == miner.resolve(first.template_id)
+    assert second.template == "login ok for <*>" and miner.resolve("nope") == "nope"
+    for i in range(10):
+        miner.learn_one(f"job kind=k{i}x done")  # variable values: no merges
+        miner.learn_one(f"step{'a' * i} is in phase=one")
+        miner.learn_one(f"step{'a' * i} is in phase=two")
+    assert len(miner._aliases) <= 2
+    with pytest.raises(ValueError):
+        TemplateMiner(enum_values=1)
+
+
+def test_bench_scores_the_grouping_against_a_truth():
+    lines = ["disk sda1 is full", "disk sdb2 is full", "user=ann logged in", "user=bo logged in"]
+    result = run_bench_templates(lines, truth=["E1", "E1", "E2", "E3"])
+    assert result["grouping_accuracy"] == 1.0
+    assert "grouping accuracy against the truth: 1.0000" in format_bench_templates(result)
+    assert run_bench_templates(lines, truth=["E1", "E2", "E3", "E3"])["grouping_accuracy"] == 0.0
+    assert run_bench_templates(lines)["grouping_accuracy"] is None

@@ -85,7 +85,9 @@ def grouping_accuracy(assignments: Sequence[Hashable], truth: Sequence[Hashable]
 def _mine(lines: Sequence[str], redactor: Redactor, params: Mapping[str, Any]) -> list[str]:
     miner = TemplateMiner(**params)
     learn, redact = miner.learn_one, redactor.redact
-    return [learn(redact(line)).template_id for line in lines]
+    ids = [learn(redact(line)).template_id for line in lines]
+    # The grouping at the end of the run: templates merged since stand for the merged one.
+    return [miner.resolve(template_id) for template_id in ids]
 
 
 def _tokenise(lines: Sequence[str], redactor: Redactor) -> None:
@@ -100,6 +102,7 @@ def run_bench_templates(
     *,
     miner_params: Mapping[str, Any] | None = None,
     redactor: Redactor | None = None,
+    truth: Sequence[Hashable] | None = None,
 ) -> dict[str, Any]:
     """Redact and mine ``lines``; report templates, throughput and the same-run baseline.
 
@@ -115,6 +118,9 @@ def run_bench_templates(
         Keyword arguments of :class:`~models.text.templates.TemplateMiner`.
     redactor
         The redactor to apply first; the default built-in patterns if ``None``.
+    truth
+        The true event of every line (:func:`read_truth`), to score the grouping with
+        :func:`grouping_accuracy`.
 
     Returns
     -------
@@ -122,7 +128,9 @@ def run_bench_templates(
         ``lines``, ``n_templates``, ``templates`` (``template_id``, ``count``, ``template``,
         most frequent first), ``messages_per_s``, ``baseline`` (its name and
         ``messages_per_s``), ``ratio_to_baseline``, ``target_messages_per_s``,
-        ``meets_target``, ``passes`` and ``assignments_path``.
+        ``meets_target``, ``passes``, ``assignments_path`` and ``grouping_accuracy``
+        (``None`` without ``truth``). Template ids are the final ones: a line whose template
+        was merged into another later counts (and is written) as the merged template's.
 
     Examples
     --------
@@ -140,6 +148,8 @@ def run_bench_templates(
         match = miner.learn_one(redactor.redact(line))
         ids.append(match.template_id)
         last_text[match.template_id] = match.template
+    # The grouping at the end of the run: a template merged since stands for the merged one.
+    ids = [miner.resolve(template_id) for template_id in ids]
     templates = {t.template_id: t for t in miner.templates()}
     if assignments_path is not None:
         last_text.update({tid: t.template for tid, t in templates.items()})
@@ -182,6 +192,7 @@ def run_bench_templates(
         "meets_target": rate >= TARGET_MESSAGES_PER_S,
         "passes": passes,
         "assignments_path": None if assignments_path is None else str(assignments_path),
+        "grouping_accuracy": None if truth is None else grouping_accuracy(ids, truth),
     }
 
 
@@ -206,6 +217,8 @@ def format_bench_templates(result: Mapping[str, Any], top: int = 30) -> str:
         f"{result['target_messages_per_s']:,.0f} messages/s: "
         + ("met" if result["meets_target"] else "NOT met"),
     ]
+    if result.get("grouping_accuracy") is not None:
+        lines.append(f"grouping accuracy against the truth: {result['grouping_accuracy']:.4f}")
     if result["assignments_path"]:
         lines.append(f"assignments written to {result['assignments_path']}")
     return "\n".join(lines)
