@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "APPROVALS",
     "AUDIT",
     "DLQ",
     "ERRORS",
@@ -37,6 +38,8 @@ REMEDIATION = "decisions.remediation"
 DLQ = "autopilot.dlq"
 AUDIT = "actions.audit"
 """What the actuator applied or refused, and why."""
+APPROVALS = "decisions.approvals"
+"""A human's approval or rejection of a ``recommend`` decision, keyed like that decision."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ class TopicNames:
     >>> t.metrics, t.dlq
     ('test42.telemetry.metrics', 'test42.autopilot.dlq')
     >>> len(t.all())
-    10
+    11
     """
 
     prefix: str = ""
@@ -96,6 +99,11 @@ class TopicNames:
         """What the actuator applied or refused, and why."""
         return self.prefix + AUDIT
 
+    @property
+    def approvals(self) -> str:
+        """Approvals and rejections of recommendations, keyed like the decision they judge."""
+        return self.prefix + APPROVALS
+
     def telemetry(self) -> tuple[str, ...]:
         """Topics whose every message must be accounted for (consumed = processed + DLQ):
         the input topics, and the one the worker repartitions interactions to."""
@@ -111,7 +119,7 @@ class TopicNames:
         return (self.scaling, self.failover, self.remediation)
 
     def all(self) -> tuple[str, ...]:
-        return (*self.telemetry(), *self.decisions(), self.dlq, self.audit)
+        return (*self.telemetry(), *self.decisions(), self.dlq, self.audit, self.approvals)
 
 
 def telemetry_key(service: str, region: str) -> bytes:

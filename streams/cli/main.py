@@ -65,6 +65,7 @@ def main() -> None:
 
     # @app.command verbs register themselves when imported; click groups are added below.
     from streams.cli import (  # noqa: F401
+        approve,
         bench_latency,
         bench_soak,
         bench_throughput,

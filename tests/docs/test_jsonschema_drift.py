@@ -50,6 +50,7 @@ def test_expected_topics_have_schemas():
         "feedback.remediation",
         "decision",
         "autopilot.dlq",
+        "decisions.approvals",
     }
 
 
