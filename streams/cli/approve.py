@@ -9,6 +9,7 @@ refused, rejected...) goes to ``actions.audit``; with ``--wait`` the command pri
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import os
 import time
@@ -21,11 +22,27 @@ import orjson
 from schemas import Decision
 from schemas.approval import Approval
 from schemas.topics import TopicNames
-from streams.runtime.app import app, settings, topic_names
+from streams.runtime.app import settings, topic_names
 
 __all__ = ["approve", "find_decision", "reject", "send_verdict"]
 
 _LOOKBACK_S = 86_400.0
+
+
+async def partition_counts(
+    bootstrap: str, topics: tuple[str, ...], security: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    """Partitions of each of ``topics`` that exists. Asked of the admin API, because a
+    metadata request from a client may create a missing topic with the broker's defaults."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in described if t["partitions"]}
 
 
 async def find_decision(
@@ -41,13 +58,10 @@ async def find_decision(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, **(security or {})
     )
+    counts = await partition_counts(bootstrap, names.decisions(), security)
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in names.decisions()
-            for p in sorted(await consumer.partitions_for_topic(topic) or ())
-        ]
+        partitions = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
         if not partitions:
             return None
         consumer.assign(partitions)
@@ -79,31 +93,45 @@ async def find_decision(
         await consumer.stop()
 
 
-async def _audit_of(
-    bootstrap: str, topic: str, decision_id: str, since_ts: float, timeout_s: float,
-    security: Mapping[str, Any] | None,
-) -> dict | None:  # fmt: skip
-    """The first audit record of ``decision_id`` answering a verdict sent at ``since_ts``."""
+async def _audit_positions(
+    bootstrap: str, topic: str, security: Mapping[str, Any] | None
+) -> dict[int, int]:
+    """The end offset of each partition of the audit topic, taken before a verdict is sent."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    counts = await partition_counts(bootstrap, (topic,), security)
+    partitions = [TopicPartition(topic, p) for p in range(counts.get(topic, 0))]
+    if not partitions:
+        return {}
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, **(security or {})
     )
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, p) for p in await consumer.partitions_for_topic(topic) or ()
-        ]
-        if not partitions:
-            return None
-        consumer.assign(partitions)
-        starts = await consumer.offsets_for_times({tp: int(since_ts * 1000) for tp in partitions})
-        for tp in partitions:
-            start = starts.get(tp)
-            if start is None:
-                await consumer.seek_to_end(tp)
-            else:
-                consumer.seek(tp, start.offset)
+        return {
+            tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()
+        }
+    finally:
+        await consumer.stop()
+
+
+async def _audit_of(
+    bootstrap: str, topic: str, decision_id: str, positions: Mapping[int, int], timeout_s: float,
+    security: Mapping[str, Any] | None,
+) -> dict | None:  # fmt: skip
+    """The first audit record of ``decision_id`` after ``positions`` that answers a verdict."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    if not positions:
+        return None
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **(security or {})
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in positions])
+        for partition, offset in positions.items():
+            consumer.seek(TopicPartition(topic, partition), offset)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
@@ -112,7 +140,7 @@ async def _audit_of(
                     if message.key != decision_id.encode():
                         continue
                     record = orjson.loads(message.value)
-                    if record.get("approval") and record["approval"]["ts"] >= since_ts:
+                    if record.get("approval"):
                         return record
         return None
     finally:
@@ -129,15 +157,15 @@ async def send_verdict(
     """Publish ``approval`` keyed like its decision; fails if no actuator created the topic."""
     from aiokafka import AIOKafkaProducer
 
+    # A topic created by this send would have the broker's default partitions, and
+    # approvals would land on partitions no actuator pairs with their decisions.
+    if names.approvals not in await partition_counts(bootstrap, (names.approvals,), security):
+        raise click.ClickException(
+            f"topic {names.approvals} does not exist: no worker runs the actuator"
+        )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **(security or {}))
     await producer.start()
     try:
-        # A topic created by this send would have the broker's default partitions, and
-        # approvals would land on partitions no actuator pairs with their decisions.
-        if not await producer.partitions_for(names.approvals):
-            raise click.ClickException(
-                f"topic {names.approvals} does not exist: no worker runs the actuator"
-            )
         await producer.send_and_wait(names.approvals, approval.to_bytes(), key=key)
     finally:
         await producer.stop()
@@ -175,6 +203,7 @@ async def _verdict(
         approval = Approval(decision_id, verdict, by or _approver(), reason, time.time())
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    positions = await _audit_positions(bootstrap, topic_names.audit, security) if wait > 0 else {}
     await send_verdict(bootstrap, topic_names, key, approval, security)
     subject = "/".join(decision.subject.values())
     click.echo(
@@ -183,7 +212,7 @@ async def _verdict(
     )
     if wait > 0:
         record = await _audit_of(
-            bootstrap, topic_names.audit, decision_id, approval.ts, wait, security
+            bootstrap, topic_names.audit, decision_id, positions, wait, security
         )
         if record is None:
             click.echo(f"no answer on {topic_names.audit} within {wait:g} s")
@@ -206,13 +235,19 @@ _OPTIONS = (
 )
 
 
-@app.command(*_OPTIONS)
-async def approve(self, decision_id: str, reason: str, by: str | None, wait: float) -> None:
-    """Approve recommendation DECISION_ID: the actuator applies it as an auto decision."""
-    await _verdict("approve", decision_id, reason, by, wait)
+def _command(verdict: str, doc: str) -> click.Command:
+    # Plain click commands, not Faust app commands: those run inside a mode worker, which
+    # swallows a ClickException's message and exit status.
+    def run(decision_id: str, reason: str, by: str | None, wait: float) -> None:
+        asyncio.run(_verdict(verdict, decision_id, reason, by, wait))
+
+    run.__doc__ = doc
+    for option in reversed(_OPTIONS):
+        run = option(run)
+    return click.command(verdict)(run)
 
 
-@app.command(*_OPTIONS)
-async def reject(self, decision_id: str, reason: str, by: str | None, wait: float) -> None:
-    """Reject recommendation DECISION_ID: it is never applied."""
-    await _verdict("reject", decision_id, reason, by, wait)
+approve = _command(
+    "approve", "Approve recommendation DECISION_ID: the actuator applies it as an auto decision."
+)
+reject = _command("reject", "Reject recommendation DECISION_ID: it is never applied.")

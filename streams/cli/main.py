@@ -65,7 +65,6 @@ def main() -> None:
 
     # @app.command verbs register themselves when imported; click groups are added below.
     from streams.cli import (  # noqa: F401
-        approve,
         bench_latency,
         bench_soak,
         bench_throughput,
@@ -73,6 +72,7 @@ def main() -> None:
         simulate,
         tail,
     )
+    from streams.cli.approve import approve, reject
     from streams.cli.bench import bench
     from streams.cli.kafka import kafka
     from streams.cli.score import score
@@ -84,6 +84,8 @@ def main() -> None:
     cli.add_command(bench)
     cli.add_command(up)
     cli.add_command(score)
+    cli.add_command(approve)
+    cli.add_command(reject)
     worker = cli.commands["worker"]
     worker.callback = _checking_broker_access(worker.callback)
     app.main()

@@ -8,10 +8,13 @@ import asyncio
 import json
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
 import boto3
+import orjson
 import pytest
 
 from schemas import Decision, decision_id_for
@@ -199,3 +202,41 @@ def test_late_and_rejected_recommendations_are_never_applied(
 
     unknown = cli(worker, "approve", "f" * 32, "--wait", "0")
     assert unknown.returncode != 0 and "no decision " + "f" * 32 in unknown.stderr
+
+
+def keda_answer(worker: WorkerProcess, service: str, region: str) -> tuple[int, dict]:
+    url = f"http://127.0.0.1:{worker.web_port}/keda/{service}/{region}/"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+def test_the_keda_endpoint_answers_the_latest_scaling_decision(
+    start_worker, kafka_bootstrap: str, topic_names: TopicNames
+) -> None:
+    worker = start_worker()
+    subject = {"service": "checkout", "region": "us-east"}
+    decided = []
+    for desired, ts in ((5, time.time() - 60), (8, time.time())):
+        params = {"desired_replicas": desired, "current_replicas": 4}
+        decided.append(Decision(
+            decision_id=decision_id_for("scaling", subject, "scale_out", params, [ts]),
+            kind="scaling", ts=ts, subject=subject, action="scale_out", params=params,
+            mode="auto", confidence=0.8, reason="Demand rises.", evidence={}, model_version="t",
+        ))  # fmt: skip
+    values = [d.to_bytes() for d in decided]
+    asyncio.run(_send(kafka_bootstrap, topic_names.scaling, b"checkout/us-east", values))
+    wait_until(
+        lambda: (
+            keda_answer(worker, "checkout", "us-east")[0] == 200
+            and keda_answer(worker, "checkout", "us-east")[1]["desired_replicas"] == 8
+        ),
+        60,
+        f"the KEDA endpoint did not answer 8; log: {worker.log()[-2000:]}",
+    )
+    status, body = keda_answer(worker, "checkout", "us-east")
+    assert body["decision_id"] == decided[-1].decision_id and body["reason"] == "Demand rises."
+    status, body = keda_answer(worker, "checkout", "ap-south")
+    assert status == 404 and body["error"] == "no scaling decision yet"
