@@ -67,7 +67,7 @@ def bench_scaling(
 ) -> None:
     """Predictive scaling against the Kubernetes HPA on demand traces, in the same run."""
     from streams.lab.bench.scaling import format_bench_scaling, run_bench_scaling
-    from streams.lab.bench.usage_prior import format_prior_bench, run_prior_bench
+    from streams.lab.bench.usage_prior import format_bench_usage_prior, run_bench_usage_prior
 
     if not traces and not usage_prior:
         raise click.UsageError("give at least one --trace, or keep --usage-prior")
@@ -77,8 +77,8 @@ def bench_scaling(
         figures = run_bench_scaling(traces, targets=targets, startup_delay_s=startup_delay)
         parts.append(format_bench_scaling(figures))
     if usage_prior:
-        figures["usage_prior"] = run_prior_bench(startup_delay_s=startup_delay)
-        parts.append(format_prior_bench(figures["usage_prior"]))
+        figures["usage_prior"] = run_bench_usage_prior(startup_delay_s=startup_delay)
+        parts.append(format_bench_usage_prior(figures["usage_prior"]))
     emit("\n\n".join(parts), figures, as_json)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from models.forecast.load import LoadForecaster
 from models.forecast.usage import UsageModel, UsageProfile, hour_of_week
-from streams.lab.bench.usage_prior import MONDAY, format_prior_bench, run_prior_bench
+from streams.lab.bench.usage_prior import MONDAY, format_bench_usage_prior, run_bench_usage_prior
 from streams.lab.simulator import _daily, _weekly
 
 DAY = 86_400.0
@@ -170,7 +170,7 @@ def test_memory_per_key_is_constant():
 
 def test_the_prior_lowers_the_forecast_error_on_the_simulator_trace():
     # A short version of the bench: a week and a day of interactions, a day of demand.
-    result = run_prior_bench(
+    result = run_bench_usage_prior(
         learn_days=8, eval_days=1, tick_s=300.0, interactions_per_s=0.2, warm=False
     )
     cold = result["cold"]
@@ -179,4 +179,4 @@ def test_the_prior_lowers_the_forecast_error_on_the_simulator_trace():
     assert cold["ratio"] == pytest.approx(cold["mape_with"] / cold["mape_without"])
     assert math.isfinite(cold["replica_hours_with"])
     assert len(result["prior"]) == 168
-    assert "prior lowers the cold forecaster's MAPE: yes" in format_prior_bench(result)
+    assert "prior lowers the cold forecaster's MAPE: yes" in format_bench_usage_prior(result)

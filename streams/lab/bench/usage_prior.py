@@ -34,7 +34,7 @@ from models.policy.autoscalers import PREDICTIVE_CONFIG
 from streams.lab.bench.scaling import capacity_for_trace, simulate
 from streams.lab.simulator import SimConfig, generate
 
-__all__ = ["MONDAY", "format_prior_bench", "run_prior_bench", "simulated_history"]
+__all__ = ["MONDAY", "format_bench_usage_prior", "run_bench_usage_prior", "simulated_history"]
 
 MONDAY = 1_704_067_200.0
 """Monday 2024-01-01 00:00 UTC: the default start, so that weeks start on Mondays."""
@@ -122,7 +122,7 @@ def _warm_mape(
     return float(np.mean(err) * 100.0)
 
 
-def run_prior_bench(
+def run_bench_usage_prior(
     *,
     service: str = "catalog",
     region: str = "eu-west",
@@ -243,15 +243,15 @@ def run_prior_bench(
     }
 
 
-def format_prior_bench(result: dict) -> str:
-    """Readable summary of :func:`run_prior_bench`'s result.
+def format_bench_usage_prior(result: dict) -> str:
+    """Readable summary of :func:`run_bench_usage_prior`'s result.
 
     >>> r = {"config": {"service": "api", "region": "eu-west", "learn_days": 14,
     ...      "eval_days": 7, "startup_delay_s": 180},
     ...      "cold": {"mape_without": 9.0, "mape_with": 6.0, "ratio": 2 / 3},
     ...      "warm": {"mape_without": 5.0, "mape_with": 4.5, "ratio": 0.9},
     ...      "prior_helps": True}
-    >>> print(format_prior_bench(r))
+    >>> print(format_bench_usage_prior(r))
     Usage-pattern prior for api in eu-west: learned from 14 days of interactions,
     forecasts 180 s ahead scored over the next 7 days
                        MAPE % without   MAPE % with   with/without
