@@ -7,7 +7,8 @@ and shows :meth:`DecisionLedger.snapshot`. A decision's state is read from its t
 * ``recommended``: a recommendation waiting for a verdict (audited ``pending``);
 * ``approved``: a verdict was sent, the actuator has not answered yet;
 * ``applied``, ``dry_run``, ``failed``: what the actuator's call did;
-* ``refused``: a gate stopped it (mode, allow-list, mapping, rate limit...);
+* ``refused``: a gate stopped it (allow-list, mapping, rate limit...);
+* ``advisory``: a recommendation the actuator has no call for: it informs a human;
 * ``expired``: approved past its validity window, or still waiting past it;
 * ``rejected``: a human turned it down;
 * ``decided``: published and not (yet) seen by an actuator (none runs, or it lags).
@@ -26,7 +27,7 @@ from typing import Any
 __all__ = ["STATES", "DecisionLedger", "LedgerEntry"]
 
 STATES = ("decided", "recommended", "approved", "applied", "dry_run", "failed", "refused",
-          "expired", "rejected")  # fmt: skip
+          "expired", "rejected", "advisory")  # fmt: skip
 """Every state :meth:`DecisionLedger.state` can give a decision."""
 
 _BY_OUTCOME = {"applied": "applied", "dry_run": "dry_run", "failed": "failed",
@@ -110,6 +111,8 @@ class DecisionLedger:
                 continue
             if record.get("code") == "approval_expired":
                 state = "expired"
+            elif record.get("code") == "mode_recommend":
+                state = "advisory"
             else:
                 state = _BY_OUTCOME.get(record.get("outcome", ""), state)
         answered = max((r.get("ts", 0.0) for r in entry.trail), default=0.0)

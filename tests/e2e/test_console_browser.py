@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,18 @@ def browser(tmp_path: Path) -> Iterator:
         driver.quit()
 
 
+def fresh(action, attempts: int = 50):
+    """``action()``, again if the page re-drew the element under it (new data arrived)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(attempts - 1):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    return action()
+
+
 def shoot(driver, tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     driver.save_screenshot(str(path))
@@ -88,10 +101,11 @@ def test_approve_in_the_console_applies_the_failover(
         120,
         f"no failover recommendation on the console; log: {worker.log()[-2000:]}",
     )
-    [button] = browser.find_elements(By.CSS_SELECTOR, selector)
-    decision_id = button.get_attribute("data-id")
-    row = browser.find_element(By.ID, f"d-{decision_id}")
-    assert "failover shift_traffic" in row.text and "us-east" in row.text
+    decision_id = fresh(
+        lambda: browser.find_element(By.CSS_SELECTOR, selector).get_attribute("data-id")
+    )
+    text = fresh(lambda: browser.find_element(By.ID, f"d-{decision_id}").text)
+    assert "failover shift_traffic" in text and "us-east" in text
     failed = browser.find_elements(By.CSS_SELECTOR, ".region.failed[data-region='us-east']")
     assert failed, browser.find_element(By.ID, "regions").text
     assert weights(zone_id) == {"use1": 100, "euw1": 100, "aps1": 100}
@@ -99,19 +113,25 @@ def test_approve_in_the_console_applies_the_failover(
     browser.find_element(By.ID, "reason").send_keys("us-east is dark")
     shoot(browser, tmp_path, "console-recommended.png")
 
-    button.click()
+    approve = f"button.approve[data-id='{decision_id}']"
+    fresh(lambda: browser.find_element(By.CSS_SELECTOR, approve).click())
 
     def state() -> str | None:
         rows = browser.find_elements(By.ID, f"d-{decision_id}")
         return rows[0].get_attribute("data-state") if rows else None
 
-    wait_until(lambda: state() == "applied", 30, f"not applied: {state()}; {worker.log()[-2000:]}")
+    def state_now() -> str | None:
+        return fresh(state)
+
+    wait_until(
+        lambda: state_now() == "applied", 30, f"not applied: {state_now()}; {worker.log()[-2000:]}"
+    )
     moved = weights(zone_id)
     assert moved["use1"] == 0 and max(moved.values()) > 100, moved
     assert set(moved) == set(SETS.values())
-    row = browser.find_element(By.ID, f"d-{decision_id}")
-    row.find_element(By.TAG_NAME, "summary").click()
-    trail = row.find_element(By.CSS_SELECTOR, "ol.trail").text
+    row = f"#d-{decision_id}"
+    fresh(lambda: browser.find_element(By.CSS_SELECTOR, f"{row} summary").click())
+    trail = fresh(lambda: browser.find_element(By.CSS_SELECTOR, f"{row} ol.trail").text)
     assert "approve by oncall: us-east is dark" in trail
     assert "pending (awaiting_approval)" in trail and "applied" in trail
     assert not browser.find_elements(By.CSS_SELECTOR, f"button[data-id='{decision_id}']")

@@ -33,7 +33,8 @@ def audit(n: int, outcome: str, ts: float, code: str | None = None, **extra) -> 
         ([("pending", "awaiting_approval"), ("failed", "Throttling")], "failed"),
         ([("pending", "awaiting_approval"), ("applied", None), ("duplicate", "duplicate")],
          "applied"),
-        ([("refused", "mode_recommend")], "refused"),
+        ([("refused", "mode_recommend")], "advisory"),
+        ([("refused", "no_mapping")], "refused"),
     ],
 )  # fmt: skip
 def test_the_state_is_read_from_the_trail(trail: list, state: str) -> None:
