@@ -120,7 +120,7 @@ register(
     "metrics",
     MetricsBrain,
     max_bytes_per_key=64 * KIB,
-    summary="anomaly detectors and predictive scaling per service and region",
+    summary="anomaly detectors, breach risk and predictive scaling per service and region",
 )
 register(
     "brains",

@@ -46,6 +46,7 @@ KIND_TOPICS: dict[str, str] = {
     "remediation": topics.REMEDIATION,
     "anomaly": topics.REMEDIATION,
     "slo_burn": topics.REMEDIATION,
+    "risk": topics.REMEDIATION,
 }
 """Each decision kind and the (unprefixed) topic it is published to."""
 DECISION_TOPICS: dict[str, str] = dict(KIND_TOPICS)

@@ -89,6 +89,11 @@ class MetricRange(NamedTuple):
 KNOWN_METRICS: dict[str, MetricRange] = {
     "cpu_util": MetricRange(0.0, 1.0, "CPU utilisation as a fraction of the allocation."),
     "mem_util": MetricRange(0.0, 1.0, "Memory utilisation as a fraction of the allocation."),
+    "disk_util": MetricRange(0.0, 1.0, "Disk space used as a fraction of the volume."),
+    "conn_pool_util": MetricRange(0.0, 1.0, "Connections in use as a fraction of the pool."),
+    "error_budget_used": MetricRange(
+        0.0, None, "Share of the SLO's error budget used in its window; 1 is exhausted."
+    ),
     "error_rate": MetricRange(0.0, 1.0, "Fraction of requests that failed."),
     "rps": MetricRange(0.0, None, "Requests per second."),
     "latency_p50_ms": MetricRange(0.0, None, "Median latency in milliseconds."),

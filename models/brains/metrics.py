@@ -1,7 +1,9 @@
-"""The metrics brain: per (service, region), anomaly detection and predictive scaling.
+"""The metrics brain: per (service, region), anomaly detection, breach risk and scaling.
 
 It turns metric samples into decisions: an ``anomaly`` decision when a metric
-series starts an anomalous episode, and a ``scaling`` decision when the desired
+series starts an anomalous episode, a ``risk`` decision when a saturating metric
+(memory, disk, connection pool, error budget) starts a risk episode, i.e. is likely
+to breach its limit within its horizon, and a ``scaling`` decision when the desired
 replica count changes. It is pure and synchronous; the metrics agent feeds it
 and publishes what it returns.
 """
@@ -17,15 +19,29 @@ from typing import Any
 
 from models.detect.anomaly import DEFAULT_DETECTOR_CONFIG, AnomalyScore, SeriesDetector
 from models.detect.bank import deep_sizeof
+from models.forecast.breach import (
+    DEFAULT_LIMITS,
+    OPEN_PROBABILITY,
+    BreachForecaster,
+    BreachLimit,
+    BreachRisk,
+)
 from models.forecast.capacity import CapacityEstimator
 from models.forecast.load import Forecast, LoadForecaster
 from models.policy.autoscalers import PredictivePolicy, make_policy
 from models.policy.scaling import ScalingRecommendation
 from schemas import Decision, decision_id_for
 
-__all__ = ["ANOMALY_MODEL_VERSION", "SCALING_MODEL_VERSION", "MetricsBrain", "SeriesBrain"]
+__all__ = [
+    "ANOMALY_MODEL_VERSION",
+    "RISK_MODEL_VERSION",
+    "SCALING_MODEL_VERSION",
+    "MetricsBrain",
+    "SeriesBrain",
+]
 
-ANOMALY_MODEL_VERSION = "anomaly-detector/1"
+ANOMALY_MODEL_VERSION = "anomaly-detector/2"
+RISK_MODEL_VERSION = "breach-forecaster/1"
 SCALING_MODEL_VERSION = "predictive-scaler/1"
 
 # Replicas and cost are what the scaler controls, not symptoms: a scale-out
@@ -45,10 +61,12 @@ class SeriesBrain:
     """Everything learned about one (service, region).
 
     Memory: one detector (about 2 KiB) per detected metric, at most
-    ``max_metrics`` of them, plus one predictive policy (about 12 KiB).
+    ``max_metrics`` of them, one breach forecaster (about 0.5 KiB) per watched
+    saturating metric, plus one predictive policy (about 12 KiB).
     """
 
     detectors: dict[str, SeriesDetector] = field(default_factory=dict)
+    risks: dict[str, BreachForecaster] = field(default_factory=dict)
     quiet: dict[str, tuple[int, int]] = field(default_factory=dict)
     policy: PredictivePolicy | None = None
     last_desired: int | None = None
@@ -78,6 +96,9 @@ class MetricsBrain:
         Metrics whose anomalies are scored but not published as decisions.
     lower_is_better
         Metrics whose anomalies below the expected value start no episode.
+    breach_limits
+        Saturating metrics watched for a coming breach, with their limit, horizon
+        and suggested action (:data:`models.forecast.breach.DEFAULT_LIMITS`).
     max_metrics
         Metrics per series that get a detector; further names are not detected.
     max_series
@@ -112,6 +133,7 @@ class MetricsBrain:
         min_flagged: int = 2,
         published_exclude: frozenset[str] = NOT_PUBLISHED,
         lower_is_better: frozenset[str] = LOWER_IS_BETTER,
+        breach_limits: Mapping[str, BreachLimit] = DEFAULT_LIMITS,
         max_metrics: int = 32,
         max_series: int = 10_000,
         ttl_s: float = 6 * 3600.0,
@@ -125,6 +147,7 @@ class MetricsBrain:
         self.min_flagged = min_flagged
         self.published_exclude = published_exclude
         self.lower_is_better = lower_is_better
+        self.breach_limits = dict(breach_limits)
         self.max_metrics = max_metrics
         self.max_series = max_series
         self.ttl_s = ttl_s
@@ -170,6 +193,16 @@ class MetricsBrain:
         brain.last_ts = ts
         decisions = []
         for metric, value in metrics.items():
+            limit = self.breach_limits.get(metric)
+            if limit is not None:
+                forecaster = brain.risks.get(metric)
+                if forecaster is None:
+                    forecaster = brain.risks[metric] = BreachForecaster(limit)
+                risk = forecaster.update(ts, float(value))
+                if risk.opens:
+                    decisions.append(
+                        _risk_decision(ts, service, region, metric, float(value), risk, limit)
+                    )
             if metric in NOT_DETECTED:
                 continue
             detector = brain.detectors.get(metric)
@@ -288,6 +321,7 @@ class MetricsBrain:
         return {
             "v": _STATE_VERSION,
             "detectors": {m: d.to_state() for m, d in brain.detectors.items()},
+            "risks": {m: f.to_state() for m, f in brain.risks.items()},
             "quiet": dict(brain.quiet),
             "forecaster": policy.forecaster.to_state(),
             "capacity": policy.capacity.to_state(),
@@ -310,6 +344,12 @@ class MetricsBrain:
             detectors={
                 m: SeriesDetector.from_state(s, DEFAULT_DETECTOR_CONFIG)
                 for m, s in state["detectors"].items()
+            },
+            # A checkpoint from before breach forecasting has none: they start afresh.
+            risks={
+                m: BreachForecaster.from_state(s, self.breach_limits[m])
+                for m, s in state.get("risks", {}).items()
+                if m in self.breach_limits
             },
             quiet={m: (q, r) for m, (q, r) in state["quiet"].items()},
             policy=policy,
@@ -351,6 +391,47 @@ def _anomaly_decision(
             "anomaly_kind": result.kind,
         },
         model_version=ANOMALY_MODEL_VERSION,
+    )
+
+
+def _risk_decision(
+    ts: float,
+    service: str,
+    region: str,
+    metric: str,
+    value: float,
+    risk: BreachRisk,
+    limit: BreachLimit,
+) -> Decision:
+    subject = {"service": service, "region": region}
+    params = {"metric": metric, "limit": limit.limit}
+    minutes = risk.time_to_breach_s / 60.0
+    return Decision(
+        decision_id=decision_id_for("risk", subject, limit.action, params, [ts, value]),
+        kind="risk",
+        ts=ts,
+        subject=subject,
+        action=limit.action,
+        params=params,
+        mode="recommend",
+        confidence=round(risk.probability, 4),
+        reason=(
+            f"{metric} of {service} in {region} is at {risk.level:.4g} and rising "
+            f"{risk.trend_per_s * 3600:.3g}/h: it reaches its limit {limit.limit:g} in about "
+            f"{minutes:.0f} min (P = {risk.probability:.2f} within "
+            f"{limit.horizon_s / 60:.0f} min); suggested: {limit.action.replace('_', ' ')}."
+        ),
+        evidence={
+            "value": value,
+            "level": risk.level,
+            "trend_per_s": risk.trend_per_s,
+            "limit": limit.limit,
+            "horizon_s": limit.horizon_s,
+            "probability": risk.probability,
+            "threshold": OPEN_PROBABILITY,
+            "time_to_breach_s": risk.time_to_breach_s,
+        },
+        model_version=RISK_MODEL_VERSION,
     )
 
 

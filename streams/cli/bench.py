@@ -45,6 +45,35 @@ def bench_models(series: int, values: int, seed: int, as_json: bool) -> None:
     emit(format_bench_models(result), result, as_json)
 
 
+@bench.command("nab")
+@click.option("--data", "data_dir", required=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="Folder of labelled CSV series and their windows.json, e.g. "
+              "../shared/data/anomaly.")  # fmt: skip
+@json_option
+def bench_nab(data_dir: str, as_json: bool) -> None:
+    """NAB v1.1 scores (three profiles) of `autopilot score`'s detector, with its defaults."""
+    from streams.lab.nab import format_nab, run_nab
+
+    result = run_nab(data_dir)
+    emit(format_nab(result), result, as_json)
+
+
+@bench.command("prevention")
+@click.option("--runs", default=25, show_default=True,
+              help="Runs of each incident scenario, and of each healthy one.")  # fmt: skip
+@click.option("--days", default=2.0, show_default=True,
+              type=click.FloatRange(0.5), help="Length of every run.")  # fmt: skip
+@click.option("--seed", default=0, show_default=True)
+@json_option
+def bench_prevention(runs: int, days: float, seed: int, as_json: bool) -> None:
+    """Risk decisions on leaks, fills, pool exhaustion and budget burns, against ground truth."""
+    from streams.lab.bench.prevention import format_bench_prevention, run_bench_prevention
+
+    result = run_bench_prevention(runs, runs, days=days, seed=seed)
+    emit(format_bench_prevention(result), result, as_json)
+
+
 @bench.command("scaling")
 @click.option("--trace", "traces", multiple=True,
               type=click.Path(exists=True, dir_okay=False),

@@ -1,0 +1,1 @@
+"""Lab tools: simulators and benchmarks that score the models offline, never used by a worker."""

@@ -28,6 +28,7 @@ __all__ = [
     "FAULT_TYPES",
     "INCIDENT_TYPES",
     "MAX_DURATION_S",
+    "SATURATING_METRICS",
     "SCENARIO_DIR",
     "Brownout",
     "ErrorBurst",
@@ -35,6 +36,7 @@ __all__ = [
     "Incident",
     "LoadSurge",
     "RegionOutage",
+    "Saturation",
     "Scenario",
     "ScenarioError",
     "bundled_scenarios",
@@ -59,6 +61,15 @@ FAULT_TYPES = (
     "tls_handshake_failure",
     "disk_full",
 )
+
+#: The metrics a ``saturation`` incident may drive, and the value each breaches at (the
+#: worker's default limits, :data:`models.forecast.breach.DEFAULT_LIMITS`).
+SATURATING_METRICS = {
+    "mem_util": 0.95,
+    "disk_util": 0.95,
+    "conn_pool_util": 1.0,
+    "error_budget_used": 1.0,
+}
 
 #: The example scenarios shipped with the package.
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
@@ -237,9 +248,47 @@ class Flapping(_Window):
         return into % self.period_s < self.period_s / 2
 
 
-Incident = RegionOutage | Brownout | ErrorBurst | LoadSurge | Flapping
+@dataclass(frozen=True, slots=True)
+class Saturation(_Window):
+    """A saturating metric of one series climbs linearly, e.g. a memory leak or a disk fill.
+
+    It goes from ``from_value`` at the start to ``to_value`` at the end (a value at or past
+    the metric's limit in :data:`SATURATING_METRICS` is a breach); then the incident is over
+    (the process restarted, the volume cleaned) and the metric is back to normal.
+    """
+
+    type: ClassVar[str] = "saturation"
+    service: str
+    region: str
+    metric: str = "mem_util"
+    from_value: float = 0.5
+    to_value: float = 1.0
+
+    def value(self, t_s: float) -> float:
+        """The metric's value ``t_s`` seconds into the run, while the incident is active.
+
+        >>> s = Saturation(start_s=0, duration_s=100, service="a", region="b", from_value=0.5)
+        >>> s.value(50), s.breach_s
+        (0.75, 90.0)
+        """
+        share = (t_s - self.start_s) / self.duration_s
+        return self.from_value + (self.to_value - self.from_value) * share
+
+    @property
+    def breach_s(self) -> float | None:
+        """When the value reaches the metric's limit, if it does."""
+        limit = SATURATING_METRICS[self.metric]
+        if self.to_value < limit:
+            return None
+        if self.from_value >= limit:
+            return self.start_s
+        share = (limit - self.from_value) / (self.to_value - self.from_value)
+        return self.start_s + share * self.duration_s
+
+
+Incident = RegionOutage | Brownout | ErrorBurst | LoadSurge | Flapping | Saturation
 INCIDENT_TYPES: dict[str, type[Incident]] = {
-    cls.type: cls for cls in (RegionOutage, Brownout, ErrorBurst, LoadSurge, Flapping)
+    cls.type: cls for cls in (RegionOutage, Brownout, ErrorBurst, LoadSurge, Flapping, Saturation)
 }
 
 
@@ -313,6 +362,7 @@ def _incident(raw: object, where: str) -> Incident:
         "error_burst": ("service", "region", "fault_type", "rate_per_s", "deploy_version"),
         "load_surge": ("service", "region", "factor", "ramp_s"),
         "flapping": ("region", "period_s"),
+        "saturation": ("service", "region", "metric", "from_value", "to_value"),
     }
     f = _Fields(raw, where, common + extra[kind])
     start_s = f.number("start_s", low=0, high=MAX_DURATION_S)
@@ -354,6 +404,19 @@ def _incident(raw: object, where: str) -> Incident:
             factor=f.number("factor", low=0, high=1000, low_open=True, default=3.0),
             ramp_s=ramp_s,
         )
+    if kind == "saturation":
+        metric = f.string("metric", default="mem_util")
+        if metric not in SATURATING_METRICS:
+            names = ", ".join(SATURATING_METRICS)
+            raise _fail(f.path("metric"), f"{metric!r} is not one of {names}")
+        return Saturation(
+            **window,
+            service=f.name("service"),
+            region=f.name("region"),
+            metric=metric,
+            from_value=f.number("from_value", low=0, high=10, default=0.5),
+            to_value=f.number("to_value", low=0, high=10, default=1.0),
+        )
     return Flapping(
         **window,
         region=f.name("region"),
@@ -384,7 +447,7 @@ def parse_scenario(raw: object, *, source: str = "") -> Scenario:
     Traceback (most recent call last):
     ...
     streams.lab.scenario.ScenarioError: incidents[0].type 'quake' is not one of region_outage, \
-brownout, error_burst, load_surge, flapping
+brownout, error_burst, load_surge, flapping, saturation
     """
     try:
         f = _Fields(raw, "", ("name", "description", "duration_s", "tick_s", "incidents"))

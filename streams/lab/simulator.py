@@ -44,6 +44,7 @@ from streams.lab.scenario import (
     Flapping,
     LoadSurge,
     RegionOutage,
+    Saturation,
     Scenario,
     ScenarioError,
     load_scenario,
@@ -364,6 +365,14 @@ def ground_truth(
             }
         elif isinstance(inc, Flapping):
             entry |= {"period_s": inc.period_s}
+        elif isinstance(inc, Saturation):
+            breach_s = inc.breach_s
+            entry |= {
+                "metric": inc.metric,
+                "from_value": inc.from_value,
+                "to_value": inc.to_value,
+                "breach_ts": None if breach_s is None else start_ts + breach_s,
+            }
         incidents.append(entry)
     truth: dict[str, Any] = {
         "scenario": config.scenario.name if config.scenario else None,
@@ -657,6 +666,7 @@ class _Series:
         "region_index",
         "replicas",
         "rps",
+        "saturation",
         "service",
         "surge",
         "version",
@@ -692,6 +702,8 @@ class _Series:
         self.error_add = 0.0
         self.fail_rps = 0.0
         self.latency_mult = 1.0
+        # Saturating metrics driven by an incident this tick: name -> value.
+        self.saturation: dict[str, float] = {}
 
 
 class _Tenant(NamedTuple):
@@ -803,6 +815,10 @@ class _World:
                 sr.latency_mult *= 1.5
                 sources.append((sr, inc.fault_type, inc.rate_per_s))
                 continue
+            if isinstance(inc, Saturation):
+                sr = self.by_name[(inc.service, inc.region)]
+                sr.saturation[inc.metric] = inc.value(t_s)
+                continue
             if isinstance(inc, LoadSurge):
                 mult = inc.multiplier(t_s)
                 for sr in self.series:
@@ -910,6 +926,14 @@ class _World:
                     "cost_per_hour": round(replicas * sr.price * 1e4) / 1e4,
                 },
             }
+            if sr.saturation:
+                metrics = body["metrics"]
+                for name, value in sr.saturation.items():
+                    # The memory's own wander rides on a leak; the rest climb smoothly.
+                    value += sr.mem_drift if name == "mem_util" else 0.0
+                    if name != "error_budget_used":
+                        value = min(value, 1.0)  # a utilisation is a fraction
+                    metrics[name] = round(max(0.0, value) * 1e4) / 1e4
             yield "metrics", sr.key, dumps(body), t
 
     def _error(self, sr: _Series, fault: str, t: float) -> bytes:

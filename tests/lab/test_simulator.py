@@ -219,6 +219,47 @@ def test_error_burst_logs_at_its_rate_after_a_new_deploy() -> None:
     }
 
 
+def test_memory_leak_climbs_to_its_breach_on_one_series_only() -> None:
+    config = scenario_config("memory_leak")
+    (leak,) = ground_truth(config, WEDNESDAY)["incidents"]
+    assert leak["type"] == "saturation" and leak["metric"] == "mem_util"
+    assert leak["onset_ts"] < leak["breach_ts"] < leak["end_ts"]
+    messages = decoded(config)
+    series = metric_series(messages, leak["service"], leak["region"])
+    inside = {
+        ts: m["mem_util"] for ts, m in series.items() if leak["onset_ts"] <= ts < leak["end_ts"]
+    }
+    before = [v for ts, v in inside.items() if ts < leak["breach_ts"] - 600]
+    assert max(before) < 0.95 <= max(inside.values())
+    first = min(ts for ts, v in inside.items() if v >= 0.95)
+    assert first == pytest.approx(leak["breach_ts"], abs=1800)  # the memory's wander on top
+    # Back to normal after the incident, and no other series leaks.
+    assert all(m["mem_util"] < 0.8 for ts, m in series.items() if ts >= leak["end_ts"])
+    others = [
+        m["mem_util"]
+        for attr, _, body, _ in messages
+        if attr == "metrics"
+        and (body["service"], body["region"]) != (leak["service"], leak["region"])
+        for m in [body["metrics"]]
+    ]
+    assert max(others) < 0.8
+
+
+def test_saturation_suite_drives_each_saturating_metric_past_its_limit() -> None:
+    config = scenario_config("saturation_suite")
+    incidents = ground_truth(config, WEDNESDAY)["incidents"]
+    metrics = {i["metric"] for i in incidents}
+    assert metrics == {"mem_util", "disk_util", "conn_pool_util", "error_budget_used"}
+    messages = decoded(config)
+    for incident in incidents:
+        series = metric_series(messages, incident["service"], incident["region"])
+        # The other saturating metrics are only sent while an incident drives them.
+        during = [m[incident["metric"]] for m in series.values() if incident["metric"] in m]
+        limit = 0.95 if incident["metric"] in ("mem_util", "disk_util") else 1.0
+        assert max(during) >= limit and incident["breach_ts"] < incident["end_ts"]
+        assert all(0.0 <= v <= 1.0 for v in during) or incident["metric"] == "error_budget_used"
+
+
 def test_flapping_region_alternates_between_bad_and_good() -> None:
     config = scenario_config("mixed")
     flap = next(i for i in config.scenario.incidents if i.type == "flapping")
@@ -368,6 +409,23 @@ def test_paced_run_never_runs_ahead_of_the_clock() -> None:
             },
             "incidents[0].severity is not a known field",
         ),
+        (
+            {
+                "name": "x",
+                "duration_s": 600,
+                "incidents": [
+                    {
+                        "type": "saturation",
+                        "service": "search",
+                        "region": "eu-west",
+                        "metric": "cpu_util",
+                        "start_s": 0,
+                        "duration_s": 60,
+                    }
+                ],
+            },
+            "incidents[0].metric 'cpu_util' is not one of mem_util",
+        ),
     ],
 )
 def test_scenario_errors_name_the_field(document: dict[str, Any], field: str) -> None:
@@ -402,7 +460,9 @@ def test_scenario_files_load_by_path_or_name_and_fail_clearly(tmp_path: Path) ->
         assert scenario == load_scenario(
             simulator.__file__.rsplit("/", 1)[0] + f"/scenarios/{name}.json"
         )
-        assert scenario.duration_s <= 3600
+        # Small runs: at most an hour's worth of 5-second ticks. Saturations develop over
+        # hours, so their scenarios tick every 30 s instead.
+        assert scenario.duration_s / scenario.tick_s <= 3600 / 5
         SimConfig.for_scenario(scenario)
     broken = tmp_path / "broken.json"
     broken.write_text('{"name": "x", "duration_s": 60,')

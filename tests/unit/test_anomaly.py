@@ -74,6 +74,19 @@ def test_clean_daily_cycle_never_alarms_after_warmup(step, seed):
     assert max(r.score for r in results) < DEFAULT_DETECTOR_CONFIG.threshold
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_densely_sampled_clean_cycle_raises_no_level_shift(seed):
+    # A day at 5-second samples is 17,280 values: at the height set for 5-minute samples the
+    # CUSUM would cross it by chance; it gets a height for its own sampling rate.
+    results = run(SeriesDetector(), clean_series(1, 5.0, seed))
+    assert [i for i, r in enumerate(results) if r.is_anomaly and r.kind == "level_shift"] == []
+    detector = SeriesDetector(DetectorConfig(refractory=0))
+    assert run(detector, clean_series(0.1, 5.0, seed))[-1].warming_up is False
+    assert detector.to_state()["cusum_height"] == pytest.approx(
+        DEFAULT_DETECTOR_CONFIG.cusum_h + math.log(300.0 / 5.0) / 2
+    )
+
+
 def test_no_alarm_and_zero_score_during_warmup():
     config = DetectorConfig(warmup=50)
     detector = SeriesDetector(config)
@@ -121,6 +134,40 @@ def test_flat_line_is_flagged_once(seed):
     offsets = flagged_offsets(results, onset)
     assert len(offsets) == 1 and 3 <= offsets[0] <= 10
     assert results[onset + offsets[0]].kind == "flat_line"
+
+
+def spikes_at(offsets: list[int], seed: int = 0) -> tuple[list[tuple[float, float]], int]:
+    """A clean 5-minute cycle with spikes of +15 at ``offsets`` after a few days."""
+    series, onset = with_anomaly("spike", seed, after=400)
+    series = [(ts, x - 15 if i == onset else x) for i, (ts, x) in enumerate(series)]
+    for offset in offsets:
+        ts, x = series[onset + offset]
+        series[onset + offset] = (ts, x + 15)
+    return series, onset
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_refractory_period_gives_one_alarm_per_incident(seed):
+    refractory = DEFAULT_DETECTOR_CONFIG.refractory
+    series, onset = spikes_at([0, 30, refractory - 1, refractory + 50], seed)
+    offsets = flagged_offsets(run(SeriesDetector(), series), onset)
+    # The spikes 30 and refractory - 1 values later are part of the incident; the last is new.
+    assert offsets == [0, refractory + 50]
+    without = flagged_offsets(run(SeriesDetector(DetectorConfig(refractory=0)), series), onset)
+    assert without == [0, 30, refractory - 1, refractory + 50]
+
+
+def test_value_right_after_a_flag_may_confirm_it_then_the_incident_is_quiet():
+    series, onset = with_anomaly("spike", 0, after=300)
+    # A jump of 40 sigmas that lasts: flagged twice in a row (the worker's episodes need two),
+    # then held for the rest of the refractory period although the series stays up.
+    series = [(ts, x + 40 if i >= onset else x) for i, (ts, x) in enumerate(series)]
+    results = run(SeriesDetector(), series)
+    offsets = flagged_offsets(results, onset)
+    assert offsets[:2] == [0, 1]
+    assert all(o >= DEFAULT_DETECTOR_CONFIG.refractory for o in offsets[2:])
+    held = results[onset + 2 : onset + DEFAULT_DETECTOR_CONFIG.refractory]
+    assert all(r.score == 0.0 and not r.is_anomaly for r in held)
 
 
 def test_quantised_series_with_usual_repeats_does_not_alarm():
@@ -211,7 +258,13 @@ def test_non_finite_values_are_rejected(bad):
 
 @pytest.mark.parametrize(
     "change",
-    [{"warmup": -1}, {"z_threshold": 0}, {"variance_ratio": 1.0}, {"threshold": 1.0}],
+    [
+        {"warmup": -1},
+        {"z_threshold": 0},
+        {"variance_ratio": 1.0},
+        {"threshold": 1.0},
+        {"refractory": -1},
+    ],
 )
 def test_invalid_config_is_rejected(change):
     with pytest.raises(ValueError):
@@ -278,6 +331,15 @@ def test_pickle_round_trip_gives_identical_scores():
     restored = pickle.loads(pickle.dumps(original))
     assert restored.config == config
     assert run(restored, rest) == run(original, rest)
+
+
+def test_state_of_version_2_is_upgraded_out_of_any_refractory_period():
+    original = SeriesDetector()
+    rest = feed_half(original)
+    state = original.to_state()
+    assert state["alarm_age"] == DEFAULT_DETECTOR_CONFIG.refractory  # the shift is long past
+    old = {k: v for k, v in state.items() if k != "alarm_age"} | {"v": 2}
+    assert run(SeriesDetector.from_state(old), rest) == run(original, rest)
 
 
 def test_state_from_another_version_or_shape_is_rejected():
