@@ -56,8 +56,12 @@ SUPPORTED_ACTIONS = (
 """The ``kind:action`` pairs the actuator can map to a call; anything else is refused."""
 
 ADVISORY_KINDS = ("scheduled_scaling", "rightsize", "budget", "failover_blocked", "anomaly",
-                  "slo_burn")  # fmt: skip
-"""Decision kinds that inform a human (forecasts, alerts, plans) and never ask for a call."""
+                  "slo_burn", "risk")  # fmt: skip
+"""Decision kinds that inform a human (forecasts, alerts, plans) and never ask for a call.
+
+A ``risk`` decision's action is a suggestion ahead of a breach (``expand_volume``...): a
+person weighs it; when the breach comes, the scaling and remediation policies act.
+"""
 ADVISORY_ACTIONS = ("remediation:open_incident",)
 """Actions of actionable kinds that hand the problem to a human instead of acting."""
 
