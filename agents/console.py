@@ -33,7 +33,7 @@ from agents import actuator, failover, keda
 from models.policy.ledger import DecisionLedger
 from schemas.approval import Approval
 from schemas.config.actuation import parse_actuation_config
-from streams.runtime.app import app, settings, topic_names
+from streams.runtime.app import app, settings, topic_names, topics
 
 __all__ = ["ledger"]
 
@@ -43,6 +43,8 @@ PAGE = Path(__file__).with_name("console.html")
 SHOWN = 200
 """Decisions in one answer of ``state.json`` (newest first)."""
 _RETRY_S = 5.0
+_SETTLE_POLLS = 60
+_SETTLE_S = 3.0
 
 ledger = DecisionLedger()
 _approvals = app.topic(topic_names.approvals, partitions=settings.partitions, internal=True)
@@ -79,6 +81,17 @@ async def follow_decisions() -> None:
     from aiokafka import AIOKafkaConsumer
 
     names = (*topic_names.decisions(), topic_names.audit, topic_names.approvals)
+    # Started with the worker, while topics are still being created, the reader would log
+    # leader-not-available errors: it waits until the worker has its partitions, creates
+    # the topics it reads (as the worker would, with its partitions), and lets their
+    # leaders be elected.
+    for _ in range(_SETTLE_POLLS):
+        if app.consumer.assignment():
+            break
+        await asyncio.sleep(1.0)
+    for topic in (topics.scaling, topics.failover, topics.remediation, topics.audit, _approvals):
+        await topic.maybe_declare()
+    await asyncio.sleep(_SETTLE_S)
     while True:
         consumer = AIOKafkaConsumer(
             *names,
