@@ -25,6 +25,10 @@ Each brain is checkpointed every ``AUTOPILOT_CHECKPOINT_INTERVAL_S`` to the Faus
 ``tenant-brain`` (changelog ``<app>-tenant-brain-changelog``, compacted) under the key
 ``b"<p>"`` on changelog partition ``p``, and restored by the worker that gets partition
 ``p`` of ``interactions.by-tenant``.
+
+Erasure (:mod:`agents.erasure`): a brain restored from a checkpoint forgets the tenants
+erased since (:data:`erasures`), and a request of an erased tenant timed no later than its
+erasure is not learned from (it counts as processed).
 """
 
 from __future__ import annotations
@@ -38,11 +42,20 @@ from agents.runtime.edge import Edge
 from agents.runtime.publish import publish
 from models.brains.interactions import TenantRequest
 from models.brains.tenants import TenantBrain
+from models.compliance.erasure import ErasureLog
 from schemas import Rejection
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import SERIES_TRACKED
 
-__all__ = ["brains", "checkpoint", "decode_request", "encode_request", "send_request", "tenants"]
+__all__ = [
+    "brains",
+    "checkpoint",
+    "decode_request",
+    "encode_request",
+    "erasures",
+    "send_request",
+    "tenants",
+]
 
 LABEL = "interactions.by-tenant"
 
@@ -112,16 +125,31 @@ async def send_request(request: TenantRequest) -> None:
     )
 
 
+erasures = ErasureLog()
+"""Tenants erased, filled by :mod:`agents.erasure`: a brain restored from an older
+checkpoint forgets them, and their requests from before the erasure are not learned from."""
+
+
+def _load(state: dict | None) -> TenantBrain:
+    if state is None:
+        return TenantBrain()
+    brain = TenantBrain.from_state(state)
+    erasures.scrub(brain)
+    return brain
+
+
 store: PartitionBrains[TenantBrain] = PartitionBrains(
     "tenant-brain",
     "Tenant brain state per interactions.by-tenant partition.",
     topic_names.interactions_by_tenant,
-    lambda state: TenantBrain() if state is None else TenantBrain.from_state(state),
+    _load,
 )
 brains = store.brains
 
 
 async def _handle(request: TenantRequest) -> None:
+    if erasures.erased(request.tenant, request.ts):
+        return
     partition = handling_partition()
     for decision in store.get(partition).observe(request):
         await publish(decision, request.ts)

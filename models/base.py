@@ -9,7 +9,8 @@ series, a tenant) and is checkpointed key by key offers ``state_of(key)`` and
 ``restore(key, state)`` instead, so that a checkpoint writes only the keys that changed.
 
 Every brain bounds its memory per key (its docstring says how much) and drops keys idle
-for longer than its time to live with ``evict_idle(now)``, judged at its own event time.
+for longer than its time to live with ``evict_idle(now)``, judged at its own event time. A
+brain that learns per tenant forgets one on request (erasure) with ``forget(tenant)``.
 
 :mod:`models.registry` names the implementations of each protocol: the plugin point.
 ``tests/conformance`` checks every registered one against these protocols.
@@ -22,7 +23,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from models.forecast.load import Forecast
 
-__all__ = ["Checkpointed", "Detector", "EvictsIdle", "Forecaster", "KeyedCheckpointed"]
+__all__ = [
+    "Checkpointed",
+    "Detector",
+    "Erasable",
+    "EvictsIdle",
+    "Forecaster",
+    "KeyedCheckpointed",
+]
 
 
 @runtime_checkable
@@ -49,6 +57,15 @@ class EvictsIdle(Protocol):
     def watermark(self) -> float: ...
 
     def evict_idle(self, now: float) -> int: ...
+
+
+@runtime_checkable
+class Erasable(Protocol):
+    """A brain that learns per tenant and forgets one on request: what it learned from
+    the tenant's requests no later than ``seen_until`` (event time); returns whether it
+    held anything."""
+
+    def forget(self, tenant: str, seen_until: float = ...) -> bool: ...
 
 
 @runtime_checkable

@@ -21,7 +21,9 @@ class DeadLetter:
     """A payload that could not be used, with where it came from and why it was refused.
 
     ``detail`` never quotes the payload; the payload itself is only in ``payload_b64``, so
-    dead letters can be counted and triaged without exposing what they contain.
+    dead letters can be counted and triaged without exposing what they contain. A record
+    refused inside an envelope is dead-lettered alone: ``offset`` is the envelope's,
+    ``envelope_index`` its place in it, and the payload that record's JSON.
 
     Examples
     --------
@@ -65,6 +67,15 @@ class DeadLetter:
     ts: float = dataclasses.field(
         metadata=spec(EPOCH, "When the payload was dead-lettered, epoch seconds.")
     )
+    envelope_index: int | None = dataclasses.field(
+        default=None,
+        metadata=spec(
+            INTEGER,
+            "Index of the refused record in its envelope (the message at offset), or null"
+            " when the message as a whole was refused.",
+            minimum=0,
+        ),
+    )
 
     @classmethod
     def from_rejection(
@@ -77,6 +88,7 @@ class DeadLetter:
         raw: bytes | None,
         ts: float,
         keep_bytes: int | None = None,
+        envelope_index: int | None = None,
     ) -> DeadLetter:
         """Build the dead letter of a refused payload.
 
@@ -86,6 +98,8 @@ class DeadLetter:
             Keep only this many leading bytes of the payload, so that dead letters of
             oversized payloads fit the dead-letter topic; ``payload_size`` stays the
             original size. ``None`` keeps the exact payload.
+        envelope_index
+            Where the refused record sits in its envelope, for a record refused alone.
 
         """
         data = raw or b""
@@ -100,6 +114,7 @@ class DeadLetter:
             field=rejection.field,
             detail=rejection.detail,
             ts=ts,
+            envelope_index=envelope_index,
         )
 
     def payload(self) -> bytes:
@@ -118,6 +133,8 @@ class DeadLetter:
     def from_bytes(cls, data: bytes) -> DeadLetter:
         """Decode a dead letter written by :meth:`to_bytes`; for tests and tools.
 
+        Optional fields may be absent (dead letters written before they existed).
+
         Raises
         ------
         ValueError
@@ -128,6 +145,8 @@ class DeadLetter:
         if type(obj) is not dict:
             raise ValueError("a dead letter is a JSON object")
         try:
-            return cls(**{f.name: obj[f.name] for f in field_specs(cls)})
+            return cls(
+                **{f.name: obj[f.name] if f.required else obj.get(f.name) for f in field_specs(cls)}
+            )
         except KeyError as exc:
             raise ValueError(f"dead letter lacks field {exc.args[0]!r}") from None

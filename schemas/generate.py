@@ -41,7 +41,16 @@ from schemas.limits import Limits
 from schemas.records import ErrorEvent, Interaction, MetricSample, RemediationOutcome
 from schemas.timestamps import RFC3339_PATTERN
 
-__all__ = ["JSON_DIR", "SOURCES", "build_schemas", "main", "render", "schema_for"]
+__all__ = [
+    "ENVELOPES",
+    "JSON_DIR",
+    "SOURCES",
+    "build_schemas",
+    "envelope_schema_for",
+    "main",
+    "render",
+    "schema_for",
+]
 
 JSON_DIR = Path(__file__).parent / "json"
 """Where the generated files are committed."""
@@ -64,6 +73,12 @@ SOURCES: dict[str, tuple[type, bool, str]] = {
     Approval.TOPIC: (Approval, False, "Payloads of topic decisions.approvals."),
 }
 """Schema name -> (record class, whether unknown properties are allowed, description)."""
+
+ENVELOPES: dict[str, str] = {
+    f"{topic}.envelope": topic
+    for topic in (MetricSample.TOPIC, ErrorEvent.TOPIC, Interaction.TOPIC)
+}
+"""Envelope schema name -> the schema of the records it carries (a telemetry topic's)."""
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _INPUT_NOTE = (
@@ -112,12 +127,60 @@ def schema_for(
     }
 
 
+def envelope_schema_for(
+    name: str, record: dict[str, Any], limits: Limits | None = None
+) -> dict[str, Any]:
+    """Return the JSON Schema named ``name`` of an envelope of ``record`` documents.
+
+    The record schema is embedded under ``$defs``, so the file stands alone.
+
+    Examples
+    --------
+    >>> record = schema_for("feedback", RemediationOutcome, description="F.", additional=True)
+    >>> s = envelope_schema_for("feedback.envelope", record)
+    >>> s["required"], s["properties"]["samples"]["maxItems"]
+    (['samples'], 2000)
+    """
+    limits = Limits() if limits is None else limits
+    topic = record["$id"].rsplit(":", 1)[1]
+    embedded = {k: v for k, v in record.items() if k not in ("$schema", "$id")}
+    return {
+        "$schema": _DRAFT,
+        "$id": f"urn:paas-autopilot:schema:{name}",
+        "title": f"{record['title']}Envelope",
+        "description": (
+            f"A batch of records of topic {topic} in one message, all with the message's key."
+            " Each record is validated on its own: a refused one is dead-lettered alone, with"
+            " the envelope's offset and its index. A payload of the topic is either one record"
+            " or an envelope (an object with a samples member). Bounds are those of the default"
+            " limits (AUTOPILOT_MAX_ENVELOPE_RECORDS, AUTOPILOT_MAX_ENVELOPE_BYTES)."
+            " Other properties are ignored."
+        ),
+        "type": "object",
+        "properties": {
+            "samples": {
+                "description": "The records, in the order they are to be processed.",
+                "type": "array",
+                "minItems": 1,
+                "maxItems": limits.max_envelope_records,
+                "items": {"$ref": "#/$defs/record"},
+            }
+        },
+        "required": ["samples"],
+        "additionalProperties": True,
+        "$defs": {"record": embedded},
+    }
+
+
 def build_schemas(limits: Limits | None = None) -> dict[str, dict[str, Any]]:
     """Return every topic schema, keyed by schema name (the file is ``<name>.schema.json``)."""
-    return {
+    schemas = {
         name: schema_for(name, cls, description=description, additional=additional, limits=limits)
         for name, (cls, additional, description) in SOURCES.items()
     }
+    for name, topic in ENVELOPES.items():
+        schemas[name] = envelope_schema_for(name, schemas[topic], limits)
+    return schemas
 
 
 def render(schema: dict[str, Any]) -> str:

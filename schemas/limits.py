@@ -23,7 +23,12 @@ class Limits:
     Parameters
     ----------
     max_payload_bytes
-        Largest accepted payload, checked before decoding.
+        Largest accepted payload of a single record, checked before decoding.
+    max_envelope_bytes
+        Largest accepted envelope (``{"samples": [...]}``), checked before decoding; the
+        broker's default largest message.
+    max_envelope_records
+        Most records accepted in one envelope.
     max_depth
         Deepest accepted nesting of objects and arrays (the top-level object is depth 1),
         at most 1024 because orjson refuses deeper documents anyway.
@@ -43,8 +48,8 @@ class Limits:
     Examples
     --------
     >>> limits = Limits(max_metrics=16)
-    >>> limits.max_metrics, limits.max_payload_bytes
-    (16, 262144)
+    >>> limits.max_metrics, limits.max_payload_bytes, limits.max_envelope_records
+    (16, 262144, 2000)
     >>> bool(limits.name_re.fullmatch("eu-west-1"))
     True
     >>> Limits.from_env({"AUTOPILOT_MAX_PAST_S": "3600"}).max_past_s
@@ -57,6 +62,8 @@ class Limits:
     """
 
     max_payload_bytes: int = 256 * 1024
+    max_envelope_bytes: int = 1024 * 1024
+    max_envelope_records: int = 2000
     max_depth: int = 8
     max_string_len: int = 1024
     max_text_len: int = 8192
@@ -67,7 +74,14 @@ class Limits:
     name_re: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("max_payload_bytes", "max_depth", "max_string_len", "max_text_len"):
+        for name in (
+            "max_payload_bytes",
+            "max_envelope_bytes",
+            "max_envelope_records",
+            "max_depth",
+            "max_string_len",
+            "max_text_len",
+        ):
             _require_positive_int(name, getattr(self, name))
         _require_positive_int("max_metrics", self.max_metrics)
         if self.max_depth > 1024:
@@ -83,7 +97,8 @@ class Limits:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
         """Build limits from ``AUTOPILOT_*`` variables, defaulting whatever is unset.
 
-        Reads ``AUTOPILOT_MAX_PAYLOAD_BYTES``, ``AUTOPILOT_MAX_PAST_S``,
+        Reads ``AUTOPILOT_MAX_PAYLOAD_BYTES``, ``AUTOPILOT_MAX_ENVELOPE_BYTES``,
+        ``AUTOPILOT_MAX_ENVELOPE_RECORDS``, ``AUTOPILOT_MAX_PAST_S``,
         ``AUTOPILOT_MAX_FUTURE_S``, ``AUTOPILOT_NAME_PATTERN`` and ``AUTOPILOT_MAX_METRICS``.
 
         Raises
@@ -96,6 +111,8 @@ class Limits:
         kwargs: dict[str, object] = {}
         for var, name in (
             ("AUTOPILOT_MAX_PAYLOAD_BYTES", "max_payload_bytes"),
+            ("AUTOPILOT_MAX_ENVELOPE_BYTES", "max_envelope_bytes"),
+            ("AUTOPILOT_MAX_ENVELOPE_RECORDS", "max_envelope_records"),
             ("AUTOPILOT_MAX_METRICS", "max_metrics"),
         ):
             if (text := env.get(var)) is not None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 __all__ = [
     "APPROVALS",
     "AUDIT",
+    "AUDIT_TRAIL",
+    "CONTROL",
     "DLQ",
     "ERRORS",
     "FAILOVER",
@@ -40,6 +42,10 @@ AUDIT = "actions.audit"
 """What the actuator applied or refused, and why."""
 APPROVALS = "decisions.approvals"
 """A human's approval or rejection of a ``recommend`` decision, keyed like that decision."""
+AUDIT_TRAIL = "autopilot.audit"
+"""The tamper-evident trail: every decision, actuation and erasure, hash-chained per partition."""
+CONTROL = "autopilot.control"
+"""Compacted: operators' requests to every worker (erasures), keyed ``<verb>/<subject>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +58,7 @@ class TopicNames:
     >>> t.metrics, t.dlq
     ('test42.telemetry.metrics', 'test42.autopilot.dlq')
     >>> len(t.all())
-    11
+    13
     """
 
     prefix: str = ""
@@ -104,6 +110,16 @@ class TopicNames:
         """Approvals and rejections of recommendations, keyed like the decision they judge."""
         return self.prefix + APPROVALS
 
+    @property
+    def audit_trail(self) -> str:
+        """The tamper-evident trail (:mod:`models.compliance.trail`)."""
+        return self.prefix + AUDIT_TRAIL
+
+    @property
+    def control(self) -> str:
+        """Operators' requests to every worker, compacted (:mod:`agents.erasure`)."""
+        return self.prefix + CONTROL
+
     def telemetry(self) -> tuple[str, ...]:
         """Topics whose every message must be accounted for (consumed = processed + DLQ):
         the input topics, and the one the worker repartitions interactions to."""
@@ -119,7 +135,15 @@ class TopicNames:
         return (self.scaling, self.failover, self.remediation)
 
     def all(self) -> tuple[str, ...]:
-        return (*self.telemetry(), *self.decisions(), self.dlq, self.audit, self.approvals)
+        return (
+            *self.telemetry(),
+            *self.decisions(),
+            self.dlq,
+            self.audit,
+            self.audit_trail,
+            self.control,
+            self.approvals,
+        )
 
 
 def telemetry_key(service: str, region: str) -> bytes:

@@ -7,6 +7,7 @@ Every failure is a :class:`Rejection` carrying one of :data:`schemas.REASONS`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -33,9 +34,12 @@ from schemas.records import KIND_RECORDS, KINDS, Record
 from schemas.rejection import Rejection
 from schemas.timestamps import parse_rfc3339
 
-__all__ = ["encode", "parse"]
+__all__ = ["ENVELOPE_FIELD", "Envelope", "encode", "parse", "parse_message"]
 
 _Check = Callable[[FieldSpec, Any, float, Limits], Any]
+
+ENVELOPE_FIELD = "samples"
+"""The member of an envelope that holds its records."""
 
 _EMPTY = Rejection("empty_payload", None, "payload is empty")
 _METRIC_NAME_RE = re.compile(METRIC_NAME_PATTERN)
@@ -109,26 +113,135 @@ def parse(kind: str, raw: bytes | None, *, now: float, limits: Limits) -> Record
     'not_an_object'
 
     """
+    plan = _plan(kind)
+    if raw is not None and type(raw) is not bytes:
+        raw = bytes(raw)
+    obj = _decode(raw, limits.max_payload_bytes, limits)
+    if type(obj) is Rejection:
+        return obj
+    return _build(plan, obj, now, limits)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Envelope:
+    """The records of one envelope message, each validated on its own.
+
+    Parameters
+    ----------
+    records
+        In envelope order, a record or the :class:`Rejection` of that record alone.
+    documents
+        The decoded records, in the same order, kept so that a refused one can be
+        dead-lettered on its own (:meth:`payload`).
+    """
+
+    records: list[Record | Rejection]
+    documents: list[Any]
+
+    def payload(self, index: int) -> bytes:
+        """Record ``index`` alone, as compact JSON: what its dead letter keeps.
+
+        The envelope was decoded, so this is the record's JSON re-encoded, equal in value
+        to what the producer sent, not necessarily in bytes (spacing, ``1`` read as
+        ``1.0`` in a metrics map).
+        """
+        return orjson.dumps(self.documents[index])
+
+
+def parse_message(
+    kind: str, raw: bytes | None, *, now: float, limits: Limits
+) -> Record | Rejection | Envelope:
+    """Like :func:`parse`, but a payload may also be an envelope of records.
+
+    An envelope is a JSON object with a ``samples`` array of up to
+    ``limits.max_envelope_records`` records (other members are ignored); it may be up to
+    ``limits.max_envelope_bytes`` long. Each of its records is validated as :func:`parse`
+    validates a single one. An envelope that cannot be read as one (not JSON, too large,
+    ``samples`` not a non-empty array, too many records) is a :class:`Rejection` as a whole.
+
+    Examples
+    --------
+    >>> limits, now = Limits(), 1700000010.0
+    >>> raw = b'{"samples": [{"ts": 1700000000, "region": "eu-west-1", "service": "api",'
+    >>> raw += b' "metrics": {"rps": 120}}, {"ts": 1700000005, "region": "eu-west-1"}]}'
+    >>> envelope = parse_message("metrics", raw, now=now, limits=limits)
+    >>> [type(r).__name__ for r in envelope.records]
+    ['MetricSample', 'Rejection']
+    >>> envelope.records[1].reason, envelope.payload(1)
+    ('missing_field', b'{"ts":1700000005,"region":"eu-west-1"}')
+    >>> parse_message("metrics", b'{"samples": []}', now=now, limits=limits).reason
+    'bad_value'
+    >>> parse_message("metrics", b'{"ts": 1700000000}', now=now, limits=limits).reason
+    'missing_field'
+
+    """
+    plan = _plan(kind)
+    if raw is not None and type(raw) is not bytes:
+        raw = bytes(raw)
+    obj = _decode(raw, limits.max_envelope_bytes, limits)
+    if type(obj) is Rejection:
+        return obj
+    if type(obj) is dict and ENVELOPE_FIELD in obj:
+        return _unpack(plan, obj, now, limits)
+    # The envelope bound let it through; a single record has the tighter one.
+    size = len(raw)  # type: ignore[arg-type]
+    if size > limits.max_payload_bytes:
+        return _too_large(size, limits.max_payload_bytes)
+    return _build(plan, obj, now, limits)
+
+
+_Plan = tuple[type, tuple[tuple[str, "_Check", FieldSpec], ...], frozenset[str]]
+
+
+def _plan(kind: str) -> _Plan:
     plan = _PLANS.get(kind)
     if plan is None:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return plan
+
+
+def _too_large(size: int, bound: int) -> Rejection:
+    return Rejection("payload_too_large", None, f"payload has {size} bytes (max {bound})")
+
+
+def _decode(raw: bytes | None, max_bytes: int, limits: Limits) -> Any:
+    """The decoded JSON value of ``raw``, or the :class:`Rejection` of the payload as a whole."""
     if raw is None:
         return _EMPTY
-    if type(raw) is not bytes:
-        raw = bytes(raw)
     size = len(raw)
-    if size > limits.max_payload_bytes:
-        return Rejection(
-            "payload_too_large",
-            None,
-            f"payload has {size} bytes (max {limits.max_payload_bytes})",
-        )
+    if size > max_bytes:
+        return _too_large(size, max_bytes)
     if size == 0:
         return _EMPTY
     try:
-        obj = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return _decode_rejection(raw, exc, limits.max_depth)
+
+
+def _unpack(plan: _Plan, obj: dict[str, Any], now: float, limits: Limits) -> Envelope | Rejection:
+    samples = obj[ENVELOPE_FIELD]
+    if type(samples) is not list:
+        return Rejection(
+            "wrong_type", ENVELOPE_FIELD, f"samples must be an array, got {_json_type(samples)}"
+        )
+    if not samples:
+        return Rejection("bad_value", ENVELOPE_FIELD, "an envelope holds at least one record")
+    if len(samples) > limits.max_envelope_records:
+        return Rejection(
+            "too_many_entries",
+            ENVELOPE_FIELD,
+            f"envelope has {len(samples)} records (max {limits.max_envelope_records})",
+        )
+    if len(obj) > 1:
+        for key, value in obj.items():
+            if key != ENVELOPE_FIELD and _deeper_than(value, limits.max_depth - 1):
+                return _too_deep(limits.max_depth)
+    return Envelope([_build(plan, doc, now, limits) for doc in samples], samples)
+
+
+def _build(plan: _Plan, obj: Any, now: float, limits: Limits) -> Record | Rejection:
+    """The record of one decoded document, or why it is refused."""
     max_depth = limits.max_depth
     if type(obj) is not dict:
         if _deeper_than(obj, max_depth):
@@ -425,7 +538,7 @@ _CHECKS: dict[str, _Check] = {
     METRICS: _check_metrics,
 }
 
-_PLANS: dict[str, tuple[type, tuple[tuple[str, _Check, FieldSpec], ...], frozenset[str]]] = {
+_PLANS: dict[str, _Plan] = {
     kind: (
         cls,
         tuple((spec.name, _CHECKS[spec.kind], spec) for spec in field_specs(cls)),

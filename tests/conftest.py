@@ -93,8 +93,12 @@ class WorkerProcess:
         assert sim.returncode == 0, sim.stderr[-2000:]
         return orjson.loads(summary_path.read_bytes()), orjson.loads(truth_path.read_bytes())
 
-    def wait_consumed(self, topic: str, count: int, timeout: float = 180) -> None:
-        """Wait until this worker has consumed ``count`` messages of logical ``topic``."""
+    def wait_consumed(self, topic: str, count: int, timeout: float = 300) -> None:
+        """Wait until this worker has consumed ``count`` records of logical ``topic``.
+
+        The simulator sends envelopes, so a worker reads the other topics' records faster
+        than before and ``topic``'s come later: on a loaded machine, minutes later.
+        """
         wait_until(
             lambda: self.metric("autopilot_events_consumed_total", topic=topic) >= count,
             timeout,

@@ -50,12 +50,14 @@ Scope = tuple[tuple[str, str], ...]
 
 
 class _Series:
-    __slots__ = ("rightsized", "spot_done", "tracker")
+    __slots__ = ("hourly", "rightsized", "spot_done", "tracker")
 
     def __init__(self, tracker: CostTracker) -> None:
         self.tracker = tracker
         self.rightsized: str | None = None  # target type of the last rightsize decision
         self.spot_done = False
+        # The price of one replica, looked up once: the price table does not change.
+        self.hourly: float | None = None
 
 
 def _scope_name(scope: Scope) -> str:
@@ -171,9 +173,12 @@ class CostBrain:
         ts, service, region = sample.ts, sample.service, sample.region
         entry = self._get((service, region))
         tracker = entry.tracker
+        hourly = entry.hourly
+        if hourly is None:
+            hourly = entry.hourly = self.prices.replica_hourly(service, region)
         tracker.learn_one(
             ts,
-            replicas * self.prices.replica_hourly(service, region),
+            replicas * hourly,
             cpu_util=metrics.get("cpu_util"),
             mem_util=metrics.get("mem_util"),
             replicas=replicas,

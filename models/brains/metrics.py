@@ -47,8 +47,8 @@ SCALING_MODEL_VERSION = "predictive-scaler/1"
 # Replicas and cost are what the scaler controls, not symptoms: a scale-out
 # must not look like an anomaly.
 NOT_DETECTED = frozenset({"replicas", "cost_per_hour"})
-# Utilisation steps whenever the replica count changes, so its anomalies are
-# scored (for health) but not published as decisions unless asked for.
+# Utilisation steps whenever the replica count changes, so its anomalies are not
+# published as decisions unless asked for (and, unpublished, not scored at all).
 NOT_PUBLISHED = frozenset({"cpu_util", "mem_util"})
 # For these, only a value above what was expected is news: latency falling after a
 # scale-out, or as load ebbs in the evening, is not an incident.
@@ -62,7 +62,9 @@ class SeriesBrain:
 
     Memory: one detector (about 2 KiB) per detected metric, at most
     ``max_metrics`` of them, one breach forecaster (about 0.5 KiB) per watched
-    saturating metric, plus one predictive policy (about 12 KiB).
+    saturating metric, plus one predictive policy (about 12 KiB). ``quiet`` holds each
+    detected metric's episode counters: (unflagged samples since the last flag,
+    consecutive flags).
     """
 
     detectors: dict[str, SeriesDetector] = field(default_factory=dict)
@@ -93,7 +95,8 @@ class MetricsBrain:
     min_flagged
         Consecutive flagged samples that make an episode, so a lone blip is not news.
     published_exclude
-        Metrics whose anomalies are scored but not published as decisions.
+        Metrics whose anomalies are not published as decisions. Nothing else reads an
+        anomaly score, so they get no detector either: a third of the work per sample.
     lower_is_better
         Metrics whose anomalies below the expected value start no episode.
     breach_limits
@@ -151,6 +154,8 @@ class MetricsBrain:
         self.max_metrics = max_metrics
         self.max_series = max_series
         self.ttl_s = ttl_s
+        # Metrics that never get a detector.
+        self._unscored = NOT_DETECTED | published_exclude
         self._series: OrderedDict[tuple[str, str], SeriesBrain] = OrderedDict()
 
     def __len__(self) -> int:
@@ -192,6 +197,8 @@ class MetricsBrain:
             brain.first_ts = ts
         brain.last_ts = ts
         decisions = []
+        detectors, quiet_of, unscored = brain.detectors, brain.quiet, self._unscored
+        lower_is_better = self.lower_is_better
         for metric, value in metrics.items():
             limit = self.breach_limits.get(metric)
             if limit is not None:
@@ -203,35 +210,31 @@ class MetricsBrain:
                     decisions.append(
                         _risk_decision(ts, service, region, metric, float(value), risk, limit)
                     )
-            if metric in NOT_DETECTED:
+            if metric in unscored:
                 continue
-            detector = brain.detectors.get(metric)
+            detector = detectors.get(metric)
             if detector is None:
-                if len(brain.detectors) >= self.max_metrics:
+                if len(detectors) >= self.max_metrics:
                     continue
-                detector = brain.detectors[metric] = SeriesDetector(DEFAULT_DETECTOR_CONFIG)
+                detector = detectors[metric] = SeriesDetector(DEFAULT_DETECTOR_CONFIG)
             result = detector.update(ts, float(value))
-            flagged = result.is_anomaly and (
-                metric not in self.lower_is_better or value > result.expected
-            )
-            if self._starts_episode(brain, metric, flagged) and (
-                metric not in self.published_exclude
+            # Episode bookkeeping, inlined: quiet counts unflagged samples since the last
+            # flag, run consecutive flags. An episode starts when a run reaches
+            # min_flagged after a quiet spell.
+            quiet, run = quiet_of.get(metric, (self.episode_quiet, 0))
+            if not (
+                result.is_anomaly and (metric not in lower_is_better or value > result.expected)
             ):
+                quiet_of[metric] = (quiet + 1, 0)
+                continue
+            run += 1
+            quiet_of[metric] = (0 if run >= self.min_flagged else quiet, run)
+            if run == self.min_flagged and quiet >= self.episode_quiet:
                 decisions.append(_anomaly_decision(ts, service, region, metric, value, result))
         scaling = self._scale(brain, ts, metrics)
         if scaling is not None:
             decisions.append(_scaling_decision(service, region, scaling))
         return decisions
-
-    def _starts_episode(self, brain: SeriesBrain, metric: str, flagged: bool) -> bool:
-        # quiet counts unflagged samples since the last flag; run counts consecutive
-        # flags. An episode starts when a run reaches min_flagged after a quiet spell.
-        quiet, run = brain.quiet.get(metric, (self.episode_quiet, 0))
-        if not flagged:
-            brain.quiet[metric] = (quiet + 1, 0)
-            return False
-        brain.quiet[metric] = (0 if run + 1 >= self.min_flagged else quiet, run + 1)
-        return run + 1 == self.min_flagged and quiet >= self.episode_quiet
 
     def _scale(
         self, brain: SeriesBrain, ts: float, metrics: Mapping[str, float]
@@ -341,9 +344,11 @@ class MetricsBrain:
         policy.capacity.load_state(state["capacity"])
         policy.scaler.load_state(state["scaler"])
         self._series[key] = SeriesBrain(
+            # An older checkpoint may score metrics no longer scored: they are dropped.
             detectors={
                 m: SeriesDetector.from_state(s, DEFAULT_DETECTOR_CONFIG)
                 for m, s in state["detectors"].items()
+                if m not in self._unscored
             },
             # A checkpoint from before breach forecasting has none: they start afresh.
             risks={
@@ -351,7 +356,7 @@ class MetricsBrain:
                 for m, s in state.get("risks", {}).items()
                 if m in self.breach_limits
             },
-            quiet={m: (q, r) for m, (q, r) in state["quiet"].items()},
+            quiet={m: (q, r) for m, (q, r) in state["quiet"].items() if m not in self._unscored},
             policy=policy,
             last_desired=state["last_desired"],
             first_ts=state["first_ts"],

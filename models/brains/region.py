@@ -98,7 +98,8 @@ class RegionBrain:
     Examples
     --------
     Two minutes of telemetry from every region, then us-east stops. Its silence shows as the
-    others keep reporting, and it is failed over three evaluations after it turns unhealthy:
+    others keep reporting, and it is failed over at the first evaluation that finds it silent
+    for ``silence_fail_s`` (12.5 s; see :class:`~models.policy.failover.FailoverPolicy`):
 
     >>> from schemas.config.regions import load_region_config
     >>> brain = RegionBrain(load_region_config())
@@ -111,7 +112,7 @@ class RegionBrain:
     ...             brain.observe_interaction(ts, region, True, None)
     ...     drafts += brain.advance()
     >>> [(d.kind, d.region, d.target, round(d.ts - 1_700_000_115.0)) for d in drafts]
-    [('failover', 'us-east', 'eu-west', 25)]
+    [('failover', 'us-east', 'eu-west', 15)]
     >>> brain.failed_regions
     ('us-east',)
 

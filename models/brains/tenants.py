@@ -129,6 +129,37 @@ class TenantBrain:
             "behaviour_profiles": len(self.behaviour),
         }
 
+    def holds(self, tenant: str) -> dict[str, int]:
+        """What the brain holds of ``tenant``, in counts (all 0 once it is forgotten).
+
+        >>> brain = TenantBrain()
+        >>> _ = brain.observe(TenantRequest(1_704_067_200.0, "t_c162214972b5", "api", "eu", True))
+        >>> brain.holds("t_c162214972b5")
+        {'burn_windows': 1, 'usage_profiles': 1, 'behaviour_profiles': 1}
+        """
+        return {
+            "burn_windows": int(tenant in self.slo),
+            "usage_profiles": sum(1 for t, _ in self.usage.tenants() if t == tenant),
+            "behaviour_profiles": int(any(t == tenant for t in self.behaviour)),
+        }
+
+    def forget(self, tenant: str, seen_until: float = math.inf) -> bool:
+        """Erase what every model learned of ``tenant`` (a pseudonym) from requests no later
+        than ``seen_until`` (event time); return whether anything was held.
+
+        A model that heard from the tenant after ``seen_until`` keeps it: that is learning
+        from after the erasure, which the caller let through.
+
+        >>> brain = TenantBrain()
+        >>> _ = brain.observe(TenantRequest(1_704_067_200.0, "t_c162214972b5", "api", "eu", True))
+        >>> brain.forget("t_c162214972b5"), brain.stats()["tenants"], brain.forget("t_c162214972b5")
+        (True, 0, False)
+        """
+        slo = self.slo.forget(tenant, seen_until)
+        usage = self.usage.forget_tenant(tenant, seen_until)
+        behaviour = self.behaviour.forget(tenant, seen_until)
+        return bool(slo or usage or behaviour)
+
     def evict_idle(self, now: float) -> int:
         """Drop idle keys from every model; return how many."""
         return (

@@ -183,6 +183,15 @@ class TenantBehaviour:
         entry.profile.learn_one(ts, weight)
         return self._evaluate(tenant, entry, max(ts, entry.count_ts))
 
+    def forget(self, tenant: str, seen_until: float = math.inf) -> bool:
+        """Drop ``tenant``'s profile (erasure) if it was last fed no later than
+        ``seen_until``; return whether it was dropped."""
+        entry = self._tenants.get(tenant)
+        if entry is None or entry.profile.last_ts > seen_until:
+            return False
+        del self._tenants[tenant]
+        return True
+
     def check(self, now: float) -> list[BehaviourAnomaly]:
         """Judge every tenant at event time ``now`` (the watermark); return new anomalies.
 

@@ -267,6 +267,8 @@ class LoadForecaster:
         self._pending: list[deque[tuple[float, ...]]] = [
             deque(maxlen=self.pending_per_horizon) for _ in range(n_h)
         ]
+        # How late a pending forecast may still be scored, per horizon.
+        self._max_lags = tuple(max(300.0, 0.25 * h) for h in self.horizons_s)
         self._prior: list[float] | Callable[[float], float] | None = None
 
     # ----------------------------------------------------------------------------- prior
@@ -420,12 +422,14 @@ class LoadForecaster:
             pending.append((ts + h, self._combine(i, experts), *experts))
 
     def _score_pending(self, ts: float, y: float) -> None:
-        a = self._offset()
-        target_log = math.log(y + a)
-        for i, h in enumerate(self.horizons_s):
+        a = target_log = None
+        for i, max_lag in enumerate(self._max_lags):
             pending = self._pending[i]
-            max_lag = max(300.0, 0.25 * h)
             while pending and pending[0][0] <= ts:
+                if a is None:
+                    # A sample that scores nothing needs neither log.
+                    a = self._offset()
+                    target_log = math.log(y + a)
                 target, combined, *experts = pending.popleft()
                 if ts - target > max_lag:
                     continue

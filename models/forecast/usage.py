@@ -491,6 +491,26 @@ class UsageModel:
         mean = sum(total) / HOURS_PER_WEEK
         return None if mean <= 0 else [c / mean for c in total]
 
+    def forget_tenant(self, tenant: str, seen_until: float = math.inf) -> int:
+        """Drop every (``tenant``, service) profile (erasure) last fed no later than
+        ``seen_until``; return how many. The (service, region) profiles are sums over
+        all tenants and stay.
+
+        >>> m = UsageModel()
+        >>> _ = m.learn_tenant(100.0, "t_1", "api", "eu-west")
+        >>> _ = m.learn_tenant(100.0, "t_1", "web", "eu-west")
+        >>> m.forget_tenant("t_1"), len(m)
+        (2, 0)
+        """
+        keys = [
+            k
+            for k, v in self._tenants.items()
+            if k[0] == tenant and v.profile.last_ts <= seen_until
+        ]
+        for key in keys:
+            del self._tenants[key]
+        return len(keys)
+
     def evict_idle(self, now: float) -> int:
         """Drop keys without an event for ``ttl_s``; return how many."""
         dropped = 0

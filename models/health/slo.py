@@ -496,6 +496,21 @@ class BurnRateMonitor:
         return None if win is None else win.last_ts
 
     # ---------------------------------------------------------------------- maintenance
+    def forget(self, key: Hashable, seen_until: float = math.inf) -> bool:
+        """Drop ``key`` (erasure) if its last request is no later than ``seen_until``;
+        return whether it was dropped.
+
+        >>> mon = BurnRateMonitor()
+        >>> _ = mon.learn_one("t_1", 100.0, True)
+        >>> mon.forget("t_1", seen_until=50.0), mon.forget("t_1"), "t_1" in mon
+        (False, True, False)
+        """
+        win = self._keys.get(key)
+        if win is None or win.last_ts > seen_until:
+            return False
+        del self._keys[key]
+        return True
+
     def evict_idle(self, now: float) -> int:
         """Drop keys without a request for ``ttl_s`` event seconds; return how many."""
         idle = [k for k, w in self._keys.items() if now - w.last_ts > self.ttl_s]

@@ -64,10 +64,20 @@ def month_bounds(ts: float) -> tuple[float, float]:
     >>> (end - start) / 86_400, end
     (31.0, 1706745600.0)
     """
+    global _last_month
+    start, end = _last_month
+    # Every sample asks, nearly always about the month asked last.
+    if start <= ts < end:
+        return _last_month
     dt = datetime.fromtimestamp(ts, UTC)
-    start = datetime(dt.year, dt.month, 1, tzinfo=UTC)
-    end = datetime(dt.year + dt.month // 12, dt.month % 12 + 1, 1, tzinfo=UTC)
-    return start.timestamp(), end.timestamp()
+    start = datetime(dt.year, dt.month, 1, tzinfo=UTC).timestamp()
+    end = datetime(dt.year + dt.month // 12, dt.month % 12 + 1, 1, tzinfo=UTC).timestamp()
+    _last_month = (start, end)
+    return _last_month
+
+
+# The month month_bounds found last: its answer for any ts in [start, end).
+_last_month = (math.inf, -math.inf)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,13 @@
 A region is declared failed after ``fail_after`` consecutive unhealthy evaluations and
 recovered after ``recover_after`` consecutive healthy ones, a longer run (hysteresis): a
 region alternating between good and bad minutes is failed over once and stays so until it has
-been stable for a while. Each relapse soon after a failback (within ``relapse_window_s``)
+been stable for a while. Silence is the exception to waiting: a region whose telemetry has
+stopped for ``silence_fail_s`` while the others report is failed at the first evaluation
+that sees it. The run of unhealthy evaluations is there to wait out transients (a GC pause,
+a glitch, an availability zone drained by its load balancer) that one metrics sample cannot
+tell from an outage; silence measured in seconds has already lasted that long, and the
+health's grace (:class:`~models.health.region.HealthConfig`) has already excused producer
+lag. Each relapse soon after a failback (within ``relapse_window_s``)
 doubles the recovery run required, up to ``2 ** max_backoff`` times, so a region that keeps
 failing soon after it is trusted again is trusted ever more slowly.
 
@@ -167,6 +173,16 @@ class FailoverPolicy:
         Evaluation period in event seconds. An evaluation less than half of it after the
         previous one counts for nothing, so a timer firing while event time stands still (a
         stalled pipeline, a restart replaying the last tick) adds no evidence.
+    silence_fail_s
+        An unhealthy region silent for at least this many event seconds is failed at once
+        (``None``: never). The default, 12.5 s, is the default health's grace for producer
+        lag (10 s) plus its silence tolerance (2.5 s): the silence at which silence alone
+        turns a region unhealthy. Waiting for ``fail_after`` evaluations as well would take
+        10 s more and excuse no more lag: the grace is the knob for that (the bench's lag
+        episodes reach 8 s; its healthy days show at most 9.8 s of silence). Silence of the
+        whole pipeline stops the watermark, so it never reaches this; and for the first
+        ``fail_after`` evaluations after event time stood still, while the held telemetry
+        of the regions arrives unevenly, silence waits for the usual run too.
 
     Notes
     -----
@@ -221,6 +237,7 @@ class FailoverPolicy:
         weights: tuple[float, float, float] = (0.5, 0.3, 0.2),
         latency_scale_ms: float = 100.0,
         interval_s: float = 5.0,
+        silence_fail_s: float | None = 12.5,
     ) -> None:
         if fail_after < 1:
             raise ValueError("fail_after must be >= 1")
@@ -232,6 +249,8 @@ class FailoverPolicy:
             raise ValueError("weights must be three non-negative numbers, not all 0")
         if latency_scale_ms <= 0 or interval_s <= 0:
             raise ValueError("latency_scale_ms and interval_s must be > 0")
+        if silence_fail_s is not None and not silence_fail_s > 0:
+            raise ValueError("silence_fail_s must be > 0 or None")
         self.config = config
         self.fail_after = fail_after
         self.recover_after = recover_after
@@ -240,7 +259,11 @@ class FailoverPolicy:
         self.weights = tuple(float(w) for w in weights)
         self.latency_scale_ms = latency_scale_ms
         self.interval_s = interval_s
+        self.silence_fail_s = silence_fail_s
         self._last_eval: float | None = None
+        # Evaluations in a row at the regular pace of event time: after event time stood
+        # still (a stalled pipeline, our own partition), it catches up on a backlog.
+        self._steady = 0
         self._cheapest = min((r.cost for r in config.regions.values()), default=1.0)
         self._state: dict[str, _RegionState] = {name: _RegionState() for name in config.names}
 
@@ -347,6 +370,8 @@ class FailoverPolicy:
         """
         if self._last_eval is not None and now - self._last_eval < self.interval_s / 2:
             return []
+        steady = self._last_eval is not None and now - self._last_eval <= 2 * self.interval_s
+        self._steady = self._steady + 1 if steady else 0
         self._last_eval = now
         recovered: list[str] = []
         newly_failed: list[str] = []
@@ -362,7 +387,9 @@ class FailoverPolicy:
                 state.healthy_run = 0
             if state.failed and state.healthy_run >= self.recovery_needed(name):
                 recovered.append(name)
-            elif not state.failed and state.unhealthy_run >= self.fail_after:
+            elif not state.failed and (
+                state.unhealthy_run >= self.fail_after or self._silent(report)
+            ):
                 newly_failed.append(name)
 
         drafts = [self._failback(now, name, reports[name]) for name in recovered]
@@ -386,6 +413,23 @@ class FailoverPolicy:
             # and an empty traffic map then must not read as new default traffic.
             drafts.extend(self._place(now, name, sorted(classes), reports))
         return drafts
+
+    def _silent(self, report: HealthReport) -> bool:
+        """Whether ``report`` shows a region unhealthy and silent for ``silence_fail_s``,
+        while event time has moved at its regular pace for ``fail_after`` evaluations.
+
+        When every region goes quiet at once (our own outage), event time stops; when it
+        resumes, the regions' held telemetry arrives over a few seconds, and a minute of
+        event time passes in one of them: a region whose backlog comes a few seconds late
+        looks silent for a minute. That silence is ours, not the region's, so until event
+        time is steady again silence waits for the usual run of evaluations.
+        """
+        return (
+            self.silence_fail_s is not None
+            and not report.healthy
+            and report.silent_for_s >= self.silence_fail_s
+            and self._steady >= self.fail_after
+        )
 
     def _place(
         self, now: float, region: str, classes: list[str], reports: Mapping[str, HealthReport]
@@ -430,6 +474,7 @@ class FailoverPolicy:
             "consecutive_healthy": state.healthy_run,
             "thresholds": {
                 "fail_after": self.fail_after,
+                "silence_fail_s": self.silence_fail_s,
                 "recover_after": self.recovery_needed(region),
                 "relapses": state.relapses,
                 "relapse_window_s": self.relapse_window_s,
@@ -439,6 +484,12 @@ class FailoverPolicy:
         if rankings is not None:
             evidence["ranking"] = {dc: r.to_dict() for dc, r in sorted(rankings.items())}
         return evidence
+
+    def _why_failed(self, region: str, report: HealthReport | None) -> str:
+        run = self._state[region].unhealthy_run
+        if run < self.fail_after and report is not None and self._silent(report):
+            return f"has been silent for {report.silent_for_s:.0f} s while the others report"
+        return f"was unhealthy for {run} consecutive evaluations"
 
     def _failover(
         self,
@@ -452,8 +503,8 @@ class FailoverPolicy:
         best = rankings[moved[0]].candidates[0]
         score = 0.0 if report is None else report.score
         reason = (
-            f"{region} was unhealthy for {self._state[region].unhealthy_run} consecutive "
-            f"evaluations ({_health_phrase(report)}), so its {', '.join(moved)} traffic moves to "
+            f"{region} {self._why_failed(region, report)} ({_health_phrase(report)}), so its "
+            f"{', '.join(moved)} traffic moves to "
             f"{target}, the best healthy region allowed to serve it ({best['latency_ms']:g} ms "
             f"away, {best['headroom']:.0%} headroom, cost {best['cost']:g})."
         )
@@ -489,8 +540,8 @@ class FailoverPolicy:
             whys.append(f"{dc} may be served in {allowed} only [{others or 'no other region'}]")
         score = 0.0 if report is None else report.score
         reason = (
-            f"{region} was unhealthy for {self._state[region].unhealthy_run} consecutive "
-            f"evaluations ({_health_phrase(report)}) but its {', '.join(blocked)} traffic stays: "
+            f"{region} {self._why_failed(region, report)} ({_health_phrase(report)}) but its "
+            f"{', '.join(blocked)} traffic stays: "
             f"no healthy region allowed to serve it can take it: {'; '.join(whys)}."
         )
         return FailoverDecisionDraft(
@@ -544,6 +595,7 @@ class FailoverPolicy:
         return {
             "v": _STATE_VERSION,
             "last_eval": self._last_eval,
+            "steady": self._steady,
             "regions": {name: s.to_dict() for name, s in sorted(self._state.items())},
         }
 
@@ -559,6 +611,7 @@ class FailoverPolicy:
             raise ValueError(f"unsupported failover policy state version {state.get('v')!r}")
         policy = cls(config, **settings)
         policy._last_eval = state["last_eval"]
+        policy._steady = int(state.get("steady", 0))
         for name, raw in state["regions"].items():
             if name not in policy._state:
                 continue

@@ -5,24 +5,29 @@ region, error type, error template and the top root-cause hint) and says how sur
 Each (context, action) has a Beta posterior over its success probability, from the outcomes
 that came back: ``Beta(1 + successes, 1 + failures)``.
 
-Contexts are looked at from fine to coarse (:data:`DEFAULT_LEVELS`): the decision uses the
-finest level whose context has at least ``backoff_obs`` outcomes (any action), or as many as
-any coarser level, else the coarsest level with any outcome. So a new template of a known
-error type starts from what the error type taught, and gets its own statistics as outcomes
-come in; when deciding at a finer level, the sampling borrows a few outcomes' worth of the
-next coarser level's record as a prior, so that the finer context does not try every
-action again.
+Contexts are looked at from fine to coarse (:data:`DEFAULT_LEVELS`). Statistical strength
+is shared between them hierarchically (:func:`borrow`): a level borrows its parent level's
+outcomes of the sibling contexts (at most ``prior_weight`` per action), scaled by the
+posterior probability that it is like them, which its own outcomes decide: a new template
+of a known error type starts from what the error type taught, a new service or cause from
+what the template taught, and a context whose outcomes contradict its siblings' soon stands
+on its own. The root-cause hint is one of the context's fields, so what a deploy or a metric
+anomaly shows is learned as context too.
 
-At that level:
-
-* if some action has at least ``min_obs`` outcomes and the ``quantile`` (5 %) quantile of
-  its posterior is at least ``auto_lower`` (0.8), the one with the highest such lower bound
-  is taken in mode ``auto``: applied without a human;
-* otherwise an action is drawn by Thompson sampling (each action's posterior is sampled,
-  the highest draw wins) and *recommended* to a human, whose outcome teaches the policy;
-  the draws are seeded by the policy's seed and the decision's basis, so a replay of the
-  same input on the same statistics (a worker restarted from a checkpoint taken before
-  the decision) draws the same action and gets the same decision id;
+* **auto**: at a level that includes the template (``auto_fields``), finest first, an
+  action whose record there (own outcomes and what it borrows) has at least ``min_obs``
+  outcomes and a ``quantile`` (5 %) lower bound of at least ``auto_lower`` (0.8), and that
+  succeeded at least ``min_own`` times at that level itself, is applied without a human,
+  unless a finer context of the burst shows with 95 % confidence that it works less often
+  than ``auto_lower`` there. The finest level with such an action is used; among its
+  actions, the highest lower bound;
+* otherwise an action is drawn by Thompson sampling and *recommended* to a human, whose
+  outcome teaches the policy. The draws are from the template's own record (sharpened,
+  ``sharpen``, for a short horizon) and what it borrows from its error type; before the
+  template has any outcome, from the finest level with ``backoff_obs`` outcomes (or as many
+  as any coarser one). They are seeded by the policy's seed and the decision's basis, so a
+  replay of the same input on the same statistics (a worker restarted from a checkpoint
+  taken before the decision) draws the same action and gets the same decision id;
 * when no level has any outcome, nothing is known: the choice is ``open_incident``,
   recommended.
 
@@ -61,6 +66,7 @@ __all__ = [
     "RemediationPolicy",
     "beta_cdf",
     "beta_quantile",
+    "borrow",
 ]
 
 ACTIONS = (
@@ -88,6 +94,76 @@ _CONTEXT_FIELDS = ("service", "region", "error_type", "template_id", "cause")
 
 
 # ------------------------------------------------------------------ Beta distribution
+def _scaled(counts: list[float], most: float) -> list[float]:
+    """Pairs of (successes, failures) scaled down to at most ``most`` outcomes each."""
+    out = list(counts)
+    for k in range(0, len(out), 2):
+        n = out[k] + out[k + 1]
+        if n > most:
+            out[k] *= most / n
+            out[k + 1] *= most / n
+    return out
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def borrow(own: list[float], parent: list[float], most: float, odds: float) -> list[float]:
+    """A context's own counts plus what it borrows from its parent context's.
+
+    ``own`` and ``parent`` are (successes, failures) per action, flattened; the parent
+    counts the context's outcomes too, so its siblings' outcomes are ``parent - own``. The
+    context borrows them scaled down to at most ``most`` outcomes per action, times the
+    probability that it is like its siblings (:func:`_agreement`): a context that has
+    shown it is not stops borrowing.
+
+    Examples
+    --------
+    Action 0 worked 3 of 3 times here and 23 of 24 in the parent context (so 20 of 21 for
+    the siblings), action 1 failed 4 times there: up to 10 outcomes of each are lent.
+
+    >>> [round(x, 1) for x in borrow([3.0, 0.0, 0.0, 0.0], [23.0, 1.0, 0.0, 4.0], 10.0, 10.0)]
+    [12.2, 0.5, 0.0, 4.0]
+
+    Here action 0 failed 4 times of 4, where it works for the siblings: almost nothing is
+    lent.
+
+    >>> [round(x, 1) for x in borrow([0.0, 4.0, 0.0, 0.0], [20.0, 5.0, 0.0, 0.0], 10.0, 10.0)]
+    [0.2, 4.0, 0.0, 0.0]
+    """
+    others = [max(0.0, p - o) for p, o in zip(parent, own, strict=True)]
+    lent = _scaled(others, most * _agreement(own, others, odds))
+    return [o + b for o, b in zip(own, lent, strict=True)]
+
+
+def _agreement(own: list[float], others: list[float], odds: float) -> float:
+    """Probability that a context is like its siblings, given its own outcomes.
+
+    Two hypotheses for each action's success rate in this context: the siblings' rate (a
+    ``Beta(1 + S, 1 + F)`` from their outcomes) or a rate of its own (uniform prior); the
+    own outcomes' marginal likelihood under each, with prior odds ``odds`` for alike, gives
+    the posterior probability of alike. Near 1 while the context behaves like its siblings;
+    near 0 once it has shown it does not (an action that works for the others fails here,
+    or the reverse), and then it stops borrowing their outcomes.
+    """
+    log_same = log_own = 0.0
+    for k in range(0, len(own), 2):
+        s, f = own[k], own[k + 1]
+        if s + f <= 0.0:
+            continue
+        a, b = 1.0 + others[k], 1.0 + others[k + 1]
+        log_same += _log_beta(a + s, b + f) - _log_beta(a, b)
+        log_own += _log_beta(1.0 + s, 1.0 + f)
+    return 1.0 / (1.0 + math.exp(min(700.0, log_own - log_same)) / odds)
+
+
+def _where(level: Sequence[str], context: RemediationContext) -> str:
+    return ", ".join(
+        f"{name}={value}" for name, value in zip(level, context.key(level), strict=True)
+    )
+
+
 def _beta_continued_fraction(a: float, b: float, x: float) -> float:
     """The continued fraction of the incomplete beta function, by Lentz's method.
 
@@ -227,6 +303,11 @@ class RemediationChoice:
         One sentence for a human.
     estimates
         Every action's estimate at that level, highest mean first.
+    borrowed_from
+        For an ``auto`` decision, the coarser level whose outcomes the estimates borrowed
+        (see :func:`borrow`); empty when none.
+    own_n_obs
+        Outcomes of the action at ``level`` itself, without borrowed ones.
     """
 
     decision_id: str
@@ -240,6 +321,8 @@ class RemediationChoice:
     level: tuple[str, ...]
     reason: str
     estimates: tuple[ActionEstimate, ...]
+    borrowed_from: tuple[str, ...] = ()
+    own_n_obs: int = 0
 
     def evidence(self) -> dict[str, Any]:
         """A JSON-ready summary for a decision's ``evidence``."""
@@ -248,6 +331,8 @@ class RemediationChoice:
             "lower_bound": round(self.lower, 4),
             "n_obs": self.n_obs,
             "context_level": list(self.level),
+            "own_n_obs": self.own_n_obs,
+            "borrowed_from": list(self.borrowed_from),
             "estimates": {
                 e.action: {"p_success": round(e.p_success, 4), "n_obs": e.n_obs}
                 for e in self.estimates
@@ -290,8 +375,21 @@ class RemediationPolicy:
         error template, so that an error type's pooled record never applies an action
         automatically to a template that may need another one.
     prior_weight
-        Most outcomes per action the sampling borrows from the next coarser context level,
-        as a prior (0 disables it).
+        Most outcomes per action a context level borrows from the next coarser one (its
+        sibling contexts' outcomes), for the sampling and for the auto gate (0 disables it);
+        see :func:`borrow`.
+    alike_odds
+        Prior odds that a context is like its siblings; the outcomes it borrows are scaled
+        by the posterior probability of that (see :func:`_agreement`).
+    min_own
+        Successes an action needs in the context level itself before it may be applied
+        in mode ``auto`` there, whatever it borrowed: a template is never automated on its
+        error type's record alone.
+    sharpen
+        The sampling draws from posteriors whose own counts are multiplied by this (those
+        borrowed are not): Thompson sampling that explores less, for the short horizon of
+        a template's few dozen incidents among six actions (1.0 is plain Thompson
+        sampling).
     max_obs
         Counts of an arm are scaled down to this many outcomes, so that old outcomes fade
         once it is reached and the policy keeps adapting.
@@ -339,7 +437,10 @@ class RemediationPolicy:
         backoff_obs: int | None = None,
         auto_fields: Sequence[str] = ("template_id",),
         prior: tuple[float, float] = (1.0, 1.0),
-        prior_weight: float = 5.0,
+        prior_weight: float = 20.0,
+        alike_odds: float = 10.0,
+        min_own: int = 3,
+        sharpen: float = 4.0,
         max_obs: float = 500.0,
         max_contexts: int = 50_000,
         max_pending: int = 100_000,
@@ -364,7 +465,12 @@ class RemediationPolicy:
         self.backoff_obs = 2 * min_obs if backoff_obs is None else backoff_obs
         self.auto_fields = tuple(auto_fields)
         self.prior = (float(prior[0]), float(prior[1]))
+        if prior_weight < 0 or alike_odds <= 0 or min_own < 1 or sharpen <= 0:
+            raise ValueError("need prior_weight >= 0, alike_odds > 0, min_own >= 1, sharpen > 0")
         self.prior_weight = prior_weight
+        self.alike_odds = alike_odds
+        self.min_own = min_own
+        self.sharpen = sharpen
         self.max_obs = max_obs
         self.max_contexts = max_contexts
         self.max_pending = max_pending
@@ -400,30 +506,40 @@ class RemediationPolicy:
                 return i, counts
         return None
 
-    def _borrowed(self, context: RemediationContext, level: tuple[str, ...]) -> list[float]:
-        """Pseudo-counts per arm that the sampling borrows from the next coarser level.
+    def _hierarchical(
+        self, context: RemediationContext, level: int
+    ) -> tuple[list[float], list[float]]:
+        """Own counts per arm at ``level`` and what it borrows from the coarser levels.
 
-        They are the coarser level's outcomes not already counted at ``level``, scaled down
-        to at most ``prior_weight`` per arm: a finer context starts from what the coarser
-        one taught instead of trying every action again, and its own outcomes soon
-        dominate. They steer the sampling only; the auto gate counts own outcomes alone.
+        From the coarsest level down, each level adds to its own outcomes what
+        :func:`borrow` lets it take from its parent's counts (the parent's own and what it
+        borrowed in turn): a new template starts from what its error type taught, and a
+        context that shows it is unlike its siblings soon stands on its own outcomes.
         """
         width = 2 * len(self.actions)
-        i = self.levels.index(level)
-        own = self._stats.get((i, *context.key(level))) or [0.0] * width
-        for j in range(i + 1, len(self.levels)):
-            coarse = self._stats.get((j, *context.key(self.levels[j])))
-            if coarse:
+        counts = [0.0] * width
+        for i in range(len(self.levels) - 1, level, -1):
+            own = self._stats.get((i, *context.key(self.levels[i]))) or [0.0] * width
+            counts = borrow(own, counts, self.prior_weight, self.alike_odds)
+        own = self._stats.get((level, *context.key(self.levels[level]))) or [0.0] * width
+        pooled = borrow(own, counts, self.prior_weight, self.alike_odds)
+        return own, [p - o for p, o in zip(pooled, own, strict=True)]
+
+    def _sampling_level(self, context: RemediationContext, level: tuple[str, ...]) -> int:
+        """The level a recommendation is drawn at: the coarsest that includes
+        ``auto_fields`` (the template's own record) once it has outcomes, else ``level``.
+
+        Not the error type's pooled record, even while the template has few outcomes: two
+        faults behind one error type would keep the template on the action that works for
+        the other one; what the error type taught still comes in, borrowed (see
+        :meth:`_hierarchical`), as long as the template behaves like its siblings.
+        """
+        for i in range(len(self.levels) - 1, -1, -1):
+            if set(self.auto_fields) <= set(self.levels[i]):
+                if self._stats.get((i, *context.key(self.levels[i]))):
+                    return i
                 break
-        else:
-            return [0.0] * width
-        out = [max(0.0, c - o) for c, o in zip(coarse, own, strict=True)]
-        for k in range(0, width, 2):
-            n = out[k] + out[k + 1]
-            if n > self.prior_weight:
-                out[k] *= self.prior_weight / n
-                out[k + 1] *= self.prior_weight / n
-        return out
+        return self.levels.index(level)
 
     def estimates(
         self, context: RemediationContext
@@ -448,6 +564,51 @@ class RemediationPolicy:
         )
         return random.Random(hashlib.blake2b(canonical, digest_size=16).digest())
 
+    def _eligible(self, estimate: ActionEstimate) -> bool:
+        """Whether an action's record (own and borrowed) allows applying it automatically."""
+        return estimate.n_obs >= self.min_obs and estimate.lower >= self.auto_lower
+
+    def _auto(
+        self, context: RemediationContext
+    ) -> tuple[int, int | None, list[ActionEstimate], list[ActionEstimate]] | None:
+        """The level an ``auto`` decision rests on, if any level allows one.
+
+        Returns the level's index, the index of the level it borrowed from (``None`` if
+        none), the estimates from its own and borrowed outcomes, and those from its own.
+        At each level that includes ``auto_fields``, from the finest, an action is eligible
+        when :func:`borrow`'s record of it (own outcomes and what the next coarser level
+        with any lends) has ``min_obs`` outcomes and a lower bound of at least
+        ``auto_lower``, it succeeded at least ``min_own`` times at that level itself, and
+        no finer context of this burst shows, with 95 % confidence, that it works less
+        often than ``auto_lower`` there. The finest level with an eligible action is used,
+        so that what a service or cause taught prevails over the pooled template.
+        """
+        vetoed: set[str] = set()
+        found = [
+            (i, counts)
+            for i, level in enumerate(self.levels)
+            if (counts := self._stats.get((i, *context.key(level))))
+        ]
+        for k, (i, own) in enumerate(found):
+            if set(self.auto_fields) <= set(self.levels[i]):
+                parent_index = found[k + 1][0] if k + 1 < len(found) else None
+                parent = found[k + 1][1] if parent_index is not None else own
+                pooled = borrow(own, parent, self.prior_weight, self.alike_odds)
+                estimates = [self._estimate(a, pooled) for a in self.actions]
+                own_estimates = [self._estimate(a, own) for a in self.actions]
+                if any(
+                    self._eligible(e) and e.action not in vetoed and o.successes >= self.min_own
+                    for e, o in zip(estimates, own_estimates, strict=True)
+                ):
+                    return i, parent_index, estimates, own_estimates
+            for e in (self._estimate(a, own) for a in self.actions):
+                upper = beta_quantile(
+                    1.0 - self.quantile, self.prior[0] + e.successes, self.prior[1] + e.failures
+                )
+                if e.successes + e.failures > 0 and upper < self.auto_lower:
+                    vetoed.add(e.action)
+        return None
+
     def decide(self, context: RemediationContext, basis: Any, ts: float) -> RemediationChoice:
         """Choose an action for ``context`` and keep the decision pending its outcome.
 
@@ -463,7 +624,37 @@ class RemediationPolicy:
             Event time of the decision (the burst's), for the pending decisions' time to live.
         """
         level, estimates = self.estimates(context)
-        if not level:
+        auto = self._auto(context)
+        borrowed_from: tuple[str, ...] = ()
+        own_n = None
+        if auto is not None:
+            index, parent_index, estimates, own_estimates = auto
+            level = self.levels[index]
+            if parent_index is not None:
+                borrowed_from = self.levels[parent_index]
+            own_by_action = {o.action: o for o in own_estimates}
+            chosen = max(
+                (
+                    e
+                    for e in estimates
+                    if self._eligible(e) and own_by_action[e.action].successes >= self.min_own
+                ),
+                key=lambda e: (e.lower, e.p_success),
+            )
+            own = own_by_action[chosen.action]
+            own_n = own.n_obs
+            mode = "auto"
+            lent = (
+                f", and with what {_where(borrowed_from, context)} lends"
+                if borrowed_from and chosen.n_obs > own.n_obs
+                else ""
+            )
+            reason = (
+                f"{chosen.action} worked {own.successes:.0f} of {own.n_obs} times for "
+                f"{_where(level, context)}{lent} its success probability is at least "
+                f"{chosen.lower:.2f}."
+            )
+        elif not level:
             chosen = next(e for e in estimates if e.action == FALLBACK_ACTION)
             mode = "recommend"
             reason = (
@@ -471,44 +662,31 @@ class RemediationPolicy:
                 "investigate, and the outcome will teach the policy."
             )
         else:
-            eligible = [
-                e
-                for e in estimates
-                if e.n_obs >= self.min_obs
-                and e.lower >= self.auto_lower
-                and set(self.auto_fields) <= set(level)
+            index = self._sampling_level(context, level)
+            level = self.levels[index]
+            own, lent = self._hierarchical(context, index)
+            estimates = [self._estimate(a, own) for a in self.actions]
+            # Own outcomes sharpened, borrowed ones not: a couple of failures the siblings
+            # saw must not read as certainty here.
+            counts = [self.sharpen * o + b for o, b in zip(own, lent, strict=True)]
+            rng = self._draws_for(basis)
+            draws = [
+                (
+                    rng.betavariate(
+                        self.prior[0] + counts[2 * k], self.prior[1] + counts[2 * k + 1]
+                    ),
+                    e,
+                )
+                for k, e in enumerate(estimates)
             ]
-            where = ", ".join(
-                f"{name}={value}" for name, value in zip(level, context.key(level), strict=True)
+            chosen = max(draws, key=lambda d: d[0])[1]
+            mode = "recommend"
+            reason = (
+                f"{chosen.action} is recommended for {_where(level, context)} (worked "
+                f"{chosen.successes:.0f} of {chosen.n_obs} times); the evidence does not yet "
+                f"allow applying an action automatically (needs {self.min_obs} outcomes and a "
+                f"lower bound of {self.auto_lower:.2f})."
             )
-            if eligible:
-                chosen = max(eligible, key=lambda e: (e.lower, e.p_success))
-                mode = "auto"
-                reason = (
-                    f"{chosen.action} worked {chosen.successes:.0f} of {chosen.n_obs} times "
-                    f"for {where}; its success probability is at least {chosen.lower:.2f}."
-                )
-            else:
-                prior = self._borrowed(context, level)
-                rng = self._draws_for(basis)
-                draws = [
-                    (
-                        rng.betavariate(
-                            self.prior[0] + e.successes + prior[2 * k],
-                            self.prior[1] + e.failures + prior[2 * k + 1],
-                        ),
-                        e,
-                    )
-                    for k, e in enumerate(estimates)
-                ]
-                chosen = max(draws, key=lambda d: d[0])[1]
-                mode = "recommend"
-                reason = (
-                    f"{chosen.action} is recommended for {where} (worked {chosen.successes:.0f} "
-                    f"of {chosen.n_obs} times); the evidence does not yet allow applying an "
-                    f"action automatically (needs {self.min_obs} outcomes and a lower bound "
-                    f"of {self.auto_lower:.2f})."
-                )
         subject = {"service": context.service, "region": context.region}
         decision_id = decision_id_for("remediation", subject, chosen.action, {}, basis)
         self._advance(ts)
@@ -525,6 +703,8 @@ class RemediationPolicy:
             level=level,
             reason=reason,
             estimates=tuple(sorted(estimates, key=lambda e: (-e.p_success, e.action))),
+            borrowed_from=borrowed_from,
+            own_n_obs=chosen.n_obs if own_n is None else own_n,
         )
 
     # -------------------------------------------------------------- learning
@@ -604,6 +784,9 @@ class RemediationPolicy:
                 "auto_fields": list(self.auto_fields),
                 "prior": list(self.prior),
                 "prior_weight": self.prior_weight,
+                "alike_odds": self.alike_odds,
+                "min_own": self.min_own,
+                "sharpen": self.sharpen,
                 "max_obs": self.max_obs,
                 "max_contexts": self.max_contexts,
                 "max_pending": self.max_pending,

@@ -12,7 +12,8 @@ placeholder    what it replaces
 ``<EMAIL>``    e-mail addresses
 ``<IP>``       IPv4 addresses (not version numbers such as ``v1.2.3.4`` or
                ``1.2.3.4-beta``) and IPv6 addresses (checked by :mod:`ipaddress`)
-``<JWT>``      JSON Web Tokens (``eyJ...`` header, ``eyJ...`` payload, signature)
+``<JWT>``      JSON Web Tokens (``eyJ...`` header, ``eyJ...`` payload, signature), also
+               as the value of a key (``session=eyJ...``)
 ``<TOKEN>``    the credential after ``Bearer``/``Basic``; the value after ``password=``,
                ``secret:``, ``api_key=`` and the like; hex/base64 values of 16 characters
                or more after ``token=``, ``key=``, ``auth=``, ``session=``; AWS access key
@@ -24,7 +25,18 @@ placeholder    what it replaces
                dashes as cards are printed (4-4-4-4, 4-6-5, ...), starting with 2 to 6
                (the card networks) and passing the Luhn check; not digits that are part
                of a longer token such as ``ord-4111111111111111``
+``<IBAN>``     international bank account numbers: country code, check digits and 11 to 30
+               letters or digits, in one run or in groups of four, passing the ISO 7064
+               mod-97 check
+``<PHONE>``    telephone numbers: international (``+`` and 8 to 15 digits, grouped by
+               spaces, dots, dashes or a parenthesised area code), North American
+               (``(415) 555-2671``, ``415-555-2671``) and national trunk-prefixed ones
+               written in groups (``020 7946 0958``)
 =============  ==========================================================================
+
+:meth:`Redactor.scan` also counts what it replaced per class (:data:`PII_CLASSES`), finer
+than the placeholders: a ``<TOKEN>`` is a ``bearer`` credential, an ``aws_key`` or another
+``api_key``.
 
 Built-in patterns are one alternation matched in a single pass, leaving out the alternatives
 that a cheap test shows cannot match (no ``@``, no ``://``, fewer than three dots, ...); the
@@ -40,11 +52,14 @@ import functools
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-__all__ = ["PLACEHOLDERS", "Redactor", "luhn_valid"]
+__all__ = ["PII_CLASSES", "PLACEHOLDERS", "Redactor", "Scan", "iban_valid", "luhn_valid"]
 
-PLACEHOLDERS = ("<EMAIL>", "<IP>", "<JWT>", "<TOKEN>", "<CARD>")
+PLACEHOLDERS = ("<EMAIL>", "<IP>", "<JWT>", "<TOKEN>", "<CARD>", "<IBAN>", "<PHONE>")
 """Placeholders the built-in patterns produce."""
+PII_CLASSES = ("email", "ip", "card", "iban", "phone", "jwt", "aws_key", "bearer", "api_key")
+"""Classes :meth:`Redactor.scan` counts (a closed set: the worker uses them as metric labels)."""
 
 # Key names whose value is a secret whatever it looks like.
 _STRONG_KEYS = (
@@ -89,14 +104,14 @@ _ALTERNATIVES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     ),
     (
         rf"(?P<strong>(?<![A-Za-z0-9])(?i:{_STRONG_KEYS}){_KEY_SEP})"
-        rf"(?P<strong_value>{_QUOTED_OR_BARE})",
+        rf"(?!eyJ[\w-]{{5,}}\.eyJ)(?P<strong_value>{_QUOTED_OR_BARE})",
         lambda text, lower: (
             ("=" in text or ":" in text)
             and any(k in lower for k in ("pass", "pwd", "secret", "key", "credential"))
         ),
     ),
     (
-        rf"(?P<weak>(?<![A-Za-z0-9])(?i:{_WEAK_KEYS}){_WEAK_SEP})(?P<weak_value>[\w+/=-]{{16,}})",
+        rf"(?P<weak>(?<![A-Za-z0-9])(?i:{_WEAK_KEYS}){_WEAK_SEP})(?!eyJ[\w-]{{5,}}\.eyJ)(?P<weak_value>[\w+/=-]{{16,}})",
         lambda text, lower: (
             ("=" in text or ":" in text)
             and any(k in lower for k in ("token", "key", "auth", "session", "sig"))
@@ -106,6 +121,11 @@ _ALTERNATIVES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
         r"(?P<vendor>(?<![\w-])(?:(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}"
         r"|xox[abprs]-[A-Za-z0-9-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,})(?![\w-]))",
         lambda text, lower: any(k in text for k in _VENDOR_PREFIXES),
+    ),
+    (
+        # Country, check digits, then 11 to 30 letters or digits, maybe in groups of four.
+        r"(?P<iban>(?<![\w-])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?![\w-]))",
+        lambda text, lower: _IBAN_HINT.search(text) is not None,
     ),
     (
         r"(?P<url_user>(?<=://)[^\s/:@]+:[^\s/@]+(?=@))",
@@ -122,6 +142,14 @@ _ALTERNATIVES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
         lambda text, lower: "::" in text or text.count(":") >= 7,
     ),
     (
+        # International (+CC ...), North American (415) 555-2671 / 415-555-2671, and national
+        # numbers with a trunk 0 written in groups (020 7946 0958); validated by _phone.
+        r"(?P<phone>(?<![\w+.-])(?:\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){2,5}"
+        r"|\(\d{3}\)[ ]?\d{3}[ .-]\d{4}|\d{3}(?P<phone_sep>[.-])\d{3}(?P=phone_sep)\d{4}"
+        r"|0\d{1,4}(?:[ ]\d{2,4}){2,4})(?![\w.:-]?\d|[\w])(?!\.\d))",
+        lambda text, lower: _PHONE_HINT.search(text) is not None,
+    ),
+    (
         r"(?P<ipv4>\d(?<![\w.-]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\w|[.-]\w))",
         lambda text, lower: text.count(".") >= 3,
     ),
@@ -132,6 +160,9 @@ _ALTERNATIVES: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     ),
 )
 _SEPARATORS = re.compile(r"[ -]")
+_IBAN_HINT = re.compile(r"[A-Z]{2}\d\d", re.ASCII)
+# Where a phone number could start: "+" and a digit, "(ddd)", ddd-ddd-d, or a trunk 0 group.
+_PHONE_HINT = re.compile(r"\+\d|\(\d{3}\)|\d{3}[.-]\d{3}[.-]\d|(?<!\d)0\d{1,4} \d\d", re.ASCII)
 
 
 @functools.cache
@@ -186,6 +217,30 @@ def _card(text: str) -> str:
     return text
 
 
+def iban_valid(iban: str) -> bool:
+    """Whether ``iban`` (spaces allowed) passes the ISO 13616 mod-97 check.
+
+    >>> iban_valid("GB82 WEST 1234 5698 7654 32"), iban_valid("GB82 WEST 1234 5698 7654 33")
+    (True, False)
+    """
+    compact = iban.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
+
+
+def _iban(text: str) -> str:
+    return "<IBAN>" if iban_valid(text) else text
+
+
+def _phone(text: str) -> str:
+    digits = sum(c.isdigit() for c in text)
+    if text[0] == "+":
+        return "<PHONE>" if 8 <= digits <= 15 else text
+    return "<PHONE>" if 10 <= digits <= 12 else text
+
+
 def _ipv4(text: str) -> str:
     for part in text.split("."):
         # 256.1.1.1 and 01.2.3.4 are not addresses.
@@ -215,6 +270,10 @@ def _looks_random(value: str) -> bool:
 
 def _replace(match: re.Match[str]) -> str:
     kind = match.lastgroup
+    if kind == "phone":
+        return _phone(match[0])
+    if kind == "iban":
+        return _iban(match[0])
     if kind == "auth_value":
         value = match["auth_value"]
         if not _looks_random(value):
@@ -279,12 +338,75 @@ class Redactor:
         """Return ``text`` with every match replaced by its placeholder."""
         for pattern, repl in self._extra:
             text = pattern.sub(repl, text)
-        lower = text.lower()
-        mask = 0
-        for i, (_, possible) in enumerate(_ALTERNATIVES):
-            if possible(text, lower):
-                mask |= 1 << i
-        return _pattern(mask).sub(_replace, text)
+        return _pattern(_mask(text)).sub(_replace, text)
+
+    def scan(self, text: str) -> Scan:
+        """Redact ``text`` and count what was replaced per class of :data:`PII_CLASSES`
+        (extra patterns are counted under their placeholder).
+
+        >>> s = Redactor().scan("call +44 20 7946 0958 or pay GB82 WEST 1234 5698 7654 32, "
+        ...                     "key AKIAIOSFODNN7EXAMPLE, Authorization: Bearer abc123def456")
+        >>> s.text
+        'call <PHONE> or pay <IBAN>, key <TOKEN>, Authorization: Bearer <TOKEN>'
+        >>> sorted(s.counts.items())
+        [('aws_key', 1), ('bearer', 1), ('iban', 1), ('phone', 1)]
+        """
+        counts: dict[str, int] = {}
+        for pattern, repl in self._extra:
+            text, n = pattern.subn(repl, text)
+            if n:
+                counts[repl(None)] = counts.get(repl(None), 0) + n  # type: ignore[arg-type]
+
+        def counted(match: re.Match[str]) -> str:
+            out = _replace(match)
+            if out != match[0]:
+                cls = _class_of(match, out)
+                counts[cls] = counts.get(cls, 0) + 1
+            return out
+
+        return Scan(_pattern(_mask(text)).sub(counted, text), counts)
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """A redacted text and how many of each class were replaced in it."""
+
+    text: str
+    counts: dict[str, int]
+
+
+def _mask(text: str) -> int:
+    """The alternatives that may match ``text``, as a bit mask."""
+    lower = text.lower()
+    mask = 0
+    for i, (_, possible) in enumerate(_ALTERNATIVES):
+        if possible(text, lower):
+            mask |= 1 << i
+    return mask
+
+
+_PLACEHOLDER_CLASSES = {
+    "<EMAIL>": "email",
+    "<IP>": "ip",
+    "<JWT>": "jwt",
+    "<CARD>": "card",
+    "<IBAN>": "iban",
+    "<PHONE>": "phone",
+}
+
+
+def _class_of(match: re.Match[str], out: str) -> str:
+    for placeholder, cls in _PLACEHOLDER_CLASSES.items():
+        if placeholder in out:
+            return cls
+    if match.lastgroup == "auth_value":
+        return "bearer"
+    if match.lastgroup == "vendor" and match[0][:4] in ("AKIA", "ASIA"):
+        return "aws_key"
+    # An AWS secret key is named after AWS just before the key (aws_secret_access_key=).
+    if match.lastgroup == "strong_value" and "aws" in match.string[: match.start()][-12:].lower():
+        return "aws_key"
+    return "api_key"
 
 
 def _constant(placeholder: str) -> Callable[[re.Match[str]], str]:

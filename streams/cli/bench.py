@@ -130,11 +130,31 @@ def bench_templates(log_file: str, assignments: str | None, as_json: bool) -> No
 @click.option("--incidents-per-fault", default=30, show_default=True,
               help="Incidents of each fault type while the policy learns.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
+@click.option("--seeds", default=None, metavar="A-B",
+              help="Run seeds A-B (e.g. 0-4) and print their mean; overrides --seed.")  # fmt: skip
 @json_option
-def bench_remediation(incidents_per_fault: int, seed: int, as_json: bool) -> None:
+def bench_remediation(
+    incidents_per_fault: int, seed: int, seeds: str | None, as_json: bool
+) -> None:
     """Learned remediation policy against a fixed rule table and random choice, with regret."""
-    from streams.lab.bench.remediation import format_bench_remediation, run_bench_remediation
+    from streams.lab.bench.remediation import (
+        format_bench_remediation,
+        format_bench_remediation_seeds,
+        run_bench_remediation,
+        run_bench_remediation_seeds,
+    )
 
+    if seeds is not None:
+        first, _, last = seeds.partition("-")
+        try:
+            span = range(int(first), int(last or first) + 1)
+        except ValueError:
+            raise click.UsageError(f"--seeds wants A-B, got {seeds!r}") from None
+        if not span:
+            raise click.UsageError(f"--seeds {seeds!r} is empty")
+        many = run_bench_remediation_seeds(list(span), incidents_per_fault=incidents_per_fault)
+        emit(format_bench_remediation_seeds(many), many, as_json)
+        return
     result = run_bench_remediation(incidents_per_fault=incidents_per_fault, seed=seed)
     emit(format_bench_remediation(result), result, as_json)
 

@@ -66,6 +66,7 @@ def main() -> None:
     # @app.command verbs register themselves when imported; click groups are added below.
     from streams.cli import (  # noqa: F401
         bench_latency,
+        bench_scaleout,
         bench_soak,
         bench_throughput,
         outcomes,
@@ -74,6 +75,7 @@ def main() -> None:
     )
     from streams.cli.approve import approve, reject
     from streams.cli.bench import bench
+    from streams.cli.compliance import audit, erase, report
     from streams.cli.kafka import kafka
     from streams.cli.score import score
     from streams.cli.up import up
@@ -86,6 +88,9 @@ def main() -> None:
     cli.add_command(score)
     cli.add_command(approve)
     cli.add_command(reject)
+    cli.add_command(audit)
+    cli.add_command(erase)
+    cli.add_command(report)
     worker = cli.commands["worker"]
     worker.callback = _checking_broker_access(worker.callback)
     app.main()

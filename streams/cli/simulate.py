@@ -40,6 +40,19 @@ def _names(raw: str) -> tuple[str, ...]:
     click.option("--base-rps", type=float, default=200.0, show_default=True),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option(
+        "--envelope",
+        "envelope_records",
+        type=click.IntRange(1, 2000),
+        default=100,
+        show_default=True,
+        help='Records of one series sent together as an envelope {"samples": [...]}.',
+    ),
+    click.option(
+        "--no-envelope",
+        is_flag=True,
+        help="Send every record as a message of its own (same as --envelope 1).",
+    ),
+    click.option(
         "--ground-truth",
         type=click.Path(dir_okay=False, path_type=Path),
         help="Write what happened where and when to this JSON file.",
@@ -61,6 +74,8 @@ async def simulate(
     tick: float | None,
     base_rps: float,
     seed: int,
+    envelope_records: int,
+    no_envelope: bool,
     ground_truth: Path | None,
     summary_json: Path | None,
 ) -> None:
@@ -77,6 +92,7 @@ async def simulate(
         "speed": speed or None,
         "seed": seed,
         "base_rps": base_rps,
+        "envelope_records": 1 if no_envelope else envelope_records,
     }
     if duration is not None:
         overrides["duration_s"] = duration
@@ -115,7 +131,8 @@ async def simulate(
     figures = summary.to_dict()
     per_topic = ", ".join(f"{topic} {count:,d}" for topic, count in summary.sent.items())
     click.echo(
-        f"sent {summary.total:,d} events ({per_topic}) in {summary.wall_s:.1f}s, "
+        f"sent {summary.total:,d} events ({per_topic}) in {summary.messages:,d} messages, "
+        f"{summary.wall_s:.1f}s, "
         f"{summary.rate_per_s:,.0f}/s; failed {summary.failed}"
         + (f"; ground truth in {ground_truth}" if ground_truth else "")
     )

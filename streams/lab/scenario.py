@@ -268,7 +268,7 @@ class Saturation(_Window):
         """The metric's value ``t_s`` seconds into the run, while the incident is active.
 
         >>> s = Saturation(start_s=0, duration_s=100, service="a", region="b", from_value=0.5)
-        >>> s.value(50), s.breach_s
+        >>> s.value(50), round(s.breach_s, 6)
         (0.75, 90.0)
         """
         share = (t_s - self.start_s) / self.duration_s

@@ -12,6 +12,10 @@ on top, and :func:`ground_truth` says where and when each one happened.
 of encoded messages (usable without a broker); :func:`run_simulation` sends that
 stream to Kafka and counts exactly what the broker acknowledged.
 
+:func:`run_simulation` sends records in envelopes ``{"samples": [...]}`` of up to
+``envelope_records`` records of one key, as collectors batch; ``envelope_records=1``
+sends single records.
+
 Everything runs in *event* time: tick ``k`` is at ``start_ts + k * tick_s``.
 The default start puts the end of the run near wall-clock time at the moment
 it finishes, so every timestamp passes the downstream freshness checks.
@@ -54,12 +58,15 @@ __all__ = [
     "DEFAULT_REGIONS",
     "DEFAULT_SERVICES",
     "TOPIC_ATTRS",
+    "Envelopes",
     "Message",
+    "Outgoing",
     "ProgressFn",
     "Scenario",
     "ScenarioError",
     "SimConfig",
     "SimSummary",
+    "enveloped",
     "generate",
     "ground_truth",
     "load_scenario",
@@ -127,6 +134,9 @@ _MAX_LOG_RATE = 200.0  # error log lines per second per series, at most
 _DEPLOY_LEAD_S = 90.0
 _USERS_PER_TENANT = 200
 _CHUNK = 8192  # futures settled together
+# Bytes after which an envelope is sent whatever its count: well under the broker's
+# default largest message (1 MiB), which is also the worker's largest envelope.
+_ENVELOPE_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +176,16 @@ class SimConfig:
         ``None`` or ``"lz4"`` (needs the ``lz4`` package), for the producer.
     linger_ms
         How long the producer waits to fill a batch.
+    envelope_records
+        Most records of one topic and key sent together as an envelope; 1 sends single
+        records.
+    envelope_span_s
+        Event seconds an envelope may gather records over: once the stream has moved this
+        far since the open envelopes started, all are sent, so that series stay within
+        this much event time of each other downstream. The default, one default tick, is
+        under region health's silence grace (10 s): a region whose envelopes come after
+        the others' must not look silent. Benches of one series' records use more. A paced
+        run also sends them before it waits.
 
     Examples
     --------
@@ -194,6 +214,8 @@ class SimConfig:
     scenario: Scenario | None = None
     compression: str | None = None
     linger_ms: int = 20
+    envelope_records: int = 100
+    envelope_span_s: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "services", tuple(self.services))
@@ -221,6 +243,10 @@ class SimConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.speed is not None and self.speed < 0:
             raise ValueError(f"speed must be >= 0, got {self.speed}")
+        if self.envelope_records < 1:
+            raise ValueError(f"envelope_records must be >= 1, got {self.envelope_records}")
+        if self.envelope_span_s < 0:
+            raise ValueError(f"envelope_span_s must be >= 0, got {self.envelope_span_s}")
         if self.compression not in (None, "lz4"):
             raise ValueError(f"compression must be None or 'lz4', got {self.compression!r}")
         if self.scenario is not None:
@@ -263,7 +289,7 @@ class SimConfig:
 
 @dataclass(frozen=True, slots=True)
 class SimSummary:
-    """What a run sent, as acknowledged by the broker.
+    """What a run sent, as acknowledged by the broker, in records (``failed`` too).
 
     >>> s = SimSummary({"metrics": 90, "errors": 2, "interactions": 8}, 0, 2.0, 0.0, 300.0)
     >>> s.total, s.rate_per_s, s.event_span_s
@@ -277,6 +303,8 @@ class SimSummary:
     event_end_ts: float
     first_error: str | None = None
     ground_truth_path: Path | None = None
+    messages: int = 0
+    """Kafka messages acknowledged: an envelope is one."""
 
     @property
     def total(self) -> int:
@@ -296,6 +324,7 @@ class SimSummary:
         return {
             "sent": dict(self.sent),
             "total": self.total,
+            "messages": self.messages,
             "failed": self.failed,
             "first_error": self.first_error,
             "wall_s": round(self.wall_s, 3),
@@ -1159,20 +1188,22 @@ class _Sender:
 
     A chunk's futures are awaited only after the next chunk is queued, so the
     producer always has a full batch in flight while the stream is generated.
+    Counts are in records: an envelope acknowledged counts all of its records.
     """
 
     def __init__(self, producer: AIOKafkaProducer, topics: TopicNames) -> None:
         self.producer = producer
         self.names = {attr: getattr(topics, attr) for attr in TOPIC_ATTRS}
         self.sent = dict.fromkeys(TOPIC_ATTRS, 0)
+        self.messages = 0
         self.failed = 0
         self.first_error: str | None = None
-        self.chunk: list[tuple[str, asyncio.Future[Any]]] = []
-        self.in_flight: list[tuple[str, asyncio.Future[Any]]] = []
+        self.chunk: list[tuple[str, int, asyncio.Future[Any]]] = []
+        self.in_flight: list[tuple[str, int, asyncio.Future[Any]]] = []
 
-    async def send(self, attr: str, key: bytes, value: bytes) -> None:
+    async def send(self, attr: str, key: bytes, value: bytes, records: int = 1) -> None:
         future = await self.producer.send(self.names[attr], value, key=key)
-        self.chunk.append((attr, future))
+        self.chunk.append((attr, records, future))
 
     async def rotate(self) -> None:
         """Settle the chunk in flight and put the current one in flight."""
@@ -1183,21 +1214,87 @@ class _Sender:
         await self.rotate()
         await self.rotate()
 
-    async def _settle(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+    async def _settle(self, batch: list[tuple[str, int, asyncio.Future[Any]]]) -> None:
         if not batch:
             return
-        results = await asyncio.gather(*(f for _, f in batch), return_exceptions=True)
-        for (attr, _), result in zip(batch, results, strict=True):
+        results = await asyncio.gather(*(f for *_, f in batch), return_exceptions=True)
+        for (attr, records, _), result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
-                self.failed += 1
+                self.failed += records
                 if self.first_error is None:
                     self.first_error = f"{type(result).__name__}: {result}"
             else:
-                self.sent[attr] += 1
+                self.sent[attr] += records
+                self.messages += 1
 
     @property
     def total(self) -> int:
         return sum(self.sent.values())
+
+
+#: ``(topic_attr, key, value, records)``: one message to send, ``records`` in its value.
+Outgoing = tuple[str, bytes, bytes, int]
+
+
+class Envelopes:
+    """Gathers records per (topic, key) into envelopes ``{"samples": [...]}``.
+
+    An envelope is ready when it holds ``size`` records or ``_ENVELOPE_BYTES``; all open
+    ones are ready when the stream's event time is ``span_s`` past the first record
+    gathered, and on :meth:`flush`. Records of one key keep their order. With ``size`` 1
+    every record is its own message, unwrapped.
+
+    Examples
+    --------
+    >>> batch = Envelopes(size=2, span_s=60.0)
+    >>> batch.add("metrics", b"a/x", b'{"n":1}', 0.0)
+    []
+    >>> batch.add("metrics", b"a/x", b'{"n":2}', 5.0)
+    [('metrics', b'a/x', b'{"samples":[{"n":1},{"n":2}]}', 2)]
+    >>> batch.add("metrics", b"b/x", b'{"n":3}', 10.0), batch.flush()
+    ([], [('metrics', b'b/x', b'{"samples":[{"n":3}]}', 1)])
+    """
+
+    def __init__(self, size: int, span_s: float) -> None:
+        self.size = size
+        self.span_s = span_s
+        self.open: dict[tuple[str, bytes], tuple[list[bytes], int]] = {}
+        self.since = math.inf
+
+    def add(self, attr: str, key: bytes, value: bytes, event_ts: float) -> list[Outgoing]:
+        """Take one record; return the messages now ready to send, in order."""
+        if self.size == 1:
+            return [(attr, key, value, 1)]
+        ready = self.flush() if event_ts - self.since >= self.span_s else []
+        if not self.open:
+            self.since = event_ts
+        values, size = self.open.get((attr, key)) or ([], 0)
+        values.append(value)
+        size += len(value) + 1
+        if len(values) >= self.size or size >= _ENVELOPE_BYTES:
+            self.open.pop((attr, key), None)
+            ready.append(_envelope(attr, key, values))
+        else:
+            self.open[(attr, key)] = (values, size)
+        return ready
+
+    def flush(self) -> list[Outgoing]:
+        """Every open envelope, ready to send."""
+        opened, self.open = self.open, {}
+        self.since = math.inf
+        return [_envelope(attr, key, values) for (attr, key), (values, _) in opened.items()]
+
+
+def _envelope(attr: str, key: bytes, values: list[bytes]) -> Outgoing:
+    return attr, key, b'{"samples":[' + b",".join(values) + b"]}", len(values)
+
+
+def enveloped(config: SimConfig, *, now: float | None = None) -> Iterator[Outgoing]:
+    """The messages :func:`run_simulation` sends for ``config`` unpaced, without a broker."""
+    batch = Envelopes(config.envelope_records, config.envelope_span_s)
+    for attr, key, value, event_ts in generate(config, now=now):
+        yield from batch.add(attr, key, value, event_ts)
+    yield from batch.flush()
 
 
 async def run_simulation(
@@ -1254,20 +1351,25 @@ async def run_simulation(
     )
     await producer.start()
     sender = _Sender(producer, topics)
+    batch = Envelopes(config.envelope_records, config.envelope_span_s)
     wall0 = time.monotonic()
     try:
         last_rotate = last_report = wall0
         reported = 0
         paced_ts = start_ts
         for n, (attr, key, value, event_ts) in enumerate(generate(config, now=now)):
-            await sender.send(attr, key, value)
             slept = False
             if config.speed and event_ts > paced_ts:
                 paced_ts = event_ts
                 ahead = wall0 + (event_ts - start_ts) / config.speed - time.monotonic()
                 if ahead > 0.01:
+                    # A collector sends what it holds before it waits.
+                    for message in batch.flush():
+                        await sender.send(*message)
                     await asyncio.sleep(ahead)
                     slept = True
+            for message in batch.add(attr, key, value, event_ts):
+                await sender.send(*message)
             full = len(sender.chunk) >= _CHUNK
             # Reading the clock for every message would cost more than the rest.
             if not (full or slept or n & 255 == 0):
@@ -1284,6 +1386,8 @@ async def run_simulation(
                 total = sender.total
                 progress(total, (total - reported) / (clock - last_report), event_ts)
                 last_report, reported = clock, total
+        for message in batch.flush():
+            await sender.send(*message)
         await sender.drain()
     finally:
         await producer.stop()
@@ -1303,4 +1407,5 @@ async def run_simulation(
         event_end_ts=start_ts + config.duration_s,
         first_error=sender.first_error,
         ground_truth_path=ground_truth_path,
+        messages=sender.messages,
     )

@@ -95,6 +95,12 @@ class _Topics:
         self.remediation = declare(names.remediation)
         self.dlq = declare(names.dlq, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)})
         self.audit = declare(names.audit)
+        # Kept for good: the trail is evidence, and a chain cut by retention no longer
+        # verifies from its start (audit verify --from still checks what is left).
+        self.audit_trail = declare(names.audit_trail, {"retention.ms": "-1"})
+        # Compacted: the latest request per key stays, so a worker starting in a year still
+        # learns of every erasure (agents.erasure).
+        self.control = declare(names.control, {"cleanup.policy": "compact"})
 
 
 topics = _Topics(topic_names, settings.partitions)

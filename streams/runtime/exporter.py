@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from aiokafka.errors import KafkaError
 from faust.exceptions import ConsumerNotStarted
@@ -32,7 +32,10 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from models.text.redact import PII_CLASSES
 from schemas import REASONS
 from schemas.decision import DECISION_KINDS
 from schemas.topics import TopicNames
@@ -52,6 +55,7 @@ __all__ = [
     "EVENTS_PROCESSED",
     "FORECAST_RPS",
     "MODEL_BYTES",
+    "PII_DETECTED",
     "REGION_HEALTH",
     "REMEDIATION_OUTCOMES",
     "REPLICAS",
@@ -160,6 +164,11 @@ SERIES_DROPPED = Counter(
     f"Updates refused because their family already holds {SERIES_CAP_ENV} label sets.",
     ["family"],
 )
+PII_DETECTED = Counter(
+    "autopilot_pii_detected",
+    "Personal data and secrets found (and redacted) in free-text fields, by class.",
+    ["class"],
+)
 WORKER_UP = Gauge(
     "autopilot_worker_up",
     "1 while this worker runs; sum() counts the workers Prometheus reaches.",
@@ -167,13 +176,14 @@ WORKER_UP = Gauge(
 WORKER_UP.set(1)
 
 
-class CappedGauge:
+class CappedGauge(Collector):
     """A labelled gauge that holds at most ``cap`` label sets.
 
     A new label set beyond the cap is refused and counted in ``dropped`` (by
     default ``autopilot_metrics_series_dropped_total{family}``): folding it into
-    a catch-all series would give that series a meaningless value. Setting a
-    known label set is a dict lookup and a gauge write, cheap enough per event.
+    a catch-all series would give that series a meaningless value. It is set for
+    every sample, so setting is a dict write and nothing else: the values become a
+    gauge family only when the registry is collected (a scrape).
 
     Examples
     --------
@@ -185,6 +195,8 @@ class CappedGauge:
     ...     capped.set((service,), 0.5)
     >>> len(capped), registry.get_sample_value("example_dropped_total", {"family": "example_score"})
     (2, 1.0)
+    >>> registry.get_sample_value("example_score", {"service": "a"})
+    0.5
     """
 
     def __init__(
@@ -198,25 +210,25 @@ class CappedGauge:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.family = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
         self.cap = cap
-        self.gauge = Gauge(name, documentation, labelnames, registry=registry)
         self._dropped = dropped.labels(name)
         self._clock = clock
-        self._children: dict[tuple[str, ...], Gauge] = {}
+        self._values: dict[tuple[str, ...], float] = {}
         self._touched: dict[tuple[str, ...], float] = {}
+        registry.register(self)
 
     def __len__(self) -> int:
-        return len(self._children)
+        return len(self._values)
 
     def set(self, labels: tuple[str, ...], value: float) -> None:
         """Set the series of ``labels`` to ``value``, unless the family is full."""
-        child = self._children.get(labels)
-        if child is None:
-            if len(self._children) >= self.cap:
-                self._dropped.inc()
-                return
-            child = self._children[labels] = self.gauge.labels(*labels)
-        child.set(value)
+        values = self._values
+        if labels not in values and len(values) >= self.cap:
+            self._dropped.inc()
+            return
+        values[labels] = value
         self._touched[labels] = self._clock()
 
     def expire(self, now: float | None = None, idle_s: float = SERIES_IDLE_S) -> int:
@@ -224,9 +236,17 @@ class CappedGauge:
         now = self._clock() if now is None else now
         idle = [labels for labels, ts in self._touched.items() if now - ts > idle_s]
         for labels in idle:
-            del self._children[labels], self._touched[labels]
-            self.gauge.remove(*labels)
+            del self._values[labels], self._touched[labels]
         return len(idle)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.family, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.family, self.documentation, labels=self.labelnames)
+        for labels, value in list(self._values.items()):
+            family.add_metric(labels, float(value))
+        yield family
 
 
 _cap = series_cap()
@@ -290,6 +310,8 @@ def _precreate() -> None:
         REMEDIATION_OUTCOMES.labels(outcome)
     for capped in _CAPPED:
         SERIES_DROPPED.labels(capped.family)
+    for cls in PII_CLASSES:
+        PII_DETECTED.labels(cls)
 
 
 _precreate()
@@ -379,5 +401,12 @@ async def expire_idle_series() -> None:
 
 @app.page("/metrics")
 async def metrics(view, request):
-    """Prometheus text exposition of this worker's metrics."""
-    return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    """Prometheus text exposition of this worker's metrics.
+
+    As prometheus_client's own server, ``?name[]=NAME`` (repeated) renders only those
+    samples: a tool polling a few counters (the benches, every half second) then costs
+    the worker nothing, where the whole exposition costs it tens of milliseconds.
+    """
+    names = request.rel_url.query.getall("name[]", ())
+    registry = REGISTRY.restricted_registry(names) if names else REGISTRY
+    return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])

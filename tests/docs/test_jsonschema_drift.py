@@ -20,7 +20,8 @@ from schemas import (
     field_specs,
     parse,
 )
-from schemas.generate import JSON_DIR, SOURCES, build_schemas, main, render
+from schemas.generate import ENVELOPES, JSON_DIR, SOURCES, build_schemas, main, render
+from schemas.validate import Envelope, parse_message
 
 NOW = 1_700_000_000.0
 REGENERATE = "regenerate with `python -m schemas.generate` and commit the result"
@@ -51,6 +52,9 @@ def test_expected_topics_have_schemas():
         "decision",
         "autopilot.dlq",
         "decisions.approvals",
+        "telemetry.metrics.envelope",
+        "telemetry.errors.envelope",
+        "telemetry.interactions.envelope",
     }
 
 
@@ -61,7 +65,7 @@ def test_schema_is_valid_draft_2020_12(name):
     jsonschema.Draft202012Validator.check_schema(schema)
 
 
-@pytest.mark.parametrize("name", sorted(SCHEMAS))
+@pytest.mark.parametrize("name", sorted(SOURCES))
 def test_properties_and_required_match_the_record(name):
     cls, additional, _ = SOURCES[name]
     schema = SCHEMAS[name]
@@ -176,3 +180,27 @@ def test_decision_and_dead_letter_validate():
     jsonschema.validate(orjson.loads(letter.to_bytes()), SCHEMAS["autopilot.dlq"])
     bad = {**orjson.loads(decision.to_bytes()), "mode": "maybe"}
     assert not jsonschema.Draft202012Validator(SCHEMAS["decision"]).is_valid(bad)
+
+
+@pytest.mark.parametrize("name", sorted(ENVELOPES))
+def test_parser_and_envelope_schema_agree(name):
+    topic = ENVELOPES[name]
+    kind = next(k for k, t in TOPICS.items() if t == topic)
+    validator = jsonschema.Draft202012Validator(SCHEMAS[name])
+    record = EXAMPLES[topic]
+    envelope = {"samples": [record, record], "collector": "otel"}
+    assert validator.is_valid(envelope)
+    parsed = parse_message(kind, orjson.dumps(envelope), now=NOW, limits=Limits())
+    assert isinstance(parsed, Envelope)
+    assert not any(isinstance(r, Rejection) for r in parsed.records)
+    bad_record = {k: v for k, v in record.items() if k != "region"}
+    for doc in (
+        {"samples": []},
+        {"samples": record},
+        {"samples": [record] * (Limits().max_envelope_records + 1)},
+        {"samples": [record, bad_record]},
+    ):
+        assert not validator.is_valid(doc)
+        parsed = parse_message(kind, orjson.dumps(doc), now=NOW, limits=Limits())
+        refused = parsed if isinstance(parsed, Rejection) else parsed.records[-1]
+        assert isinstance(refused, Rejection)

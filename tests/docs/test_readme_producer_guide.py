@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from schemas import Limits, MetricSample, parse
+from schemas import Limits, MetricSample
+from schemas.validate import Envelope, parse_message
 from tests.support.debian import ensure_debian_package
 
 pytestmark = pytest.mark.kafka
@@ -60,10 +61,15 @@ def test_python_and_kcat_examples_produce_valid_samples(kafka_bootstrap, topic_n
                          timeout=60, check=False)  # fmt: skip
     assert ran.returncode == 0, ran.stderr
 
-    records = asyncio.run(read_values(kafka_bootstrap, topic, 2))
-    assert len(records) == 2
-    for key, value in records:
+    # Python: one sample, then an envelope of three; kcat: one sample.
+    messages = asyncio.run(read_values(kafka_bootstrap, topic, 3))
+    assert len(messages) == 3
+    samples = []
+    for key, value in messages:
         assert key == b"checkout/eu-west"
-        sample = parse("metrics", value, now=time.time(), limits=Limits())
+        parsed = parse_message("metrics", value, now=time.time(), limits=Limits())
+        samples += parsed.records if isinstance(parsed, Envelope) else [parsed]
+    assert len(samples) == 5
+    for sample in samples:
         assert isinstance(sample, MetricSample), sample
         assert sample.metrics["cpu_util"] == 0.42

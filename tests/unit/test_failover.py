@@ -32,15 +32,21 @@ WIDE = RegionConfig.from_dict(
 )
 
 
-def reports(down: set[str] = frozenset(), names: tuple[str, ...] = NAMES, ts: float = 0.0):
+def reports(
+    down: set[str] = frozenset(),
+    names: tuple[str, ...] = NAMES,
+    ts: float = 0.0,
+    silent: set[str] = frozenset(),
+):
+    """Healthy reports but for ``down`` (bad metrics) and ``silent`` (30 s of silence)."""
     return {
         r: HealthReport(
             r,
             ts,
-            0.05 if r in down else 0.95,
-            r not in down,
-            {"silence": 0.05 if r in down else 1.0},
-            30.0 if r in down else 0.0,
+            0.05 if r in down | silent else 0.95,
+            r not in down | silent,
+            {"metrics": 0.05 if r in down else 1.0, "silence": 0.05 if r in silent else 1.0},
+            30.0 if r in silent else 0.0,
             {},
         )
         for r in names
@@ -72,8 +78,45 @@ def test_declared_failed_only_after_fail_after_consecutive_unhealthy_evaluations
     [draft] = clock.step({"us-east"})
     assert (draft.kind, draft.region, draft.target) == ("failover", "us-east", "eu-west")
     assert draft.evidence["consecutive_unhealthy"] == 3
-    assert "worst: silent for 30 s" in draft.reason
+    assert "unhealthy for 3 consecutive evaluations" in draft.reason
+    assert "worst: metrics 0.05" in draft.reason
     assert clock.run(20, {"us-east"}) == []  # one draft per transition
+
+
+def test_a_region_silent_long_enough_fails_at_the_first_evaluation_that_sees_it() -> None:
+    policy = FailoverPolicy(CONFIG, fail_after=3, recover_after=6)
+    for ts in (-15.0, -10.0, -5.0, 0.0):  # event time moving at its pace
+        assert policy.evaluate(ts, reports(ts=ts), {}) == []
+    silent = reports(silent={"us-east"}, ts=5.0)
+    [draft] = policy.evaluate(5.0, silent, {"us-east": {"default"}})
+    assert (draft.kind, draft.region, draft.target) == ("failover", "us-east", "eu-west")
+    assert draft.evidence["consecutive_unhealthy"] == 1
+    assert draft.evidence["thresholds"]["silence_fail_s"] == 12.5
+    assert "silent for 30 s while the others report" in draft.reason
+    # Silent for less than silence_fail_s: the usual run of fail_after evaluations.
+    short = {
+        r: HealthReport(r, 5.0, rep.score, rep.healthy, rep.components, 12.0, {})
+        for r, rep in silent.items()
+    }
+    policy = FailoverPolicy(CONFIG, fail_after=3, recover_after=6)
+    for ts in (-15.0, -10.0, -5.0, 0.0):
+        policy.evaluate(ts, reports(ts=ts), {})
+    assert policy.evaluate(5.0, short, {"us-east": {"default"}}) == []
+    # Event time stood still (our own outage) and catches up: the usual run.
+    policy = FailoverPolicy(CONFIG, fail_after=3, recover_after=6)
+    for ts in (-15.0, -10.0, -5.0, 0.0):
+        policy.evaluate(ts, reports(ts=ts), {})
+    late = reports(silent={"us-east"}, ts=200.0)
+    assert policy.evaluate(200.0, late, {}) == []
+    assert policy.evaluate(205.0, late, {}) == []
+    assert [d.kind for d in policy.evaluate(210.0, late, {})] == ["failover"]
+    # Disabled: silence waits for the run like any other evidence.
+    policy = FailoverPolicy(CONFIG, fail_after=3, recover_after=6, silence_fail_s=None)
+    for ts in (-15.0, -10.0, -5.0, 0.0):
+        policy.evaluate(ts, reports(ts=ts), {})
+    assert policy.evaluate(5.0, silent, {"us-east": {"default"}}) == []
+    with pytest.raises(ValueError, match="silence_fail_s"):
+        FailoverPolicy(CONFIG, silence_fail_s=0.0)
 
 
 def test_recovery_needs_a_longer_run_than_failure() -> None:
@@ -239,13 +282,27 @@ def test_a_region_without_a_report_keeps_its_counters_and_is_no_target() -> None
 def test_bench_scenarios_meet_their_targets() -> None:
     result = run_failover_scenarios(
         seed=1,
-        names=["hard_outage", "brownout", "eu_outage_blocked", "healthy_1h"],
+        names=[
+            "hard_outage",
+            "brownout",
+            "eu_outage_blocked",
+            "az_partial",
+            "partition",
+            "pipeline_partition",
+            "healthy_1h",
+        ],
         healthy_hours=1,
     )
     scenarios = result["scenarios"]
-    assert scenarios["hard_outage"]["detection_delay_s"] <= 30
-    assert scenarios["brownout"]["detection_delay_s"] <= 60
+    assert scenarios["hard_outage"]["detection_delay_s"] <= 15
+    assert scenarios["brownout"]["detection_delay_s"] <= 30
     assert scenarios["eu_outage_blocked"]["kinds"] == ["failback", "failover_blocked"]
+    # Losing one zone's worth of capacity is held; a partition from one region is failed
+    # over as fast as an outage and failed back once; our own partition fails nothing.
+    assert scenarios["az_partial"]["decisions"] == []
+    assert scenarios["partition"]["detection_delay_s"] <= 15
+    assert scenarios["partition"]["kinds"] == ["failback", "failover"]
+    assert scenarios["pipeline_partition"]["decisions"] == []
     assert scenarios["healthy_1h"]["decisions"] == []
     for name, figures in scenarios.items():
         assert figures["passed"], name

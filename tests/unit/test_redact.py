@@ -92,7 +92,6 @@ def test_card_numbers_are_redacted(text, expected):
         "order ord-4111111111111111 failed",  # an order id: part of a token
         "block blk_-6952295868487656571",
         "epoch ms 1700000000000",  # starts with 1: no card network
-        "phone +4420794600123",
         "amount 1234.5678",
         "short 4111 1111",
     ],
@@ -202,3 +201,38 @@ def test_redaction_is_idempotent(text):
 def test_placeholders_survive_redaction(text):
     for placeholder in PLACEHOLDERS:
         assert placeholder in R.redact(f"{text}; {placeholder} end")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("phone +4420794600123", "phone <PHONE>"),  # a phone number, not a card
+        ("call (415) 555-2671 or 415-555-2671", "call <PHONE> or <PHONE>"),
+        ("UK 020 7946 0958", "UK <PHONE>"),
+        ("iban DE89 3704 0044 0532 0130 00.", "iban <IBAN>."),
+        ("iban DE89370400440532013000", "iban <IBAN>"),
+    ],
+)
+def test_phones_and_ibans_are_redacted(text, expected):
+    assert R.redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "iban DE89 3704 0044 0532 0130 01",  # fails mod 97
+        "at 2024-01-05 12:30:45",
+        "version 01 23 45",
+        "retry +3 times",
+        "f(x) at line 12 (col 3)",
+    ],
+)
+def test_not_a_phone_or_iban(text):
+    assert R.redact(text) == text
+
+
+def test_scan_counts_tokens_by_kind():
+    counts = R.scan(
+        "AKIAIOSFODNN7EXAMPLE and Authorization: Bearer abc123def456 and api_key=s3cr3t"
+    ).counts
+    assert counts == {"aws_key": 1, "bearer": 1, "api_key": 1}

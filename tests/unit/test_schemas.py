@@ -598,3 +598,73 @@ def test_dead_letter_detail_never_holds_the_payload():
 def test_dead_letter_from_bytes_rejects_non_dead_letters():
     with pytest.raises(ValueError, match="lacks field"):
         DeadLetter.from_bytes(b'{"reason": "invalid_json"}')
+
+
+# Envelopes: {"samples": [...]} of records validated one by one.
+
+
+def test_envelope_records_are_validated_on_their_own() -> None:
+    from schemas.validate import Envelope, parse_message
+
+    good = VALID["metrics"]
+    bad = {**good, "metrics": {"cpu_util": 2.0}}
+    raw = orjson.dumps({"samples": [good, bad, 7, good], "collector": {"name": "otel"}})
+    envelope = parse_message("metrics", raw, now=NOW, limits=LIMITS)
+    assert isinstance(envelope, Envelope)
+    kinds = [type(r).__name__ for r in envelope.records]
+    assert kinds == ["MetricSample", "Rejection", "Rejection", "MetricSample"]
+    assert [envelope.records[i].reason for i in (1, 2)] == ["out_of_range", "not_an_object"]
+    assert orjson.loads(envelope.payload(1)) == bad
+    assert envelope.records[0] == parse("metrics", orjson.dumps(good), now=NOW, limits=LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ({"samples": "x"}, "wrong_type"),
+        ({"samples": None}, "wrong_type"),
+        ({"samples": []}, "bad_value"),
+        ({"samples": [VALID["metrics"]] * 4}, "too_many_entries"),
+        ({"samples": [VALID["metrics"]], "x": [[[[[[[[[1]]]]]]]]]}, "too_deep"),
+    ],
+)
+def test_an_unreadable_envelope_is_refused_whole(doc: dict, reason: str) -> None:
+    from schemas.validate import parse_message
+
+    limits = Limits(max_envelope_records=3)
+    result = parse_message("metrics", orjson.dumps(doc), now=NOW, limits=limits)
+    assert isinstance(result, Rejection) and result.reason == reason
+
+
+def test_envelope_and_single_record_size_bounds() -> None:
+    from schemas.validate import Envelope, parse_message
+
+    limits = Limits(max_payload_bytes=1024, max_envelope_bytes=4096)
+    record = orjson.dumps({**VALID["metrics"], "pad": "x" * 600})
+    envelope = b'{"samples":[' + b",".join([record] * 3) + b"]}"
+    assert isinstance(parse_message("metrics", envelope, now=NOW, limits=limits), Envelope)
+    too_big = b'{"samples":[' + b",".join([record] * 7) + b"]}"
+    assert parse_message("metrics", too_big, now=NOW, limits=limits).reason == "payload_too_large"
+    single = orjson.dumps({**VALID["metrics"], "pad": "x" * 2000})
+    assert parse_message("metrics", single, now=NOW, limits=limits).reason == "payload_too_large"
+    # Without envelopes a payload of that size is one as well.
+    assert parse("metrics", envelope, now=NOW, limits=limits).reason == "payload_too_large"
+
+
+def test_envelope_limits_come_from_the_environment() -> None:
+    env = {"AUTOPILOT_MAX_ENVELOPE_RECORDS": "500", "AUTOPILOT_MAX_ENVELOPE_BYTES": "65536"}
+    limits = Limits.from_env(env)
+    assert (limits.max_envelope_records, limits.max_envelope_bytes) == (500, 65536)
+    with pytest.raises(ValueError, match="AUTOPILOT_MAX_ENVELOPE_RECORDS"):
+        Limits.from_env({"AUTOPILOT_MAX_ENVELOPE_RECORDS": "0"})
+
+
+def test_dead_letter_names_the_envelope_index() -> None:
+    rejection = Rejection("missing_field", "region", "required field 'region' is missing")
+    letter = DeadLetter.from_rejection(
+        rejection, source_topic="telemetry.metrics", partition=2, offset=9, raw=b"{}", ts=NOW,
+        envelope_index=3,
+    )  # fmt: skip
+    assert DeadLetter.from_bytes(letter.to_bytes()).envelope_index == 3
+    older = {k: v for k, v in letter.to_dict().items() if k != "envelope_index"}
+    assert DeadLetter.from_bytes(orjson.dumps(older)).envelope_index is None

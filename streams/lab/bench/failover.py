@@ -22,8 +22,17 @@ The scripted incidents (the ground truth) are used only to score the decisions:
 * **residency violations**: data classes moved to a region the rules forbid for them;
 * **unhealthy targets**: failovers to a region that was itself in an incident.
 
-Targets: hard outage detected within 30 s, brown-out within 60 s, no false failover over a
-24-hour healthy run, no flap, no residency violation.
+Harder scenarios: a hard outage starting between two evaluations; a slow brown-out that
+creeps up over minutes; the loss of one availability zone's worth of a region's capacity
+(a sharp 10 s transient, then a mild slowdown: hold, no failover); a network partition
+between one healthy region and us (its telemetry held back and delivered when the network
+heals: from here it is an outage, so fail over, and fail back once); and a partition of
+every region from us (our own outage: nothing fails over, as the watermark stops).
+
+Targets: hard outage detected within 15 s (20 s when it starts between two evaluations),
+brown-out within 30 s, the slow brown-out within 30 s of its errors passing +5 %, the
+partition as fast as a hard outage; no false failover over a 24-hour healthy run and in
+every scenario, no flap, no residency violation.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ __all__ = [
 
 START_TS = 1_700_000_000.0
 TICK_S = 5.0
-_REGIONAL = ("region_outage", "brownout", "flapping")
+_REGIONAL = ("region_outage", "brownout", "flapping", "partition")
 _FALSE_SLACK_S = 60.0
 _FLAP_WINDOW_S = 600.0
 # Transport noise.
@@ -80,6 +89,12 @@ class FailoverScenario:
     segments: tuple[Scenario, ...]
     expected: frozenset[str]
     max_detection_s: float | None = None
+    hold: bool = False
+    """The scripted incidents are not regional failures: failing over during them is false."""
+    partitions: tuple[tuple[str | None, float, float], ...] = ()
+    """Network partitions between the regions and the worker, in the first segment:
+    ``(region, start_s, end_s)``, ``None`` for every region. What a partitioned region
+    produces is held back and arrives when the partition ends."""
 
 
 def _scenario(name: str, duration_s: float, incidents: list[dict[str, Any]]) -> Scenario:
@@ -99,6 +114,22 @@ def _climbing_brownout(region: str, start_s: float, duration_s: float) -> list[d
             latency_factor=1.41,
         )
         for k in range(4)
+    ]
+
+
+def _slow_brownout(region: str, start_s: float, duration_s: float) -> list[dict[str, Any]]:
+    """A brown-out that creeps: ten overlapping steps, 30 s apart, each +2 % errors and
+    x 1.15 latency, up to +20 % errors and 4 x latency after 4.5 minutes."""
+    return [
+        _incident(
+            "brownout",
+            region,
+            start_s + 30.0 * k,
+            duration_s - 30.0 * k,
+            error_rate=0.02,
+            latency_factor=1.149,
+        )
+        for k in range(10)
     ]
 
 
@@ -125,7 +156,21 @@ def _scenarios(healthy_hours: float) -> tuple[FailoverScenario, ...]:
                 ),
             ),
             frozenset({"failover", "failback"}),
-            30.0,
+            15.0,
+        ),
+        FailoverScenario(
+            "hard_outage_midtick",
+            "As hard_outage, but the outage starts 2.5 s after an evaluation, the worst phase "
+            "for a 5 s evaluation period.",
+            (
+                _scenario(
+                    "hard_outage_midtick",
+                    2700,
+                    [_incident("region_outage", "us-east", 1202.5, 600, degrade_s=0)],
+                ),
+            ),
+            frozenset({"failover", "failback"}),
+            20.0,
         ),
         FailoverScenario(
             "brownout",
@@ -133,7 +178,61 @@ def _scenarios(healthy_hours: float) -> tuple[FailoverScenario, ...]:
             "telemetry continues.",
             (_scenario("brownout", 2700, _climbing_brownout("ap-south", 1200, 600)),),
             frozenset({"failover", "failback"}),
-            60.0,
+            30.0,
+        ),
+        FailoverScenario(
+            "slow_brownout",
+            "ap-south degrades step by step over 4.5 minutes (+2 % errors and x 1.15 latency "
+            "every 30 s) to +20 % and 4 x, for 10 minutes: it must fail over within 30 s of "
+            "its errors passing +5 % (the third step, 60 s in), before the creep is learned "
+            "as normal.",
+            (_scenario("slow_brownout", 2700, _slow_brownout("ap-south", 1200, 600)),),
+            frozenset({"failover", "failback"}),
+            90.0,
+        ),
+        FailoverScenario(
+            "az_partial",
+            "One availability zone of us-east is lost for 10 minutes: for 10 s, until its "
+            "load balancer drains the zone, every service fails 10 % more requests (retries "
+            "hide the rest) at 2 x latency; then the other zones carry the load, 1.3 x slower "
+            "with +1 % errors. "
+            "Hold: the region serves its users, and a failover would move them all farther "
+            "away for at least the recovery period, for a transient already over.",
+            (
+                _scenario(
+                    "az_partial",
+                    2700,
+                    [
+                        _incident(
+                            "brownout", "us-east", 1200, 10, error_rate=0.1, latency_factor=2.0
+                        ),
+                        _incident(
+                            "brownout", "us-east", 1210, 590, error_rate=0.01, latency_factor=1.3
+                        ),
+                    ],
+                ),
+            ),
+            frozenset(),
+            hold=True,
+        ),
+        FailoverScenario(
+            "partition",
+            "ap-south keeps serving its users, but the network between it and us is cut for "
+            "5 minutes; its telemetry, held by its producers, arrives when the cut heals. "
+            "From here it is an outage (fail over, as fast as a hard one), and its return "
+            "must fail back once, after a sustained recovery.",
+            (_scenario("partition", 2700, []),),
+            frozenset({"failover", "failback"}),
+            15.0,
+            partitions=(("ap-south", 1200.0, 1500.0),),
+        ),
+        FailoverScenario(
+            "pipeline_partition",
+            "Every region is cut from us for 2 minutes (our own outage), then the held "
+            "telemetry arrives: nothing must fail over.",
+            (_scenario("pipeline_partition", 2700, []),),
+            frozenset(),
+            partitions=((None, 1200.0, 1320.0),),
         ),
         FailoverScenario(
             "flapping",
@@ -198,8 +297,18 @@ SCENARIOS = tuple(s.name for s in _scenarios(24.0))
 class _Transport:
     """Lag, loss and glitches between the producers and the worker; deterministic."""
 
-    def __init__(self, seed: int, regions: Iterable[str], start_ts: float, span_s: float):
+    def __init__(
+        self,
+        seed: int,
+        regions: Iterable[str],
+        start_ts: float,
+        span_s: float,
+        partitions: Iterable[tuple[str | None, float, float]] = (),
+    ):
         self.rng = random.Random(f"{seed}/failover-transport")
+        self.partitions = [
+            (region, start_ts + start, start_ts + end) for region, start, end in partitions
+        ]
         self.episodes: dict[str, list[tuple[float, float, float]]] = {}
         for region in regions:
             episodes = []
@@ -222,6 +331,9 @@ class _Transport:
             if start <= ts < end:
                 lag += extra * rng.uniform(0.8, 1.0)
                 break
+        for cut, start, end in self.partitions:
+            if cut in (None, region) and start <= ts < end:
+                return end + lag  # held by the producer until the network heals
         return ts + lag
 
     def glitch(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -270,16 +382,37 @@ class _Run:
             self.min_score[region] = min(self.min_score.get(region, 1.0), report.score)
 
 
-def _play(run: _Run, segments: tuple[Scenario, ...], seed: int, regions: tuple[str, ...]) -> list:
-    """Play the segments back to back; return the incidents as ``(type, region, onset, end)``."""
-    incidents = []
+def _play(
+    run: _Run,
+    segments: tuple[Scenario, ...],
+    seed: int,
+    regions: tuple[str, ...],
+    partitions: tuple[tuple[str | None, float, float], ...] = (),
+) -> list:
+    """Play the segments back to back; return the incidents as ``(type, region, onset, end)``.
+
+    A partition of one region is an incident of that region (``partition``): from where we
+    stand it is an outage, whatever the region's users see. A partition of every region is
+    our own outage, not the regions': no incident.
+    """
+    incidents = [
+        ("partition", region, START_TS + a, START_TS + b)
+        for region, a, b in partitions
+        if region is not None
+    ]
     start = START_TS
     seq = itertools.count()
     # Messages in flight and the evaluation clock carry over from one segment to the next.
     heap: list[tuple[float, int, str, dict[str, Any]]] = []
     next_eval = start + TICK_S
     for index, segment in enumerate(segments):
-        transport = _Transport(seed * 1000 + index, regions, start, segment.duration_s)
+        transport = _Transport(
+            seed * 1000 + index,
+            regions,
+            start,
+            segment.duration_s,
+            partitions if index == 0 else (),
+        )
         sim = SimConfig.for_scenario(
             segment, regions=regions, start_ts=start, seed=seed * 1000 + index
         )
@@ -383,6 +516,8 @@ def _score(
             None,
         )
         delays.append(None if first is None else round(first - inc[2], 1))
+    if not scenario.expected:
+        delays = []
     detected = [x for x in delays if x is not None]
     detection = max(detected) if detected and len(detected) == len(delays) else None
     failbacks = [d.ts for d in decisions if d.kind == "failback"]
@@ -480,7 +615,9 @@ def run_failover_scenarios(
             unhealthy={},
             min_score={},
         )
-        incidents = _play(run, scenario.segments, seed, regions)
+        incidents = _play(run, scenario.segments, seed, regions, scenario.partitions)
+        if scenario.hold:
+            incidents = [("hold", *inc[1:]) for inc in incidents]
         result = _score(scenario, incidents, run.decisions, config)
         result["description"] = scenario.description
         result["evaluations"] = run.evaluations
@@ -507,6 +644,7 @@ def run_failover_scenarios(
             "tick_s": TICK_S,
             "fail_after": probe.fail_after,
             "recover_after": probe.recover_after,
+            "silence_fail_s": probe.silence_fail_s,
             "grace_s": health.grace_s,
             "silence_tolerance_s": health.silence_tolerance_s,
             "health_threshold": health.threshold,
@@ -533,7 +671,12 @@ def format_failover_bench(result: dict[str, Any]) -> str:
     lines = [
         f"failover bench (seed {result['seed']}; fail after {settings['fail_after']}, "
         f"recover after {settings['recover_after']} evaluations of {TICK_S:g} s; "
-        f"grace {settings['grace_s']:g} s)"
+        f"grace {settings['grace_s']:g} s"
+        + (
+            f"; silent {settings['silence_fail_s']:g} s fails at once)"
+            if settings.get("silence_fail_s") is not None
+            else ")"
+        )
     ]
     header = ("scenario", "detection", "target", "false", "flaps", "residency", "failback")
     rows = [(*header, "decisions", "ok")]

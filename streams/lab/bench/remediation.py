@@ -23,16 +23,20 @@ uniform draw per incident and action decides whether that action would work):
 Reported: success rates, cumulative regret against the oracle that always takes the best
 action (expected, ``sum(p_best - p_chosen)``, and realised), the success rate of ``auto``
 decisions, and whether any ``auto`` decision came before its evidence allowed, checked
-against the simulation's own tally of the outcomes the policy had been told (at least
-``min_obs`` outcomes of that action in that context, and the Beta lower bound from them at
-least ``auto_lower``).
+against the simulation's own tally of the outcomes the policy had been told: recomputed
+with :func:`~models.policy.remediation.borrow` from that tally at the decision's level and the
+level it borrowed from, at least ``min_obs`` outcomes of that action, ``min_own`` successes
+at the level itself, and the Beta lower bound at least ``auto_lower``. The policies see what
+a worker would (service, region, error type, template, root-cause hint), never the fault.
+
+:func:`run_bench_remediation_seeds` runs several seeds and gives their mean.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +48,7 @@ from models.policy.remediation import (
     RemediationContext,
     RemediationPolicy,
     beta_quantile,
+    borrow,
 )
 from models.text.templates import template_id_for
 from streams.lab.scenario import FAULT_TYPES
@@ -53,8 +58,10 @@ __all__ = [
     "RULE_TABLE",
     "FaultModel",
     "format_bench_remediation",
+    "format_bench_remediation_seeds",
     "rule_table_action",
     "run_bench_remediation",
+    "run_bench_remediation_seeds",
 ]
 
 
@@ -300,8 +307,9 @@ def run_bench_remediation(
 
     scores = {(name, phase): _Score() for name in _POLICIES for phase in _PHASES}
     logs = {phase: _AutoLog() for phase in _PHASES}
-    # Outcomes the learned policy has been told, per (level fields, context key, action).
-    told: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
+    # Outcomes the learned policy has been told, per (level fields, context key): successes
+    # and failures per action, flattened as the policy keeps them.
+    told: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * (2 * len(ACTIONS)))
     due: dict[int, list[tuple[str, bool]]] = defaultdict(list)
     unknown = 0
     late_choices: dict[str, Counter[str]] = defaultdict(Counter)
@@ -315,14 +323,23 @@ def run_bench_remediation(
         if pending is None:
             unknown += 1
             return
+        slot = 2 * ACTIONS.index(pending.action) + (0 if success else 1)
         for level in policy.levels:
-            tally = told[(level, pending.context.key(level), pending.action)]
-            tally[0 if success else 1] += 1
+            told[(level, pending.context.key(level))][slot] += 1
 
     def premature_auto(choice: RemediationChoice, context: RemediationContext) -> bool:
-        s, f = told[(choice.level, context.key(choice.level), choice.action)]
+        own = told[(choice.level, context.key(choice.level))]
+        parent = told[(choice.borrowed_from, context.key(choice.borrowed_from))]
+        pooled = borrow(own, parent, policy.prior_weight, policy.alike_odds)
+        k = 2 * ACTIONS.index(choice.action)
+        s, f = pooled[k], pooled[k + 1]
         lower = beta_quantile(policy.quantile, policy.prior[0] + s, policy.prior[1] + f)
-        return s + f < policy.min_obs or lower < policy.auto_lower
+        return (
+            s + f < policy.min_obs
+            or own[k] < policy.min_own
+            or lower < policy.auto_lower
+            or not set(policy.auto_fields) <= set(choice.level)
+        )
 
     for i, (phase, fault) in enumerate(schedule):
         ts = _START_TS + i * _INCIDENT_SPACING_S
@@ -411,6 +428,9 @@ def run_bench_remediation(
         for fault in FAULT_TYPES
     }
     rate_all = learned["all"]["auto_success_rate"]
+    after = learned["after"]
+    rate_after = after["auto_success_rate"]
+    n_after = sum(after[k] for k in ("auto", "recommend", "nothing_known"))
     return {
         "config": {
             "incidents_per_fault": incidents_per_fault,
@@ -431,11 +451,126 @@ def run_bench_remediation(
         "learned": learned,
         "curve": curve,
         "per_fault": per_fault,
+        "auto_share_after": after["auto"] / n_after if n_after else 0.0,
         "meets": {
             "auto_success_rate_at_least_0.9": rate_all is not None and rate_all >= 0.9,
             "no_premature_auto": total.premature == 0,
+            **_targets(policies, after["auto"] / n_after if n_after else 0.0, rate_after),
         },
     }
+
+
+def _targets(
+    policies: dict[str, dict[str, Any]], auto_share: float, auto_rate: float | None
+) -> dict[str, bool]:
+    """Issue 21's targets for the learned policy, from the figures of one run or a mean."""
+    learned = policies["learned"]
+    return {
+        "after_success_at_least_0.9": learned["success_rate_after"] >= 0.9,
+        "overall_above_rule_table": learned["success_rate"]
+        > policies["rule_table"]["success_rate"],
+        "auto_share_after_at_least_0.5": auto_share >= 0.5,
+        "auto_success_after_at_least_0.95": auto_rate is not None and auto_rate >= 0.95,
+    }
+
+
+def run_bench_remediation_seeds(seeds: Sequence[int], **settings: Any) -> dict[str, Any]:
+    """:func:`run_bench_remediation` for each seed, and the mean of the headline figures.
+
+    The mean of a rate is over the seeds' rates (each seed the same number of incidents).
+
+    Examples
+    --------
+    >>> r = run_bench_remediation_seeds([0, 1], incidents_per_fault=3, after_incidents_per_fault=1)
+    >>> r["seeds"], sorted(r["mean"]["policies"]), r["mean"]["premature_auto"]
+    ([0, 1], ['learned', 'oracle', 'random', 'rule_table'], 0)
+    """
+    runs = [run_bench_remediation(seed=seed, **settings) for seed in seeds]
+    if not runs:
+        raise ValueError("need at least one seed")
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    policies = {
+        name: {
+            key: mean([r["policies"][name][key] for r in runs])
+            for key in ("success_rate", "success_rate_learning", "success_rate_after")
+        }
+        for name in _POLICIES
+    }
+    auto_rates = [r["learned"]["after"]["auto_success_rate"] for r in runs]
+    known = [x for x in auto_rates if x is not None]
+    auto_share = mean([r["auto_share_after"] for r in runs])
+    auto_rate = mean(known) if known else None
+    summary = {
+        "policies": policies,
+        "auto_share_after": auto_share,
+        "auto_success_rate_after": auto_rate,
+        "premature_auto": sum(r["learned"]["all"]["premature_auto"] for r in runs),
+    }
+    summary["meets"] = {
+        "no_premature_auto": summary["premature_auto"] == 0,
+        **_targets(policies, auto_share, auto_rate),
+    }
+    return {
+        "seeds": list(seeds),
+        "per_seed": {
+            str(r["config"]["seed"]): {
+                "policies": r["policies"],
+                "learned": r["learned"],
+                "auto_share_after": r["auto_share_after"],
+                "meets": r["meets"],
+            }
+            for r in runs
+        },
+        "mean": summary,
+        "config": runs[0]["config"] | {"seed": None},
+    }
+
+
+def format_bench_remediation_seeds(result: dict[str, Any]) -> str:
+    """One line per seed and the mean, with the targets the mean meets."""
+    lines = [
+        f"Remediation closed loop over seeds {', '.join(map(str, result['seeds']))} "
+        f"({result['config']['incidents']} incidents each)",
+        "",
+        f"  {'seed':<6}{'learned':>9}{'after':>8}{'rule':>8}{'oracle':>8}"
+        f"{'auto share':>12}{'auto ok':>9}{'premature':>11}",
+    ]
+
+    def row(name: str, policies: dict, share: float, rate: float | None, premature: int) -> str:
+        return (
+            f"  {name:<6}{policies['learned']['success_rate']:>9.1%}"
+            f"{policies['learned']['success_rate_after']:>8.1%}"
+            f"{policies['rule_table']['success_rate']:>8.1%}"
+            f"{policies['oracle']['success_rate_after']:>8.1%}{share:>12.1%}"
+            f"{'-' if rate is None else f'{rate:.1%}':>9}{premature:>11d}"
+        )
+
+    for seed, r in result["per_seed"].items():
+        after = r["learned"]["after"]
+        lines.append(
+            row(
+                seed,
+                r["policies"],
+                r["auto_share_after"],
+                after["auto_success_rate"],
+                r["learned"]["all"]["premature_auto"],
+            )
+        )
+    m = result["mean"]
+    share, rate = m["auto_share_after"], m["auto_success_rate_after"]
+    lines.append(row("mean", m["policies"], share, rate, m["premature_auto"]))
+    lines += [
+        "",
+        "(learned: success over the run; after: after learning; rule: the rule table over",
+        " the run; oracle: after learning; auto share and success: after learning)",
+    ]
+    lines.append(
+        "mean meets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in m["meets"].items())
+    )
+    return "\n".join(lines)
 
 
 def format_bench_remediation(result: dict[str, Any]) -> str:
@@ -496,5 +631,11 @@ def format_bench_remediation(result: dict[str, Any]) -> str:
         + ("yes" if meets["auto_success_rate_at_least_0.9"] else "NO")
         + "; no auto before its evidence: "
         + ("yes" if meets["no_premature_auto"] else "NO"),
+        f"after learning: {result['auto_share_after']:.1%} of decisions auto; targets: "
+        + ", ".join(
+            f"{k} {'yes' if meets[k] else 'NO'}"
+            for k in meets
+            if k not in ("auto_success_rate_at_least_0.9", "no_premature_auto")
+        ),
     ]
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from pathlib import Path
 from streams.kafka.local import KafkaLocal, free_port
 
 __all__ = [
+    "CONSERVATION_COUNTERS",
     "Log",
     "WorkerRun",
     "bench_broker",
@@ -31,6 +32,13 @@ __all__ = [
 ]
 
 Log = Callable[[str], None]
+
+CONSERVATION_COUNTERS = (
+    "autopilot_events_consumed_total",
+    "autopilot_events_processed_total",
+    "autopilot_dlq_total",
+)
+"""The samples a bench polls to know how far a worker got."""
 
 
 @contextlib.contextmanager
@@ -165,19 +173,26 @@ class WorkerRun:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.read().decode()
 
-    def metrics(self) -> str | None:
-        """The worker's ``/metrics`` text, or ``None`` while it does not answer."""
+    def metrics(self, names: Sequence[str] = ()) -> str | None:
+        """The worker's ``/metrics`` text, or ``None`` while it does not answer.
+
+        ``names`` restricts it to those samples, which costs the worker far less to render
+        than the whole exposition.
+        """
+        query = "&".join(f"name[]={name}" for name in names)
         try:
-            return self.get("/metrics")
+            return self.get(f"/metrics?{query}" if query else "/metrics")
         except OSError:
             return None
 
     def handled(self, topic: str = "telemetry.metrics") -> tuple[float, float] | None:
-        """Messages of logical ``topic`` consumed, and handled (processed or dead-lettered).
+        """Records of logical ``topic`` consumed, and handled (processed or dead-lettered).
+
+        Each record of an envelope counts.
 
         ``None`` while the worker's web server does not answer.
         """
-        text = self.metrics()
+        text = self.metrics(CONSERVATION_COUNTERS)
         if text is None:
             return None
         consumed = metric_sum(text, "autopilot_events_consumed_total", topic=topic)
@@ -187,7 +202,7 @@ class WorkerRun:
     def time_backlog(
         self, expected: int, timeout_s: float, log: Log, what: str, poll_s: float = 0.5
     ) -> float:
-        """Seconds from the first consumed metric sample until ``expected`` are handled.
+        """Seconds from the first consumed metric record until ``expected`` are handled.
 
         Polled every ``poll_s`` (rendering ``/metrics`` costs the worker some CPU),
         so the figure is good to about that. Raises ``RuntimeError`` when the

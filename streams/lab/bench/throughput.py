@@ -1,7 +1,8 @@
 """Throughput of the whole pipeline against a raw aiokafka consumer, on the same broker.
 
 One run produces ``events`` metric samples (the simulator's shape, over many
-series) to fresh topics, then measures:
+series, in envelopes of ``envelope`` samples of one series unless ``envelope`` is 1)
+to fresh topics, then measures, all in samples per second:
 
 a. the raw limit: a plain aiokafka consumer that reads every message and
    decodes it with orjson, nothing else;
@@ -35,10 +36,14 @@ from schemas.topics import TopicNames
 from streams.lab.bench.support import Log, WorkerRun, bench_broker
 from streams.lab.simulator import SimConfig, generate, run_simulation
 
-__all__ = ["format_bench_throughput", "run_bench_throughput"]
+__all__ = ["bench_config", "format_bench_throughput", "run_bench_throughput"]
 
 
-def _config(events: int, series: int) -> SimConfig:
+def bench_config(events: int, series: int, envelope: int = 1) -> SimConfig:
+    """Metric samples only, over about ``series`` series, ``events`` in all.
+
+    An envelope may span ``envelope`` ticks, so that it fills up with one series' samples.
+    """
     regions = ("us-east", "eu-west", "ap-south")
     services = tuple(f"svc-{i:05d}" for i in range(math.ceil(series / len(regions))))
     ticks = math.ceil(events / (len(services) * len(regions)))
@@ -49,6 +54,8 @@ def _config(events: int, series: int) -> SimConfig:
         errors_per_s=0.0,
         tick_s=5.0,
         duration_s=ticks * 5.0,
+        envelope_records=envelope,
+        envelope_span_s=envelope * 5.0,
     )
 
 
@@ -82,7 +89,8 @@ def _run_worker(broker: str, prefix: str, expected: int, workdir: Path, log: Log
 
 
 def _run_floor(broker: str, prefix: str, expected: int, workdir: Path, log: Log) -> float:
-    """Seconds the Faust floor (:mod:`streams.lab.bench.floor`) needs from its first to last event.
+    """Seconds the Faust floor (:mod:`streams.lab.bench.floor`) needs from its first to last
+    of ``expected`` messages.
 
     The floor stamps its first and latest message itself, so polling adds nothing
     to the figure.
@@ -100,7 +108,7 @@ def _run_floor(broker: str, prefix: str, expected: int, workdir: Path, log: Log)
                 continue
             if count["consumed"] >= expected:
                 return max(count["last_ts"] - count["first_ts"], 1e-6)
-            log(f"  faust floor: {count['consumed']:,d}/{expected:,d} events")
+            log(f"  faust floor: {count['consumed']:,d}/{expected:,d} messages")
             time.sleep(0.5)
         raise RuntimeError(
             f"the Faust floor read {count['consumed']} of {expected} events; "
@@ -142,6 +150,7 @@ def run_bench_throughput(
     series: int = 1_000,
     broker: str | None = None,
     profile_sample: int = 20_000,
+    envelope: int = 100,
     log: Log = lambda _msg: None,
 ) -> dict[str, Any]:
     """Measure raw consumer, Faust floor and pipeline rates on one broker, in one run."""
@@ -151,18 +160,18 @@ def run_bench_throughput(
     ):
         workdir = Path(tmp)
         topics = TopicNames(f"bench-{uuid.uuid4().hex[:8]}.")
-        config = _config(events, series)
+        config = bench_config(events, series, envelope)
         log(f"producing {events:,d} metric events over {series:,d} series to {bootstrap}")
         summary = asyncio.run(
             run_simulation(
                 config, bootstrap_servers=bootstrap, topics=topics, ground_truth_path=None
             )
         )
-        produced = summary.sent["metrics"]
-        log(f"produced {produced:,d} in {summary.wall_s:.1f}s; raw consumer...")
-        raw_s = asyncio.run(_raw_consume(bootstrap, topics.metrics, produced))
+        produced, messages = summary.sent["metrics"], summary.messages
+        log(f"produced {produced:,d} in {messages:,d} messages, {summary.wall_s:.1f}s; raw...")
+        raw_s = asyncio.run(_raw_consume(bootstrap, topics.metrics, messages))
         log(f"raw consumer: {produced / raw_s:,.0f} events/s; Faust floor...")
-        floor_s = _run_floor(bootstrap, topics.prefix, produced, workdir, log)
+        floor_s = _run_floor(bootstrap, topics.prefix, messages, workdir, log)
         log(f"Faust floor: {produced / floor_s:,.0f} events/s; pipeline worker...")
         pipeline = _run_worker(bootstrap, topics.prefix, produced, workdir, log)
     stages = _profile(config, min(profile_sample, produced))
@@ -171,6 +180,8 @@ def run_bench_throughput(
     pipeline_rate = produced / pipeline["seconds"]
     return {
         "events": produced,
+        "messages": messages,
+        "envelope_records": envelope,
         "series": len(config.services) * len(config.regions),
         "raw_events_per_s": round(raw_rate, 1),
         "pipeline_events_per_s": round(pipeline_rate, 1),
@@ -191,7 +202,8 @@ def format_bench_throughput(result: dict[str, Any]) -> str:
     stage_text = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
     return "\n".join(
         [
-            f"bench throughput: {result['events']:,d} metric events, {result['series']:,d} series",
+            f"bench throughput: {result['events']:,d} metric events in {result['messages']:,d}"
+            f" messages (envelopes of {result['envelope_records']}), {result['series']:,d} series",
             f"  raw aiokafka consumer + orjson  {result['raw_events_per_s']:>12,.0f} events/s",
             f"  Faust floor (decode + count)    {result['faust_floor_events_per_s']:>12,.0f}"
             " events/s",

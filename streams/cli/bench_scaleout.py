@@ -1,0 +1,41 @@
+"""``autopilot bench scaleout``: the bare brains, one worker and two, on one broker."""
+
+from __future__ import annotations
+
+import click
+
+from streams.cli.bench import bench, emit, json_option
+
+__all__ = ["bench_scaleout"]
+
+
+@bench.command("scaleout")
+@click.option("--records", default=300_000, show_default=True, help="Metric records to produce.")
+@click.option("--series", default=1_000, show_default=True, help="Distinct service/region series.")
+@click.option(
+    "--envelope",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 2000),
+    help="Records of one series per message.",
+)
+@click.option(
+    "--broker",
+    envvar="AUTOPILOT_BENCH_BROKER",
+    help="host:port of a broker to use; default: start a local one for the run.",
+)
+@json_option
+def bench_scaleout(
+    records: int, series: int, envelope: int, broker: str | None, as_json: bool
+) -> None:
+    """Records per second of the brains in process, and of the pipeline with 1 and 2 workers."""
+    from streams.lab.bench.scaleout import format_bench_scaleout, run_bench_scaleout
+
+    result = run_bench_scaleout(
+        records=records,
+        series=series,
+        envelope=envelope,
+        broker=broker,
+        log=lambda m: click.echo(m, err=True),
+    )
+    emit(format_bench_scaleout(result), result, as_json)

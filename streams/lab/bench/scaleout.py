@@ -1,0 +1,313 @@
+"""Scale-out: records per second of the brains alone, of one worker and of two.
+
+One run, on one broker. The simulator's metric records (many series, in envelopes of
+``envelope`` records of one series) are produced to two sets of fresh topics before any
+clock starts, then:
+
+a. the bare rate: the brains the metrics agent drives (edge validation, the metrics
+   brain, region health, the cost brain, decisions encoded) run in this process over
+   the same envelopes, no Kafka, no Faust;
+b. the pipeline with one worker: a real ``autopilot worker`` subprocess, every agent on,
+   timed from its first consumed record until its conservation counters say every
+   record is processed or dead-lettered;
+c. the pipeline with two workers: two such subprocesses in one consumer group on the
+   other set of topics. The clock starts once both have consumed (both hold partitions
+   after the group's first rebalance); records handled before that are left out of
+   the rate.
+
+It reports the three rates, pipeline / bare and two workers / one, the peak RSS of
+every worker, and whether the one- and two-worker runs published the same set of
+decisions (by ``decision_id``), with their kinds. An envelope of 100 samples of one
+series spans 500 event seconds (a sample every 5 s), so region health sees the regions
+out of step while a worker reads one series' envelope after another: region-level
+decisions of this stream say little about a deployment whose collectors flush every
+few seconds; the per-series ones (anomaly, scaling, cost) are what must agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from schemas import Limits, MetricSample, Rejection
+from schemas.decision import Decision
+from schemas.topics import TopicNames
+from schemas.validate import Envelope, parse_message
+from streams.lab.bench.support import (
+    CONSERVATION_COUNTERS,
+    Log,
+    WorkerRun,
+    bench_broker,
+    metric_sum,
+)
+from streams.lab.bench.throughput import bench_config
+from streams.lab.simulator import SimConfig, enveloped, run_simulation
+
+__all__ = ["bare_decisions", "format_bench_scaleout", "run_bench_scaleout"]
+
+TARGET_RECORDS_PER_S = 10_000.0
+TARGET_BARE_RATIO = 0.8
+TARGET_SPEEDUP = 1.5
+_POLL_S = 0.5
+
+
+def scaleout_config(records: int, series: int, envelope: int, now: float) -> SimConfig:
+    """The stream of :func:`~streams.lab.bench.throughput.bench_config`, ending at ``now``.
+
+    Its start is fixed, so the in-process run and the produced topics see the same records.
+    """
+    config = bench_config(records, series, envelope)
+    return dataclasses.replace(config, start_ts=now - config.duration_s)
+
+
+def bare_decisions(
+    messages: list[tuple[str, bytes, bytes, int]], now: float
+) -> tuple[float, int, list[Decision]]:
+    """Drive the metrics agent's brains over ``messages`` in this process.
+
+    Returns the seconds taken, the records handled and the decisions made, in order.
+    Every message is validated at the edge as a worker does (:func:`parse_message`), and
+    every decision encoded as it is to be published.
+    """
+    from models.brains.cost import CostBrain
+    from models.brains.metrics import MetricsBrain
+    from models.brains.region import RegionBrain
+    from schemas.config.prices import load_price_table
+    from schemas.config.regions import load_region_config
+
+    metrics = MetricsBrain()
+    region = RegionBrain(load_region_config())
+    cost = CostBrain(load_price_table())
+    limits = Limits()
+    decisions: list[Decision] = []
+    handled = 0
+    started = time.perf_counter()
+    for _, _, value, _ in messages:
+        result = parse_message("metrics", value, now=now, limits=limits)
+        records = result.records if type(result) is Envelope else [result]
+        for sample in records:
+            handled += 1
+            if type(sample) is Rejection:
+                continue
+            assert type(sample) is MetricSample
+            region.observe_metrics(sample.ts, sample.region, sample.service, sample.metrics)
+            made = cost.observe(sample)
+            made += metrics.observe(sample.ts, sample.service, sample.region, sample.metrics)
+            for decision in made:
+                decision.to_bytes()
+                if decision.kind == "anomaly":
+                    region.observe_anomaly(
+                        decision.ts,
+                        sample.region,
+                        sample.service,
+                        decision.params["metric"],
+                        decision.evidence["score"],
+                    )
+            decisions += made
+    return time.perf_counter() - started, handled, decisions
+
+
+def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) -> dict[str, Any]:
+    """Records/s of ``workers`` from the moment all of them consume until ``expected`` are
+    handled, with what each handled and its peak RSS."""
+    deadline = time.monotonic() + 1800
+    started: float | None = None
+    at_start = 0.0
+    reported = time.monotonic()
+    while time.monotonic() < deadline:
+        texts = []
+        for worker in workers:
+            if not worker.alive():
+                raise RuntimeError(f"{what}: a worker exited; log tail:\n{worker.log_tail()}")
+            texts.append(worker.metrics(CONSERVATION_COUNTERS))
+        if all(text is not None for text in texts):
+            label = {"topic": "telemetry.metrics"}
+            consumed = [metric_sum(t, "autopilot_events_consumed_total", **label) for t in texts]
+            handled = [
+                metric_sum(t, "autopilot_events_processed_total", **label)
+                + metric_sum(t, "autopilot_dlq_total", **label)
+                for t in texts
+            ]
+            now = time.monotonic()
+            if started is None and all(c > 0 for c in consumed):
+                started, at_start = now, sum(handled)
+            if sum(handled) >= expected and started is not None:
+                seconds = max(now - started, 1e-6)
+                return {
+                    "records_per_s": round((expected - at_start) / seconds, 1),
+                    "seconds": round(seconds, 2),
+                    "handled_before_clock": int(at_start),
+                    "handled_by_worker": [int(h) for h in handled],
+                    "peak_rss_bytes": [w.peak_rss_bytes() for w in workers],
+                }
+            if now - reported >= 5.0:
+                log(f"  {what}: {int(sum(handled)):,d}/{expected:,d} records handled")
+                reported = now
+        time.sleep(_POLL_S)
+    raise RuntimeError(f"{what}: the workers did not handle {expected} records in time")
+
+
+async def _decision_ids(bootstrap: str, topics: TopicNames) -> dict[str, str]:
+    """The ``decision_id`` of every decision on the decision topics of ``topics``, and its
+    kind."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await probe.start()
+    try:
+        wanted = [topic for topic in topics.decisions() if topic in await probe.topics()]
+    finally:
+        await probe.stop()
+    ids: dict[str, str] = {}
+    if not wanted:
+        return ids
+    consumer = AIOKafkaConsumer(
+        *wanted, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        ends = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for messages in batch.values():
+                for message in messages:
+                    decision = orjson.loads(message.value)
+                    ids[decision["decision_id"]] = decision["kind"]
+            assigned = consumer.assignment()
+            if ends is None and assigned:
+                ends = await consumer.end_offsets(list(assigned))
+            if ends is not None:
+                behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+                if not behind:
+                    return ids
+        raise RuntimeError("the decision topics could not be read to their end")
+    finally:
+        await consumer.stop()
+
+
+def _pipeline(
+    bootstrap: str, topics: TopicNames, n: int, expected: int, workdir: Path, log: Log
+) -> dict[str, Any]:
+    """Run ``n`` workers in one group on ``topics`` until ``expected`` records are handled."""
+    workers = [WorkerRun(bootstrap, topics.prefix, workdir, name=f"w{n}-{i}") for i in range(n)]
+    try:
+        figures = _time_workers(workers, expected, log, f"{n} worker(s)")
+        # Decisions are sent while records are handled; let the last ones land.
+        for worker in workers:
+            worker.wait_idle(timeout_s=30.0)
+    finally:
+        for worker in workers:
+            worker.stop()
+    figures["decision_ids"] = asyncio.run(_decision_ids(bootstrap, topics))
+    return figures
+
+
+def run_bench_scaleout(
+    records: int = 300_000,
+    series: int = 1_000,
+    envelope: int = 100,
+    broker: str | None = None,
+    log: Log = lambda _msg: None,
+) -> dict[str, Any]:
+    """Measure the bare rate and the pipeline with one and two workers, in one run."""
+    config = scaleout_config(records, series, envelope, time.time())
+    messages = list(enveloped(config))
+    produced = sum(n for *_, n in messages)
+    log(f"bare: {produced:,d} records in {len(messages):,d} envelopes, in process...")
+    bare_s, bare_handled, decisions = bare_decisions(messages, now=time.time())
+    del messages
+    bare_rate = bare_handled / bare_s
+    log(f"bare: {bare_rate:,.0f} records/s, {len(decisions):,d} decisions")
+    runs: dict[int, dict[str, Any]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
+        bench_broker(broker, Path(tmp), log) as bootstrap,
+    ):
+        workdir = Path(tmp)
+        run_topics = {n: TopicNames(f"bench-{uuid.uuid4().hex[:8]}.") for n in (1, 2)}
+        for topics in run_topics.values():
+            summary = asyncio.run(
+                run_simulation(config, bootstrap_servers=bootstrap, topics=topics)
+            )
+            if summary.sent["metrics"] != produced:
+                raise RuntimeError(f"produced {summary.sent['metrics']} of {produced} records")
+            log(f"topics {topics.prefix}: {produced:,d} records in {summary.messages:,d} messages")
+        for n, topics in run_topics.items():
+            runs[n] = _pipeline(bootstrap, topics, n, produced, workdir, log)
+            log(f"{n} worker(s): {runs[n]['records_per_s']:,.0f} records/s")
+    one, two = runs[1], runs[2]
+    ones, twos = one["decision_ids"], two["decision_ids"]
+    same = ones.keys() == twos.keys()
+
+    def both(name: str) -> dict[str, Any]:
+        return {"one_worker": one[name], "two_workers": two[name]}
+
+    return {
+        "records": produced,
+        "series": len(config.services) * len(config.regions),
+        "envelope_records": envelope,
+        "bare_records_per_s": round(bare_rate, 1),
+        "bare_decisions": len(decisions),
+        "one_worker_records_per_s": one["records_per_s"],
+        "two_workers_records_per_s": two["records_per_s"],
+        "pipeline_bare_ratio": round(one["records_per_s"] / bare_rate, 4),
+        "two_one_ratio": round(two["records_per_s"] / one["records_per_s"], 4),
+        "peak_rss_bytes": both("peak_rss_bytes"),
+        "handled_by_worker": both("handled_by_worker"),
+        "handled_before_clock": both("handled_before_clock"),
+        "decisions": {k: len(ids) for k, ids in both("decision_ids").items()},
+        "decisions_by_kind": {
+            k: dict(Counter(ids.values())) for k, ids in both("decision_ids").items()
+        },
+        "same_decisions": same,
+        "decisions_only_one_worker": len(ones.keys() - twos.keys()),
+        "decisions_only_two_workers": len(twos.keys() - ones.keys()),
+        "targets": {
+            "one_worker_records_per_s": TARGET_RECORDS_PER_S,
+            "pipeline_bare_ratio": TARGET_BARE_RATIO,
+            "two_one_ratio": TARGET_SPEEDUP,
+        },
+    }
+
+
+def format_bench_scaleout(result: dict[str, Any]) -> str:
+    """A readable summary of :func:`run_bench_scaleout`."""
+    targets = result["targets"]
+    rss = result["peak_rss_bytes"]
+    by_kind = result["decisions_by_kind"]
+
+    def mib(values: list[int]) -> str:
+        return ", ".join(f"{v / 2**20:,.0f}" for v in values)
+
+    return "\n".join(
+        [
+            f"bench scaleout: {result['records']:,d} metric records, {result['series']:,d}"
+            f" series, envelopes of {result['envelope_records']}",
+            f"  bare brains, in process        {result['bare_records_per_s']:>12,.0f} records/s",
+            f"  pipeline, 1 worker             {result['one_worker_records_per_s']:>12,.0f}"
+            f" records/s  (target >= {targets['one_worker_records_per_s']:,.0f})",
+            f"  pipeline, 2 workers            {result['two_workers_records_per_s']:>12,.0f}"
+            " records/s",
+            f"  pipeline / bare                {result['pipeline_bare_ratio']:>12.3f}"
+            f"   (target >= {targets['pipeline_bare_ratio']})",
+            f"  2 workers / 1 worker           {result['two_one_ratio']:>12.3f}"
+            f"   (target >= {targets['two_one_ratio']})",
+            f"  peak RSS, MiB                  1 worker: {mib(rss['one_worker'])};"
+            f" 2 workers: {mib(rss['two_workers'])}",
+            f"  decisions                      1 worker: {result['decisions']['one_worker']:,d};"
+            f" 2 workers: {result['decisions']['two_workers']:,d};"
+            f" same set: {'yes' if result['same_decisions'] else 'no'}"
+            f" ({result['decisions_only_one_worker']} only with 1,"
+            f" {result['decisions_only_two_workers']} only with 2)",
+            f"  decisions by kind              1 worker: {by_kind['one_worker']};"
+            f" 2 workers: {by_kind['two_workers']}",
+        ]
+    )
