@@ -16,11 +16,21 @@ or rebalance has it. (``use_partitioner`` would ask the producer instead, which 
 until the producer has the changelog's metadata.) A decision
 is written down there before its call is made: a crash between the two leaves it
 unapplied rather than applied twice.
+
+Approvals. A ``recommend`` decision the actuator could apply is kept, per subject, in the
+table ``actuator-recommendations`` and audited ``pending``; a message on
+``decisions.approvals`` (``autopilot approve|reject``) then applies it through the same
+gates as an ``auto`` one, or rejects it, or refuses a late approval
+(:mod:`models.policy.approvals`). Approvals are keyed like the decision they judge and the
+agent reads them with the decision topics: Faust assigns co-subscribed topics of equal
+partition count together, so with N workers the approval reaches the worker that holds
+the recommendation, and both tables are written on that partition's changelog.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -29,8 +39,16 @@ import time
 import click
 
 from agents.runtime.publish import subject_key
-from models.policy.actuation import ActuationPolicy, AuditRecord, decode_decision, unhandled_record
+from models.policy.actuation import (
+    ActuationPolicy,
+    AuditRecord,
+    DecisionMemory,
+    decode_decision,
+    unhandled_record,
+)
+from models.policy.approvals import ApprovalDesk, PendingRecommendations
 from schemas import Decision
+from schemas.approval import Approval
 from streams.actuate.aws import ActuatorSettings, AwsExecutor
 from streams.runtime.app import app, settings, topic_names, topics
 
@@ -49,15 +67,26 @@ class _Actuator:
             actuator_settings.load_config(), dry_run=actuator_settings.dry_run
         )
         self.executor = AwsExecutor(self.policy.config)
+        self.desk = ApprovalDesk(self.policy)
         self.handled = app.Table(
             "actuator-decisions",
             key_type=bytes,
             value_type=bytes,
             partitions=settings.partitions,
         )
+        self.recommendations = app.Table(
+            "actuator-recommendations",
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+        )
 
-    async def handle(self, key: bytes | None, value: bytes | None) -> AuditRecord:
-        """Gate, carry out and audit one message of a decision topic."""
+    async def handle(
+        self, key: bytes | None, value: bytes | None, topic: str | None = None
+    ) -> AuditRecord:
+        """Gate, carry out and audit one message of a decision topic or of the approvals."""
+        if topic == topic_names.approvals:
+            return await self.handle_approval(key, value)
         decision = decode_decision(value)
         if isinstance(decision, str):
             return unhandled_record(
@@ -74,8 +103,56 @@ class _Actuator:
                 "failed", "processing_error", reason, time.time(), self.policy.dry_run, decision
             )
 
-    async def _actuate(self, subject: bytes, decision: Decision) -> AuditRecord:
+    async def handle_approval(self, key: bytes | None, value: bytes | None) -> AuditRecord:
+        """Judge one approval or rejection, and apply the approved recommendation."""
+        try:
+            approval = Approval.from_bytes(value or b"")
+        except (ValueError, TypeError) as exc:
+            reason = f"Not an approval: {str(exc)[:200]}."
+            return unhandled_record(
+                "refused", "invalid_approval", reason, time.time(), self.policy.dry_run
+            )
+        if not key:
+            return unhandled_record(
+                "refused", "invalid_approval",
+                "An approval must be keyed like the decision it judges.", time.time(),
+                self.policy.dry_run,
+            )  # fmt: skip
+        try:
+            memory = self.policy.new_memory(self.handled.get(key))
+            pending = PendingRecommendations.from_bytes(self.recommendations.get(key))
+            verdict = self.desk.judge(approval, pending, memory, time.time())
+            if isinstance(verdict, AuditRecord):
+                # Remembered before it leaves the pending ones: a crash between is a duplicate.
+                self.handled[key] = memory.to_bytes()
+                self.recommendations[key] = pending.to_bytes()
+                return verdict
+            record = await self._actuate(key, verdict, memory)
+            self.recommendations[key] = pending.to_bytes()
+            return self.desk.approved(record, approval)
+        except Exception as exc:
+            log.exception("actuator: failed on approval of %s", approval.decision_id)
+            reason = f"The actuator failed on it ({type(exc).__name__}); see the worker's log."
+            record = unhandled_record(
+                "failed", "processing_error", reason, time.time(), self.policy.dry_run
+            )
+            return dataclasses.replace(record, decision_id=approval.decision_id)
+
+    def _receive(self, subject: bytes, decision: Decision) -> AuditRecord:
         memory = self.policy.new_memory(self.handled.get(subject))
+        pending = PendingRecommendations.from_bytes(self.recommendations.get(subject))
+        record = self.desk.receive(decision, pending, memory, time.time())
+        if record.outcome == "pending":
+            self.recommendations[subject] = pending.to_bytes()
+        return record
+
+    async def _actuate(
+        self, subject: bytes, decision: Decision, memory: DecisionMemory | None = None
+    ) -> AuditRecord:
+        if decision.mode == "recommend":
+            return self._receive(subject, decision)
+        if memory is None:
+            memory = self.policy.new_memory(self.handled.get(subject))
         verdict = self.policy.screen(decision, memory, time.time())
         if isinstance(verdict, AuditRecord):
             if verdict.outcome == "dry_run":
@@ -97,8 +174,9 @@ class _Actuator:
             actuator_settings.config_path,
         )
         await topics.audit.maybe_declare()
-        async for key, value in stream.items():
-            record = await self.handle(key, value)
+        async for event in stream.events():
+            key, value = event.key, event.value
+            record = await self.handle(key, value, event.message.topic)
             audit_key = record.decision_id.encode() if record.decision_id else key
             # Awaited: an action the audit topic did not receive is not accounted for.
             await (await topics.audit.send(key=audit_key, value=record.to_bytes()))
@@ -116,6 +194,7 @@ if actuator_settings.enabled:
         topic_names.scaling,
         topic_names.failover,
         topic_names.remediation,
+        topic_names.approvals,
         partitions=settings.partitions,
         internal=True,
     )

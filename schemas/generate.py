@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from schemas.approval import Approval
 from schemas.dead_letter import DeadLetter
 from schemas.decision import Decision
 from schemas.fields import (
@@ -69,6 +70,7 @@ SOURCES: dict[str, tuple[type, bool, str]] = {
         "Payloads of topics decisions.scaling, decisions.failover and decisions.remediation.",
     ),
     DeadLetter.TOPIC: (DeadLetter, False, "Payloads of topic autopilot.dlq."),
+    Approval.TOPIC: (Approval, False, "Payloads of topic decisions.approvals."),
 }
 """Schema name -> (record class, whether unknown properties are allowed, description)."""
 

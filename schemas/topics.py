@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "APPROVALS",
     "AUDIT",
     "AUDIT_TRAIL",
     "BUDGET_EVIDENCE",
@@ -55,6 +56,8 @@ REMEDIATION = "decisions.remediation"
 DLQ = "autopilot.dlq"
 AUDIT = "actions.audit"
 """What the actuator applied or refused, and why."""
+APPROVALS = "decisions.approvals"
+"""A human's approval or rejection of a ``recommend`` decision, keyed like that decision."""
 AUDIT_TRAIL = "autopilot.audit"
 """The tamper-evident trail: every decision, actuation and erasure, hash-chained per partition."""
 CONTROL = "autopilot.control"
@@ -71,7 +74,7 @@ class TopicNames:
     >>> t.metrics, t.dlq
     ('test42.telemetry.metrics', 'test42.autopilot.dlq')
     >>> len(t.all())
-    16
+    17
     >>> t.region_evidence
     'test42.internal.region-evidence'
     """
@@ -141,6 +144,11 @@ class TopicNames:
         return self.prefix + AUDIT
 
     @property
+    def approvals(self) -> str:
+        """Approvals and rejections of recommendations, keyed like the decision they judge."""
+        return self.prefix + APPROVALS
+
+    @property
     def audit_trail(self) -> str:
         """The tamper-evident trail (:mod:`models.compliance.trail`)."""
         return self.prefix + AUDIT_TRAIL
@@ -183,6 +191,7 @@ class TopicNames:
             self.audit,
             self.audit_trail,
             self.control,
+            self.approvals,
         )
 
 

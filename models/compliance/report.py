@@ -91,7 +91,7 @@ def compliance_report(
                         "kind": body.get("kind"),
                         "action": body.get("action"),
                         "resource": body.get("resource") or "-",
-                        "approval": body.get("approval") or body.get("mode") or "-",
+                        "approval": _approval(body.get("approval")) or body.get("mode") or "-",
                         "decision_id": body.get("decision_id"),
                     }
                 )
@@ -226,3 +226,15 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>Compliance report</title>"
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
     )
+
+
+def _approval(approval: object) -> str | None:
+    """Who approved an applied recommendation (:class:`schemas.approval.Approval`), if anyone.
+
+    >>> _approval({"verdict": "approve", "by": "oncall"}), _approval(None)
+    ('approved by oncall', None)
+    """
+    if not isinstance(approval, dict):
+        return None
+    verdict = {"approve": "approved", "reject": "rejected"}.get(approval.get("verdict"), "judged")
+    return f"{verdict} by {approval.get('by')}"

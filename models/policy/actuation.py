@@ -50,14 +50,19 @@ __all__ = [
     "RateLimiter",
     "Step",
     "decode_decision",
+    "drained_weights",
     "restored_weights",
     "shifted_weights",
     "unhandled_record",
     "weight_changes",
 ]
 
-OUTCOMES = ("applied", "dry_run", "refused", "failed", "duplicate")
-"""What became of a decision, as written in its audit record."""
+OUTCOMES = ("applied", "dry_run", "refused", "failed", "duplicate", "pending", "rejected")
+"""What became of a decision, as written in its audit record.
+
+``pending`` is a recommendation waiting for a human's approval, ``rejected`` one a human
+turned down (:mod:`models.policy.approvals`).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,8 @@ class AuditRecord:
 
     ``call`` is the planned call (also for ``dry_run`` and most refusals, so the record
     says what would have been done); ``code`` is a refusal code or an AWS error code.
+    ``approval`` is the human verdict (``verdict``, ``by``, ``reason``, ``ts``) the record
+    answers, for a recommendation's approval or rejection.
     """
 
     decision_id: str | None
@@ -124,6 +131,7 @@ class AuditRecord:
     call: Mapping[str, Any] | None
     dry_run: bool
     ts: float
+    approval: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-encodable dict."""
@@ -142,6 +150,7 @@ class AuditRecord:
             "call": None if self.call is None else dict(self.call),
             "dry_run": self.dry_run,
             "ts": self.ts,
+            "approval": None if self.approval is None else dict(self.approval),
         }
 
     def to_bytes(self) -> bytes:
@@ -306,6 +315,19 @@ def shifted_weights(current: Mapping[str, int], source: str, target: str) -> dic
     new[target] = min(MAX_WEIGHT, current.get(target, 0) + current.get(source, 0))
     new[source] = 0
     return new
+
+
+def drained_weights(current: Mapping[str, int], source: str) -> dict[str, int]:
+    """Weights after ``source`` is drained: its traffic spreads over the others by weight.
+
+    Route 53 shares traffic in proportion to the weights, so the others need no change;
+    when they are all 0 Route 53 would share equally among every set, the drained one
+    included, so the executor refuses that case.
+
+    >>> drained_weights({"use1": 100, "euw1": 100, "aps1": 50}, "use1")
+    {'use1': 0, 'euw1': 100, 'aps1': 50}
+    """
+    return {**current, source: 0}
 
 
 def restored_weights(
@@ -517,6 +539,12 @@ class ActuationPolicy:
             return self._plan_failover(decision)
         if decision.action == "restart_instance":
             return self._plan_restart(decision)
+        if decision.action == "scale_out":
+            return self._plan_scale_step(decision)
+        if decision.action == "failover_region":
+            return self._plan_drain(decision)
+        if decision.action == "clear_cache":
+            return self._plan_clear_cache(decision)
         return self._plan_rollback(decision)
 
     def _service_resource(self, decision: Decision) -> tuple[ServiceTarget, str, str]:
@@ -571,6 +599,100 @@ class ActuationPolicy:
             f"ecs:{aws_region}:{name}",
             aws_region,
             {"cluster": cluster, "service": service, "forceNewDeployment": True},
+            idempotent=False,
+        )
+
+    def _plan_scale_step(self, decision: Decision) -> Step:
+        """A remediation's scale-out: ``scale_out_step`` more replicas than there are now."""
+        target, name, aws_region = self._service_resource(decision)
+        step = self.config.remediation.scale_out_step
+        # Read-modify-write: a second call adds again, so it is not idempotent.
+        if target.target == "asg":
+            return Step(
+                "autoscaling",
+                "add_capacity",
+                f"autoscaling:{aws_region}:{name}",
+                aws_region,
+                {"AutoScalingGroupName": name, "Add": step},
+                idempotent=False,
+            )
+        cluster, service = name.split("/")
+        return Step(
+            "ecs",
+            "add_capacity",
+            f"ecs:{aws_region}:{name}",
+            aws_region,
+            {"cluster": cluster, "service": service, "Add": step},
+            idempotent=False,
+        )
+
+    def _plan_drain(self, decision: Decision) -> Step:
+        """A remediation's failover: the region's traffic spread over the others it may go to.
+
+        A remediation decision knows the failing region, not where its traffic may go; each
+        Route 53 record (one per data class) lists only the regions allowed to serve it, so
+        draining within a record keeps data residency.
+        """
+        region = _region_of(decision)
+        if self.config.arc is not None:
+            controls = self.config.arc.routing_controls.get(region, {})
+            if not controls:
+                raise _Refusal("no_mapping", f"No routing control for {region}.")
+            arns = sorted(controls.values())
+            return Step(
+                "route53-recovery-cluster",
+                "update_routing_control_states",
+                f"arc:{arns[0].split('/routingcontrol/')[0]}",
+                None,
+                {"UpdateRoutingControlStateEntries": [
+                    {"RoutingControlArn": arn, "RoutingControlState": "Off"} for arn in arns
+                ]},
+                idempotent=True,
+            )  # fmt: skip
+        if self.config.route53 is None:
+            raise _Refusal(
+                "no_mapping", "The mapping file configures no failover (route53 or arc)."
+            )
+        zone = self.config.route53.hosted_zone_id
+        drains = [
+            {"name": r.name, "type": r.type, "from": r.set_identifiers[region]}
+            for r in self.config.route53.records
+            if region in r.set_identifiers and len(r.set_identifiers) > 1
+        ]
+        if not drains:
+            raise _Refusal(
+                "no_mapping", f"No Route 53 record has another region to take {region}'s traffic."
+            )
+        return Step(
+            "route53",
+            "change_resource_record_sets",
+            f"route53:{zone}",
+            None,
+            {"HostedZoneId": zone, "reweight": "drain_region", "records": drains},
+            idempotent=True,
+        )
+
+    def _plan_clear_cache(self, decision: Decision) -> Step:
+        """An SSM Run Command to the service's instances in the decision's region."""
+        command = self.config.remediation.clear_cache
+        service, region = decision.subject.get("service"), _region_of(decision)
+        aws_region = self.config.aws_regions.get(region)
+        if command is None or not service or aws_region is None:
+            raise _Refusal(
+                "no_mapping",
+                f"The mapping file has no clear_cache command for {service} in {region}.",
+            )
+        return Step(
+            "ssm",
+            "send_command",
+            f"ssm:{aws_region}:{command.document}/{service}",
+            aws_region,
+            {
+                "DocumentName": command.document,
+                "Targets": [{"Key": f"tag:{command.target_tag}", "Values": [service]}],
+                "Parameters": {k: list(v) for k, v in command.parameters.items()},
+                "Comment": f"paas-autopilot {decision.decision_id}",
+            },
             idempotent=False,
         )
 

@@ -14,19 +14,25 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclasses_field
 from pathlib import Path
 from typing import Any
 
 from schemas.config.toml import ConfigError, Table, Value, load, parse
 
 __all__ = [
+    "ADVISORY_ACTIONS",
+    "ADVISORY_KINDS",
+    "DEFAULT_APPROVAL_WINDOWS",
     "MAX_WEIGHT",
     "SUPPORTED_ACTIONS",
     "ActuationConfig",
     "ActuationConfigError",
     "ArcEndpoint",
     "ArcFailover",
+    "CacheCommand",
     "RateLimit",
+    "RemediationSettings",
     "RetryPolicy",
     "RollbackHook",
     "Route53Failover",
@@ -43,8 +49,29 @@ SUPPORTED_ACTIONS = (
     "failback:return_traffic",
     "remediation:restart_instance",
     "remediation:rollback_deploy",
+    "remediation:scale_out",
+    "remediation:failover_region",
+    "remediation:clear_cache",
 )
 """The ``kind:action`` pairs the actuator can map to a call; anything else is refused."""
+
+ADVISORY_KINDS = ("scheduled_scaling", "rightsize", "budget", "failover_blocked", "anomaly",
+                  "slo_burn", "risk")  # fmt: skip
+"""Decision kinds that inform a human (forecasts, alerts, plans) and never ask for a call.
+
+A ``risk`` decision's action is a suggestion ahead of a breach (``expand_volume``...): a
+person weighs it; when the breach comes, the scaling and remediation policies act.
+"""
+ADVISORY_ACTIONS = ("remediation:open_incident",)
+"""Actions of actionable kinds that hand the problem to a human instead of acting."""
+
+DEFAULT_APPROVAL_WINDOWS = {"scaling": 300.0, "failover": 900.0, "failback": 900.0,
+                            "remediation": 600.0}  # fmt: skip
+"""Seconds after a recommendation is decided within which an approval may still apply it.
+
+Past that the world has moved on (a scale-out for yesterday's peak, a failover from an
+outage long over) and the approval is refused; ``[approvals]`` in the file changes them.
+"""
 
 MAX_WEIGHT = 255
 """The largest weight Route 53 accepts on a weighted record."""
@@ -111,6 +138,32 @@ class RollbackHook:
     command: tuple[str, ...] | None
     url: str | None
     timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheCommand:
+    """What ``clear_cache`` sends: an SSM Run Command document, to instances tagged by service.
+
+    ``parameters`` are the document's parameters as SSM takes them (name -> list of strings);
+    the targets are the instances whose tag ``target_tag`` is the decision's service.
+    """
+
+    document: str
+    parameters: Mapping[str, tuple[str, ...]]
+    target_tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemediationSettings:
+    """How the remediation actions without a mapping of their own are carried out.
+
+    ``scale_out_step`` replicas are added by ``remediation:scale_out`` (a remediation
+    decision says *that* a service needs more capacity, not how much);
+    ``clear_cache`` is ``None`` when the file configures no cache-clearing command.
+    """
+
+    scale_out_step: int = 1
+    clear_cache: CacheCommand | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,10 +271,25 @@ class ActuationConfig:
     rate_limits: tuple[tuple[str, RateLimit], ...]
     retry: RetryPolicy
     remember: int
+    remediation: RemediationSettings = RemediationSettings()
+    approval_windows: Mapping[str, float] = dataclasses_field(
+        default_factory=lambda: dict(DEFAULT_APPROVAL_WINDOWS)
+    )
+
+    def approval_window(self, kind: str) -> float:
+        """Seconds after its decision within which a recommendation of ``kind`` may be approved.
+
+        >>> parse_actuation_config('[approvals]\\nwindow_s = 60').approval_window("budget")
+        60.0
+        >>> parse_actuation_config('').approval_window("failover")
+        900.0
+        """
+        return self.approval_windows.get(kind, self.approval_windows["*"])
 
 
 _TOP_LEVEL = ("aws_regions", "services", "failover", "rollback", "allow", "rate_limit", "retry",
-              "idempotency")  # fmt: skip
+              "idempotency", "approvals", "remediation")  # fmt: skip
+_WINDOW_BOUNDS = (1, 86_400)
 _LIMIT_FIELDS = ("max_actions", "window_s")
 
 
@@ -323,6 +391,41 @@ def _allowed_actions(value: Value) -> frozenset[str]:
     return frozenset(action.one_of(SUPPORTED_ACTIONS) for action in actions)
 
 
+def _approval_windows(value: Value) -> dict[str, float]:
+    """Kind -> window; ``"*"`` is every kind the file and the defaults leave unnamed."""
+    table = value.table(("window_s", "by_kind"))
+    default = float(
+        table.get("window_s", DEFAULT_APPROVAL_WINDOWS["failover"]).number(*_WINDOW_BOUNDS)
+    )
+    windows = {"*": default}
+    if "window_s" not in table:
+        windows.update(DEFAULT_APPROVAL_WINDOWS)
+    by_kind = table.get("by_kind", {}).table(of="kind = seconds")
+    for kind, item in by_kind.items(re.compile(r"^[a-z_]{1,32}$"), "a decision kind"):
+        windows[kind] = float(item.number(*_WINDOW_BOUNDS))
+    return windows
+
+
+def _remediation(value: Value) -> RemediationSettings:
+    table = value.table(("scale_out_step", "clear_cache"))
+    clear_cache = None
+    if "clear_cache" in table:
+        cache = table.required("clear_cache").table(("document", "parameters", "target_tag"))
+        params = cache.get("parameters", {}).table(of="parameter = [strings]")
+        clear_cache = CacheCommand(
+            document=cache.required("document").string(),
+            parameters={
+                name: tuple(item.string() for item in values.array("strings"))
+                for name, values in params.items()
+            },
+            target_tag=cache.get("target_tag", "service").string(),
+        )
+    return RemediationSettings(
+        scale_out_step=table.get("scale_out_step", 1).number(1, 1000, integer=True),
+        clear_cache=clear_cache,
+    )
+
+
 def _build(doc: Value) -> ActuationConfig:
     top = doc.table(_TOP_LEVEL)
     services = top.get("services", {}).table(of="service tables").items(_NAME, "a service name")
@@ -351,6 +454,8 @@ def _build(doc: Value) -> ActuationConfig:
             cap_s=float(retry.get("cap_s", 5.0).number(0, 300)),
         ),
         remember=idempotency.get("remember", 256).number(1, 100_000, integer=True),
+        approval_windows=_approval_windows(top.get("approvals", {})),
+        remediation=_remediation(top.get("remediation", {})),
     )
 
 

@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from models.policy.actuation import (
     Execution,
     Step,
+    drained_weights,
     restored_weights,
     shifted_weights,
     weight_changes,
@@ -183,6 +184,8 @@ class AwsExecutor:
                 return self._route53(step, tally)
             if step.api == "route53-recovery-cluster":
                 return self._arc(step, tally)
+            if step.api == "ssm":
+                return self._ssm(step, tally)
             return self._hook(step, tally)
         except _CallFailed as failure:
             log.warning(
@@ -229,6 +232,8 @@ class AwsExecutor:
 
     def _autoscaling(self, step: Step, tally: list[int]) -> Execution:
         client = self.client("autoscaling", step.aws_region)
+        if step.operation == "add_capacity":
+            return self._add_asg_capacity(client, step, tally)
         response = self._retrying(
             lambda _: client.set_desired_capacity(**step.params), step.idempotent, tally
         )
@@ -240,8 +245,72 @@ class AwsExecutor:
             tally[0],
         )
 
+    def _add_asg_capacity(self, client: Any, step: Step, tally: list[int]) -> Execution:
+        """Desired capacity raised by ``Add`` from what it is now, within the group's maximum."""
+        name = step.params["AutoScalingGroupName"]
+        groups = self._retrying(
+            lambda _: client.describe_auto_scaling_groups(AutoScalingGroupNames=[name]), True, tally
+        )["AutoScalingGroups"]
+        if not groups:
+            raise _CallFailed("ValidationError", f"no Auto Scaling group {name}")
+        current, ceiling = groups[0]["DesiredCapacity"], groups[0]["MaxSize"]
+        desired = min(ceiling, current + step.params["Add"])
+        response = self._retrying(
+            lambda _: client.set_desired_capacity(
+                AutoScalingGroupName=name, DesiredCapacity=desired, HonorCooldown=False
+            ),
+            False,
+            tally,
+        )
+        return Execution(
+            "applied",
+            f"Desired capacity of {name} raised from {current} to {desired} (max {ceiling}).",
+            _request_id(response),
+            tally[0],
+        )
+
+    def _add_ecs_capacity(self, client: Any, step: Step, tally: list[int]) -> Execution:
+        """Desired count raised by ``Add`` from what it is now."""
+        cluster, service = step.params["cluster"], step.params["service"]
+        found = self._retrying(
+            lambda _: client.describe_services(cluster=cluster, services=[service]), True, tally
+        )["services"]
+        if not found:
+            raise _CallFailed("ServiceNotFoundException", f"no ECS service {cluster}/{service}")
+        current = found[0]["desiredCount"]
+        desired = current + step.params["Add"]
+        response = self._retrying(
+            lambda _: client.update_service(cluster=cluster, service=service, desiredCount=desired),
+            False,
+            tally,
+        )
+        return Execution(
+            "applied",
+            f"Desired count of {cluster}/{service} raised from {current} to {desired}.",
+            _request_id(response),
+            tally[0],
+        )
+
+    def _ssm(self, step: Step, tally: list[int]) -> Execution:
+        client = self.client("ssm", step.aws_region)
+        # Sent once unless SSM rejected it unread: a repeat would run the document again.
+        response = self._retrying(
+            lambda _: client.send_command(**step.params), step.idempotent, tally
+        )
+        command_id = response.get("Command", {}).get("CommandId")
+        target = step.params["Targets"][0]
+        return Execution(
+            "applied",
+            f"Sent {step.params['DocumentName']} to instances with {target['Key']}="
+            f"{target['Values'][0]} (command {command_id}).",
+            _request_id(response),
+            tally[0],
+        )
+
     def _ecs(self, step: Step, tally: list[int]) -> Execution:
         client = self.client("ecs", step.aws_region)
+        if step.operation == "add_capacity":
+            return self._add_ecs_capacity(client, step, tally)
         response = self._retrying(
             lambda _: client.update_service(**step.params), step.idempotent, tally
         )
@@ -286,16 +355,26 @@ class AwsExecutor:
         for entry in step.params["records"]:
             sets = self._weighted_sets(client, zone, entry["name"], entry["type"], tally)
             current = {s["SetIdentifier"]: s["Weight"] for s in sets}
-            needed = [entry["to"]] + (
-                [entry["from"]] if step.params["reweight"] == "shift_traffic" else []
-            )
+            reweight = step.params["reweight"]
+            if reweight == "drain_region":
+                needed = [entry["from"]]
+            else:
+                needed = [entry["to"]] + ([entry["from"]] if reweight == "shift_traffic" else [])
             missing = [set_id for set_id in needed if set_id not in current]
             if missing:
                 raise _CallFailed(
                     "RecordSetNotFound",
                     f"{entry['name']} {entry['type']} has no weighted set {', '.join(missing)}",
                 )
-            if step.params["reweight"] == "shift_traffic":
+            if reweight == "drain_region":
+                weights = drained_weights(current, entry["from"])
+                if not any(weights.values()):
+                    raise _CallFailed(
+                        "NoRegionLeft",
+                        f"{entry['name']} {entry['type']}: no other set has weight to take the "
+                        "traffic",
+                    )
+            elif reweight == "shift_traffic":
                 weights = shifted_weights(current, entry["from"], entry["to"])
             else:
                 weights = restored_weights(current, entry["normal"], entry["to"], entry["from"])

@@ -73,6 +73,7 @@ def main() -> None:
         simulate,
         tail,
     )
+    from streams.cli.approve import approve, reject
     from streams.cli.bench import bench
     from streams.cli.compliance import audit, erase, report
     from streams.cli.kafka import kafka
@@ -85,6 +86,8 @@ def main() -> None:
     cli.add_command(bench)
     cli.add_command(up)
     cli.add_command(score)
+    cli.add_command(approve)
+    cli.add_command(reject)
     cli.add_command(audit)
     cli.add_command(erase)
     cli.add_command(report)

@@ -105,6 +105,7 @@ def up(kafka_port: int, speed: float, scenario: str, run_dir: Path) -> None:
         click.echo(
             f"\nup in {time.monotonic() - started:.1f}s: broker {settings.bootstrap_servers}, "
             f"worker and simulator running (logs in {run_dir}).\n"
+            f"  console:    http://{settings.web_host}:{settings.web_port}/console/\n"
             f"  decisions:  .venv/bin/autopilot tail            (or: tail scaling|failover|"
             f"remediation|dlq)\n"
             f"  metrics:    {metrics_url}\n"

@@ -51,6 +51,7 @@ def test_expected_topics_have_schemas():
         "feedback.remediation",
         "decision",
         "autopilot.dlq",
+        "decisions.approvals",
         "telemetry.metrics.envelope",
         "telemetry.errors.envelope",
         "telemetry.interactions.envelope",

@@ -222,7 +222,7 @@ def test_a_resource_outside_the_allow_list_is_refused_but_shows_the_call() -> No
 @pytest.mark.parametrize(
     ("d", "code"),
     [
-        (decision("remediation", "clear_cache", {}), "unsupported_action"),
+        (decision("remediation", "open_incident", {}), "unsupported_action"),
         (decision("anomaly", "investigate", {}), "unsupported_action"),
         (decision(subject={"service": "catalog", "region": "us-east"}), "no_mapping"),
         (decision(subject={"service": "search", "region": "eu-west"}), "no_mapping"),
@@ -466,7 +466,7 @@ def test_an_audit_record_is_json_with_every_field() -> None:
     body = orjson.loads(record.to_bytes())
     assert set(body) == {
         "decision_id", "kind", "action", "subject", "mode", "resource", "outcome", "reason",
-        "code", "aws_request_id", "attempts", "call", "dry_run", "ts",
+        "code", "aws_request_id", "attempts", "call", "dry_run", "ts", "approval",
     }  # fmt: skip
     assert (body["outcome"], body["code"], body["dry_run"]) == ("refused", "invalid_decision", True)
 

@@ -34,7 +34,17 @@ def test_nonsense_setting_is_one_clear_line() -> None:
 def test_help_lists_the_project_verbs() -> None:
     result = autopilot("--help")
     assert result.returncode == 0
-    for verb in ("worker", "kafka", "simulate", "score", "bench", "tail", "up"):
+    for verb in (
+        "worker",
+        "kafka",
+        "simulate",
+        "score",
+        "bench",
+        "tail",
+        "up",
+        "approve",
+        "reject",
+    ):
         assert f"\n  {verb} " in result.stdout, verb
 
 
