@@ -27,6 +27,9 @@ from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+# A worker script run as a subprocess by tests/e2e/test_offsets_watchdog.py: importing it
+# (as --doctest-modules would) needs that test's environment.
+collect_ignore = ["support/offsets_worker.py"]
 AUTOPILOT = Path(sys.executable).with_name("autopilot")
 
 
