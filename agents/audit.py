@@ -44,6 +44,7 @@ _SOURCES = {
     topic_names.scaling: names.SCALING,
     topic_names.failover: names.FAILOVER,
     topic_names.remediation: names.REMEDIATION,
+    topic_names.approvals: names.APPROVALS,
     topic_names.audit: names.AUDIT,
     topic_names.control: names.CONTROL,
 }
@@ -138,6 +139,7 @@ _records = app.topic(
     topic_names.scaling,
     topic_names.failover,
     topic_names.remediation,
+    topic_names.approvals,
     topic_names.audit,
     partitions=settings.partitions,
     internal=True,

@@ -119,13 +119,15 @@ async def follow_decisions() -> None:
 def _regions(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """Health per region and the failed-over ones: live from the region brain on the worker
     that evaluates, else as the latest failover-topic decisions left them."""
-    reports = {r: rep.to_dict() for r, rep in failover.brain.reports.items()}
-    if reports:
+    # Only the worker that owns the evaluator partition holds a region brain.
+    brain = failover.store.brains.get(failover.EVALUATOR)
+    reports = {} if brain is None else {r: rep.to_dict() for r, rep in brain.reports.items()}
+    if brain is not None and reports:
         health = {
             r: {"score": rep["score"], "healthy": rep["healthy"], "ts": rep["ts"]}
             for r, rep in sorted(reports.items())
         }
-        return {"health": health, "failed": sorted(failover.brain.failed_regions), "live": True}
+        return {"health": health, "failed": sorted(brain.failed_regions), "live": True}
     health: dict[str, Any] = {}
     latest: dict[str, str] = {}
     for entry in reversed(entries):  # oldest first, so the newest wins

@@ -10,12 +10,13 @@ import time
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from models.compliance.trail import canonical, entry_hash
 from schemas import Decision, decision_id_for
 from schemas.topics import TopicNames
 from tests.conftest import AUTOPILOT, wait_until
+from tests.support.worker_views import read_topic
 
 PARTITIONS = 4
 
@@ -62,32 +63,8 @@ def publish(bootstrap: str, names: TopicNames, decisions: list[Decision]) -> Non
     )
 
 
-async def _read(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None, bytes]]:
-    # No group: the consumer is given every partition of the topic.
-    consumer = AIOKafkaConsumer(
-        topic, group_id=None, bootstrap_servers=bootstrap, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        for _ in range(50):  # the first metadata may not have the topic's partitions yet
-            if consumer.assignment():
-                break
-            await asyncio.sleep(0.2)
-        tps = sorted(consumer.assignment())
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        found = []
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                for m in (await consumer.getmany(tp, timeout_ms=2000)).get(tp, []):
-                    found.append((m.partition, m.offset, m.key, m.value))
-        return found
-    finally:
-        await consumer.stop()
-
-
 def trail(bootstrap: str, names: TopicNames) -> list[tuple[int, int, bytes | None, bytes]]:
-    return asyncio.run(_read(bootstrap, names.audit_trail))
+    return asyncio.run(read_topic(bootstrap, names.audit_trail))
 
 
 def verify(worker_env: dict[str, str], *args: str) -> tuple[int, dict]:

@@ -16,8 +16,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from models.brains.interactions import pseudonym
 from schemas.topics import TopicNames
 from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
-from tests.e2e.test_e2e_audit import _read
-from tests.support.worker_views import FAST_CHECKPOINTS
+from tests.support.worker_views import FAST_CHECKPOINTS, read_topic
 
 TENANT = "t-0001"
 SALT = "erasure-test-salt"
@@ -34,7 +33,7 @@ def changelog(names: TopicNames) -> str:
 
 
 def records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None, bytes | None]]:
-    return asyncio.run(_read(bootstrap, topic))
+    return asyncio.run(read_topic(bootstrap, topic))
 
 
 def latest(rows) -> dict[tuple[int, bytes | None], bytes | None]:
