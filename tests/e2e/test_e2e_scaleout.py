@@ -1,13 +1,11 @@
 """Decisions over every partition with several workers, on the real broker: region failover
-after a kill -9 of the worker that evaluates it, mid-outage; a budget fired once; every
-remediation outcome learned by the worker that holds its decision."""
+after a kill -9 of the worker that evaluates it, mid-outage."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
@@ -19,7 +17,7 @@ import pytest
 from schemas import Decision
 from streams.lab.scenario import parse_scenario
 from streams.lab.simulator import SimConfig, ground_truth, run_simulation
-from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
+from tests.conftest import WorkerProcess, wait_until
 from tests.support.worker_views import FAST_CHECKPOINTS, decisions
 
 pytestmark = pytest.mark.kafka
@@ -37,18 +35,10 @@ RECOVERY_SLACK_S = 60.0
 # Six partitions a topic, so that each of three workers reads two of each (with four,
 # faust's sticky assignment may leave the third worker without any).
 SPLIT = {**FAST_CHECKPOINTS, "AUTOPILOT_PARTITIONS": "6"}
-# Bounds of the waits on a shared 2-core machine, not speed claims.
-CATCH_UP_S = 300.0
 
 
 def failover_view(worker: WorkerProcess) -> dict:
     url = f"http://127.0.0.1:{worker.web_port}/failover/"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return orjson.loads(response.read())
-
-
-def cost_view(worker: WorkerProcess) -> dict:
-    url = f"http://127.0.0.1:{worker.web_port}/cost/"
     with urllib.request.urlopen(url, timeout=5) as response:
         return orjson.loads(response.read())
 
@@ -140,69 +130,4 @@ def test_kill_9_of_the_region_evaluator_mid_outage_still_fails_the_region_over(
     assert entry.kind == "failover" and 0 < delay <= HARD_OUTAGE_S, delay
     assert sum(failover_view(w)["evaluating"] for w in survivors) == 1
     for worker in survivors:
-        assert worker.proc.poll() is None and "Traceback" not in worker.log()
-
-
-# The simulated fleet costs about 9 USD an hour: the total budget is reached at once.
-BUDGETS = """
-[budget]
-total_usd = 1.0
-"""
-
-
-def test_three_workers_fire_a_budget_once_and_learn_every_outcome_where_its_decision_is(
-    start_worker, kafka_bootstrap, topic_names, tmp_path
-) -> None:
-    budgets = tmp_path / "budgets.toml"
-    budgets.write_text(BUDGETS)
-    env = {
-        **SPLIT,
-        "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix,
-        "AUTOPILOT_BUDGETS": str(budgets),
-    }
-    workers = start_workers(start_worker, 3, env)
-    workers[0].simulate(tmp_path, "--scenario", "error_burst", name="burst")
-
-    def total(name: str, **labels: str) -> float:
-        return sum(w.metric(name, **labels) for w in workers)
-
-    wait_until(
-        lambda: any(
-            d.kind == "remediation" for d in decisions(kafka_bootstrap, topic_names.remediation)
-        ),
-        CATCH_UP_S,
-        "no remediation decision",
-    )
-    answered = subprocess.run(
-        [str(AUTOPILOT), "outcomes", "--ground-truth", str(tmp_path / "burst-truth.json"),
-         "--limit", "1", "--timeout", "60"],
-        env=workers[0].env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert answered.returncode == 0, answered.stderr[-2000:]
-    assert "answered 1 remediation decisions" in answered.stdout
-    # The outcome crossed workers to the brain of its decision, and was learned there.
-    wait_until(
-        lambda: total("autopilot_remediation_outcomes_total") >= 1,
-        CATCH_UP_S,
-        "the outcome was not learned",
-    )
-    assert total("autopilot_events_processed_total", topic="internal.remediation-outcomes") == 1
-    assert total("autopilot_remediation_outcomes_total") == 1
-    assert total("autopilot_dlq_total", reason="unknown_decision") == 0
-    assert total("autopilot_dlq_total") == 0
-
-    def budget_decisions() -> list[Decision]:
-        return [d for d in decisions(kafka_bootstrap, topic_names.scaling) if d.kind == "budget"]
-
-    wait_until(lambda: budget_decisions() != [], 90, "no budget decision")
-    # Summaries keep coming: the budget is judged again, and not announced again.
-    time.sleep(15)
-    [decision] = budget_decisions()
-    assert decision.subject == {} and decision.params["budget_usd"] == 1.0
-    # The judge summed every partition's part: each had reported before it judged.
-    [judge] = [w for w in workers if cost_view(w)["judging_budgets"]]
-    [total_budget] = cost_view(judge)["budgets"]
-    assert total_budget["fired"] and total_budget["series"] == 12, total_budget
-    assert 1 <= decision.evidence["series"] <= 12
-    for worker in workers:
         assert worker.proc.poll() is None and "Traceback" not in worker.log()
