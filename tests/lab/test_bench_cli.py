@@ -109,26 +109,3 @@ def test_bench_throughput_reads_envelopes(kafka_bootstrap: str) -> None:
     assert figures["ratio"] == pytest.approx(
         figures["pipeline_events_per_s"] / figures["raw_events_per_s"], rel=0.01
     )
-
-
-def test_bench_scaleout_compares_one_and_two_workers(kafka_bootstrap: str) -> None:
-    summary, figures = bench(
-        "scaleout", "--records", "6000", "--series", "30", "--broker", kafka_bootstrap,
-        timeout=400,
-    )  # fmt: skip
-    assert figures["records"] >= 6000 and figures["envelope_records"] == 100
-    one, two = figures["one_worker_records_per_s"], figures["two_workers_records_per_s"]
-    assert figures["bare_records_per_s"] > 0 and one > 0 and two > 0
-    assert figures["pipeline_bare_ratio"] == pytest.approx(
-        one / figures["bare_records_per_s"], rel=0.01
-    )
-    assert figures["two_one_ratio"] == pytest.approx(two / one, rel=0.01)
-    assert len(figures["peak_rss_bytes"]["two_workers"]) == 2
-    assert all(rss > 0 for rss in figures["peak_rss_bytes"]["two_workers"])
-    assert sum(figures["handled_by_worker"]["two_workers"]) >= figures["records"]
-    # The decision sets are compared by id; whether they agree is the bench's finding.
-    only_one, only_two = figures["decisions_only_one_worker"], figures["decisions_only_two_workers"]
-    assert figures["same_decisions"] is (only_one == only_two == 0)
-    for run in ("one_worker", "two_workers"):
-        assert sum(figures["decisions_by_kind"][run].values()) == figures["decisions"][run]
-    assert any("same set" in line for line in summary)
