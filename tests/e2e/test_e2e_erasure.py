@@ -45,7 +45,10 @@ async def _compact_fast(bootstrap: str, topic: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        # AlterConfigs replaces a topic's whole configuration: the changelog's compaction
+        # must be restated, or the topic falls back to deletion and is never compacted.
         configs = {
+            "cleanup.policy": "compact",
             "segment.ms": "1000",
             "min.cleanable.dirty.ratio": "0.01",
             "delete.retention.ms": "1000",

@@ -53,6 +53,17 @@ def read(bootstrap: str, topic: str) -> list[bytes]:
     return asyncio.run(_read(bootstrap, topic))
 
 
+def rolled_back_version(decision: Decision) -> str | None:
+    """The version the decision's rollback cause names, if it has one.
+
+    Not necessarily the first cause: a metric anomaly of the same place reaches the errors
+    brain through another topic, and may outrank the deploy when it arrives first.
+    """
+    causes = decision.evidence["causes"]
+    rollbacks = [c["evidence"]["version"] for c in causes if c["kind"] == "rollback_candidate"]
+    return rollbacks[0] if rollbacks else None
+
+
 def remediations(bootstrap: str, topic: str) -> list[tuple[Decision, bytes]]:
     decisions = [(Decision.from_bytes(v), v) for v in read(bootstrap, topic)]
     return [(d, v) for d, v in decisions if d.kind == "remediation"]
@@ -82,8 +93,7 @@ def test_a_burst_gets_one_decision_and_its_outcome_teaches_the_next_after_a_cras
     assert burst["onset_ts"] <= first.ts < burst["end_ts"]
     assert "<" in first.evidence["template"], "the template should show its masked parts"
     assert not EMAIL.search(raw) and not IP.search(raw), "personal data in a decision"
-    top = first.evidence["causes"][0]
-    assert (top["kind"], top["evidence"]["version"]) == ("rollback_candidate", "v2.0.0")
+    assert rolled_back_version(first) == "v2.0.0"
     assert first.evidence["estimates"][first.action]["n_obs"] == 0
 
     outcomes = subprocess.run(
@@ -121,7 +131,7 @@ def test_a_burst_gets_one_decision_and_its_outcome_teaches_the_next_after_a_cras
     assert len(later) == 1, [(d.ts - burst2["onset_ts"], d.reason) for d in later]
     second = later[0]
     assert burst2["onset_ts"] <= second.ts < burst2["end_ts"]
-    assert second.evidence["causes"][0]["evidence"]["version"] == "v2.1.0"
+    assert rolled_back_version(second) == "v2.1.0"
     learned = second.evidence["estimates"][first.action]
     assert learned["n_obs"] == 1
     expected = (1 + feedback["success"]) / 3  # Beta(1, 1) prior and one outcome

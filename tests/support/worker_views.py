@@ -71,27 +71,34 @@ def lag_partitions(worker: WorkerProcess) -> dict[tuple[str, str], float]:
 async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None, bytes]]:
     """Every record of ``topic`` up to its end now, as ``(partition, offset, key, value)``.
 
-    A consumer without a group is given every partition once its metadata has them; a topic
-    that gets none within 60 s fails the test rather than reading as empty.
+    The subscription only finds the partitions, which are then assigned by hand, and reset
+    to the earliest offset: a subscription's background offset reset could otherwise move a
+    seek to the beginning back to the end and read nothing. A topic whose partitions are
+    not known within 60 s fails the test rather than reading as empty.
     """
     consumer = AIOKafkaConsumer(
-        topic, group_id=None, bootstrap_servers=bootstrap, enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
         for _ in range(300):
-            if consumer.assignment():
+            if tps := sorted(consumer.assignment()):
                 break
             await asyncio.sleep(0.2)
-        tps = sorted(consumer.assignment())
         assert tps, f"topic {topic} has no partitions"
+        consumer.unsubscribe()
+        consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         found = []
         for tp in tps:
             while await consumer.position(tp) < ends[tp]:
                 for m in (await consumer.getmany(tp, timeout_ms=2000)).get(tp, []):
-                    found.append((m.partition, m.offset, m.key, m.value))
+                    if m.offset < ends[tp]:
+                        found.append((m.partition, m.offset, m.key, m.value))
         return found
     finally:
         await consumer.stop()
