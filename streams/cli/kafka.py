@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import click
 
 from streams.kafka.local import KafkaLocal, KafkaLocalError
+from streams.kafka.topics import create_topics
 
-__all__ = ["kafka"]
+__all__ = ["create_product_topics", "kafka"]
 
 
 def _default_port() -> int:
@@ -63,7 +65,25 @@ def start(port: int, data_dir: Path | None, timeout: float) -> None:
         broker.start(timeout_s=timeout)
     except KafkaLocalError as exc:
         raise click.ClickException(str(exc)) from None
+    created = create_product_topics(broker.bootstrap)
     click.echo(f"export AUTOPILOT_BROKER=kafka://{broker.bootstrap}")
+    click.echo(created, err=True)
+
+
+def create_product_topics(bootstrap: str) -> str:
+    """Create every topic the worker reads or writes; say how many, in one line."""
+    # The deployment's prefix and partition count, from the same env vars as the worker's.
+    from streams.runtime.app import settings, topics
+
+    names = asyncio.run(
+        create_topics(bootstrap, topics.specs(), security=settings.aiokafka_security_kwargs())
+    )
+    prefix = settings.topic_prefix or "(none)"
+    return (
+        f"created {len(names)} topics ({settings.partitions} partitions, prefix {prefix})"
+        if names
+        else "every topic of the product already exists"
+    )
 
 
 @kafka.command()

@@ -20,18 +20,52 @@ def _names(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _pace(
+    history: float, speed: float, scenario_s: float, span: float, after_speed: float | None
+) -> tuple[tuple[float, float], ...]:
+    """The stretches after the first: the scenario after its history, what follows it.
+
+    >>> _pace(3600, 120, 3600, 82800 - 3600, 1)
+    ((3600, 120), (7200, 1))
+    >>> _pace(0, 4, 3600, 3600, 1)
+    ()
+    """
+    steps = [(history, speed)] if history else []
+    if after_speed is not None and span > scenario_s:
+        steps.append((history + scenario_s, after_speed))
+    return tuple(steps)
+
+
 @app.command(
     click.option(
         "--scenario",
         help=f"Scenario JSON file, or a bundled one: {', '.join(bundled_scenarios())}.",
     ),
-    click.option("--duration", type=float, help="Event seconds to simulate (default: scenario's)."),
+    click.option(
+        "--duration",
+        type=float,
+        help="Event seconds to simulate after the history (default: the scenario's).",
+    ),
     click.option(
         "--speed",
         type=float,
         default=0.0,
         show_default=True,
         help="Event seconds per wall second; 0 sends as fast as possible.",
+    ),
+    click.option(
+        "--history",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        help="Event seconds of telemetry without incidents before the scenario, sent as "
+        "fast as possible: the models are warm when the scenario starts.",
+    ),
+    click.option(
+        "--after-speed",
+        type=click.FloatRange(min=0),
+        help="Speed once the scenario is over, when --duration runs past it (default: "
+        "--speed); 1 goes on in real time.",
     ),
     click.option("--services", default=",".join(DEFAULT_SERVICES), show_default=True),
     click.option("--regions", default=",".join(DEFAULT_REGIONS), show_default=True),
@@ -68,6 +102,8 @@ async def simulate(
     scenario: str | None,
     duration: float | None,
     speed: float,
+    history: float,
+    after_speed: float | None,
     services: str,
     regions: str,
     tenants: int,
@@ -94,14 +130,22 @@ async def simulate(
         "base_rps": base_rps,
         "envelope_records": 1 if no_envelope else envelope_records,
     }
-    if duration is not None:
-        overrides["duration_s"] = duration
     if tick is not None:
         overrides["tick_s"] = tick
+    if (history or after_speed is not None) and not scenario:
+        raise click.UsageError("--history and --after-speed shape a --scenario's run")
     try:
         if scenario:
-            config = SimConfig.for_scenario(load_scenario(scenario), **overrides)
+            script = load_scenario(scenario)
+            span = script.duration_s if duration is None else duration
+            overrides["duration_s"] = history + span
+            overrides["pace"] = _pace(history, speed, script.duration_s, span, after_speed)
+            if history:
+                overrides["speed"] = None
+            config = SimConfig.for_scenario(script.after(history), **overrides)
         else:
+            if duration is not None:
+                overrides["duration_s"] = duration
             config = SimConfig(**overrides)
     except (ScenarioError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -40,6 +40,45 @@ def describe(topic: str, value: bytes | None) -> str:
     )
 
 
+async def _wait_for_topics(names: list[str]) -> None:
+    """Return once every topic exists with a leader for each partition.
+
+    Subscribing earlier makes the consumer log an ERROR per missing topic or leaderless
+    partition; waiting says so once, in one line.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, **settings.aiokafka_security_kwargs()
+    )
+    await admin.start()
+    try:
+        said = False
+        # Described all at once: a metadata request that names a missing topic would
+        # have the broker auto-create it, with the broker's partitions instead of ours.
+        while missing := sorted(set(names) - _ready(await admin.describe_topics())):
+            if not said:
+                click.echo(
+                    f"waiting for {', '.join(missing)} to be created "
+                    "(the worker creates every topic when it starts)"
+                )
+                said = True
+            await asyncio.sleep(1.0)
+    finally:
+        await admin.close()
+
+
+def _ready(descriptions: list[dict]) -> set[str]:
+    """The topics described that have a leader for every partition."""
+    return {
+        t["topic"]
+        for t in descriptions
+        if t["error_code"] == 0
+        and t["partitions"]
+        and all(p["leader"] >= 0 for p in t["partitions"])
+    }
+
+
 @app.command(
     click.argument("which", nargs=-1, type=click.Choice(sorted(_CHOICES))),
     click.option("--from-beginning", is_flag=True, help="Replay the topics from their start."),
@@ -50,6 +89,7 @@ async def tail(self, which: tuple[str, ...], from_beginning: bool, limit: int) -
     from aiokafka import AIOKafkaConsumer
 
     names = [_CHOICES[w] for w in which] or list(topic_names.decisions())
+    await _wait_for_topics(names)
     consumer = AIOKafkaConsumer(
         *names,
         bootstrap_servers=settings.bootstrap_servers,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -308,6 +308,21 @@ class Scenario:
     tick_s: float = 5.0
     incidents: tuple[Incident, ...] = ()
     description: str = ""
+
+    def after(self, history_s: float) -> Scenario:
+        """The same scenario, preceded by ``history_s`` event seconds without incidents.
+
+        >>> s = parse_scenario({"name": "x", "duration_s": 60, "incidents": [
+        ...     {"type": "brownout", "region": "eu", "start_s": 10, "duration_s": 20}]})
+        >>> later = s.after(100)
+        >>> later.duration_s, later.incidents[0].start_s
+        (160.0, 110.0)
+        """
+        return replace(
+            self,
+            duration_s=self.duration_s + history_s,
+            incidents=tuple(replace(i, start_s=i.start_s + history_s) for i in self.incidents),
+        )
 
     def check_fleet(
         self, services: Iterable[str], regions: Iterable[str], duration_s: float | None = None

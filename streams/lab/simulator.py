@@ -156,6 +156,11 @@ class SimConfig:
         within the validators' one-day window).
     speed
         Event seconds per wall second; ``None`` or ``0`` runs as fast as possible.
+    pace
+        Later stretches of the run at speeds of their own: ``(from_s, speed)`` pairs, in
+        event seconds from the start, ascending; each speed holds until the next pair's
+        ``from_s``, ``speed`` before the first. ``make run`` sends its warm-up history as
+        fast as possible, plays the eventful hour fast, then goes on in real time.
     start_ts
         Event time of the first tick; ``None`` picks :meth:`resolve_start_ts`.
     seed
@@ -204,6 +209,7 @@ class SimConfig:
     tick_s: float = 5.0
     duration_s: float = 3600.0
     speed: float | None = None
+    pace: tuple[tuple[float, float], ...] = ()
     start_ts: float | None = None
     seed: int = 0
     base_rps: float = 200.0
@@ -243,6 +249,12 @@ class SimConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.speed is not None and self.speed < 0:
             raise ValueError(f"speed must be >= 0, got {self.speed}")
+        object.__setattr__(self, "pace", tuple((float(f), float(v)) for f, v in self.pace))
+        starts = [from_s for from_s, _ in self.pace]
+        if starts != sorted(set(starts)) or any(not 0 < f < self.duration_s for f in starts):
+            raise ValueError(f"pace must start ascending within the run, got {self.pace}")
+        if any(speed < 0 for _, speed in self.pace):
+            raise ValueError(f"pace speeds must be >= 0, got {self.pace}")
         if self.envelope_records < 1:
             raise ValueError(f"envelope_records must be >= 1, got {self.envelope_records}")
         if self.envelope_span_s < 0:
@@ -269,6 +281,28 @@ class SimConfig:
         """How many samples each series gets."""
         return math.ceil(self.duration_s / self.tick_s - 1e-9)
 
+    def stretches(self) -> tuple[tuple[float, float], ...]:
+        """``(from_s, speed)`` of every stretch of the run, the first from 0; speed 0 is as
+        fast as possible.
+
+        >>> SimConfig(duration_s=600, speed=0, pace=((300, 10),)).stretches()
+        ((0.0, 0.0), (300.0, 10.0))
+        """
+        return ((0.0, float(self.speed or 0.0)), *self.pace)
+
+    def wall_s(self) -> float:
+        """Wall seconds the paced stretches take (fast ones count none).
+
+        >>> SimConfig(duration_s=600, speed=0, pace=((300, 10), (500, 1))).wall_s()
+        120.0
+        """
+        ends = [from_s for from_s, _ in self.stretches()[1:]] + [self.duration_s]
+        return sum(
+            (end - from_s) / speed
+            for (from_s, speed), end in zip(self.stretches(), ends, strict=True)
+            if speed
+        )
+
     def resolve_start_ts(self, now: float | None = None) -> float:
         """Event time of the first tick.
 
@@ -283,8 +317,7 @@ class SimConfig:
         if self.start_ts is not None:
             return float(self.start_ts)
         now = time.time() if now is None else now
-        wall_s = self.duration_s / self.speed if self.speed else 0.0
-        return now - self.duration_s + min(self.duration_s, wall_s)
+        return now - self.duration_s + min(self.duration_s, self.wall_s())
 
 
 @dataclass(frozen=True, slots=True)
@@ -1297,6 +1330,30 @@ def enveloped(config: SimConfig, *, now: float | None = None) -> Iterator[Outgoi
     yield from batch.flush()
 
 
+class _Pacer:
+    """How long to wait before sending an event, at the speed of its stretch of the run.
+
+    Each stretch is timed from when its first event comes up, so a fast stretch before it
+    (the warm-up history) does not make it rush to catch up.
+
+    >>> pacer = _Pacer(SimConfig(duration_s=600, speed=0, pace=((300, 10),)), 0.0, 50.0)
+    >>> pacer.wait_s(100.0, now=51.0), pacer.wait_s(300.0, now=52.0), pacer.wait_s(320.0, 53.0)
+    (0.0, 0.0, 1.0)
+    """
+
+    def __init__(self, config: SimConfig, start_ts: float, wall0: float) -> None:
+        self._next = [(start_ts + from_s, speed) for from_s, speed in config.stretches()[1:]]
+        self._speed = config.stretches()[0][1]
+        self._anchor_ts, self._anchor_wall = start_ts, wall0
+
+    def wait_s(self, event_ts: float, now: float) -> float:
+        while self._next and event_ts >= self._next[0][0]:
+            (self._anchor_ts, self._speed), self._anchor_wall = self._next.pop(0), now
+        if not self._speed:
+            return 0.0
+        return self._anchor_wall + (event_ts - self._anchor_ts) / self._speed - now
+
+
 async def run_simulation(
     config: SimConfig,
     *,
@@ -1357,11 +1414,12 @@ async def run_simulation(
         last_rotate = last_report = wall0
         reported = 0
         paced_ts = start_ts
+        pacer = _Pacer(config, start_ts, wall0)
         for n, (attr, key, value, event_ts) in enumerate(generate(config, now=now)):
             slept = False
-            if config.speed and event_ts > paced_ts:
+            if event_ts > paced_ts:
                 paced_ts = event_ts
-                ahead = wall0 + (event_ts - start_ts) / config.speed - time.monotonic()
+                ahead = pacer.wait_s(event_ts, time.monotonic())
                 if ahead > 0.01:
                     # A collector sends what it holds before it waits.
                     for message in batch.flush():

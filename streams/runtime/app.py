@@ -115,5 +115,24 @@ class _Topics:
         # learns of every erasure (agents.erasure).
         self.control = declare(names.control, {"cleanup.policy": "compact"})
 
+    def every(self) -> list[faust.TopicT]:
+        """Every topic the product reads or writes."""
+        return [topic for topic in vars(self).values() if isinstance(topic, faust.TopicT)]
+
+    def specs(self) -> list[tuple[str, int, dict[str, str]]]:
+        """``(name, partitions, config)`` of every topic, to create them without a worker."""
+        return [(t.get_topic_name(), t.partitions, dict(t.config or {})) for t in self.every()]
+
 
 topics = _Topics(topic_names, settings.partitions)
+
+
+@app.task
+async def declare_topics() -> None:
+    """Create every topic at start-up, not at its first record.
+
+    A consumer of decisions (``autopilot tail``, a dashboard, an actuator) started before
+    the first decision of a kind would otherwise log that its topic does not exist.
+    """
+    for topic in topics.every():
+        await topic.maybe_declare()

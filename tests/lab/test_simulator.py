@@ -291,6 +291,26 @@ def test_paced_run_never_runs_ahead_of_the_clock() -> None:
             assert ts >= now + (ts - start) / speed - DAY
 
 
+def test_a_run_in_stretches_is_placed_to_end_at_the_clock_and_never_ahead_of_it() -> None:
+    # make run's shape: history as fast as possible, the scenario at 120x, then real time.
+    now = 1_800_000_000.0
+    stretches = [(0.0, 0.0, 900.0), (900.0, 120.0, 4500.0), (4500.0, 1.0, 7200.0)]
+    config = SimConfig(
+        duration_s=7200, tick_s=60, speed=0, pace=((900, 120), (4500, 1)), interactions_per_s=0.5
+    )
+    start = config.resolve_start_ts(now)
+
+    def soonest(ts: float) -> float:
+        """When a run can send event ``ts`` at the earliest: a fast stretch takes no time."""
+        x = ts - start
+        return now + sum((min(x, end) - f) / v for f, v, end in stretches if v and x > f)
+
+    timestamps = [ts for *_, ts in generate(config, now=now)]
+    assert all(ts <= soonest(ts) + 60 for ts in timestamps)
+    assert soonest(start + 7200) == pytest.approx(now + 30 + 2700)
+    assert max(timestamps) > soonest(max(timestamps)) - 120, "the run ends near the clock"
+
+
 @pytest.mark.parametrize(
     ("document", "field"),
     [
