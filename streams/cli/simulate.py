@@ -72,6 +72,13 @@ def _pace(
     click.option("--tenants", type=int, default=20, show_default=True),
     click.option("--tick", type=float, help="Event seconds between samples of a series."),
     click.option("--base-rps", type=float, default=200.0, show_default=True),
+    click.option(
+        "--interactions-per-s",
+        type=click.FloatRange(min=0),
+        default=SimConfig.interactions_per_s,
+        show_default=True,
+        help="User interactions per second over all tenants at mean load.",
+    ),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option(
         "--envelope",
@@ -109,6 +116,7 @@ async def simulate(
     tenants: int,
     tick: float | None,
     base_rps: float,
+    interactions_per_s: float,
     seed: int,
     envelope_records: int,
     no_envelope: bool,
@@ -128,6 +136,7 @@ async def simulate(
         "speed": speed or None,
         "seed": seed,
         "base_rps": base_rps,
+        "interactions_per_s": interactions_per_s,
         "envelope_records": 1 if no_envelope else envelope_records,
     }
     if tick is not None:

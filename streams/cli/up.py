@@ -116,14 +116,18 @@ class FirstDecisions(threading.Thread):
 @click.option("--scenario-speed", type=click.FloatRange(min=0), default=120.0,
               show_default=True, help="Speed of the scenario after the history: at 120 the "
               "eventful hour's decisions all come within a minute.")  # fmt: skip
+@click.option("--interactions-per-s", type=click.FloatRange(min=0), default=4.0,
+              show_default=True, help="User interactions per second: fewer than the "
+              "simulator's 10, so that one worker on two cores keeps up with the "
+              "fast-forward (interactions are most of its records).")  # fmt: skip
 @click.option("--speed", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Speed once the scenario is over (1: real time).")  # fmt: skip
 @click.option("--scenario", default="mixed", show_default=True, help="Simulator scenario.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path(".autopilot"), show_default=True, help="Logs and state.")  # fmt: skip
 def up(
-    kafka_port: int, history: float, scenario_speed: float, speed: float, scenario: str,
-    run_dir: Path,
+    kafka_port: int, history: float, scenario_speed: float, interactions_per_s: float,
+    speed: float, scenario: str, run_dir: Path,
 ) -> None:  # fmt: skip
     """Start local Kafka (unless AUTOPILOT_BROKER is set), a worker and the simulator.
 
@@ -174,6 +178,7 @@ def up(
         spawn(
             "simulator", "simulate", "--scenario", scenario, "--history", str(history),
             "--speed", str(scenario_speed), "--after-speed", str(speed),
+            "--interactions-per-s", str(interactions_per_s),
             "--duration", str(MAX_DURATION_S - history),
             "--ground-truth", str(run_dir / "ground_truth.json"),
         )  # fmt: skip
