@@ -1,22 +1,29 @@
 """The first minute of ``make run``: every kind of decision on screen, no alarming noise.
 
 ``autopilot up`` runs as ``make run`` runs it (on the session broker, so that it starts no
-broker of its own); ``autopilot tail`` is started right after "up", as a newcomer would.
+broker of its own); ``autopilot tail`` is started right after "up", as a newcomer would,
+and before any worker, as an operator might.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
+from schemas import Decision, decision_id_for
 from schemas.decision import KIND_TOPICS
 from schemas.topics import FAILOVER, REMEDIATION, SCALING, TopicNames
 from streams.kafka.local import free_port
+from streams.kafka.topics import create_topics
 from tests.conftest import AUTOPILOT, wait_until
 
 pytestmark = pytest.mark.kafka
@@ -31,6 +38,41 @@ def firsts(log: Path) -> dict[str, int]:
 
 def topics_of(kinds: dict[str, int]) -> set[str]:
     return {KIND_TOPICS[kind] for kind in kinds}
+
+
+def failover_decision() -> Decision:
+    subject, params = {"region": "eu-west"}, {"from": "eu-west", "to": "us-east"}
+    return Decision(
+        decision_id=decision_id_for("failover", subject, "shift_traffic", params, [1.0]),
+        kind="failover",
+        ts=time.time(),
+        subject=subject,
+        action="shift_traffic",
+        params=params,
+        mode="recommend",
+        confidence=0.9,
+        reason="Test failover printed by tail.",
+        evidence={},
+        model_version="test",
+    )
+
+
+async def produce(bootstrap: str, topic: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=b"eu-west")
+    finally:
+        await producer.stop()
+
+
+async def _topics(bootstrap: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return await admin.list_topics()
+    finally:
+        await admin.close()
 
 
 def test_up_shows_scaling_remediation_and_failover_within_a_minute_and_tail_stays_quiet(
@@ -90,3 +132,42 @@ def test_up_shows_scaling_remediation_and_failover_within_a_minute_and_tail_stay
     assert up.returncode == 0, said[-3000:]
     assert "stopped worker" in said and "stopped simulator" in said
     assert "Traceback" not in said and "Warning" not in said, said[-3000:]
+
+
+def test_tail_before_any_worker_waits_in_one_line_then_follows(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "AUTOPILOT_BROKER": f"kafka://{kafka_bootstrap}",
+        "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix,
+        "AUTOPILOT_PARTITIONS": "4",
+    }
+    log = tmp_path / "tail.log"
+    with log.open("wb") as out:
+        tail = subprocess.Popen(
+            [str(AUTOPILOT), "tail", "failover"],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "waiting for" in log.read_text(), 60, "tail did not say it waits")
+        time.sleep(3)  # a few more polls: still one line, and the topic not auto-created
+        assert log.read_text().count("waiting for") == 1
+        assert topic_names.failover not in asyncio.run(_topics(kafka_bootstrap))
+        # The topics appear (as kafka start, up or a worker make them); tail follows.
+        asyncio.run(create_topics(kafka_bootstrap, [(topic_names.failover, 4, {})]))
+        wait_until(lambda: "following" in log.read_text(), 60, "tail did not follow")
+        decision = failover_decision()
+
+        def printed_it() -> bool:
+            # Sent again until seen: tail reads from the end, wherever that was when it
+            # got its partitions.
+            asyncio.run(produce(kafka_bootstrap, topic_names.failover, decision.to_bytes()))
+            return decision.reason in log.read_text()
+
+        wait_until(printed_it, 60, "tail did not print the decision", interval=2)
+    finally:
+        tail.send_signal(signal.SIGINT)
+        tail.wait(30)
+    printed = log.read_text(errors="replace")
+    assert "ERROR" not in printed and "Traceback" not in printed, printed[-3000:]
