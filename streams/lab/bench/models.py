@@ -1,4 +1,6 @@
-"""Speed, memory and detection figures of the anomaly detector against River baselines.
+"""Speed and memory of the anomaly detector against River's HalfSpaceTrees.
+
+Detection quality is scored by :mod:`streams.lab.nab` (``autopilot bench nab``).
 
 Every figure is measured in the same run as its baseline and reported as a ratio too, so the
 numbers compare across machines. Nothing here asserts on wall-clock time.
@@ -6,28 +8,20 @@ numbers compare across machines. Nothing here asserts on wall-clock time.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from river import anomaly, compose, preprocessing
+from river import anomaly
 
-from models.detect.anomaly import SeriesDetector
 from models.detect.bank import DetectorBank, deep_sizeof
 
 __all__ = [
     "TARGET_BYTES",
     "TARGET_US",
-    "evaluate_nab",
     "format_bench_models",
-    "format_nab",
     "run_bench_models",
 ]
 
@@ -162,149 +156,3 @@ def format_bench_models(result: dict[str, Any]) -> str:
             f"  -> {verdict} targets",
         ]
     )
-
-
-def _parse_nab_time(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
-
-
-def _load_nab(path: Path) -> tuple[list[float], list[float]]:
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))[1:]
-    return [_parse_nab_time(r[0]) for r in rows], [float(r[1]) for r in rows]
-
-
-def _window_figures(
-    ts: list[float],
-    flags: Iterable[bool],
-    windows: list[tuple[float, float]],
-) -> tuple[int, int, int]:
-    """(windows with a flag inside, flags outside every window, runs of such flags)."""
-    hit = [False] * len(windows)
-    false_flags = false_events = 0
-    previous_false = False
-    for t, flag in zip(ts, flags, strict=True):
-        inside = next((k for k, (a, b) in enumerate(windows) if a <= t <= b), None)
-        if flag and inside is not None:
-            hit[inside] = True
-        is_false = flag and inside is None
-        false_flags += is_false
-        false_events += is_false and not previous_false
-        previous_false = is_false
-    return sum(hit), false_flags, false_events
-
-
-def _hst_scores(values: list[float], seed: int) -> list[float]:
-    """River's HalfSpaceTrees on min-max scaled values, as the River docs recommend."""
-    model = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=seed))
-    scores = []
-    for x in values:
-        features = {"x": x}
-        scores.append(model.score_one(features))
-        model.learn_one(features)
-    return scores
-
-
-def evaluate_nab(
-    data_dir: str | Path,
-    *,
-    detector_factory: Callable[[], SeriesDetector] = SeriesDetector,
-    hst_thresholds: Iterable[float] = (0.7, 0.8, 0.9),
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Window recall and false flags per day on labelled NAB-style series (development aid).
-
-    ``data_dir`` holds ``*.csv`` files (``timestamp,value``) and ``windows.json`` mapping each
-    file name to labelled ``[start, end]`` windows. A window counts as caught when at least one
-    value inside it is flagged; every flag outside all windows is a false flag (a run of
-    consecutive ones is one false *event*). HalfSpaceTrees is scored on the same files, flagging
-    at each of ``hst_thresholds``, and also at the threshold that matches our false-flag count.
-    """
-    data_dir = Path(data_dir)
-    windows = json.loads((data_dir / "windows.json").read_text())
-    files = []
-    totals: dict[str, Any] = {"windows": 0, "days": 0.0}
-    ours = {"hits": 0, "false_flags": 0, "false_events": 0}
-    hst_runs = []
-    for name in sorted(windows):
-        ts, values = _load_nab(data_dir / name)
-        spans = [(_parse_nab_time(a), _parse_nab_time(b)) for a, b in windows[name]]
-        detector = detector_factory()
-        flags = [detector.update(t, x).is_anomaly for t, x in zip(ts, values, strict=True)]
-        hits, false_flags, false_events = _window_figures(ts, flags, spans)
-        days = (ts[-1] - ts[0]) / 86_400
-        files.append(
-            {
-                "file": name,
-                "windows": len(spans),
-                "hits": hits,
-                "false_flags": false_flags,
-                "false_events": false_events,
-                "days": days,
-            }
-        )
-        totals["windows"] += len(spans)
-        totals["days"] += days
-        ours["hits"] += hits
-        ours["false_flags"] += false_flags
-        ours["false_events"] += false_events
-        hst_runs.append((ts, spans, _hst_scores(values, seed), detector.config.warmup))
-
-    def hst_at(threshold: float) -> dict[str, float]:
-        hits = false_flags = false_events = 0
-        for ts, spans, scores, warmup in hst_runs:
-            flags = [i >= warmup and s >= threshold for i, s in enumerate(scores)]
-            h, f, e = _window_figures(ts, flags, spans)
-            hits, false_flags, false_events = hits + h, false_flags + f, false_events + e
-        return {
-            "threshold": threshold,
-            "recall": hits / totals["windows"],
-            "false_flags_per_day": false_flags / totals["days"],
-            "false_events_per_day": false_events / totals["days"],
-        }
-
-    hst = [hst_at(t) for t in hst_thresholds]
-    # Recall at an equal false-alarm rate: the lowest threshold whose false flags do not exceed
-    # ours, found by bisection since false flags only fall as the threshold rises.
-    candidates = sorted({s for _, _, scores, warmup in hst_runs for s in scores[warmup:]})
-    candidates.append(math.nextafter(candidates[-1], math.inf) if candidates else 1.0)
-    lo, hi = 0, len(candidates) - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if hst_at(candidates[mid])["false_flags_per_day"] * totals["days"] > ours["false_flags"]:
-            lo = mid + 1
-        else:
-            hi = mid
-    matched = hst_at(candidates[lo])
-    return {
-        "files": files,
-        "windows": totals["windows"],
-        "days": totals["days"],
-        "recall": ours["hits"] / totals["windows"],
-        "false_flags_per_day": ours["false_flags"] / totals["days"],
-        "false_events_per_day": ours["false_events"] / totals["days"],
-        "hst": hst,
-        "hst_matched": matched,
-    }
-
-
-def format_nab(result: dict[str, Any]) -> str:
-    """Readable summary of :func:`evaluate_nab`."""
-    lines = [f"{'file':42} windows hits false_flags false_events"]
-    for f in result["files"]:
-        lines.append(
-            f"{f['file']:42} {f['windows']:7} {f['hits']:4} {f['false_flags']:11}"
-            f" {f['false_events']:12}"
-        )
-    lines.append(
-        f"SeriesDetector: recall {result['recall']:.2f} of {result['windows']} windows,"
-        f" {result['false_flags_per_day']:.3f} false flags/day,"
-        f" {result['false_events_per_day']:.3f} false events/day over {result['days']:.0f} days"
-    )
-    for h in [*result["hst"], result["hst_matched"]]:
-        lines.append(
-            f"HalfSpaceTrees >= {h['threshold']:.4f}: recall {h['recall']:.2f},"
-            f" {h['false_flags_per_day']:.3f} false flags/day,"
-            f" {h['false_events_per_day']:.3f} false events/day"
-        )
-    return "\n".join(lines)
