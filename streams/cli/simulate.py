@@ -10,7 +10,13 @@ import click
 import orjson
 
 from streams.lab.scenario import ScenarioError, bundled_scenarios, load_scenario
-from streams.lab.simulator import DEFAULT_REGIONS, DEFAULT_SERVICES, SimConfig, run_simulation
+from streams.lab.simulator import (
+    DEFAULT_INTERACTIONS_PER_S,
+    DEFAULT_REGIONS,
+    DEFAULT_SERVICES,
+    SimConfig,
+    run_simulation,
+)
 from streams.runtime.app import app, settings, topic_names
 
 __all__ = ["simulate"]
@@ -75,7 +81,7 @@ def _pace(
     click.option(
         "--interactions-per-s",
         type=click.FloatRange(min=0),
-        default=SimConfig.interactions_per_s,
+        default=DEFAULT_INTERACTIONS_PER_S,
         show_default=True,
         help="User interactions per second over all tenants at mean load.",
     ),

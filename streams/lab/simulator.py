@@ -55,6 +55,7 @@ from streams.lab.scenario import (
 )
 
 __all__ = [
+    "DEFAULT_INTERACTIONS_PER_S",
     "DEFAULT_REGIONS",
     "DEFAULT_SERVICES",
     "TOPIC_ATTRS",
@@ -74,6 +75,7 @@ __all__ = [
 ]
 
 DEFAULT_SERVICES = ("checkout", "search", "catalog")
+DEFAULT_INTERACTIONS_PER_S = 10.0
 DEFAULT_REGIONS = ("us-east", "eu-west", "ap-south")
 #: The :class:`~schemas.topics.TopicNames` attributes the simulator produces to.
 TOPIC_ATTRS = ("metrics", "errors", "interactions")
@@ -215,7 +217,7 @@ class SimConfig:
     base_rps: float = 200.0
     capacity_rps: float = 50.0
     errors_per_s: float = 0.05
-    interactions_per_s: float = 10.0
+    interactions_per_s: float = DEFAULT_INTERACTIONS_PER_S
     price_per_replica_hour: float = 0.10
     scenario: Scenario | None = None
     compression: str | None = None
