@@ -90,9 +90,11 @@ def test_kill_9_of_the_region_evaluator_mid_outage_still_fails_the_region_over(
     )
     sim.start()
     victim = evaluator(workers)
-    # A few event seconds into the outage, well before its failover.
+    # Just into the outage, well before its failover (12.5 silent event seconds on): the
+    # evaluator's evidence comes in steps of about a second here, and a busy machine may
+    # answer the poll late.
     wait_until(
-        lambda: (failover_view(victim)["watermark"] or 0.0) >= onset + 4.0,
+        lambda: (failover_view(victim)["watermark"] or 0.0) >= onset + 1.0,
         240,
         "the evaluator did not reach the outage",
         interval=0.1,
