@@ -10,7 +10,8 @@ Sending. Every :data:`FLUSH_EVERY_S` wall seconds, and whenever a partition has
 :data:`BATCH_ROWS` rows waiting, the rows of each partition go out as one record ``{"source":
 "<topic>/<partition>", "rows": [...]}``. A partition read to its end and quiet for
 :data:`IDLE_AFTER_S` gets one ``{"source": ..., "idle": true}`` record: its silence no longer
-holds the evaluator's event time back (until it delivers again). The topic has one
+holds the evaluator's event time back (until it delivers again); read to its end means to
+the broker's end offset, asked when the mark is due. The topic has one
 partition, so the evaluator reads every source's records in the order they were sent, and a
 source's rows in the order they were read. Records are keyed by source.
 
@@ -149,8 +150,17 @@ async def flush() -> None:
                 _idle_sent.discard(tp)
                 await _send(tp, {"rows": recorder.drain()})
         now = time.monotonic()
-        for tp in _assigned_sources():
-            if tp not in _idle_sent and _is_idle(tp, now):
+        quiet = [tp for tp in _assigned_sources() if tp not in _idle_sent and _is_idle(tp, now)]
+        if not quiet:
+            return
+        # The highwater the consumer holds is as of its last fetch, and unknown before the
+        # first: a worker just started, or too busy to fetch for a while, would call a
+        # partition with unread records idle, and the evaluator would move event time past
+        # their evidence (a region looks silent). The broker's end offsets say.
+        ends = await app.consumer.highwaters(*quiet)
+        for tp in quiet:
+            offset, _ = _positions[tp]
+            if offset + 1 >= ends.get(tp, 0):
                 _idle_sent.add(tp)
                 await _send(tp, {"idle": True})
 

@@ -40,6 +40,16 @@ def topics_of(kinds: dict[str, int]) -> set[str]:
     return {KIND_TOPICS[kind] for kind in kinds}
 
 
+def broker_env(bootstrap: str, names: TopicNames) -> dict[str, str]:
+    """The environment of a command on the session broker, under the test's topic prefix."""
+    return {
+        **os.environ,
+        "AUTOPILOT_BROKER": f"kafka://{bootstrap}",
+        "AUTOPILOT_TOPIC_PREFIX": names.prefix,
+        "AUTOPILOT_PARTITIONS": "4",
+    }
+
+
 def failover_decision() -> Decision:
     subject, params = {"region": "eu-west"}, {"from": "eu-west", "to": "us-east"}
     return Decision(
@@ -79,10 +89,7 @@ def test_up_shows_scaling_remediation_and_failover_within_a_minute_and_tail_stay
     kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
 ) -> None:
     env = {
-        **os.environ,
-        "AUTOPILOT_BROKER": f"kafka://{kafka_bootstrap}",
-        "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix,
-        "AUTOPILOT_PARTITIONS": "4",
+        **broker_env(kafka_bootstrap, topic_names),
         "AUTOPILOT_WEB_PORT": str(free_port()),
         "AUTOPILOT_DATA_DIR": str(tmp_path / "data"),
     }
@@ -137,12 +144,7 @@ def test_up_shows_scaling_remediation_and_failover_within_a_minute_and_tail_stay
 def test_tail_before_any_worker_waits_in_one_line_then_follows(
     kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        "AUTOPILOT_BROKER": f"kafka://{kafka_bootstrap}",
-        "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix,
-        "AUTOPILOT_PARTITIONS": "4",
-    }
+    env = broker_env(kafka_bootstrap, topic_names)
     log = tmp_path / "tail.log"
     with log.open("wb") as out:
         tail = subprocess.Popen(
