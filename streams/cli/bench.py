@@ -25,6 +25,19 @@ def emit(summary: str, figures: Mapping[str, Any], as_json: bool) -> None:
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="End with one JSON object of the figures."
 )
+# The benches that run on a broker: which one, and how their records travel.
+broker_option = click.option(
+    "--broker",
+    envvar="AUTOPILOT_BENCH_BROKER",
+    help="host:port of a broker to use; default: start a local one for the run.",
+)
+envelope_option = click.option(
+    "--envelope",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 2000),
+    help="Records of one series per message; 1 sends single records.",
+)
 
 
 @click.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.cli.bench import bench, emit, json_option
+from streams.cli.bench import bench, broker_option, emit, json_option
 
 __all__ = ["bench_latency"]
 
@@ -20,11 +20,7 @@ __all__ = ["bench_latency"]
               help="Distinct service/region series.")  # fmt: skip
 @click.option("--probe-events", default=30_000, show_default=True, type=click.IntRange(1),
               help="Warm-up samples; they probe the capacity (>= 150 a series).")  # fmt: skip
-@click.option(
-    "--broker",
-    envvar="AUTOPILOT_BENCH_BROKER",
-    help="host:port of a broker to use; default: start a local one for the run.",
-)
+@broker_option
 @json_option
 def bench_latency(
     rate: float | None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.cli.bench import bench, emit, json_option
+from streams.cli.bench import bench, broker_option, emit, envelope_option, json_option
 
 __all__ = ["bench_scaleout"]
 
@@ -12,18 +12,8 @@ __all__ = ["bench_scaleout"]
 @bench.command("scaleout")
 @click.option("--records", default=300_000, show_default=True, help="Metric records to produce.")
 @click.option("--series", default=1_000, show_default=True, help="Distinct service/region series.")
-@click.option(
-    "--envelope",
-    default=100,
-    show_default=True,
-    type=click.IntRange(1, 2000),
-    help="Records of one series per message.",
-)
-@click.option(
-    "--broker",
-    envvar="AUTOPILOT_BENCH_BROKER",
-    help="host:port of a broker to use; default: start a local one for the run.",
-)
+@envelope_option
+@broker_option
 @json_option
 def bench_scaleout(
     records: int, series: int, envelope: int, broker: str | None, as_json: bool

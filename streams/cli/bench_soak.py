@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.cli.bench import bench, emit, json_option
+from streams.cli.bench import bench, broker_option, emit, json_option
 
 __all__ = ["bench_soak"]
 
@@ -21,11 +21,7 @@ __all__ = ["bench_soak"]
 @click.option("--interval", "interval_s", default=10.0, show_default=True,
               type=click.FloatRange(0.1),
               help="Seconds between two readings of the worker's memory.")  # fmt: skip
-@click.option(
-    "--broker",
-    envvar="AUTOPILOT_BENCH_BROKER",
-    help="host:port of a broker to use; default: start a local one for the run.",
-)
+@broker_option
 @json_option
 def bench_soak(
     minutes: float,

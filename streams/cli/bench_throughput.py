@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from streams.cli.bench import bench, emit, json_option
+from streams.cli.bench import bench, broker_option, emit, envelope_option, json_option
 
 __all__ = ["bench_throughput"]
 
@@ -12,18 +12,8 @@ __all__ = ["bench_throughput"]
 @bench.command("throughput")
 @click.option("--events", default=500_000, show_default=True, help="Metric events to produce.")
 @click.option("--series", default=1_000, show_default=True, help="Distinct service/region series.")
-@click.option(
-    "--broker",
-    envvar="AUTOPILOT_BENCH_BROKER",
-    help="host:port of a broker to use; default: start a local one for the run.",
-)
-@click.option(
-    "--envelope",
-    default=100,
-    show_default=True,
-    type=click.IntRange(1, 2000),
-    help="Samples of one series per message; 1 sends single records.",
-)
+@broker_option
+@envelope_option
 @json_option
 def bench_throughput(
     events: int, series: int, broker: str | None, envelope: int, as_json: bool
