@@ -385,6 +385,44 @@ class _Refusal(Exception):
         self.step = step
 
 
+def _service_step(
+    target: str,
+    name: str,
+    aws_region: str,
+    *,
+    asg: tuple[str, dict[str, Any]] | None = None,
+    ecs: tuple[str, dict[str, Any]],
+    idempotent: bool,
+) -> Step:
+    """One call on a service's Auto Scaling group, or on its ECS service (``cluster/service``).
+
+    ``asg`` and ``ecs`` are the call and its parameters for each kind of target, beside the
+    group's name or the cluster and service; ``asg`` is ``None`` for an ECS-only action.
+    """
+    if target == "asg":
+        if asg is None:
+            raise ValueError(f"no Auto Scaling call for {name}")
+        call, params = asg
+        return Step(
+            "autoscaling",
+            call,
+            f"autoscaling:{aws_region}:{name}",
+            aws_region,
+            {"AutoScalingGroupName": name, **params},
+            idempotent=idempotent,
+        )
+    cluster, service = name.split("/")
+    call, params = ecs
+    return Step(
+        "ecs",
+        call,
+        f"ecs:{aws_region}:{name}",
+        aws_region,
+        {"cluster": cluster, "service": service, **params},
+        idempotent=idempotent,
+    )
+
+
 def _region_of(decision: Decision) -> str:
     region = decision.subject.get("region")
     if not region:
@@ -564,24 +602,12 @@ class ActuationPolicy:
     def _plan_scaling(self, decision: Decision) -> Step:
         target, name, aws_region = self._service_resource(decision)
         desired = _int_param(decision, "desired_replicas")
-        if target.target == "asg":
-            return Step(
-                "autoscaling",
-                "set_desired_capacity",
-                f"autoscaling:{aws_region}:{name}",
-                aws_region,
-                {"AutoScalingGroupName": name, "DesiredCapacity": desired, "HonorCooldown": False},
-                idempotent=True,
-            )
-        cluster, service = name.split("/")
-        return Step(
-            "ecs",
-            "update_service",
-            f"ecs:{aws_region}:{name}",
-            aws_region,
-            {"cluster": cluster, "service": service, "desiredCount": desired},
+        return _service_step(
+            target.target, name, aws_region,
+            asg=("set_desired_capacity", {"DesiredCapacity": desired, "HonorCooldown": False}),
+            ecs=("update_service", {"desiredCount": desired}),
             idempotent=True,
-        )
+        )  # fmt: skip
 
     def _plan_restart(self, decision: Decision) -> Step:
         target, name, aws_region = self._service_resource(decision)
@@ -591,40 +617,24 @@ class ActuationPolicy:
                 f"restart_instance needs an ECS service; {decision.subject.get('service')} is "
                 "an Auto Scaling group.",
             )
-        cluster, service = name.split("/")
         # A second forced deployment restarts every task again: not idempotent.
-        return Step(
-            "ecs",
-            "update_service",
-            f"ecs:{aws_region}:{name}",
-            aws_region,
-            {"cluster": cluster, "service": service, "forceNewDeployment": True},
+        return _service_step(
+            target.target, name, aws_region,
+            ecs=("update_service", {"forceNewDeployment": True}),
             idempotent=False,
-        )
+        )  # fmt: skip
 
     def _plan_scale_step(self, decision: Decision) -> Step:
         """A remediation's scale-out: ``scale_out_step`` more replicas than there are now."""
         target, name, aws_region = self._service_resource(decision)
         step = self.config.remediation.scale_out_step
         # Read-modify-write: a second call adds again, so it is not idempotent.
-        if target.target == "asg":
-            return Step(
-                "autoscaling",
-                "add_capacity",
-                f"autoscaling:{aws_region}:{name}",
-                aws_region,
-                {"AutoScalingGroupName": name, "Add": step},
-                idempotent=False,
-            )
-        cluster, service = name.split("/")
-        return Step(
-            "ecs",
-            "add_capacity",
-            f"ecs:{aws_region}:{name}",
-            aws_region,
-            {"cluster": cluster, "service": service, "Add": step},
+        return _service_step(
+            target.target, name, aws_region,
+            asg=("add_capacity", {"Add": step}),
+            ecs=("add_capacity", {"Add": step}),
             idempotent=False,
-        )
+        )  # fmt: skip
 
     def _plan_drain(self, decision: Decision) -> Step:
         """A remediation's failover: the region's traffic spread over the others it may go to.
