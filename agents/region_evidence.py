@@ -9,11 +9,14 @@ anomaly decisions of the metrics agent, and to the interactions and the health e
 Sending. Every :data:`FLUSH_EVERY_S` wall seconds, and whenever a partition has
 :data:`BATCH_ROWS` rows waiting, the rows of each partition go out as one record ``{"source":
 "<topic>/<partition>", "rows": [...]}``. A partition read to its end and quiet for
-:data:`IDLE_AFTER_S` gets one ``{"source": ..., "idle": true}`` record: its silence no longer
-holds the evaluator's event time back (until it delivers again); read to its end means to
-the broker's end offset, asked when the mark is due. The topic has one
-partition, so the evaluator reads every source's records in the order they were sent, and a
-source's rows in the order they were read. Records are keyed by source.
+:data:`IDLE_AFTER_S` gets ``{"source": ..., "idle": true}``, renewed every
+:data:`IDLE_AFTER_S` while it stays so: its silence no longer holds the evaluator's event
+time back. A mark holds at the evaluator until a source marked idle delivers again; then
+every source's mark must be renewed (see :class:`~models.brains.region.RegionBrain`), which
+takes at most :data:`IDLE_AFTER_S`. Read to its end means to the broker's end offset, asked
+when a mark is due. The topic has one partition, so the evaluator reads every source's
+records in the order they were sent, and a source's rows in the order they were read.
+Records are keyed by source.
 
 Crashes. The rows not yet sent when a worker dies are lost (at most :data:`FLUSH_EVERY_S`
 of its partitions' evidence, when their offsets were committed meanwhile), as the buffer of
@@ -56,15 +59,15 @@ BATCH_ROWS = 2000
 """Rows of one partition sent at once when that many wait (about 120 kB)."""
 IDLE_AFTER_S = 2.0
 """A partition read to its end that delivered nothing for this long no longer holds event
-time back (a producer flushes more often than this)."""
+time back (a producer flushes more often than this); its mark is renewed as often."""
 
 _SOURCE_TOPICS = (topic_names.metrics, topic_names.interactions)
 # Partition -> its recorder, the offset of the latest message read from it and when
 # (monotonic); partitions assigned but not read yet have offset -1.
 _recorders: dict[TP, EvidenceRecorder] = {}
 _positions: dict[TP, tuple[int, float]] = {}
-# Partitions whose idle mark was sent, and not undone by rows since.
-_idle_sent: set[TP] = set()
+# Partition -> when (monotonic) its idle mark was sent last, if no rows were sent since.
+_idle_marked: dict[TP, float] = {}
 _sending = asyncio.Lock()
 
 
@@ -147,21 +150,20 @@ async def flush() -> None:
     async with _sending:
         for tp, recorder in list(_recorders.items()):
             if recorder.size:
-                _idle_sent.discard(tp)
+                _idle_marked.pop(tp, None)
                 await _send(tp, {"rows": recorder.drain()})
         now = time.monotonic()
-        quiet = [tp for tp in _assigned_sources() if tp not in _idle_sent and _is_idle(tp, now)]
-        if not quiet:
+        due = [tp for tp in _assigned_sources() if _mark_due(tp, now)]
+        if not due:
             return
         # The highwater the consumer holds is as of its last fetch, and unknown before the
         # first: a worker just started, or too busy to fetch for a while, would call a
         # partition with unread records idle, and the evaluator would move event time past
         # their evidence (a region looks silent). The broker's end offsets say.
-        ends = await app.consumer.highwaters(*quiet)
-        for tp in quiet:
-            offset, _ = _positions[tp]
-            if offset + 1 >= ends.get(tp, 0):
-                _idle_sent.add(tp)
+        ends = await app.consumer.highwaters(*due)
+        for tp in due:
+            if _next_offset(tp) >= ends.get(tp, 0):
+                _idle_marked[tp] = now
                 await _send(tp, {"idle": True})
 
 
@@ -171,10 +173,21 @@ def _assigned_sources() -> list[TP]:
     return sorted(tp for tp in actives if tp.topic in _SOURCE_TOPICS)
 
 
-def _is_idle(tp: TP, now: float) -> bool:
-    offset, read_at = _positions.setdefault(tp, (-1, now))
-    highwater = app.consumer.highwater(tp)
-    return now - read_at >= IDLE_AFTER_S and (highwater is None or offset + 1 >= highwater)
+def _mark_due(tp: TP, now: float) -> bool:
+    """Whether ``tp`` delivered nothing for :data:`IDLE_AFTER_S` (or since it was assigned)
+    and its idle mark, if any, is as old."""
+    _, read_at = _positions.setdefault(tp, (-1, now))
+    return now - max(read_at, _idle_marked.get(tp, -math.inf)) >= IDLE_AFTER_S
+
+
+def _next_offset(tp: TP) -> int:
+    """The offset of the next message of ``tp`` this worker will read."""
+    offset, _ = _positions[tp]
+    if offset >= 0:
+        return offset + 1
+    # Nothing read since the partition was assigned: reading starts at the committed offset
+    # (Faust's private bookkeeping, pinned faust-streaming; None stands for 0).
+    return app.consumer._committed_offset.get(tp) or 0
 
 
 @app.timer(FLUSH_EVERY_S)
@@ -199,7 +212,7 @@ async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> Non
     for tp in revoked:
         _recorders.pop(tp, None)
         _positions.pop(tp, None)
-        _idle_sent.discard(tp)
+        _idle_marked.pop(tp, None)
 
 
 app.on_partitions_revoked.connect(_on_partitions_revoked)
@@ -217,6 +230,6 @@ def reading() -> dict[str, dict[str, Any]]:
             "latest_ts": latest if latest is not None and math.isfinite(latest) else None,
             "offset": offset,
             "highwater": app.consumer.highwater(tp),
-            "idle": tp in _idle_sent,
+            "idle": tp in _idle_marked,
         }
     return out

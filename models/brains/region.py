@@ -31,8 +31,13 @@ one service's anomaly (a bad deploy) does not make its region unhealthy, while t
 anomaly on most of them corroborates the other evidence.
 
 Sources may be told idle in two ways: by the caller of :meth:`RegionBrain.advance`, or by
-:meth:`RegionBrain.mark_idle` when the news travels with the observations (a source's idle
-mark holds until it delivers again). Observations recorded elsewhere
+:meth:`RegionBrain.mark_idle` when the news travels with the observations. A mark holds until
+any source marked idle delivers again: then every mark is void, and each idle source holds
+the horizon back until it is marked anew. A source resuming says that the quiet spell is
+over, and its peers' records may be on their way too; were their marks kept, the first
+source read after the spell (or after a restart, whose restored state has every source
+idle) would carry the horizon past the others' evidence, and their regions would look
+silent. The caller renews the marks of the sources that stay idle. Observations recorded elsewhere
 (:class:`~models.brains.region_evidence.EvidenceRecorder`) arrive through
 :meth:`RegionBrain.observe_rows`.
 
@@ -237,13 +242,31 @@ class RegionBrain:
         self._expected.update(sources)
 
     def mark_idle(self, source: str) -> None:
-        """``source`` cannot deliver anything older than what it delivered last, until it
-        delivers again: it no longer holds the horizon back."""
+        """``source`` cannot deliver anything older than what it delivered last: it no longer
+        holds the horizon back, until a source marked idle delivers again.
+
+        Two sources go quiet; when one resumes, the other holds the horizon back until it is
+        marked anew:
+
+        >>> from schemas.config.regions import load_region_config
+        >>> brain = RegionBrain(load_region_config())
+        >>> brain.observe_metrics(100.0, "us-east", "api", {"error_rate": 0.0}, "a")
+        >>> brain.observe_metrics(100.0, "eu-west", "api", {"error_rate": 0.0}, "b")
+        >>> brain.mark_idle("a"), brain.mark_idle("b")
+        (None, None)
+        >>> brain.observe_metrics(160.0, "us-east", "api", {"error_rate": 0.0}, "a")
+        >>> brain.horizon()
+        100.0
+        >>> brain.mark_idle("b")
+        >>> brain.horizon()
+        160.0
+        """
         if source in self._sources or source in self._expected:
             self._idle.add(source)
 
     def _seen(self, ts: float, source: str) -> None:
-        self._idle.discard(source)
+        if source in self._idle:
+            self._idle.clear()
         if ts > self._sources.get(source, -math.inf):
             self._sources[source] = ts
 
@@ -388,7 +411,7 @@ class RegionBrain:
 
     @property
     def idle_sources(self) -> set[str]:
-        """Sources marked idle (:meth:`mark_idle`) since they last delivered."""
+        """Sources whose idle mark (:meth:`mark_idle`) holds."""
         return set(self._idle)
 
     @property

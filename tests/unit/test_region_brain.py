@@ -212,6 +212,41 @@ def test_an_idle_partition_no_longer_holds_event_time_back() -> None:
     assert brain.failed_regions == ("us-east",)
 
 
+@pytest.mark.parametrize("still_quiet", [False, True])
+def test_a_source_resuming_voids_the_idle_marks_until_they_are_renewed(
+    still_quiet: bool,
+) -> None:
+    # Each region has a partition of its own. All go quiet and are marked idle; then
+    # us-east's partition delivers a minute of telemetry before any other is read.
+    def source(region: str) -> str:
+        return f"p{CONFIG.names.index(region)}"
+
+    brain = RegionBrain(CONFIG)
+    for i in range(24):
+        tick(brain, i, CONFIG.names, source)
+        brain.advance()
+    others = [r for r in CONFIG.names if r != "us-east"]
+    for region in CONFIG.names:
+        brain.mark_idle(source(region))
+    assert brain.advance() == []
+    for i in range(30, 42):
+        tick(brain, i, ["us-east"], source)
+    # The others' old marks no longer count: they might be read next.
+    assert brain.advance() == []
+    assert brain.horizon() == T0 + 5 * 23 + 1
+    if still_quiet:
+        # Their readers find nothing more and mark them anew: now their silence shows.
+        for region in others:
+            brain.mark_idle(source(region))
+        assert {d.kind for d in brain.advance()} >= {"failover"}
+        assert brain.failed_regions
+    else:
+        for i in range(30, 42):
+            tick(brain, i, others, source)
+        assert brain.advance() == []
+        assert brain.failed_regions == ()
+
+
 def test_slo_burn_evidence_waits_for_its_tick_then_lowers_its_region() -> None:
     brain = RegionBrain(CONFIG)
     for i in range(24):
