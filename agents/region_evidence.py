@@ -7,16 +7,16 @@ anomaly decisions of the metrics agent, and to the interactions and the health e
 :class:`~models.brains.region_evidence.EvidenceRecorder` of the partition it was read from.
 
 Sending. Every :data:`FLUSH_EVERY_S` wall seconds, and whenever a partition has
-:data:`BATCH_ROWS` rows waiting, the rows of each partition go out as one record ``{"source":
-"<topic>/<partition>", "rows": [...]}``. A partition read to its end and quiet for
-:data:`IDLE_AFTER_S` gets ``{"source": ..., "idle": true}``, renewed every
+:data:`BATCH_ROWS` rows waiting, the rows of each partition go out as one record
+``{"source": "<topic>/<partition>", "rows": [...]}``. A partition read to its end and quiet
+for :data:`IDLE_AFTER_S` gets ``{"source": ..., "idle": true}``, renewed every
 :data:`IDLE_AFTER_S` while it stays so: its silence no longer holds the evaluator's event
-time back. A mark holds at the evaluator until a source marked idle delivers again; then
-every source's mark must be renewed (see :class:`~models.brains.region.RegionBrain`), which
-takes at most :data:`IDLE_AFTER_S`. Read to its end means to the broker's end offset, asked
-when a mark is due. The topic has one partition, so the evaluator reads every source's
-records in the order they were sent, and a source's rows in the order they were read.
-Records are keyed by source.
+time back. A mark holds at the evaluator until its source delivers again; when a source
+delivers after a spell in which every source was idle, every mark must be renewed (see
+:class:`~models.brains.region.RegionBrain`), which takes at most :data:`IDLE_AFTER_S`. Read
+to its end means to the broker's end offset, asked when a mark is due. The topic has one
+partition, so the evaluator reads every source's records in the order they were sent, and a
+source's rows in the order they were read. Records are keyed by source.
 
 Crashes. The rows not yet sent when a worker dies are lost (at most :data:`FLUSH_EVERY_S`
 of its partitions' evidence, when their offsets were committed meanwhile), as the buffer of

@@ -31,13 +31,14 @@ one service's anomaly (a bad deploy) does not make its region unhealthy, while t
 anomaly on most of them corroborates the other evidence.
 
 Sources may be told idle in two ways: by the caller of :meth:`RegionBrain.advance`, or by
-:meth:`RegionBrain.mark_idle` when the news travels with the observations. A mark holds until
-any source marked idle delivers again: then every mark is void, and each idle source holds
-the horizon back until it is marked anew. A source resuming says that the quiet spell is
-over, and its peers' records may be on their way too; were their marks kept, the first
-source read after the spell (or after a restart, whose restored state has every source
-idle) would carry the horizon past the others' evidence, and their regions would look
-silent. The caller renews the marks of the sources that stay idle. Observations recorded elsewhere
+:meth:`RegionBrain.mark_idle` when the news travels with the observations. A mark holds
+until the source delivers again, except after a quiet spell: when a source delivers while
+every source is marked idle, every mark is void, and each idle source holds the horizon
+back until it is marked anew. The spell is over, and the others' records may be on their
+way too; were their marks kept, the first source read after it (or after a restart, whose
+restored state has every source idle) would carry the horizon past the others' evidence,
+and their regions would look silent. The caller renews the marks of the sources that stay
+idle. Observations recorded elsewhere
 (:class:`~models.brains.region_evidence.EvidenceRecorder`) arrive through
 :meth:`RegionBrain.observe_rows`.
 
@@ -243,7 +244,8 @@ class RegionBrain:
 
     def mark_idle(self, source: str) -> None:
         """``source`` cannot deliver anything older than what it delivered last: it no longer
-        holds the horizon back, until a source marked idle delivers again.
+        holds the horizon back, until it delivers again, or any source does while every
+        source is marked idle.
 
         Two sources go quiet; when one resumes, the other holds the horizon back until it is
         marked anew:
@@ -266,7 +268,10 @@ class RegionBrain:
 
     def _seen(self, ts: float, source: str) -> None:
         if source in self._idle:
-            self._idle.clear()
+            if self._idle.issuperset(self._sources):
+                self._idle.clear()
+            else:
+                self._idle.discard(source)
         if ts > self._sources.get(source, -math.inf):
             self._sources[source] = ts
 

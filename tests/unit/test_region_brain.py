@@ -247,6 +247,27 @@ def test_a_source_resuming_voids_the_idle_marks_until_they_are_renewed(
         assert brain.failed_regions == ()
 
 
+def test_a_source_resuming_while_others_deliver_keeps_the_idle_marks() -> None:
+    # us-east's partition went quiet with its region; ap-south's delivers in bursts, quiet
+    # between them; eu-west's delivers all along. A burst voids no mark: us-east's silence
+    # shows at once.
+    def source(region: str) -> str:
+        return f"p{CONFIG.names.index(region)}"
+
+    brain = RegionBrain(CONFIG)
+    for i in range(24):
+        tick(brain, i, CONFIG.names, source)
+        brain.advance()
+    brain.mark_idle(source("us-east"))
+    drafts = []
+    for i in range(24, 36):
+        tick(brain, i, ["eu-west", "ap-south"], source)
+        drafts += brain.advance()
+        brain.mark_idle(source("ap-south"))
+        assert brain.idle_sources >= {source("us-east")}
+    assert summary(drafts) == [("failover", "us-east", "eu-west", 130.0)]
+
+
 def test_slo_burn_evidence_waits_for_its_tick_then_lowers_its_region() -> None:
     brain = RegionBrain(CONFIG)
     for i in range(24):
