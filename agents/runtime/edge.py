@@ -11,6 +11,11 @@ read at all (not JSON, too large, not an object) is one record, dead-lettered wh
 The free-text fields of a valid record are redacted here, before any handler sees
 them (:class:`~models.text.fields.FieldScrubber`), and what was found is counted in
 ``autopilot_pii_detected_total{class}``.
+
+Back-pressure shows here too: once a message is handled, the wall time since it was produced
+(its Kafka timestamp) is how far the decisions made on it trail the telemetry. Every
+:data:`LAG_REPORT_S` the most of it per topic goes to ``autopilot_decision_lag_seconds``,
+and the log says when a topic's lag passes :data:`LAG_WARN_S` and when it is back under.
 """
 
 from __future__ import annotations
@@ -26,10 +31,24 @@ from aiokafka.errors import MessageSizeTooLargeError
 from models.text.fields import FieldScrubber
 from schemas import DeadLetter, Limits, Rejection
 from schemas.validate import Envelope, parse, parse_message
-from streams.runtime.app import topics
-from streams.runtime.exporter import DLQ, EVENTS_CONSUMED, EVENTS_PROCESSED, PII_DETECTED
+from streams.runtime.app import app, topics
+from streams.runtime.exporter import (
+    DECISION_LAG,
+    DLQ,
+    EVENTS_CONSUMED,
+    EVENTS_PROCESSED,
+    PII_DETECTED,
+)
 
-__all__ = ["ENVELOPE_KINDS", "PROCESSING_ERROR", "UNKNOWN_DECISION", "Edge"]
+__all__ = [
+    "ENVELOPE_KINDS",
+    "LAG_REPORT_S",
+    "LAG_WARN_S",
+    "PROCESSING_ERROR",
+    "UNKNOWN_DECISION",
+    "Edge",
+    "report_lag",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +64,12 @@ UNKNOWN_DECISION = "unknown_decision"
 TRUNCATED_PAYLOAD_BYTES = 512 * 1024
 ENVELOPE_KINDS = frozenset({"metrics", "errors", "interactions"})
 """Record kinds whose topics accept envelopes: the telemetry topics, where collectors batch."""
+LAG_REPORT_S = 1.0
+"""Wall seconds between two reports of the decision lag."""
+LAG_WARN_S = 5.0
+"""A topic whose messages wait longer than this to be handled is said to be behind."""
+# The edge of each topic this worker reads, for the lag report.
+_edges: dict[str, Edge] = {}
 
 
 class Edge:
@@ -87,6 +112,11 @@ class Edge:
         self._consumed = EVENTS_CONSUMED.labels(label)
         self._processed = EVENTS_PROCESSED.labels(label)
         self._scrubber = FieldScrubber()
+        self.lag_s = 0.0
+        """The most wall seconds a message waited from its produce time to being handled,
+        since the last lag report."""
+        self.behind = False
+        _edges[label] = self
 
     async def run(
         self, stream: faust.StreamT, handle: Callable[[Any], Awaitable[Rejection | None]]
@@ -137,6 +167,8 @@ class Edge:
             finally:
                 # Also when the worker stops mid-envelope: what was handled is counted.
                 processed.inc(done)
+            if message.timestamp:
+                self.lag_s = max(self.lag_s, time.time() - message.timestamp)
 
     def _parse(self, raw: bytes) -> Any:
         if self.envelopes:
@@ -176,6 +208,22 @@ class Edge:
             message.topic, message.partition, message.offset, _at(index),
             rejection.reason, rejection.field, len(raw),
         )  # fmt: skip
+
+
+@app.timer(LAG_REPORT_S)
+async def report_lag() -> None:
+    """Export each topic's decision lag of the last second; say when one falls behind."""
+    for edge in list(_edges.values()):
+        lag, edge.lag_s = edge.lag_s, 0.0
+        DECISION_LAG.labels(edge.label).set(lag)
+        if lag > LAG_WARN_S and not edge.behind:
+            log.warning(
+                "decisions on %s trail their telemetry by %.1f s: this worker cannot keep up "
+                "(add workers, or partitions to share)", edge.label, lag,
+            )  # fmt: skip
+        elif edge.behind and lag <= LAG_WARN_S:
+            log.info("decisions on %s caught up (lag %.1f s)", edge.label, lag)
+        edge.behind = lag > LAG_WARN_S
 
 
 def _at(index: int | None) -> str:

@@ -47,6 +47,7 @@ __all__ = [
     "CONSUMER_LAG",
     "COST_PER_HOUR",
     "DECISIONS",
+    "DECISION_LAG",
     "DECISION_LATENCY",
     "DEMAND_RPS",
     "DESIRED_REPLICAS",
@@ -138,6 +139,13 @@ DECISION_LATENCY = Histogram(
     "Time from the triggering event's timestamp to the decision being published.",
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+DECISION_LAG = Gauge(
+    "autopilot_decision_lag_seconds",
+    "How far this worker's decisions trail the telemetry they are made on: wall seconds "
+    "from a record's produce time (its Kafka timestamp) to the end of its handling, the "
+    "most over the last second, per topic (0 when nothing was handled).",
+    ["topic"],
 )
 SERIES_TRACKED = Gauge(
     "autopilot_series_tracked",

@@ -1,13 +1,17 @@
 """The metrics agent on the real broker: scaling ahead of a surge, quiet on a clean run,
-and learning that survives a kill -9."""
+learning that survives a kill -9, and decisions trailing their telemetry made visible."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from tests.conftest import wait_until
 from tests.support.worker_views import FAST_CHECKPOINTS, brain_view, decisions
 
 pytestmark = pytest.mark.kafka
@@ -69,3 +73,50 @@ def test_kill_9_then_restart_resumes_learning(start_worker, tmp_path) -> None:
     assert after["samples"] >= before["samples"] * 0.9
     mean_before = before["forecast_300s"]["mean"]
     assert after["forecast_300s"]["mean"] == pytest.approx(mean_before, rel=0.05)
+
+
+def test_decisions_trailing_their_telemetry_show_in_the_lag_gauge_and_the_log(
+    start_worker, kafka_bootstrap, topic_names
+) -> None:
+    worker = start_worker()
+    # Samples produced 30 s ago (their Kafka timestamp) reach the worker only now, as after
+    # an outage of the pipeline in front of it.
+    produced_ms = int((time.time() - 30.0) * 1000)
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for i in range(20):
+                sample = {
+                    "ts": time.time(), "service": f"svc-{i}", "region": "us-east",
+                    "metrics": {"cpu": 0.4, "rps": 100.0},
+                }  # fmt: skip
+                await producer.send_and_wait(
+                    topic_names.metrics,
+                    orjson.dumps(sample),
+                    key=f"svc-{i}/us-east".encode(),
+                    timestamp_ms=produced_ms,
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    wait_until(
+        lambda: worker.metric("autopilot_decision_lag_seconds", topic="telemetry.metrics") >= 25,
+        60,
+        "the lag gauge never showed the samples' 30 s",
+    )
+    wait_until(
+        lambda: "decisions on telemetry.metrics trail their telemetry by" in worker.log(),
+        10,
+        "the worker did not say that it is behind",
+    )
+    # Nothing more comes: the lag falls back to 0, and the worker says so.
+    wait_until(
+        lambda: worker.metric("autopilot_decision_lag_seconds", topic="telemetry.metrics") == 0,
+        10,
+        "the lag gauge did not fall back to 0",
+    )
+    assert "decisions on telemetry.metrics caught up" in worker.log()
+    assert worker.metric("autopilot_events_processed_total", topic="telemetry.metrics") == 20
