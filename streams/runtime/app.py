@@ -7,13 +7,15 @@ of side effects beyond declaring the app.
 
 from __future__ import annotations
 
+import logging
+
 import faust
 from faust.types.auth import CredentialsT
 
 from schemas.topics import TopicNames
 from streams.runtime.settings import Settings
 
-__all__ = ["app", "broker_credentials", "settings", "topic_names", "topics"]
+__all__ = ["QuietWorker", "app", "broker_credentials", "settings", "topic_names", "topics"]
 
 DLQ_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -33,6 +35,20 @@ def broker_credentials(settings: Settings) -> CredentialsT | None:
     )
 
 
+class QuietWorker(faust.Worker):
+    """Faust's worker without its terminal spinner.
+
+    At log level ``warn`` or above, Faust spins a spinner for every log record: it sets the
+    root logger to DEBUG and adds a handler that advances the spinner. Every debug call of
+    aiokafka and Faust then builds a record (aiokafka's fetcher logs each fetch request), and
+    the level asked for filters nothing: a worker at ``-l warn`` spent a tenth of its CPU
+    there (py-spy during ``autopilot bench latency``, which runs it so).
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+
+
 settings = Settings.from_env()
 topic_names = TopicNames(settings.topic_prefix)
 
@@ -44,6 +60,7 @@ app = faust.App(
     # only log a warning for a module that fails to import, and run without it.
     autodiscover=False,
     origin="streams.runtime.app",
+    Worker=QuietWorker,
     store="memory://",
     datadir=str(settings.data_dir / "{conf.name}"),
     topic_partitions=settings.partitions,
