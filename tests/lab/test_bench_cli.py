@@ -53,6 +53,30 @@ def test_bench_latency_matches_decisions_to_the_samples_that_caused_them(
     assert 0 <= figures["over_target"] <= figures["decisions_matched"]
     assert (figures["over_target"] == 0) == (figures["over_target_at_s"] == [])
     assert any("p99" in line for line in summary)
+    # The probe carries the measured mix: it decides too.
+    assert figures["probe_samples"] >= 1800 and figures["warmup_capacity_per_s"] > 0
+    [level] = figures["levels"]
+    assert level["fraction"] == 0.5 and level["p99_ms"] == figures["p99_ms"]
+
+
+def test_bench_latency_curve_measures_each_load_and_draws_it(
+    kafka_bootstrap: str, tmp_path
+) -> None:
+    png = tmp_path / "curve.png"
+    summary, figures = bench(
+        "latency", "--series", "6", "--seconds", "2", "--probe-events", "900", "--curve",
+        "--plot", str(png), "--broker", kafka_bootstrap,
+    )  # fmt: skip
+    levels = figures["levels"]
+    assert [level["fraction"] for level in levels] == [0.25, 0.5, 0.75, 0.9]
+    offered = [level["offered_rate_per_s"] for level in levels]
+    assert offered == sorted(offered)
+    assert offered[1] == pytest.approx(figures["capacity_per_s"] / 2, rel=0.01)
+    # The headline figures are those at half the capacity.
+    assert figures["p99_ms"] == levels[1]["p99_ms"]
+    assert figures["rate_source"] == "capacity curve"
+    assert sum(line.lstrip().startswith(("25%", "50%", "75%", "90%")) for line in summary) == 4
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_latency_takes_the_offered_rate_from_the_command_line(kafka_bootstrap: str) -> None:

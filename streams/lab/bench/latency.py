@@ -2,18 +2,21 @@
 
 One run, on fresh topics, against a real ``autopilot worker`` subprocess:
 
-1. *Warm-up and capacity probe.* Every series gets at least 150 samples (the
-   anomaly detector flags nothing before 144), sent as fast as possible. The
-   worker's time from its first consumed sample to the last handled one gives
-   the pipeline's capacity, unless ``rate`` is given. The bench then waits
-   (a minute at most) until the worker is idle, as its timers catch up with
-   the backlog after its counters say it is handled.
-2. *Measurement.* The same simulated fleet goes on at a fixed offered rate,
-   by default half that capacity. Every ``period``-th sample of a series is
-   built to cause a decision: it and the sample before it carry a spike (x8)
-   of a symptom metric, so the detector's second consecutive flag, on that
-   very sample, starts an anomaly episode. The spiked metric rotates over
-   three, so the detector never learns the spikes as normal.
+1. *Warm-up.* Every series gets 150 samples (the anomaly detector flags nothing
+   before 144), sent as fast as possible. How fast the worker handles them
+   sizes the rest of the run.
+2. *Capacity probe.* A backlog of ``probe_events`` samples of the very mix that
+   is measured next (the same designed triggers, so the same decisions;
+   checkpoints on, as always), sent as fast as possible: from the first sent
+   to the last handled gives the pipeline's capacity, unless ``rate`` is given.
+3. *Measurement*, once a load: the same fleet goes on at a fixed offered rate,
+   a fraction of that capacity (by default half; ``fractions`` for a curve).
+   The bench waits until the worker is idle before each stretch. Every
+   ``period``-th sample of a series is built to cause a decision: it and the
+   sample before it carry a spike (x8) of a symptom metric, so the detector's
+   second consecutive flag, on that very sample, starts an anomaly episode.
+   The spiked metric rotates over three, so the detector never learns the
+   spikes as normal.
 
 The latency of a decision is the time its record was appended to its decision
 topic (the decision topics are created with ``message.timestamp.type =
@@ -26,11 +29,10 @@ decision counts, the designed ones and any the fleet causes by itself (scaling
 decisions, mostly). Everything runs on one machine, so both stamps come from
 one clock; they are whole milliseconds.
 
-The capacity is measured on a backlog, which the worker reads in large
-batches; a trickle costs it more per sample, and the bench's own producer and
-reader share the machine during the measurement. So the run also says whether
-the worker kept up with the offered rate: when it did not, the latencies are
-mostly queueing, and a lower ``rate`` shows the pipeline's own latency.
+A backlog is read in large batches; a trickle costs the worker more per sample,
+and the bench's own producer and reader share the machine during the
+measurement. So each load also says whether the worker kept up with the
+offered rate: when it did not, the latencies are mostly queueing.
 """
 
 from __future__ import annotations
@@ -53,9 +55,19 @@ from schemas.topics import TopicNames
 from streams.lab.bench.support import Log, WorkerRun, bench_broker
 from streams.lab.simulator import SimConfig, generate
 
-__all__ = ["TARGET_P99_MS", "format_bench_latency", "run_bench_latency"]
+__all__ = [
+    "CURVE_FRACTIONS",
+    "TARGET_P99_MS",
+    "format_bench_latency",
+    "plot_curve",
+    "run_bench_latency",
+]
 
 TARGET_P99_MS = 250.0
+HEADLINE_FRACTION = 0.5
+"""The load the target is judged at: half the capacity."""
+CURVE_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
+"""The loads of ``--curve``, as fractions of the capacity."""
 WARMUP_SAMPLES = 150
 """Samples per series before the measurement: the detector's warm-up (144) and a few."""
 TRIGGER_METRICS = ("latency_p99_ms", "latency_p50_ms", "error_rate")
@@ -86,6 +98,7 @@ class _Input:
 
     produced_ms: int
     trigger: bool
+    level: int
     decided: bool = False
 
 
@@ -195,36 +208,53 @@ async def _send_warmup(producer: Any, topic: str, samples: Iterator[Sample], cou
     await asyncio.gather(*futures)
 
 
-async def _send_paced(
+@dataclass
+class _Triggers:
+    """Which samples carry a spike, and which of them are built to cause a decision.
+
+    In each series, the last two samples of every ``period`` carry a spike; the second is
+    the trigger. Series start their periods at different offsets, so triggers are spread
+    evenly over time. A series' first sample after the warm-up is never a trigger: its
+    first spike would have gone out unspiked.
+    """
+
+    period: int
+    first: dict[bytes, int] = field(default_factory=dict)
+
+    def design(self, key: bytes, n: int) -> tuple[str | None, bool]:
+        """The metric to spike in sample ``n`` of series ``key`` (or None), and whether
+        the sample is a trigger."""
+        first = self.first.setdefault(key, n)
+        i = n - first + zlib.crc32(key) % self.period
+        phase = i % self.period
+        if phase < self.period - 2:
+            return None, False
+        metric = TRIGGER_METRICS[(i // self.period) % len(TRIGGER_METRICS)]
+        return metric, phase == self.period - 1 and n > first
+
+
+async def _send_designed(
     producer: Any,
     topic: str,
     samples: Iterator[Sample],
     count: int,
-    rate: float,
-    period: int,
-) -> tuple[dict[tuple[bytes, float], _Input], float]:
-    """Send ``count`` samples at ``rate`` per second; return them by subject and event time.
-
-    Also returns the wall seconds it took. A sample's produce time is the
-    timestamp given to the producer as it is handed over. In each series, the
-    last two samples of every ``period`` carry a spike; the second is the
-    trigger. Series start their periods at different offsets, so triggers are
-    spread evenly over time.
-    """
-    inputs: dict[tuple[bytes, float], _Input] = {}
+    rate: float | None,
+    triggers: _Triggers,
+    level: int,
+    inputs: dict[tuple[bytes, float], _Input],
+) -> float:
+    """Send ``count`` samples at ``rate`` per second (``None``: as fast as possible), spiked
+    as ``triggers`` says, into ``inputs`` by subject and event time; return the wall seconds
+    it took. A sample's produce time is the timestamp given to the producer as it is
+    handed over."""
     futures = []
-    first: int | None = None
     started = time.monotonic()
     for sent in range(count):
         key, value, ts, n = next(samples)
-        first = n if first is None else first
-        i = n - first + zlib.crc32(key) % period
-        phase = i % period
-        # The trigger's first spike must be measured too, hence n > first.
-        trigger = phase == period - 1 and n > first
-        if phase >= period - 2:
-            value = _spike(value, TRIGGER_METRICS[(i // period) % len(TRIGGER_METRICS)])
-        ahead = started + sent / rate - time.monotonic()
+        metric, trigger = triggers.design(key, n)
+        if metric is not None:
+            value = _spike(value, metric)
+        ahead = 0.0 if rate is None else started + sent / rate - time.monotonic()
         if ahead > 0:
             await asyncio.sleep(ahead)
         elif sent % 64 == 0:
@@ -232,10 +262,10 @@ async def _send_paced(
             await asyncio.sleep(0)
         produced_ms = time.time_ns() // 1_000_000
         futures.append(await producer.send(topic, value, key=key, timestamp_ms=produced_ms))
-        inputs[(key, ts)] = _Input(produced_ms, trigger)
+        inputs[(key, ts)] = _Input(produced_ms, trigger, level)
     elapsed = time.monotonic() - started
     await asyncio.gather(*futures)
-    return inputs, elapsed
+    return elapsed
 
 
 async def _run(
@@ -243,6 +273,7 @@ async def _run(
     topics: TopicNames,
     worker: WorkerRun,
     rate: float | None,
+    fractions: tuple[float, ...],
     seconds: float,
     series: int,
     probe_events: int,
@@ -252,7 +283,8 @@ async def _run(
 
     config = _fleet(series)
     n_series = len(config.services) * len(config.regions)
-    warmup = max(WARMUP_SAMPLES, math.ceil(probe_events / n_series)) * n_series
+    warmup = WARMUP_SAMPLES * n_series
+    probe = max(1, math.ceil(probe_events / n_series)) * n_series
     samples = _samples(config)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=PRODUCER_LINGER_MS
@@ -260,74 +292,105 @@ async def _run(
     await producer.start()
     decisions = _Decisions()
     reader = asyncio.create_task(_read_decisions(bootstrap, topics, decisions))
+    inputs: dict[tuple[bytes, float], _Input] = {}
+    handled = 0
+    levels: list[dict[str, Any]] = []
     try:
         log(f"warm-up: {warmup:,d} samples over {n_series:,d} series, as fast as possible")
         await _send_warmup(producer, topics.metrics, samples, warmup)
-        probe_s = await asyncio.to_thread(worker.time_backlog, warmup, 1800, log, "warm-up")
-        # The probe is polled every 0.5 s: a warm-up handled faster than that is
-        # timed as 0.5 s, which understates the capacity rather than divide by zero.
-        capacity = warmup / max(probe_s, 0.5)
-        if rate is None:
-            rate, rate_source = capacity / 2, "half the capacity probe"
-        else:
-            rate_source = "--rate"
-        log(f"capacity probe: {capacity:,.0f} samples/s; offering {rate:,.0f}/s ({rate_source})")
-        settle_s = await asyncio.to_thread(worker.wait_idle)
-        log(f"the worker settled {settle_s:.0f} s after the warm-up; measuring")
-        per_series = min(math.ceil(rate * seconds / n_series), MAX_TICKS - warmup // n_series)
-        period = max(MIN_PERIOD, math.ceil(per_series / MAX_TRIGGERS_PER_SERIES))
-        inputs, produce_s = await _send_paced(
-            producer, topics.metrics, samples, per_series * n_series, rate, period
+        warmup_s = await asyncio.to_thread(worker.time_backlog, warmup, 1800, log, "warm-up")
+        handled = warmup
+        # Polled every 0.5 s: a warm-up handled faster than that is timed as 0.5 s.
+        rough = warmup / max(warmup_s, 0.5)
+        # Sized on the warm-up's pace (with room, as the probe may find more), so that no
+        # series gets more triggers than the detector can take as exceptional.
+        rates = [rate] if rate is not None else [f * rough * 1.5 for f in fractions]
+        planned = probe // n_series + sum(math.ceil(r * seconds / n_series) for r in rates)
+        triggers = _Triggers(max(MIN_PERIOD, math.ceil(planned / MAX_TRIGGERS_PER_SERIES)))
+        await asyncio.to_thread(worker.wait_idle)
+        log(f"capacity probe: {probe:,d} samples of the measured mix, as fast as possible")
+        started = time.monotonic()
+        await _send_designed(producer, topics.metrics, samples, probe, None, triggers, -1, inputs)
+        handled += probe
+        probe_s = await asyncio.to_thread(
+            worker.time_backlog, handled, 1800, log, "capacity probe", since=started
         )
-        log(f"sent {len(inputs):,d} samples in {produce_s:.1f}s; waiting for the worker")
-        sent_at = time.monotonic()
-        await asyncio.to_thread(worker.time_backlog, warmup + len(inputs), 600, log, "measurement")
-        drain_s = time.monotonic() - sent_at
-        # A decision is published after its sample counts as handled: read until
-        # none has come for 2 s.
-        handled_at = time.monotonic()
-        while time.monotonic() - max(decisions.last_read, handled_at) < 2.0:
-            await asyncio.sleep(0.25)
+        capacity = probe / max(probe_s, 0.5)
+        if rate is not None:
+            loads, rate_source = [(None, rate)], "--rate"
+        else:
+            loads = [(f, f * capacity) for f in fractions]
+            rate_source = "half the capacity probe" if fractions == (0.5,) else "capacity curve"
+        log(f"capacity probe: {capacity:,.0f} samples/s (warm-up: {rough:,.0f}/s)")
+        for level, (fraction, offered) in enumerate(loads):
+            settle_s = await asyncio.to_thread(worker.wait_idle)
+            per_series = min(
+                math.ceil(offered * seconds / n_series), MAX_TICKS - handled // n_series
+            )
+            what = "--rate" if fraction is None else f"{fraction:.0%} of capacity"
+            log(f"measuring at {offered:,.0f} samples/s ({what}) after {settle_s:.0f} s idle")
+            count = per_series * n_series
+            produce_s = await _send_designed(
+                producer, topics.metrics, samples, count, offered, triggers, level, inputs
+            )
+            sent_at = time.monotonic()
+            handled += count
+            await asyncio.to_thread(worker.time_backlog, handled, 600, log, "measurement")
+            drain_s = time.monotonic() - sent_at
+            # A decision is published after its sample counts as handled: read until
+            # none has come for 2 s.
+            handled_at = time.monotonic()
+            while time.monotonic() - max(decisions.last_read, handled_at) < 2.0:
+                await asyncio.sleep(0.25)
+            figures = _figures(decisions, inputs, level, offered, count, produce_s, drain_s)
+            levels.append({"fraction": fraction, "settle_s": round(settle_s, 1), **figures})
     finally:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
         await producer.stop()
-    return _figures(
-        decisions, inputs, rate, rate_source, capacity, settle_s, produce_s, drain_s, n_series,
-        warmup, period,
-    )  # fmt: skip
+    headline = next((x for x in levels if x["fraction"] in (None, HEADLINE_FRACTION)), levels[0])
+    return {
+        "series": n_series,
+        "warmup_samples": warmup,
+        "warmup_capacity_per_s": round(rough, 1),
+        "probe_samples": probe,
+        "capacity_per_s": round(capacity, 1),
+        "rate_source": rate_source,
+        "trigger_period": triggers.period,
+        **{k: v for k, v in headline.items() if k != "fraction"},
+        "decisions_unmatched": sum((key, ts) not in inputs for key, ts, *_ in decisions.records),
+        "levels": levels,
+        "target_p99_ms": TARGET_P99_MS,
+        "producer_linger_ms": PRODUCER_LINGER_MS,
+    }
 
 
 def _figures(
     decisions: _Decisions,
     inputs: dict[tuple[bytes, float], _Input],
+    level: int,
     rate: float,
-    rate_source: str,
-    capacity: float,
-    settle_s: float,
+    count: int,
     produce_s: float,
     drain_s: float,
-    n_series: int,
-    warmup: int,
-    period: int,
 ) -> dict[str, Any]:
+    """The latency figures of one load (the samples of ``level``)."""
     timed, by_kind, stamp_types = [], {}, set()
-    unmatched = 0
     for key, ts, kind, appended_ms, stamp_type in decisions.records:
         source = inputs.get((key, ts))
-        if source is None:
-            unmatched += 1
+        if source is None or source.level != level:
             continue
         source.decided = True
         timed.append((source.produced_ms, appended_ms - source.produced_ms))
         by_kind[kind] = by_kind.get(kind, 0) + 1
         stamp_types.add("LogAppendTime" if stamp_type == 1 else "CreateTime")
-    triggers = [i for i in inputs.values() if i.trigger]
+    measured = [i for i in inputs.values() if i.level == level]
+    triggers = [i for i in measured if i.trigger]
     timed.sort()
     latencies = [latency for _produced, latency in timed]
     # When the slow decisions were caused, in whole seconds of the measurement:
     # pauses of the worker show as clusters (a timer's, at its period).
-    started_ms = min((i.produced_ms for i in inputs.values()), default=0)
+    started_ms = min((i.produced_ms for i in measured), default=0)
     slow_at_s = sorted(
         {(produced - started_ms) // 1000 for produced, lat in timed if lat > TARGET_P99_MS}
     )
@@ -341,20 +404,13 @@ def _figures(
         third = max(1, len(values) // 3)
         thirds = [float(np.median(values[:third])), float(np.median(values[-third:]))]
     return {
-        "series": n_series,
-        "warmup_samples": warmup,
-        "capacity_per_s": round(capacity, 1),
-        "settle_s": round(settle_s, 1),
-        "rate_source": rate_source,
         "offered_rate_per_s": round(rate, 1),
-        "achieved_rate_per_s": round(len(inputs) / produce_s, 1) if produce_s > 0 else None,
+        "achieved_rate_per_s": round(count / produce_s, 1) if produce_s > 0 else None,
         "seconds": round(produce_s, 2),
-        "samples": len(inputs),
-        "trigger_period": period,
+        "samples": count,
         "triggers": len(triggers),
         "triggers_decided": sum(t.decided for t in triggers),
         "decisions_matched": len(latencies),
-        "decisions_unmatched": unmatched,
         "decisions_by_kind": by_kind,
         "decision_timestamp": ",".join(sorted(stamp_types)) or None,
         "p50_ms": p50,
@@ -367,9 +423,7 @@ def _figures(
         "kept_up": drain_s <= KEPT_UP_DRAIN_S,
         "over_target": sum(lat > TARGET_P99_MS for lat in latencies),
         "over_target_at_s": slow_at_s[:MAX_SLOW_SECONDS],
-        "target_p99_ms": TARGET_P99_MS,
         "p99_ratio_to_target": None if p99 is None else round(p99 / TARGET_P99_MS, 4),
-        "producer_linger_ms": PRODUCER_LINGER_MS,
     }
 
 
@@ -379,23 +433,27 @@ def run_bench_latency(
     series: int = 300,
     broker: str | None = None,
     probe_events: int = 30_000,
+    fractions: tuple[float, ...] = (HEADLINE_FRACTION,),
     log: Log = lambda _msg: None,
 ) -> dict[str, Any]:
-    """Measure decision latency at a fixed offered rate against a real worker, in one run.
+    """Measure decision latency at fixed offered rates against a real worker, in one run.
 
     Parameters
     ----------
     rate
-        Metric samples per second to offer; ``None``: half the capacity the
-        warm-up measures.
+        Metric samples per second to offer; ``None``: ``fractions`` of the capacity the
+        probe measures.
     seconds
-        Wall seconds of the measurement at that rate.
+        Wall seconds of the measurement at each rate.
     series
         Distinct service/region series (rounded up to a multiple of three regions).
     broker
         ``host:port`` of a broker; ``None`` starts a local one for the run.
     probe_events
-        Samples of the warm-up, at least 150 per series: the capacity probe.
+        Samples of the capacity probe, after the warm-up.
+    fractions
+        The loads measured, as fractions of the capacity (:data:`CURVE_FRACTIONS` for the
+        curve); the figures at the top are those at half, or at the first.
     log
         Progress lines.
     """
@@ -408,40 +466,81 @@ def run_bench_latency(
         partitions = {"AUTOPILOT_PARTITIONS": str(PARTITIONS)}
         with WorkerRun(bootstrap, topics.prefix, Path(tmp), extra_env=partitions) as worker:
             return asyncio.run(
-                _run(bootstrap, topics, worker, rate, seconds, series, probe_events, log)
-            )
+                _run(
+                    bootstrap, topics, worker, rate, tuple(fractions), seconds, series,
+                    probe_events, log,
+                )
+            )  # fmt: skip
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
 
 
 def format_bench_latency(result: dict[str, Any]) -> str:
     """A readable summary of :func:`run_bench_latency`."""
-
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.0f} ms"
-
     ratio = result["p99_ratio_to_target"]
-    return "\n".join(
-        [
-            f"bench latency: {result['samples']:,d} metric samples over {result['series']:,d}"
-            f" series in {result['seconds']:.1f}s, after {result['warmup_samples']:,d} of warm-up",
-            f"  pipeline capacity (warm-up)  {result['capacity_per_s']:>10,.0f} samples/s"
-            f"  (then {result['settle_s']:.0f} s until the worker was idle)",
-            f"  offered rate                 {result['offered_rate_per_s']:>10,.0f} samples/s"
-            f"  ({result['rate_source']}; achieved {result['achieved_rate_per_s'] or 0:,.0f}/s)",
-            f"  designed triggers            {result['triggers']:>10,d}"
-            f"  (1 in {result['trigger_period']} samples; {result['triggers_decided']:,d} decided)",
-            f"  decisions matched            {result['decisions_matched']:>10,d}"
-            f"  {result['decisions_by_kind']}",
-            f"  produce -> decision appended p50 {ms(result['p50_ms'])},"
-            f" p90 {ms(result['p90_ms'])}, p99 {ms(result['p99_ms'])},"
-            f" max {ms(result['max_ms'])}",
-            f"  p50 first third, last third  {ms(result['p50_first_third_ms'])},"
-            f" {ms(result['p50_last_third_ms'])}; the worker handled the last sample"
-            f" {result['drain_s']:.1f} s after it was sent: "
-            + ("it kept up" if result["kept_up"] else "it fell behind the offered rate"),
-            f"  over {TARGET_P99_MS:.0f} ms                  {result['over_target']:>10,d}"
-            "  decisions, caused in these seconds of the run: "
-            + (", ".join(str(t) for t in result["over_target_at_s"]) or "none"),
-            f"  p99 / target ({TARGET_P99_MS:.0f} ms)        "
-            + ("-" if ratio is None else f"{ratio:>10.3f}"),
-        ]
-    )
+    lines = [
+        f"bench latency: {result['samples']:,d} metric samples over {result['series']:,d}"
+        f" series in {result['seconds']:.1f}s, after {result['warmup_samples']:,d} of warm-up"
+        f" and {result['probe_samples']:,d} of capacity probe",
+        f"  pipeline capacity (probe)    {result['capacity_per_s']:>10,.0f} samples/s"
+        f"  (the measured mix; the plain warm-up went at"
+        f" {result['warmup_capacity_per_s']:,.0f}/s)",
+        f"  offered rate                 {result['offered_rate_per_s']:>10,.0f} samples/s"
+        f"  ({result['rate_source']}; achieved {result['achieved_rate_per_s'] or 0:,.0f}/s,"
+        f" after {result['settle_s']:.0f} s until the worker was idle)",
+        f"  designed triggers            {result['triggers']:>10,d}"
+        f"  (1 in {result['trigger_period']} samples; {result['triggers_decided']:,d} decided)",
+        f"  decisions matched            {result['decisions_matched']:>10,d}"
+        f"  {result['decisions_by_kind']}",
+        f"  produce -> decision appended p50 {_ms(result['p50_ms'])},"
+        f" p90 {_ms(result['p90_ms'])}, p99 {_ms(result['p99_ms'])},"
+        f" max {_ms(result['max_ms'])}",
+        f"  p50 first third, last third  {_ms(result['p50_first_third_ms'])},"
+        f" {_ms(result['p50_last_third_ms'])}; the worker handled the last sample"
+        f" {result['drain_s']:.1f} s after it was sent: "
+        + ("it kept up" if result["kept_up"] else "it fell behind the offered rate"),
+        f"  over {TARGET_P99_MS:.0f} ms                  {result['over_target']:>10,d}"
+        "  decisions, caused in these seconds of the run: "
+        + (", ".join(str(t) for t in result["over_target_at_s"]) or "none"),
+        f"  p99 / target ({TARGET_P99_MS:.0f} ms)        "
+        + ("-" if ratio is None else f"{ratio:>10.3f}"),
+    ]
+    if len(result["levels"]) > 1:
+        lines += ["", "  load   offered/s        p50        p99        max  kept up"]
+        for level in result["levels"]:
+            lines.append(
+                f"  {level['fraction']:>4.0%}  {level['offered_rate_per_s']:>10,.0f}"
+                f"  {_ms(level['p50_ms']):>9}  {_ms(level['p99_ms']):>9}"
+                f"  {_ms(level['max_ms']):>9}  {'yes' if level['kept_up'] else 'no'}"
+            )
+    return "\n".join(lines)
+
+
+def plot_curve(result: dict[str, Any], path: Path) -> None:
+    """Draw p50 and p99 against the offered load of :func:`run_bench_latency` into ``path``
+    (PNG), with the target; needs matplotlib (``pip install 'paas-autopilot[lab]'``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    levels = [x for x in result["levels"] if x["p50_ms"] is not None]
+    x = [level["offered_rate_per_s"] for level in levels]
+    figure, axes = pyplot.subplots(figsize=(7, 4))
+    axes.plot(x, [level["p50_ms"] for level in levels], marker="o", label="p50")
+    axes.plot(x, [level["p99_ms"] for level in levels], marker="o", label="p99")
+    axes.axhline(TARGET_P99_MS, color="grey", linestyle="--", label="p99 target")
+    for level, rate in zip(levels, x, strict=True):
+        if level["fraction"] is not None:
+            axes.annotate(f"{level['fraction']:.0%}", (rate, level["p99_ms"]), xytext=(4, 4),
+                          textcoords="offset points")  # fmt: skip
+    axes.set_xlabel(f"offered samples/s (capacity {result['capacity_per_s']:,.0f}/s)")
+    axes.set_ylabel("produce -> decision appended (ms)")
+    axes.set_yscale("log")
+    axes.set_title("Decision latency against load")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)

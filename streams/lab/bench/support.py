@@ -200,16 +200,23 @@ class WorkerRun:
         return consumed, handled + metric_sum(text, "autopilot_dlq_total", topic=topic)
 
     def time_backlog(
-        self, expected: int, timeout_s: float, log: Log, what: str, poll_s: float = 0.5
+        self,
+        expected: int,
+        timeout_s: float,
+        log: Log,
+        what: str,
+        poll_s: float = 0.5,
+        since: float | None = None,
     ) -> float:
-        """Seconds from the first consumed metric record until ``expected`` are handled.
+        """Seconds from the first consumed metric record (or from ``since``, monotonic)
+        until ``expected`` are handled.
 
         Polled every ``poll_s`` (rendering ``/metrics`` costs the worker some CPU),
         so the figure is good to about that. Raises ``RuntimeError`` when the
         worker dies or ``timeout_s`` passes first.
         """
         deadline = time.monotonic() + timeout_s
-        started: float | None = None
+        started = since
         reported = time.monotonic()
         handled = 0.0
         while time.monotonic() < deadline:
