@@ -21,6 +21,10 @@ _BY_TOPIC: dict[str, faust.TopicT] = {
 }
 
 
+# The decision topics declared by this process.
+_declared: set[str] = set()
+
+
 def subject_key(decision: Decision) -> bytes:
     """``service/region`` (or whatever subject parts the decision has), as the message key."""
     return "/".join(decision.subject.values()).encode()
@@ -43,7 +47,12 @@ async def publish(
     latency histogram measures event time to decision published.
     """
     topic = _BY_TOPIC[decision.topic]
-    await topic.maybe_declare()
+    if decision.topic not in _declared:
+        # Once a process: each declaration makes the producer fetch the metadata of every
+        # topic. Done for each decision, those fetches took the worker's event loop
+        # several milliseconds apiece and made the tail of decision latency (#23).
+        await topic.maybe_declare()
+        _declared.add(decision.topic)
     await topic.send(
         key=subject_key(decision),
         value=decision.to_bytes(),
