@@ -20,6 +20,7 @@ and the log says when a topic's lag passes :data:`LAG_WARN_S` and when it is bac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -64,6 +65,8 @@ UNKNOWN_DECISION = "unknown_decision"
 TRUNCATED_PAYLOAD_BYTES = 512 * 1024
 ENVELOPE_KINDS = frozenset({"metrics", "errors", "interactions"})
 """Record kinds whose topics accept envelopes: the telemetry topics, where collectors batch."""
+YIELD_EVERY_S = 0.01
+"""Wall seconds an agent handles ready messages before it lets the event loop run."""
 LAG_REPORT_S = 1.0
 """Wall seconds between two reports of the decision lag."""
 LAG_WARN_S = 5.0
@@ -131,7 +134,14 @@ class Edge:
         # than the broker's auto-create defaults (too small for large payloads).
         await topics.dlq.maybe_declare()
         consumed, processed = self._consumed, self._processed
+        # Faust's stream hands over the messages waiting without going back to the event
+        # loop: a worker with a few hundred waiting handled them for up to 0.2 s in one go,
+        # and the decisions made early on waited that long in the producer.
+        yielded = time.perf_counter()
         async for event in stream.events():
+            if time.perf_counter() - yielded >= YIELD_EVERY_S:
+                await asyncio.sleep(0)
+                yielded = time.perf_counter()
             message = event.message
             raw = message.value if message.value is not None else b""
             result = self.decode(raw)
