@@ -192,15 +192,26 @@ def test_an_evaluator_taking_over_from_a_checkpoint_takes_the_same_transitions()
 
 
 # -------------------------------------------------------------- sources and the horizon
+def own_partition(region: str) -> str:
+    """Each region's telemetry on a partition of its own."""
+    return f"p{CONFIG.names.index(region)}"
+
+
+def healthy_brain(source: Callable[[str], str]) -> RegionBrain:
+    """A brain after two minutes of healthy telemetry from every region."""
+    brain = RegionBrain(CONFIG)
+    for i in range(24):
+        tick(brain, i, CONFIG.names, source)
+        brain.advance()
+    return brain
+
+
 def test_an_idle_partition_no_longer_holds_event_time_back() -> None:
     # us-east has a partition of its own; when it stops, so does its partition.
     def source(region: str) -> str:
         return "p0" if region == "us-east" else "p1"
 
-    brain = RegionBrain(CONFIG)
-    for i in range(24):
-        tick(brain, i, CONFIG.names, source)
-        brain.advance()
+    brain = healthy_brain(source)
     for i in range(24, 60):
         tick(brain, i, ["eu-west", "ap-south"], source)
     assert brain.advance() == []
@@ -218,13 +229,8 @@ def test_a_source_resuming_voids_the_idle_marks_until_they_are_renewed(
 ) -> None:
     # Each region has a partition of its own. All go quiet and are marked idle; then
     # us-east's partition delivers a minute of telemetry before any other is read.
-    def source(region: str) -> str:
-        return f"p{CONFIG.names.index(region)}"
-
-    brain = RegionBrain(CONFIG)
-    for i in range(24):
-        tick(brain, i, CONFIG.names, source)
-        brain.advance()
+    source = own_partition
+    brain = healthy_brain(source)
     others = [r for r in CONFIG.names if r != "us-east"]
     for region in CONFIG.names:
         brain.mark_idle(source(region))
@@ -251,13 +257,8 @@ def test_a_source_resuming_while_others_deliver_keeps_the_idle_marks() -> None:
     # us-east's partition went quiet with its region; ap-south's delivers in bursts, quiet
     # between them; eu-west's delivers all along. A burst voids no mark: us-east's silence
     # shows at once.
-    def source(region: str) -> str:
-        return f"p{CONFIG.names.index(region)}"
-
-    brain = RegionBrain(CONFIG)
-    for i in range(24):
-        tick(brain, i, CONFIG.names, source)
-        brain.advance()
+    source = own_partition
+    brain = healthy_brain(source)
     brain.mark_idle(source("us-east"))
     drafts = []
     for i in range(24, 36):
