@@ -47,6 +47,7 @@ def bench_latency(
     """
     from streams.lab.bench.latency import (
         CURVE_FRACTIONS,
+        HEADLINE_FRACTION,
         format_bench_latency,
         plot_curve,
         run_bench_latency,
@@ -69,7 +70,7 @@ def bench_latency(
         series=series,
         broker=broker,
         probe_events=probe_events,
-        fractions=CURVE_FRACTIONS if curve else (0.5,),
+        fractions=CURVE_FRACTIONS if curve else (HEADLINE_FRACTION,),
         log=lambda m: click.echo(m, err=True),
     )
     if plot is not None:

@@ -57,6 +57,7 @@ from streams.lab.simulator import SimConfig, generate
 
 __all__ = [
     "CURVE_FRACTIONS",
+    "HEADLINE_FRACTION",
     "TARGET_P99_MS",
     "format_bench_latency",
     "plot_curve",
@@ -320,7 +321,8 @@ async def _run(
             loads, rate_source = [(None, rate)], "--rate"
         else:
             loads = [(f, f * capacity) for f in fractions]
-            rate_source = "half the capacity probe" if fractions == (0.5,) else "capacity curve"
+            half = fractions == (HEADLINE_FRACTION,)
+            rate_source = "half the capacity probe" if half else "capacity curve"
         log(f"capacity probe: {capacity:,.0f} samples/s (warm-up: {rough:,.0f}/s)")
         for level, (fraction, offered) in enumerate(loads):
             settle_s = await asyncio.to_thread(worker.wait_idle)
