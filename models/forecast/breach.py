@@ -35,6 +35,11 @@ _SE_INFLATION = 3.0
 _SCALES = (1.0, 3.0)
 # An episode opens only while the slow fit's slope is at least this share of the fast one's.
 _AGREEMENT = 0.5
+# A fit is trusted once the mean age of its values reaches this many of its half-lives. At
+# steady state it is 1/ln 2 = 1.44; before it reaches 1.2 (about four half-lives of history)
+# the fit is a shorter window than it is meant to be, and its slope as steep as a fast one's:
+# a load surge in a series' first hours then passed the slow fit's agreement as a trend.
+_TRUSTED_MEAN_AGE = 1.2
 _STATE_VERSION = 1
 
 
@@ -55,7 +60,8 @@ class BreachLimit:
         The suggested action of a risk decision.
     min_samples
         Samples a fit needs before it may open an episode; each of its two fits also needs
-        to span about one of its half-lives of event time.
+        about four of its half-lives of event time (so a new series is watched for about
+        twelve ``halflife_s`` before its first warning).
     """
 
     limit: float
@@ -110,8 +116,11 @@ class BreachForecaster:
     breach is ``Phi((forecast - limit) / se)``, and the risk is the smaller of the two: a
     trend must show at both time scales, so a step is not extrapolated into a breach. An
     episode also opens only while the slow slope is at least half the fast one: a leak climbs
-    at the same rate at both scales, the ramp of a surge is much steeper at the fast one. An episode
-    cannot open on a value already past the limit: that is an incident, not a risk; the
+    at the same rate at both scales, the ramp of a surge is much steeper at the fast one.
+    Neither fit is trusted before it has about four of its half-lives of history, so a new
+    series gets its first warning after about twelve ``halflife_s`` (3 h for a connection
+    pool, 6 h for memory, 12 h for disk and error budget with :data:`DEFAULT_LIMITS`). An
+    episode cannot open on a value already past the limit: that is an incident, not a risk; the
     episode is then held open until the probability falls, so no warning arrives afterwards.
 
     Values with an older timestamp than the latest count as simultaneous with it. Non-finite
@@ -200,8 +209,7 @@ class BreachForecaster:
         mean_t = st / s
         mean_x = sx / s
         var_t = stt / s - mean_t * mean_t
-        # The mean age of the values reaches half a half-life once they span about one.
-        if -mean_t < 0.5 * scale * cfg.halflife_s or not var_t > 0.0:
+        if -mean_t < _TRUSTED_MEAN_AGE * scale * cfg.halflife_s or not var_t > 0.0:
             return None
         cov = stx / s - mean_t * mean_x
         slope = cov / var_t

@@ -14,7 +14,7 @@ def test_simulated_leak_gets_one_risk_decision_before_the_breach(
     start_worker, kafka_bootstrap, topic_names, tmp_path
 ) -> None:
     worker = start_worker()
-    # No tenants, so no interactions: four hours of them would only slow the run down.
+    # No tenants, so no interactions: eight hours of them would only slow the run down.
     summary, truth = worker.simulate(tmp_path, "--scenario", "memory_leak", "--tenants", "0")
     worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"], timeout=600)
     (leak,) = truth["incidents"]
@@ -40,7 +40,7 @@ def test_healthy_run_of_the_same_length_gets_no_risk_decision(
 ) -> None:
     worker = start_worker()
     summary, truth = worker.simulate(
-        tmp_path, "--scenario", "healthy", "--duration", "14400", "--tick", "30", "--tenants", "0"
+        tmp_path, "--scenario", "healthy", "--duration", "28800", "--tick", "60", "--tenants", "0"
     )
     assert truth["incidents"] == []
     worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"], timeout=600)

@@ -15,18 +15,27 @@ T0 = 1_700_000_000.0
 MEM = DEFAULT_LIMITS["mem_util"]
 
 
-def leak(rng: random.Random, hours: float, start: float, rate_per_h: float, tick: float = 30.0):
-    """Memory at ``start`` climbing ``rate_per_h`` with wandering noise."""
+def leak(
+    rng: random.Random,
+    hours: float,
+    start: float,
+    rate_per_h: float,
+    tick: float = 30.0,
+    onset_h: float = 6.0,
+):
+    """Memory flat at ``start`` until ``onset_h``, then climbing ``rate_per_h``, with wandering
+    noise. The flat hours are what a forecaster needs before it trusts a trend."""
     wander = 0.0
     for i in range(int(hours * 3600 / tick)):
         wander = 0.9 * wander + rng.gauss(0, 0.004)
-        yield T0 + i * tick, start + rate_per_h * i * tick / 3600 + wander
+        climbed = max(0.0, i * tick / 3600 - onset_h)
+        yield T0 + i * tick, start + rate_per_h * climbed + wander
 
 
 def test_a_leak_opens_one_episode_before_the_breach_and_a_restart_closes_it() -> None:
     rng = random.Random(1)
     forecaster = BreachForecaster(MEM)
-    samples = list(leak(rng, 8, 0.45, 0.08))
+    samples = list(leak(rng, 14, 0.45, 0.08))
     breach = next(ts for ts, x in samples if x >= MEM.limit)
     opened = []
     for ts, x in samples:
@@ -67,6 +76,21 @@ def test_nothing_opens_while_the_fits_are_young() -> None:
     assert all(r.probability == 0.0 and not r.opens for r in risks)
 
 
+def test_a_surge_in_a_new_series_first_hours_is_no_risk() -> None:
+    """A pool's load surges from 35 % to 80 % in 20 minutes, 100 minutes after the series
+    is first seen, and stays there for an hour. With a young fit's short window the slow
+    slope agreed with the fast one and this was warned as a coming exhaustion."""
+    pool = DEFAULT_LIMITS["conn_pool_util"]
+    rng = random.Random(7)
+    forecaster = BreachForecaster(pool)
+    risks = []
+    for i in range(6 * 60):
+        minute = i - 100
+        share = min(1.0, max(0.0, minute / 20)) if minute < 80 else max(0.0, (100 - minute) / 20)
+        risks.append(forecaster.update(T0 + 60 * i, 0.35 + 0.45 * share + rng.gauss(0, 0.01)))
+    assert not any(r.opens for r in risks)
+
+
 def test_state_round_trip_through_json_gives_identical_risks() -> None:
     rng = random.Random(4)
     samples = list(leak(rng, 6, 0.5, 0.06))
@@ -98,7 +122,7 @@ def run(brain: MetricsBrain, samples, metric: str = "mem_util") -> list:
 
 
 def test_brain_publishes_one_risk_decision_with_its_evidence_and_a_stable_id() -> None:
-    samples = list(leak(random.Random(5), 8, 0.45, 0.08))
+    samples = list(leak(random.Random(5), 14, 0.45, 0.08))
     first = [d for d in run(MetricsBrain(), samples) if d.kind == "risk"]
     again = [d for d in run(MetricsBrain(), samples) if d.kind == "risk"]
     assert [d.decision_id for d in first] == [d.decision_id for d in again]
