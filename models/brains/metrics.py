@@ -114,6 +114,11 @@ class MetricsBrain:
     Memory is bounded by ``max_series * (max_metrics * 2 KiB + 12 KiB)``; with the
     nine well-known metrics a series holds about 30 KiB.
 
+    A sample no newer than its series' latest is not learned (:attr:`replayed` counts it):
+    it is a replay, as after a restart from a checkpoint written after the last offset
+    commit, or a duplicate. Learned twice, it would shift every model of the series, and
+    the decisions replayed after it would no longer be the ones first published.
+
     Examples
     --------
     >>> brain = MetricsBrain(scaling_warmup_s=60)
@@ -157,6 +162,8 @@ class MetricsBrain:
         # Metrics that never get a detector.
         self._unscored = NOT_DETECTED | published_exclude
         self._series: OrderedDict[tuple[str, str], SeriesBrain] = OrderedDict()
+        self.replayed = 0
+        """Samples not learned: no newer than their series' latest."""
 
     def __len__(self) -> int:
         return len(self._series)
@@ -193,6 +200,9 @@ class MetricsBrain:
     ) -> list[Decision]:
         """Learn from one sample; return the decisions it causes (usually none)."""
         brain = self._get((service, region))
+        if ts <= brain.last_ts:
+            self.replayed += 1
+            return []
         if math.isnan(brain.first_ts):
             brain.first_ts = ts
         brain.last_ts = ts

@@ -87,6 +87,24 @@ def test_checkpoint_round_trip_resumes_exactly() -> None:
     assert restored.forecast("api", "eu-west", 300) == original.forecast("api", "eu-west", 300)
 
 
+def test_a_restart_replaying_from_before_its_checkpoint_makes_the_same_decisions() -> None:
+    """The checkpoint holds the samples up to 624, five seconds into a surge; the committed
+    offset is at 600: the restarted worker reads 600-624 again, and must not learn them
+    twice (the surge would look twice as long, and the replicas wanted differ)."""
+    rng = random.Random(5)
+    samples = [healthy(i, rng, rps=200.0 if i < 620 else 900.0) for i in range(700)]
+    original = MetricsBrain(scaling_warmup_s=60)
+    run(original, samples[:625])
+    state = orjson.loads(orjson.dumps(original.state_of(("api", "eu-west"))))
+    first = run(original, samples[625:], 625)
+    restored = MetricsBrain(scaling_warmup_s=60)
+    restored.restore(("api", "eu-west"), state)
+    again = run(restored, samples[600:], 600)
+    assert [d.kind for d in first].count("scaling") >= 1
+    assert [d.decision_id for d in again] == [d.decision_id for d in first]
+    assert restored.replayed == 25
+
+
 def test_idle_series_are_evicted_and_series_are_capped() -> None:
     brain = MetricsBrain(max_series=2, ttl_s=60)
     brain.observe(T0, "a", "r", {"rps": 1.0})
