@@ -209,6 +209,10 @@ async def failover_view(view, request):
             "watermark": brain.watermark,
             "evaluated_to": brain.last_evaluation_ts,
             "pending": brain.pending,
+            # Applied ahead of their tick (the buffer was full) or ignored as a replay of
+            # what the restored state had learned: either may change a decision.
+            "forced": brain.forced,
+            "replayed": brain.replayed,
             "unpublished": len(_outbox),
             "sources": {
                 name: {"latest_ts": ts, "idle": name in idle}
