@@ -15,6 +15,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from river.base import AnomalyDetector
+
 __all__ = [
     "DEFAULT_DETECTOR_CONFIG",
     "KINDS",
@@ -265,8 +267,13 @@ _Evaluation = tuple[
 ]  # fmt: skip
 
 
-class SeriesDetector:
-    """Streaming anomaly detector for one metric series.
+class SeriesDetector(AnomalyDetector):
+    """Streaming anomaly detector for one metric series, with River's verbs.
+
+    It is a River :class:`~river.base.AnomalyDetector`: ``learn_one(x)`` and ``score_one(x)``
+    take ``x = {"ts": event time in seconds, "value": value}``, so it can be used in River
+    pipelines and any River detector in its place. The metrics brain calls :meth:`update`,
+    which scores and learns in one pass and returns the evidence with the score.
 
     **Expectation.** A slow model, ``base + profile(time of day)`` (additive Holt-Winters
     without trend; the profile has ``season_slots`` slots interpolated linearly and learns in
@@ -343,7 +350,7 @@ class SeriesDetector:
     >>> alarms
     0
     >>> ts = 576 * 300.0
-    >>> round(detector.score_one(ts, cycle(ts)), 3)
+    >>> round(detector.score_one({"ts": ts, "value": cycle(ts)}), 3)
     0.0
     >>> result = detector.update(ts, cycle(ts) + 15)
     >>> result.is_anomaly, result.kind, round(result.expected)
@@ -444,19 +451,20 @@ class SeriesDetector:
     def warming_up(self) -> bool:
         return self._n < self._config.warmup
 
-    def score_one(self, ts: float, x: float) -> float:
-        """Anomaly score in [0, 1] of value ``x`` at event time ``ts`` (seconds); no learning."""
-        ev = self._evaluate(ts, x)
+    def score_one(self, x: dict[str, float]) -> float:
+        """Anomaly score in [0, 1] of ``x["value"]`` at event time ``x["ts"]`` (seconds);
+        no learning."""
+        ev = self._evaluate(x["ts"], x["value"])
         if self._n < self._config.warmup or self._held():
             return 0.0
         return self._squash(max(ev[15:]))
 
-    def learn_one(self, ts: float, x: float) -> None:
-        """Update the state with value ``x`` at event time ``ts`` (seconds), as :meth:`update`.
+    def learn_one(self, x: dict[str, float]) -> None:
+        """Learn ``x["value"]`` at event time ``x["ts"]`` (seconds), as :meth:`update`.
 
         Scoring is part of learning: a flag opens a refractory period.
         """
-        self.update(ts, x)
+        self.update(x["ts"], x["value"])
 
     def update(self, ts: float, x: float) -> AnomalyScore:
         """Score ``x``, then learn it; returns the score, the flag and the evidence."""

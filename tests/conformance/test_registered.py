@@ -53,8 +53,8 @@ def series(n: int = 3000, seed: int = 0) -> list[tuple[float, float]]:
 def detector_outputs(detector: Detector, values) -> list[float]:
     out = []
     for ts, x in values:
-        out.append(detector.score_one(ts, x))
-        detector.learn_one(ts, x)
+        out.append(detector.score_one({"ts": ts, "value": x}))
+        detector.learn_one({"ts": ts, "value": x})
     return out
 
 

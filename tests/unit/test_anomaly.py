@@ -212,9 +212,9 @@ def test_seasonal_profile_is_time_based_not_sample_based():
     """The same cycle sampled every 10 s or every 5 min teaches the same daily profile."""
     fine, coarse = SeriesDetector(), SeriesDetector()
     for ts, x in clean_series(4, 10.0, 0, noise=0.5):
-        fine.learn_one(ts, x)
+        fine.update(ts, x)
     for ts, x in clean_series(4, 300.0, 0, noise=0.5):
-        coarse.learn_one(ts, x)
+        coarse.update(ts, x)
     # After a 9-hour gap the short-term level knows nothing: only the profile can tell.
     ts = START + 4 * DAY + 9 * 3600
     assert abs(daily_cycle(ts) - daily_cycle(START + 4 * DAY)) > 20
@@ -226,10 +226,10 @@ def test_seasonal_profile_is_time_based_not_sample_based():
 def test_score_one_does_not_learn_and_matches_update():
     detector = SeriesDetector()
     for ts, x in clean_series(1, 300.0, 0):
-        detector.learn_one(ts, x)
+        detector.learn_one({"ts": ts, "value": x})
     state = detector.to_state()
     ts = START + DAY
-    score = detector.score_one(ts, 80.0)
+    score = detector.score_one({"ts": ts, "value": 80.0})
     assert detector.to_state() == state
     assert detector.update(ts, 80.0).score == score
 
@@ -252,7 +252,7 @@ def test_non_finite_values_are_rejected(bad):
     with pytest.raises(ValueError):
         detector.update(START, bad)
     with pytest.raises(ValueError):
-        detector.score_one(bad, 1.0)
+        detector.score_one({"ts": bad, "value": 1.0})
     assert detector.n_learned == 0
 
 
