@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,15 +174,29 @@ def create(group: str, name: str, **config: Any) -> Any:
     return entry(group, name).factory(**config)
 
 
-def load_plugins() -> dict[str, str]:
-    """Register the entries of every installed package's ``paas_autopilot.*`` entry points.
+def load_plugins(modules: Iterable[str] = ()) -> dict[str, str]:
+    """Register the entries of every installed package's ``paas_autopilot.*`` entry points,
+    and those defined at the top of ``modules`` (``AUTOPILOT_PLUGIN_MODULES``: plugins not
+    packaged, such as a team's module on the worker's path).
 
     An entry point names an :class:`Entry` (``package.module:OBJECT``). The built-ins'
     own entry points give back the very entries registered here and are skipped. Returns
-    the entry points that could not be registered, ``"group/name"`` to a one-line reason:
-    a broken plugin is refused, it does not stop the others.
+    what could not be registered, ``"group/name"`` (or ``"module/name"``) to a one-line
+    reason: a broken plugin is refused, it does not stop the others.
     """
     refused: dict[str, str] = {}
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a plugin's import can raise anything
+            refused[f"module/{module_name}"] = f"cannot import: {type(exc).__name__}: {exc}"
+            continue
+        for value in vars(module).values():
+            if isinstance(value, Entry) and _entries[value.group].get(value.name) is not value:
+                try:
+                    _add(value)
+                except RegistryError as exc:
+                    refused[f"{value.group}/{value.name}"] = str(exc)
     for group, ep_group in ENTRY_POINT_GROUPS.items():
         for point in importlib.metadata.entry_points(group=ep_group):
             where = f"{group}/{point.name}"
