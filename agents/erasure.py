@@ -2,9 +2,8 @@
 
 ``autopilot erase --tenant ID`` writes an :class:`~models.compliance.erasure.ErasureRequest`
 to the compacted topic ``autopilot.control``, keyed ``erase/<pseudonym>``. Every worker
-reads every partition of that topic from its start with a consumer of its own (no group:
-each worker must see every request, not its share), so a worker started later learns of
-every erasure still on the topic. For each new request it
+reads every partition of that topic from its start (:mod:`agents.runtime.control`), so a worker
+started later learns of every erasure still on the topic. For each new request it
 
 * records it in :data:`agents.tenants.erasures`, so that a tenant brain restored later from
   an older checkpoint is scrubbed of the tenant, and the tenant's requests from before the
@@ -24,15 +23,14 @@ their segment (see the README's Erasure section).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents import tenants
 from agents.actuator import actuator_settings
+from agents.runtime.control import follow_control
 from models.compliance.erasure import ErasureRequest
 from streams.runtime.app import app, settings, topic_names
 
@@ -78,45 +76,25 @@ async def _tombstone_actuator_entries(tenant: str) -> int:
     return len(keys)
 
 
-async def _consume(consumer: AIOKafkaConsumer) -> None:
-    async for message in consumer:
-        try:
-            request = ErasureRequest.from_dict(orjson.loads(message.value or b"null"))
-        except orjson.JSONDecodeError:
-            request = None
-        if request is None:
-            continue  # another kind of control record, or not one: the audit trail keeps it
-        if not tenants.erasures.add(request):
-            continue
-        held = await apply(request)
-        log.warning(
-            "erasure %s applied: %d brains or entries held the tenant", request.request_id, held
-        )
+async def _handle(key: bytes, value: bytes | None) -> None:
+    try:
+        request = ErasureRequest.from_dict(orjson.loads(value or b"null"))
+    except orjson.JSONDecodeError:
+        request = None
+    if request is None:
+        return  # not an erasure request: the audit trail keeps it
+    if not tenants.erasures.add(request):
+        return
+    held = await apply(request)
+    log.warning(
+        "erasure %s applied: %d brains or entries held the tenant", request.request_id, held
+    )
 
 
 @app.task
 async def follow_erasures() -> None:
     """Read every erasure request, old and new, and apply each new one."""
-    # No group: aiokafka then gives this consumer every partition of the topic, read from
-    # the start (nothing is committed), and picks the topic up once it exists.
-    consumer = AIOKafkaConsumer(
-        topic_names.control,
-        group_id=None,
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        metadata_max_age_ms=5000,
-        **settings.aiokafka_security_kwargs(),
-    )
-    await consumer.start()
-    try:
-        await _consume(consumer)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("erasure: the control topic reader stopped; erasures are not applied")
-    finally:
-        await consumer.stop()
+    await follow_control(settings, topic_names.control, "erase", _handle)
 
 
 @app.page("/tenants/{tenant}/")

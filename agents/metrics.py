@@ -33,6 +33,7 @@ from faust.streams import current_event
 from agents import interactions
 from agents.runtime import fanout
 from agents.runtime.edge import Edge
+from agents.runtime.plugins import plugins
 from agents.runtime.publish import publish
 from models.brains.metrics import MetricsBrain
 from schemas import MetricSample
@@ -49,7 +50,7 @@ __all__ = ["brain", "checkpoint", "metrics"]
 
 log = logging.getLogger(__name__)
 
-brain = MetricsBrain()
+brain = MetricsBrain(plugins=plugins.detectors)
 # The telemetry partition each series was last read from: its checkpoint goes to the
 # changelog partition with the same number.
 _partition_of: dict[bytes, int] = {}

@@ -28,6 +28,7 @@ from models.forecast.breach import (
 )
 from models.forecast.capacity import CapacityEstimator
 from models.forecast.load import Forecast, LoadForecaster
+from models.plugins.detectors import BoundDetector, DetectorPlugins
 from models.policy.autoscalers import PredictivePolicy, make_policy
 from models.policy.scaling import ScalingRecommendation
 from schemas import Decision, decision_id_for
@@ -70,6 +71,7 @@ class SeriesBrain:
     detectors: dict[str, SeriesDetector] = field(default_factory=dict)
     risks: dict[str, BreachForecaster] = field(default_factory=dict)
     quiet: dict[str, tuple[int, int]] = field(default_factory=dict)
+    plugin_detectors: dict[str, BoundDetector] = field(default_factory=dict)
     policy: PredictivePolicy | None = None
     last_desired: int | None = None
     first_ts: float = math.nan
@@ -108,11 +110,16 @@ class MetricsBrain:
         Series kept in memory; the least recently updated one is evicted first.
     ttl_s
         Event seconds after which an idle series is evicted by :meth:`evict_idle`.
+    plugins
+        Detector plugins and the metrics they are bound to (:mod:`models.plugins.detectors`);
+        ``None``: the built-in detector everywhere. A decision a plugin made names it in its
+        evidence (``detector``).
 
     Notes
     -----
     Memory is bounded by ``max_series * (max_metrics * 2 KiB + 12 KiB)``; with the
-    nine well-known metrics a series holds about 30 KiB.
+    nine well-known metrics a series holds about 30 KiB. Each metric bound to a plugin adds
+    the plugin's declared bytes per key.
 
     A sample no newer than its series' latest is not learned (:attr:`replayed` counts it):
     it is a replay, as after a restart from a checkpoint written after the last offset
@@ -145,6 +152,7 @@ class MetricsBrain:
         max_metrics: int = 32,
         max_series: int = 10_000,
         ttl_s: float = 6 * 3600.0,
+        plugins: DetectorPlugins | None = None,
     ) -> None:
         self.target_utilisation = target_utilisation
         self.startup_delay_s = startup_delay_s
@@ -159,6 +167,7 @@ class MetricsBrain:
         self.max_metrics = max_metrics
         self.max_series = max_series
         self.ttl_s = ttl_s
+        self.plugins = plugins
         # Metrics that never get a detector.
         self._unscored = NOT_DETECTED | published_exclude
         self._series: OrderedDict[tuple[str, str], SeriesBrain] = OrderedDict()
@@ -208,6 +217,10 @@ class MetricsBrain:
         brain.last_ts = ts
         decisions = []
         detectors, quiet_of, unscored = brain.detectors, brain.quiet, self._unscored
+        plugins = (
+            self.plugins if self.plugins is not None and self.plugins.serves(service) else None
+        )
+        served_by = None
         lower_is_better = self.lower_is_better
         for metric, value in metrics.items():
             limit = self.breach_limits.get(metric)
@@ -228,6 +241,10 @@ class MetricsBrain:
                     continue
                 detector = detectors[metric] = SeriesDetector(DEFAULT_DETECTOR_CONFIG)
             result = detector.update(ts, float(value))
+            if plugins is not None:
+                result, served_by = plugins.score(
+                    brain.plugin_detectors, service, metric, ts, float(value), result
+                )
             # Episode bookkeeping, inlined: quiet counts unflagged samples since the last
             # flag, run consecutive flags. An episode starts when a run reaches
             # min_flagged after a quiet spell.
@@ -240,7 +257,9 @@ class MetricsBrain:
             run += 1
             quiet_of[metric] = (0 if run >= self.min_flagged else quiet, run)
             if run == self.min_flagged and quiet >= self.episode_quiet:
-                decisions.append(_anomaly_decision(ts, service, region, metric, value, result))
+                decisions.append(
+                    _anomaly_decision(ts, service, region, metric, value, result, served_by)
+                )
         scaling = self._scale(brain, ts, metrics)
         if scaling is not None:
             decisions.append(_scaling_decision(service, region, scaling))
@@ -343,6 +362,12 @@ class MetricsBrain:
             "last_desired": brain.last_desired,
             "first_ts": brain.first_ts,
             "last_ts": brain.last_ts,
+            # Only with plugins bound, so the built-ins' checkpoints are as they were.
+            **(
+                {"plugins": DetectorPlugins.state_of(brain.plugin_detectors)}
+                if brain.plugin_detectors
+                else {}
+            ),
         }
 
     def restore(self, key: tuple[str, str], state: Mapping[str, Any]) -> None:
@@ -371,6 +396,11 @@ class MetricsBrain:
                 if m in self.breach_limits
             },
             quiet={m: (q, r) for m, (q, r) in state["quiet"].items() if m not in self._unscored},
+            plugin_detectors=(
+                self.plugins.restore(key[0], state["plugins"])
+                if self.plugins is not None and "plugins" in state
+                else {}
+            ),
             policy=policy,
             last_desired=state["last_desired"],
             first_ts=state["first_ts"],
@@ -382,10 +412,19 @@ class MetricsBrain:
 
 
 def _anomaly_decision(
-    ts: float, service: str, region: str, metric: str, value: float, result: AnomalyScore
+    ts: float,
+    service: str,
+    region: str,
+    metric: str,
+    value: float,
+    result: AnomalyScore,
+    detector: str | None = None,
 ) -> Decision:
     subject = {"service": service, "region": region}
     params = {"metric": metric, "anomaly_kind": result.kind}
+    # The built-in's decisions stay as they were; a plugin's name its plugin.
+    named = {} if detector is None else {"detector": detector}
+    by = "" if detector is None else f", detector {detector}"
     return Decision(
         decision_id=decision_id_for("anomaly", subject, "investigate", params, [ts, value]),
         kind="anomaly",
@@ -398,7 +437,7 @@ def _anomaly_decision(
         reason=(
             f"{metric} of {service} in {region} is {value:.4g}, expected "
             f"{result.expected:.4g} ± {result.spread:.2g} ({result.kind.replace('_', ' ')}, "
-            f"score {result.score:.2f} >= {result.threshold:.2f})."
+            f"score {result.score:.2f} >= {result.threshold:.2f}{by})."
         ),
         evidence={
             "value": value,
@@ -408,6 +447,7 @@ def _anomaly_decision(
             "score": result.score,
             "threshold": result.threshold,
             "anomaly_kind": result.kind,
+            **named,
         },
         model_version=ANOMALY_MODEL_VERSION,
     )

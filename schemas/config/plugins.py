@@ -134,6 +134,14 @@ class PluginBindings:
         else:
             self.bindings[where] = binding
 
+    def serves(self, group: str, service: str) -> bool:
+        """Whether any binding of a series group may serve ``service``: a quick test before
+        looking up each of its metrics."""
+        return any(
+            g == group and (scope.startswith("*/") or scope.split("/", 1)[0] == service)
+            for g, scope in self.bindings
+        )
+
     def for_series(self, group: str, service: str, metric: str | None = None) -> Binding | None:
         """The binding serving ``metric`` of ``service`` in a series group, if any."""
         bindings = self.bindings

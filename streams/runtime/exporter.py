@@ -15,6 +15,7 @@ it currently owns, so Prometheus sums across workers without double counting.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -32,9 +33,15 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from models.plugins.guard import SECONDS_BUCKETS, PluginStats
 from models.text.redact import PII_CLASSES
 from schemas import REASONS
 from schemas.decision import DECISION_KINDS
@@ -64,6 +71,7 @@ __all__ = [
     "SERIES_TRACKED",
     "WORKER_UP",
     "CappedGauge",
+    "PluginCollector",
     "record_anomaly_score",
     "record_cost",
     "record_remediation_outcome",
@@ -255,6 +263,81 @@ class CappedGauge(Collector):
         for labels, value in list(self._values.items()):
             family.add_metric(labels, float(value))
         yield family
+
+
+class PluginCollector(Collector):
+    """What the plugins' calls did, per plugin, read from their guard at each scrape.
+
+    ``autopilot_plugin_calls_total{plugin}``, ``autopilot_plugin_errors_total{plugin,
+    reason}`` (``raised`` or ``overrun``), ``autopilot_plugin_seconds{plugin}`` (a histogram
+    of call durations) and ``autopilot_plugin_quarantined{plugin}``. Plugin names come
+    from the registry, a closed set, so the label sets are bounded.
+
+    Examples
+    --------
+    >>> from prometheus_client import CollectorRegistry
+    >>> from models.plugins.guard import PluginGuard
+    >>> guard, registry = PluginGuard(), CollectorRegistry()
+    >>> _ = guard.call("hst", 1.0, abs, -1)
+    >>> _ = PluginCollector(lambda: guard.stats, registry)
+    >>> registry.get_sample_value("autopilot_plugin_calls_total", {"plugin": "hst"})
+    1.0
+    >>> registry.get_sample_value("autopilot_plugin_seconds_count", {"plugin": "hst"})
+    1.0
+    """
+
+    def __init__(
+        self,
+        stats: Callable[[], Mapping[str, PluginStats]],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._stats = stats
+        registry.register(self)
+
+    @classmethod
+    def install(cls, stats: Callable[[], Mapping[str, PluginStats]]) -> PluginCollector:
+        """Export ``stats`` on the worker's ``/metrics``."""
+        return cls(stats)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families({}))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families(self._stats()))
+
+    @staticmethod
+    def _families(stats: Mapping[str, PluginStats]) -> list[Metric]:
+        calls = CounterMetricFamily(
+            "autopilot_plugin_calls", "Calls into each plugin.", labels=["plugin"]
+        )
+        errors = CounterMetricFamily(
+            "autopilot_plugin_errors",
+            "Failed plugin calls: raised, or over the plugin's time budget (overrun).",
+            labels=["plugin", "reason"],
+        )
+        seconds = HistogramMetricFamily(
+            "autopilot_plugin_seconds", "Duration of each plugin call.", labels=["plugin"]
+        )
+        quarantined = GaugeMetricFamily(
+            "autopilot_plugin_quarantined",
+            "1 while a plugin is quarantined: the built-in serves its scopes.",
+            labels=["plugin"],
+        )
+        for name, s in sorted(stats.items()):
+            calls.add_metric([name], float(s.calls))
+            errors.add_metric([name, "raised"], float(s.errors))
+            errors.add_metric([name, "overrun"], float(s.overruns))
+            bounds = [*map(str, SECONDS_BUCKETS), "+Inf"]
+            seconds.add_metric(
+                [name],
+                [
+                    (b, float(n))
+                    for b, n in zip(bounds, itertools.accumulate(s.buckets), strict=True)
+                ],
+                s.seconds,
+            )
+            quarantined.add_metric([name], float(s.quarantined))
+        return [calls, errors, seconds, quarantined]
 
 
 _cap = series_cap()

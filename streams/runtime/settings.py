@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from schemas.config.budgets import DEFAULT_BUDGETS_PATH, load_budgets
+from schemas.config.plugins import load_plugin_bindings
 from schemas.config.prices import DEFAULT_PRICES_PATH, load_price_table
 from schemas.config.regions import DEFAULT_REGION_CONFIG_PATH, load_region_config
 from schemas.config.toml import ConfigError
@@ -120,6 +121,13 @@ no such price table file
     """The CA that signed the broker's certificate; ``None`` trusts the system CAs."""
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    plugins_path: Path | None = None
+    """Which plugin serves which series or decision kind (:mod:`schemas.config.plugins`);
+    ``None``: the built-ins serve everything until a control record binds a plugin."""
+    plugin_modules: tuple[str, ...] = ()
+    """Modules whose registry entries are plugins too, besides the installed entry points."""
+    plugin_max_failures: int = 5
+    """Failures (errors, overruns) within 1,000 calls that quarantine a plugin."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -157,6 +165,11 @@ no such price table file
         budgets_path = None if budgets.lower() in ("off", "none") else Path(budgets)
         if budgets_path is not None:
             _check_file("AUTOPILOT_BUDGETS", budgets_path, load_budgets)
+        plugins_path = _existing_file(env, "AUTOPILOT_PLUGINS_FILE")
+        if plugins_path is not None:
+            _check_file("AUTOPILOT_PLUGINS_FILE", plugins_path, load_plugin_bindings)
+        modules = env.get("AUTOPILOT_PLUGIN_MODULES", "")
+        plugin_modules = tuple(m.strip() for m in modules.split(",") if m.strip())
         salt = env.get("AUTOPILOT_PSEUDONYM_SALT") or cls.pseudonym_salt
         if not 0 < len(salt.encode()) <= 64:
             # BLAKE2b keys are at most 64 bytes (models.brains.interactions.pseudonym).
@@ -182,6 +195,11 @@ no such price table file
             prices_path=prices_path,
             budgets_path=budgets_path,
             pseudonym_salt=salt,
+            plugins_path=plugins_path,
+            plugin_modules=plugin_modules,
+            plugin_max_failures=_number(
+                env, "AUTOPILOT_PLUGIN_MAX_FAILURES", cls.plugin_max_failures, 1, 1000, int
+            ),
             **_security_from_env(env),
         )
 
