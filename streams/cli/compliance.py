@@ -8,7 +8,6 @@ the workers' ``/metrics``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import sys
 import time
@@ -149,44 +148,6 @@ def verify_command(start: str | None, end: str | None, topic: str | None, as_jso
     sys.exit(0 if ok else 1)
 
 
-async def _ensure_control_topic() -> None:
-    """Create the control topic compacted if no worker has yet (auto-creation would not)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    from streams.runtime.app import settings, topic_names
-
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, **settings.aiokafka_security_kwargs()
-    )
-    await admin.start()
-    try:
-        topic = NewTopic(
-            topic_names.control, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"}
-        )
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics([topic])
-    finally:
-        await admin.close()
-
-
-async def _send_erasure(key: bytes, value: bytes) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    from streams.runtime.app import settings, topic_names
-
-    await _ensure_control_topic()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all",
-        **settings.aiokafka_security_kwargs(),
-    )  # fmt: skip
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic_names.control, value, key=key)
-    finally:
-        await producer.stop()
-
-
 @click.command("erase")
 @click.option("--tenant", required=True, help="The tenant's name, or its pseudonym (t_...).")
 @click.option("--reason", default="", help="Why (e.g. a ticket); kept in the audit trail.")
@@ -194,13 +155,15 @@ def erase(tenant: str, reason: str) -> None:
     """Ask every worker to forget what it learned of a tenant; the trail records it."""
     from models.brains.interactions import pseudonym
     from models.compliance.erasure import PSEUDONYM, ErasureRequest
+    from streams.kafka.control import send_control
     from streams.runtime.app import settings
 
     name = (
         tenant if PSEUDONYM.match(tenant) else pseudonym(tenant, settings.pseudonym_salt.encode())
     )
     request = ErasureRequest(name, time.time(), uuid.uuid4().hex, reason)
-    asyncio.run(_send_erasure(f"erase/{name}".encode(), orjson.dumps(request.to_dict())))
+    key, value = f"erase/{name}".encode(), orjson.dumps(request.to_dict())
+    asyncio.run(send_control(settings, key, value))
     click.echo(f"erasure {request.request_id} of tenant {name} requested")
 
 

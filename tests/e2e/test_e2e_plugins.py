@@ -1,0 +1,160 @@
+"""Plugins on the real broker, with two workers in one group: a River plugin serves a
+service's metrics and names itself in its decisions, a plugin raising on every 10th value
+loses nothing and is quarantined, a plugin failing admission is refused with one line, and a
+swap through ``autopilot.control`` reaches both workers without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import subprocess
+import time
+import urllib.request
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.conftest import AUTOPILOT, wait_until
+from tests.support.worker_views import FAST_CHECKPOINTS, decisions
+
+pytestmark = pytest.mark.kafka
+
+PLUGINS_TOML = """
+[[detectors]]
+plugin = "river-hst"
+service = "checkout"
+metric = "latency_p99_ms"
+
+[[detectors]]
+plugin = "every-tenth-raises"
+service = "search"
+
+[[detectors]]
+plugin = "undeclared-network"
+service = "billing"
+"""
+SAMPLES = 400
+SPIKE_AT = 330  # three samples of latency 10x the usual: one anomalous episode
+
+
+def sample(service: str, i: int, start: float, rng: random.Random) -> dict:
+    latency = 120.0 + 10.0 * math.sin(i / 40.0) + rng.gauss(0, 3)
+    if SPIKE_AT <= i % SAMPLES < SPIKE_AT + 3:
+        latency *= 10
+    return {
+        "ts": start + 5.0 * i, "service": service, "region": "us-east",
+        "metrics": {"latency_p99_ms": latency, "error_rate": 0.001},
+    }  # fmt: skip
+
+
+def produce(bootstrap: str, topic: str, records: list[dict]) -> None:
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for record in records:
+                key = f"{record['service']}/{record['region']}".encode()
+                await producer.send(topic, orjson.dumps(record), key=key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def view(worker) -> dict:
+    url = f"http://127.0.0.1:{worker.web_port}/plugins/"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return orjson.loads(response.read())
+
+
+def total(workers, name: str, **labels: str) -> float:
+    return sum(w.metric(name, **labels) for w in workers)
+
+
+def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
+    start_worker, kafka_bootstrap, topic_names, tmp_path
+) -> None:
+    plugins_file = tmp_path / "plugins.toml"
+    plugins_file.write_text(PLUGINS_TOML)
+    env = {
+        **FAST_CHECKPOINTS,
+        "AUTOPILOT_PLUGINS_FILE": str(plugins_file),
+        "AUTOPILOT_PLUGIN_MODULES": "tests.support.e2e_plugins",
+        "AUTOPILOT_PLUGIN_MAX_FAILURES": "3",
+    }
+    workers = [start_worker(env, name="first"), start_worker(env, name="second")]
+
+    # Admission: refused at start-up with one line; the built-in serves billing.
+    for worker in workers:
+        refused = view(worker)["refused"]["detectors/undeclared-network"]
+        assert "network" in refused and "\n" not in refused
+        assert "plugin detectors/undeclared-network not bound to billing/*" in worker.log()
+
+    rng = random.Random(0)
+    # Event times up to now, for the samples sent after the swap too.
+    start = time.time() - 5.0 * 2 * SAMPLES
+    records = [sample(s, i, start, rng) for i in range(SAMPLES) for s in ("checkout", "search")]
+    produce(kafka_bootstrap, topic_names.metrics, records)
+    wait_until(
+        lambda: (
+            total(workers, "autopilot_events_consumed_total", topic="telemetry.metrics")
+            >= len(records)
+        ),
+        120,
+        "the workers did not consume every sample",
+    )
+    # Nothing lost: every sample processed (none dead-lettered), the raising plugin's too.
+    wait_until(
+        lambda: (
+            total(workers, "autopilot_events_processed_total", topic="telemetry.metrics")
+            == len(records)
+        ),
+        30,
+        "not every sample was processed",
+    )
+    assert total(workers, "autopilot_dlq_total") == 0
+
+    # The raising plugin: quarantined after 3 failures on the worker that serves search.
+    calls = [view(w)["calls"].get("every-tenth-raises") for w in workers]
+    (flaky,) = [c for c in calls if c is not None]
+    assert flaky["quarantined"] and flaky["errors"] == 3
+    assert total(workers, "autopilot_plugin_quarantined", plugin="every-tenth-raises") == 1
+
+    # The River plugin decided checkout's latency spike, and says so.
+    wait_until(
+        lambda: any(
+            d.evidence.get("detector") == "river-hst"
+            for d in decisions(kafka_bootstrap, topic_names.remediation)
+        ),
+        30,
+        "no anomaly decision names the river-hst plugin",
+    )
+    assert total(workers, "autopilot_plugin_calls_total", plugin="river-hst") == SAMPLES
+
+    # A swap through the control topic reaches both workers, without a restart.
+    bind = subprocess.run(
+        [str(AUTOPILOT), "plugins", "bind", "detectors", "ceiling",
+         "--service", "checkout", "--metric", "latency_p99_ms"],
+        env=workers[0].env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bind.returncode == 0, bind.stderr[-2000:]
+    for worker in workers:
+        wait_until(
+            lambda w=worker: {"group": "detectors", "plugin": "ceiling", "service": "checkout",
+                              "metric": "latency_p99_ms"} in view(w)["bindings"],
+            20,
+            f"{worker.log_path.name} did not apply the swap",
+        )  # fmt: skip
+    later = [sample("checkout", i, start, rng) for i in range(SAMPLES, 2 * SAMPLES)]
+    produce(kafka_bootstrap, topic_names.metrics, later)
+    wait_until(
+        lambda: any(
+            d.evidence.get("detector") == "ceiling"
+            for d in decisions(kafka_bootstrap, topic_names.remediation)
+        ),
+        60,
+        "no decision of the swapped-in plugin",
+    )
