@@ -215,7 +215,16 @@ def exposed_names(worker: WorkerProcess) -> set[str]:
 def test_every_panel_query_returns_series_from_a_live_worker(
     start_worker, prometheus_for, tmp_path: Path
 ) -> None:
-    worker = start_worker({"AUTOPILOT_CHECKPOINT_INTERVAL_S": "1"})
+    # A plugin serves checkout's latency, so that the plugin panels have series.
+    plugins_file = tmp_path / "plugins.toml"
+    plugins_file.write_text(
+        '[[detectors]]\nplugin = "ceiling"\nservice = "checkout"\nmetric = "latency_p99_ms"\n'
+    )
+    worker = start_worker({
+        "AUTOPILOT_CHECKPOINT_INTERVAL_S": "1",
+        "AUTOPILOT_PLUGIN_MODULES": "tests.support.e2e_plugins",
+        "AUTOPILOT_PLUGINS_FILE": str(plugins_file),
+    })  # fmt: skip
     prometheus = prometheus_for(worker)
     summary_path = tmp_path / "summary.json"
     # mixed: load surges and incidents after the detectors' warm-up, so there are
