@@ -12,6 +12,8 @@ from typing import Any
 import click
 import orjson
 
+from streams.cli.detectors import detector_option, resolve_detector
+
 __all__ = ["bench", "emit"]
 
 
@@ -63,12 +65,13 @@ def bench_models(series: int, values: int, seed: int, as_json: bool) -> None:
               type=click.Path(exists=True, file_okay=False),
               help="Folder of labelled CSV series and their windows.json, e.g. "
               "../shared/data/anomaly.")  # fmt: skip
+@detector_option
 @json_option
-def bench_nab(data_dir: str, as_json: bool) -> None:
+def bench_nab(data_dir: str, detector_name: str, as_json: bool) -> None:
     """NAB v1.1 scores (three profiles) of `autopilot score`'s detector, with its defaults."""
     from streams.lab.nab import format_nab, run_nab
 
-    result = run_nab(data_dir)
+    result = run_nab(data_dir, entry=resolve_detector(detector_name))
     emit(format_nab(result), result, as_json)
 
 
