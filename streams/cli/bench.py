@@ -12,7 +12,7 @@ from typing import Any
 import click
 import orjson
 
-from streams.cli.detectors import detector_option, resolve_detector
+from streams.cli.detectors import detector_option, load_detector_plugins, resolve_detector
 
 __all__ = ["bench", "emit"]
 
@@ -53,10 +53,13 @@ def bench() -> None:
 @click.option("--seed", default=0, show_default=True)
 @json_option
 def bench_models(series: int, values: int, seed: int, as_json: bool) -> None:
-    """Cost of the anomaly detector per value and per series, against River's HalfSpaceTrees."""
+    """Cost of every registered detector per value and per series, against River's
+    HalfSpaceTrees."""
     from streams.lab.bench.models import format_bench_models, run_bench_models
 
+    refused = load_detector_plugins()
     result = run_bench_models(n_series=series, n_values=values, seed=seed)
+    result["plugins_refused"] = refused
     emit(format_bench_models(result), result, as_json)
 
 

@@ -1,8 +1,9 @@
-"""Any registered detector, the built-in or a plugin, in `autopilot score` and `bench nab`:
-plugins given through AUTOPILOT_PLUGIN_MODULES, as a team would give theirs."""
+"""Any registered detector, the built-in or a plugin, in `autopilot bench models`, `score` and
+`bench nab`: plugins given through AUTOPILOT_PLUGIN_MODULES, as a team would give theirs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -12,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streams.lab.bench.models import run_bench_models
 from tests.conftest import AUTOPILOT
 from tests.support import bench_detector
 from tests.support.paths import ROOT
@@ -38,6 +40,43 @@ def write_series(path: Path, n: int = 300, jump_at: int = 250) -> None:
     rng = random.Random(0)
     rows = [(START + 300 * i, 50 + rng.gauss(0, 1) + (40 if i >= jump_at else 0)) for i in range(n)]
     path.write_text("timestamp,value\n" + "".join(f"{t},{x:.4f}\n" for t, x in rows))
+
+
+def test_bench_models_measures_every_registered_detector_and_keeps_the_baseline() -> None:
+    summary, figures = last_json(autopilot("bench", "models", "--series", "2", "--values", "40",
+                                           "--json"))  # fmt: skip
+    # Today's figures are still there for whatever reads them.
+    for key in ("detector_us_per_value", "hst_us_per_value", "us_ratio_vs_hst", "meets_targets"):
+        assert key in figures, key
+    rows = {row["name"]: row for row in figures["detectors"]}
+    assert set(rows) == {"series", "bench-zscore", "bench-broken"}
+    assert figures["plugins_refused"] == {}
+    series, plugin, broken = rows["series"], rows["bench-zscore"], rows["bench-broken"]
+    assert series["builtin"] and not plugin["builtin"]
+    for row in (series, plugin):
+        assert row["error"] is None and row["timed"] == "score_one+learn_one"
+        assert row["us_per_value"] > 0 and row["bytes_per_series"] > 0
+        ratio = row["us_per_value"] / figures["hst_us_per_value"]
+        assert row["us_ratio_vs_hst"] == pytest.approx(ratio, rel=0.01)
+    # The worker's path of the built-in is the bank's update, today's headline figure.
+    assert series["update_us_per_value"] == figures["detector_us_per_value"]
+    assert "update_us_per_value" not in plugin
+    # A plugin that raises is reported, not a crash.
+    assert broken["error"] == "RuntimeError: broken on purpose"
+    assert broken["us_per_value"] is None
+    assert any("bench-broken" in line and "FAILED" in line for line in summary)
+    assert any(line.split()[:1] == ["bench-zscore"] for line in summary)
+
+
+def test_bench_models_counts_a_plugins_flags_with_its_threshold_and_warmup() -> None:
+    # A threshold of 0 flags every warm value. The entries are given, not registered, so this
+    # process' registry stays as it is.
+    always = dataclasses.replace(bench_detector.ZSCORE, threshold=0.0)
+    # One series: the 200 timed values are its values 300 to 499, after 300 untimed ones.
+    for warmup, flags in ((0, 200), (400, 100), (10_000, 0)):
+        entry = dataclasses.replace(always, warmup=warmup)
+        [row] = run_bench_models(n_series=1, n_values=200, detectors=[entry])["detectors"]
+        assert (row["error"], row["flags"]) == (None, flags), warmup
 
 
 def test_score_runs_a_plugin_with_its_flag_rule(tmp_path: Path) -> None:
