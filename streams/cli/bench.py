@@ -12,6 +12,8 @@ from typing import Any
 import click
 import orjson
 
+from streams.cli.detectors import detector_option, load_detector_plugins, resolve_detector
+
 __all__ = ["bench", "emit"]
 
 
@@ -51,10 +53,13 @@ def bench() -> None:
 @click.option("--seed", default=0, show_default=True)
 @json_option
 def bench_models(series: int, values: int, seed: int, as_json: bool) -> None:
-    """Cost of the anomaly detector per value and per series, against River's HalfSpaceTrees."""
+    """Cost of every registered detector per value and per series, against River's
+    HalfSpaceTrees."""
     from streams.lab.bench.models import format_bench_models, run_bench_models
 
+    refused = load_detector_plugins()
     result = run_bench_models(n_series=series, n_values=values, seed=seed)
+    result["plugins_refused"] = refused
     emit(format_bench_models(result), result, as_json)
 
 
@@ -63,12 +68,13 @@ def bench_models(series: int, values: int, seed: int, as_json: bool) -> None:
               type=click.Path(exists=True, file_okay=False),
               help="Folder of labelled CSV series and their windows.json, e.g. "
               "../shared/data/anomaly.")  # fmt: skip
+@detector_option
 @json_option
-def bench_nab(data_dir: str, as_json: bool) -> None:
+def bench_nab(data_dir: str, detector_name: str, as_json: bool) -> None:
     """NAB v1.1 scores (three profiles) of `autopilot score`'s detector, with its defaults."""
     from streams.lab.nab import format_nab, run_nab
 
-    result = run_nab(data_dir)
+    result = run_nab(data_dir, entry=resolve_detector(detector_name))
     emit(format_nab(result), result, as_json)
 
 

@@ -1,4 +1,4 @@
-"""``autopilot score``: the worker's anomaly detector, with its defaults, over a CSV file."""
+"""``autopilot score``: a registered anomaly detector, with its defaults, over a CSV file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 import click
+
+from streams.cli.detectors import detector_option, resolve_detector
 
 __all__ = ["score"]
 
@@ -17,10 +19,12 @@ __all__ = ["score"]
 @click.option("--output", "output_path", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="Written as timestamp,value,anomaly_score, one row per input row.")  # fmt: skip
-def score(input_path: Path, output_path: Path) -> None:
+@detector_option
+def score(input_path: Path, output_path: Path, detector_name: str) -> None:
     """Score a series offline exactly as the worker scores a metric series."""
     from streams.lab.score import score_csv
 
+    entry = resolve_detector(detector_name)
     started = time.monotonic()
     last = [0.0]
 
@@ -30,9 +34,9 @@ def score(input_path: Path, output_path: Path) -> None:
             last[0] = now
             click.echo(f"  scored {done:,d}/{total:,d} rows", err=True)
 
-    summary = score_csv(input_path, output_path, progress=progress)
+    summary = score_csv(input_path, output_path, progress=progress, entry=entry)
     elapsed = time.monotonic() - started
     click.echo(
-        f"scored {summary['rows']:,d} rows in {elapsed:.2f}s into {output_path}; "
+        f"scored {summary['rows']:,d} rows with {entry.name} in {elapsed:.2f}s into {output_path}; "
         f"flagged {summary['anomalies']:,d}, bad rows {summary['bad_rows']:,d}"
     )

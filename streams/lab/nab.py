@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.detect.anomaly import SeriesDetector
+from models.registry import SERIES_DETECTOR, Entry
 from streams.lab.score import parse_timestamp, score_csv
 
 __all__ = [
@@ -251,14 +251,15 @@ def load_scored(path: str | Path) -> tuple[list[float], list[float]]:
 def run_nab(
     data_dir: str | Path,
     *,
-    detector_factory: Callable[[], SeriesDetector] = SeriesDetector,
+    entry: Entry = SERIES_DETECTOR,
+    detector_factory: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Score every labelled file of ``data_dir`` exactly as ``autopilot score`` does, then NAB.
 
     ``data_dir`` holds ``windows.json`` (file name to ``[[start, end], ...]``, NAB's combined
     labels) and the CSV files it names. Each file goes through
-    :func:`streams.lab.score.score_csv` with ``detector_factory`` (the worker's detector and
-    defaults unless overridden), and the scores are read back from its output.
+    :func:`streams.lab.score.score_csv` with ``entry`` and ``detector_factory`` (the worker's
+    detector and defaults unless overridden), and the scores are read back from its output.
     """
     data_dir = Path(data_dir)
     labels = json.loads((data_dir / "windows.json").read_text())
@@ -267,12 +268,12 @@ def run_nab(
     with tempfile.TemporaryDirectory() as scratch:
         for name in sorted(labels):
             out = Path(scratch) / name
-            score_csv(data_dir / name, out, detector_factory=detector_factory)
+            score_csv(data_dir / name, out, entry=entry, detector_factory=detector_factory)
             timestamps, scores = load_scored(out)
             spans = [(parse_timestamp(a), parse_timestamp(b)) for a, b in labels[name]]
             files[name] = label_rows(timestamps, scores, spans, name)
             rows_total += len(timestamps)
-    result: dict[str, Any] = {"files": len(files), "rows": rows_total}
+    result: dict[str, Any] = {"detector": entry.name, "files": len(files), "rows": rows_total}
     result["profiles"] = score_corpus(files)
     return result
 
@@ -280,7 +281,8 @@ def run_nab(
 def format_nab(result: dict[str, Any]) -> str:
     """Readable summary of :func:`run_nab`."""
     lines = [
-        f"NAB v1.1 scoring (re-implemented) over {result['files']} files, {result['rows']:,d} rows",
+        f"NAB v1.1 scoring (re-implemented) of detector {result['detector']} over"
+        f" {result['files']} files, {result['rows']:,d} rows",
         f"{'profile':20} {'score':>7} {'threshold':>10} {'windows':>9} {'false rows':>10}",
     ]
     for name, p in result["profiles"].items():

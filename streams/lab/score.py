@@ -1,4 +1,7 @@
-"""Offline scoring of a ``timestamp,value`` CSV file with the worker's anomaly detector."""
+"""Offline scoring of a ``timestamp,value`` CSV file with a registered anomaly detector.
+
+The worker's built-in ``series`` detector by default; a plugin's by its registry entry.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models.detect.anomaly import SeriesDetector
+from models.registry import SERIES_DETECTOR, Entry
 
 __all__ = ["parse_timestamp", "score_csv"]
 
@@ -67,19 +71,41 @@ def _is_header(row: list[str]) -> bool:
     return False
 
 
+def _river_update(detector: Any, entry: Entry) -> Callable[[float, float], tuple[float, bool]]:
+    """``update(ts, value) -> (score, flagged)`` of a River anomaly detector, with the flag rule
+    of its registry entry."""
+    learned = 0
+
+    def update(ts: float, value: float) -> tuple[float, bool]:
+        nonlocal learned
+        x = entry.features(ts, value)
+        score = float(detector.score_one(x))
+        detector.learn_one(x)
+        # Warm once ``warmup`` values were learned before this one, as SeriesDetector counts.
+        flagged = learned >= entry.warmup and score >= entry.threshold
+        learned += 1
+        return score, flagged
+
+    return update
+
+
 def score_csv(
     input_path: str | Path,
     output_path: str | Path,
     *,
     progress: Callable[[int, int], None] | None = None,
-    detector_factory: Callable[[], SeriesDetector] = SeriesDetector,
+    entry: Entry = SERIES_DETECTOR,
+    detector_factory: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Score every row of a ``timestamp,value`` CSV file, in order, with one detector.
 
     The output has a ``timestamp,value,anomaly_score`` header and one row per input row, with
-    the timestamp and value copied verbatim. The default ``detector_factory`` builds the
-    detector with :data:`~models.detect.anomaly.DEFAULT_DETECTOR_CONFIG`, exactly as the worker
-    does.
+    the timestamp and value copied verbatim. By default the detector is the built-in
+    ``series`` with :data:`~models.detect.anomaly.DEFAULT_DETECTOR_CONFIG`, scored exactly as
+    the worker scores it: ``update`` gives the score and the flag. Any other detector goes
+    through River's verbs, ``score_one`` then ``learn_one`` of ``entry.features(ts, value)``,
+    and a row is flagged when its score is at least ``entry.threshold`` once ``entry.warmup``
+    values were learned.
     The input header is optional; blank lines are skipped. A bad row (wrong number of fields,
     unparsable or non-finite timestamp or value) is kept with an empty score, is not learned,
     and is counted in ``bad_rows`` (only its first two fields are kept).
@@ -90,8 +116,11 @@ def score_csv(
         CSV files to read and to write.
     progress
         Called as ``progress(rows_done, rows_total)`` every 1,000 rows and at the end.
+    entry
+        The registered detector to score with (:mod:`models.registry`).
     detector_factory
-        Builds the detector; override it to score with other settings.
+        Builds the detector instead of ``entry.factory``, e.g. the built-in with other
+        settings.
 
     Returns
     -------
@@ -121,8 +150,14 @@ def score_csv(
     if rows and _is_header(rows[0]):
         rows = rows[1:]
     total = len(rows)
-    detector = detector_factory()
-    warmup = detector.config.warmup
+    detector = (detector_factory or entry.factory)()
+    update: Callable[[float, float], tuple[Any, ...]]
+    if isinstance(detector, SeriesDetector):
+        update = detector.update
+        warmup = detector.config.warmup
+    else:
+        update = _river_update(detector, entry)
+        warmup = entry.warmup
     scored = bad = anomalies = 0
     max_score = 0.0
     with Path(output_path).open("w", newline="") as sink:
@@ -135,11 +170,11 @@ def score_csv(
                 bad += 1
                 writer.writerow([*[*row, "", ""][:2], ""])
             else:
-                result = detector.update(ts, value)
+                score, flagged = update(ts, value)[:2]
                 scored += 1
-                anomalies += result.is_anomaly
-                max_score = max(max_score, result.score)
-                writer.writerow([row[0], row[1], f"{result.score:.6f}"])
+                anomalies += flagged
+                max_score = max(max_score, score)
+                writer.writerow([row[0], row[1], f"{score:.6f}"])
             if progress is not None and (done % _PROGRESS_EVERY == 0 or done == total):
                 progress(done, total)
     if progress is not None and total == 0:

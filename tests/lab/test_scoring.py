@@ -11,6 +11,7 @@ import pytest
 
 from models.detect.anomaly import DetectorConfig, SeriesDetector
 from streams.lab.score import parse_timestamp, score_csv
+from tests.support import bench_detector
 
 START = datetime(2014, 2, 14, 14, 30, tzinfo=UTC)
 
@@ -157,3 +158,16 @@ def test_parse_timestamp_rejects_garbage():
     for text in ("", "yesterday", "nan", "inf"):
         with pytest.raises(ValueError):
             parse_timestamp(text)
+
+
+def test_a_plugin_is_scored_with_rivers_verbs_and_its_entrys_flag_rule(tmp_path):
+    rows = [
+        [str(1_700_000_000 + 300 * i), "50" if i != 10 and i != 60 else "90"] for i in range(80)
+    ]
+    write_csv(tmp_path / "in.csv", rows)
+    # Warm after 20 values: the jump at row 10 scores high but is not flagged, that at 60 is.
+    summary = score_csv(tmp_path / "in.csv", tmp_path / "out.csv", entry=bench_detector.ZSCORE)
+    scores = [float(r[2]) for r in read_csv(tmp_path / "out.csv")[1:]]
+    assert scores[10] >= 0.5 and scores[60] >= 0.5
+    assert summary["anomalies"] == sum(s >= 0.5 for s in scores[20:]) >= 1
+    assert summary["warmup_rows"] == 20
