@@ -19,8 +19,10 @@ plugin once and an edited plugin is judged again.
 
 Examples
 --------
+>>> import itertools
 >>> from models import registry
->>> verdict = admit(registry.entry("detectors", "series"))
+>>> one_us_per_reading = itertools.count(0, 1000).__next__  # judge the code, not the machine
+>>> verdict = admit(registry.entry("detectors", "series"), clock=one_us_per_reading)
 >>> verdict.ok, verdict.reason.startswith("admitted: built-in")
 (True, True)
 >>> [check.name for check in verdict.checks][:2]

@@ -7,6 +7,7 @@ timing runs on a fake clock here: what is judged is the check, not the machine.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 import re
@@ -16,6 +17,7 @@ import orjson
 import pytest
 
 from models import registry
+from models.detect.anomaly import DetectorConfig, SeriesDetector
 from models.plugins import checks
 from streams.plugins.admission import admit, admit_all
 from streams.plugins.capabilities import capability_uses_in
@@ -136,6 +138,15 @@ class BadScore:
 
     def learn_one(self, x: dict[str, float]) -> None:
         pass
+
+
+def test_a_configured_detector_is_restored_with_its_configuration() -> None:
+    configured = functools.partial(
+        SeriesDetector, config=DetectorConfig(warmup=10, z_threshold=2.0)
+    )
+    entry = dataclasses.replace(registry.entry("detectors", "series"), factory=configured)
+    result = checks.check_state_round_trip(entry, checks.canned_series(1000))
+    assert result.ok, result.reason
 
 
 def test_verdicts_are_cached_for_the_process() -> None:
