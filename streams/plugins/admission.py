@@ -195,6 +195,13 @@ def admit(entry: registry.Entry, *, clock: Clock = time.perf_counter_ns) -> Verd
 
     ``clock`` times the calls of the time-per-call check (tests pass a fake one).
     """
+    try:
+        return _admit(entry, clock)
+    except Exception as exc:  # what a plugin's objects do when looked at cannot be foreseen
+        return Verdict(False, f"admission: {type(exc).__name__}: {' '.join(str(exc).split())}")
+
+
+def _admit(entry: registry.Entry, clock: Clock) -> Verdict:
     trusted = _is_product(entry)
     base, files = Path(), []
     if not trusted:
@@ -206,15 +213,21 @@ def admit(entry: registry.Entry, *, clock: Clock = time.perf_counter_ns) -> Verd
     else:
         fingerprint = ()
     key = (entry, clock, fingerprint)
-    if key in _verdicts:
-        return _verdicts[key]
+    try:
+        cached = _verdicts.get(key)
+    except TypeError:  # an unhashable factory (a callable instance): judged every time
+        key, cached = None, None
+    if cached is not None:
+        return cached
     results = []
     if not trusted:
         results += [_security_check(files, base), _capabilities_check(entry, files, base)]
     # A plugin refused on its code is not run.
     if entry.group in _SUITES and all(result.ok for result in results):
         results += run_checks(entry, clock=clock)
-    verdict = _verdicts[key] = _verdict(entry, trusted, results)
+    verdict = _verdict(entry, trusted, results)
+    if key is not None:
+        _verdicts[key] = verdict
     return verdict
 
 

@@ -149,6 +149,18 @@ def test_a_configured_detector_is_restored_with_its_configuration() -> None:
     assert result.ok, result.reason
 
 
+class Hostile:
+    """A factory that raises whatever is asked of it, even its module."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"no {name}")
+
+
+def test_admission_refuses_rather_than_raises_on_what_it_cannot_look_at() -> None:
+    verdict = admit(dataclasses.replace(good.ENTRY, factory=Hostile()), clock=clock())
+    assert (verdict.ok, verdict.reason) == (False, "admission: RuntimeError: no func")
+
+
 def test_verdicts_are_cached_for_the_process() -> None:
     tick = clock()
     assert admit(good.ENTRY, clock=tick) is admit(good.ENTRY, clock=tick)
