@@ -3,8 +3,8 @@
 ``autopilot worker -l info`` is the Faust worker as Faust users know it. Verbs
 that need the running app (``simulate``, ``score``...) are ``@app.command``
 commands, one module per verb in :mod:`streams.cli`; verb groups that must work without a
-broker (``kafka start|stop|status``, ``bench ...``) are click groups added to
-Faust's root command.
+broker (``kafka start|stop|status``, ``bench ...``, ``plugins list|check``) are click
+groups added to Faust's root command.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def main() -> None:
     from streams.cli.bench import bench
     from streams.cli.compliance import audit, erase, report
     from streams.cli.kafka import kafka
+    from streams.cli.plugins import plugins
     from streams.cli.score import score
     from streams.cli.up import up
 
@@ -91,6 +92,7 @@ def main() -> None:
     cli.add_command(audit)
     cli.add_command(erase)
     cli.add_command(report)
+    cli.add_command(plugins)
     worker = cli.commands["worker"]
     worker.callback = _checking_broker_access(worker.callback)
     app.main()

@@ -44,6 +44,7 @@ def test_help_lists_the_project_verbs() -> None:
         "up",
         "approve",
         "reject",
+        "plugins",
     ):
         assert f"\n  {verb} " in result.stdout, verb
 
