@@ -2,8 +2,9 @@
 
 At import (the worker's start), :data:`plugins` registers the plugins of the installed
 ``paas_autopilot.*`` entry points and of ``AUTOPILOT_PLUGIN_MODULES``, then applies the
-bindings of ``AUTOPILOT_PLUGINS_FILE``. Each bound plugin must pass admission first; a
-plugin refused, unknown or broken is logged in one line and the built-in serves its scope.
+bindings of ``AUTOPILOT_PLUGINS_FILE``. Each bound plugin must pass admission first
+(:mod:`streams.plugins.admission`: a static scan, then the conformance suite); a plugin
+refused, unknown or broken is logged in one line and the built-in serves its scope.
 Control records (:mod:`agents.plugins`) change the bindings at run time through
 :meth:`PluginRuntime.bind`, with the same checks.
 """
@@ -16,6 +17,7 @@ from models import registry
 from models.plugins.detectors import DetectorPlugins
 from models.plugins.guard import PluginGuard
 from schemas.config.plugins import Binding, PluginBindings, load_plugin_bindings
+from streams.plugins.admission import admit
 from streams.runtime.app import settings
 from streams.runtime.settings import Settings
 
@@ -45,9 +47,15 @@ class PluginRuntime:
         if where in self.refused:
             return self.refused[where]
         try:
-            registry.entry(group, name)
+            entry = registry.entry(group, name)
         except registry.RegistryError as exc:
             return str(exc)
+        verdict = admit(entry)
+        if not verdict.ok:
+            # Refused once, refused for good in this process: its code does not change.
+            self.refused[where] = verdict.reason
+            return verdict.reason
+        log.info("plugin %s %s", where, verdict.reason)
         return None
 
     def bind(self, binding: Binding, source: str) -> str | None:

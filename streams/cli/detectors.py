@@ -7,16 +7,15 @@ of installed packages, and the modules named in ``AUTOPILOT_PLUGIN_MODULES``
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Mapping
 
 import click
 
 from models import registry
 from models.registry import Entry
+from streams.plugins.loading import load_plugins
 
-__all__ = ["detector_option", "load_detector_plugins", "plugin_modules", "resolve_detector"]
+__all__ = ["detector_option", "load_detector_plugins", "resolve_detector"]
 
 detector_option = click.option(
     "--detector",
@@ -28,21 +27,9 @@ detector_option = click.option(
 )
 
 
-def plugin_modules(environ: Mapping[str, str] = os.environ) -> list[str]:
-    """The modules named in ``AUTOPILOT_PLUGIN_MODULES``, blanks dropped.
-
-    >>> plugin_modules({"AUTOPILOT_PLUGIN_MODULES": " team.hst, ,team.other "})
-    ['team.hst', 'team.other']
-    >>> plugin_modules({})
-    []
-    """
-    raw = environ.get("AUTOPILOT_PLUGIN_MODULES", "")
-    return [name.strip() for name in raw.split(",") if name.strip()]
-
-
 def load_detector_plugins() -> dict[str, str]:
     """Register the plugins; say on stderr, one line each, which were refused and why."""
-    refused = registry.load_plugins(plugin_modules())
+    refused = load_plugins()
     for where, reason in refused.items():
         click.echo(f"autopilot: plugin {where} refused: {reason}", err=True)
     return refused

@@ -1,7 +1,9 @@
-"""``autopilot plugins list|check``: the registered plugins, and whether one is admitted."""
+"""``autopilot plugins list|check|bind|unbind``: the registered plugins, whether one is
+admitted, and which serves what."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
@@ -10,6 +12,7 @@ import orjson
 
 from models import registry
 from models.plugins.checks import CheckResult
+from schemas.config.plugins import Binding, PluginConfigError
 from streams.plugins.admission import admit
 from streams.plugins.loading import load_plugins
 
@@ -126,3 +129,71 @@ def check_plugin(name: str, group: str, as_json: bool) -> None:
             click.echo(_check_line(check))
         click.echo(f"{where}: {reason}")
     sys.exit(0 if ok else 1)
+
+
+def _scope_options(command):
+    for option in reversed((
+        click.option("--service", help="Service it serves (series groups); every one if absent."),
+        click.option("--metric", help="Metric it serves (detectors); every one if absent."),
+        click.option("--kind", help="Decision kind it serves (actions); every one if absent."),
+    )):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def _send_binding(binding: Binding) -> None:
+    from streams.kafka.control import send_control
+    from streams.runtime.app import settings
+
+    value = orjson.dumps(binding.to_dict())
+    asyncio.run(send_control(settings, binding.control_key.encode(), value))
+
+
+def _binding(group: str, plugin: str | None, service, metric, kind, config: str) -> Binding:
+    try:
+        raw = {"group": group, "plugin": plugin, "config": orjson.loads(config)}
+        raw |= {k: v for k, v in (("service", service), ("metric", metric), ("kind", kind)) if v}
+        return Binding.from_dict(raw, source="command line")
+    except (orjson.JSONDecodeError, PluginConfigError) as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@plugins.command("bind")
+@click.argument("group", type=click.Choice(registry.PLUGIN_GROUPS))
+@click.argument("name")
+@_scope_options
+@click.option("--config", default="{}", help="The plugin's keyword configuration, as JSON.")
+def bind(group: str, name: str, service, metric, kind, config: str) -> None:
+    """Make plugin NAME of GROUP serve a scope, on every worker, without a restart.
+
+    Writes the binding to the compacted topic autopilot.control, keyed
+    plugin/GROUP/SCOPE: every worker applies it within seconds (and a worker started
+    later, at start-up), after admitting the plugin; the audit trail records it. A
+    swapped detector learns in the shadow of the one it replaces until warmed up. Binding
+    a quarantined plugin again lifts its quarantine.
+
+    Example: autopilot plugins bind detectors river-hst --service checkout --metric
+    latency_p99_ms
+    """
+    load_plugins()
+    if name not in registry.names(group):
+        known = ", ".join(registry.names(group)) or "none"
+        click.echo(f"autopilot: no {group} plugin named {name!r} here (registered: {known})",
+                   err=True)  # fmt: skip
+        sys.exit(2)
+    binding = _binding(group, name, service, metric, kind, config)
+    _send_binding(binding)
+    click.echo(f"{group} {binding.scope}: now served by {name} (sent as {binding.control_key})")
+
+
+@plugins.command("unbind")
+@click.argument("group", type=click.Choice(registry.PLUGIN_GROUPS))
+@_scope_options
+def unbind(group: str, service, metric, kind) -> None:
+    """Give a scope back to the built-in, on every worker, without a restart.
+
+    The scope is matched exactly (the one a bind used), not by precedence.
+    """
+    binding = _binding(group, None, service, metric, kind, "{}")
+    _send_binding(binding)
+    click.echo(f"{group} {binding.scope}: now served by the built-in")

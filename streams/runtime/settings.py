@@ -19,6 +19,7 @@ from schemas.config.plugins import load_plugin_bindings
 from schemas.config.prices import DEFAULT_PRICES_PATH, load_price_table
 from schemas.config.regions import DEFAULT_REGION_CONFIG_PATH, load_region_config
 from schemas.config.toml import ConfigError
+from streams.plugins.loading import plugin_modules as modules_of
 
 __all__ = ["LOG_LEVELS", "SASL_MECHANISMS", "SECURITY_PROTOCOLS", "Settings", "SettingsError"]
 
@@ -168,8 +169,7 @@ no such price table file
         plugins_path = _existing_file(env, "AUTOPILOT_PLUGINS_FILE")
         if plugins_path is not None:
             _check_file("AUTOPILOT_PLUGINS_FILE", plugins_path, load_plugin_bindings)
-        modules = env.get("AUTOPILOT_PLUGIN_MODULES", "")
-        plugin_modules = tuple(m.strip() for m in modules.split(",") if m.strip())
+        plugin_modules = tuple(modules_of(env))
         salt = env.get("AUTOPILOT_PSEUDONYM_SALT") or cls.pseudonym_salt
         if not 0 < len(salt.encode()) <= 64:
             # BLAKE2b keys are at most 64 bytes (models.brains.interactions.pseudonym).

@@ -222,7 +222,7 @@ def test_every_panel_query_returns_series_from_a_live_worker(
     )
     worker = start_worker({
         "AUTOPILOT_CHECKPOINT_INTERVAL_S": "1",
-        "AUTOPILOT_PLUGIN_MODULES": "tests.support.e2e_plugins",
+        "AUTOPILOT_PLUGIN_MODULES": "tests.support.plugins.e2e",
         "AUTOPILOT_PLUGINS_FILE": str(plugins_file),
     })  # fmt: skip
     prometheus = prometheus_for(worker)

@@ -30,9 +30,10 @@ metric = "latency_p99_ms"
 [[detectors]]
 plugin = "every-tenth-raises"
 service = "search"
+metric = "error_rate"
 
 [[detectors]]
-plugin = "undeclared-network"
+plugin = "reporting"
 service = "billing"
 """
 SAMPLES = 400
@@ -82,16 +83,16 @@ def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
     env = {
         **FAST_CHECKPOINTS,
         "AUTOPILOT_PLUGINS_FILE": str(plugins_file),
-        "AUTOPILOT_PLUGIN_MODULES": "tests.support.e2e_plugins",
+        "AUTOPILOT_PLUGIN_MODULES": "tests.support.plugins.e2e,tests.support.plugins.undeclared_network",
         "AUTOPILOT_PLUGIN_MAX_FAILURES": "3",
     }
     workers = [start_worker(env, name="first"), start_worker(env, name="second")]
 
     # Admission: refused at start-up with one line; the built-in serves billing.
     for worker in workers:
-        refused = view(worker)["refused"]["detectors/undeclared-network"]
+        refused = view(worker)["refused"]["detectors/reporting"]
         assert "network" in refused and "\n" not in refused
-        assert "plugin detectors/undeclared-network not bound to billing/*" in worker.log()
+        assert "plugin detectors/reporting not bound to billing/*" in worker.log()
 
     rng = random.Random(0)
     # Event times up to now, for the samples sent after the swap too.

@@ -1,5 +1,6 @@
 """Detector plugins for the end-to-end tests, loaded by workers through
-``AUTOPILOT_PLUGIN_MODULES=tests.support.e2e_plugins``.
+``AUTOPILOT_PLUGIN_MODULES=tests.support.plugins.e2e``. A package of their own, since
+admission scans a plugin's whole package.
 
 The entries are module-level :class:`~models.registry.Entry` objects, not registered on
 import: the registry registers them when a worker (or a test) loads the module.
@@ -26,22 +27,24 @@ class Ceiling:
 
 
 class EveryTenthRaises:
-    """Raises on every 10th value it is asked to score: a plugin with a bug."""
+    """A plugin with a bug that admission's canned stream (values from 50 up) cannot show:
+    it raises on every 10th value below 1, as a ratio metric gives."""
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.ratios = 0
 
     def learn_one(self, x: dict) -> None:
         pass
 
     def score_one(self, x: dict) -> float:
-        self.calls += 1
-        if self.calls % 10 == 0:
-            raise RuntimeError("every tenth value")
+        if x["value"] < 1.0:
+            self.ratios += 1
+            if self.ratios % 10 == 0:
+                raise RuntimeError("every tenth ratio")
         return 0.0
 
 
 CEILING = Entry("detectors", "ceiling", Ceiling, 1024, "flags values above a fixed ceiling")
 EVERY_TENTH_RAISES = Entry(
-    "detectors", "every-tenth-raises", EveryTenthRaises, 1024, "raises on every 10th value"
+    "detectors", "every-tenth-raises", EveryTenthRaises, 1024, "raises on every 10th value below 1"
 )
