@@ -96,7 +96,7 @@ class PredictivePolicy:
     def decide(
         self, ts: float, rps: float, ready: int, requested: int, cpu_util: float
     ) -> int | None:
-        self.forecaster.learn_one(ts, rps)
+        self.forecaster.update(ts, rps)
         self.capacity.learn_one(rps, ready, cpu_util)
         self.startup.learn_one(ts, requested, ready)
         if self.startup.n_samples:
@@ -104,12 +104,12 @@ class PredictivePolicy:
             self.scaler.horizon_s = self.startup.horizon(step)
         self._last_ts = ts
         capacity = self.capacity.capacity
-        self.last_forecast = self.forecaster.forecast(ts, self.scaler.horizon_s)
+        self.last_forecast = self.forecaster.forecast_at(ts, self.scaler.horizon_s)
         if capacity is None:
             return None
         band = None
         if self.band_interval is not None:
-            band = self.forecaster.forecast(ts, self.scaler.horizon_s, self.band_interval)
+            band = self.forecaster.forecast_at(ts, self.scaler.horizon_s, self.band_interval)
         rec = self.scaler.recommend(ts, requested, rps, self.last_forecast, capacity, band)
         self.last_recommendation = rec
         return None if rec is None else rec.desired_replicas
