@@ -42,6 +42,12 @@ class _EWHistogram:
 
     Weights grow with time instead of old counts decaying, so an update touches one bin;
     everything is rescaled before the weights overflow.
+
+    Hand-written rather than from :mod:`river.stats` (#16), measured with river 0.26.1:
+    ``Quantile`` (P², 0.2 µs an update against 1.5 µs here) never forgets and tracks one
+    quantile chosen in advance, where callers choose the coverage per forecast (the
+    predictive policy asks for two); ``RollingQuantile`` forgets by count, not by time.
+    Their quantiles differ from these, so a swap would change decisions.
     """
 
     __slots__ = ("_quantiles", "counts", "half_width", "n_bins", "t0", "tau_s", "total", "width")
@@ -436,7 +442,11 @@ class LoadForecaster(time_series.base.Forecaster):
             if dt > 0:
                 step = self.step_s
                 self.step_s = float(dt) if step == 0.0 else step + _STEP_RATE * (dt - step)
-            # While young the slow levels are running means, then EWMAs in time.
+            # While young the slow levels are running means, then EWMAs in time. Inline rather
+            # than river.stats.EWMean (#16): its fading factor is fixed, these rates depend on
+            # the time since the last sample; even at a fixed rate it differs in the last bits
+            # (98 % of 100 000 means, up to 3e-15 relative), and costs 0.15 µs an update (plus
+            # 0.12 to read) against 0.10 µs inline, measured with river 0.26.1.
             young = 1.0 / self.n_seen
             self.base += max(1.0 - math.exp(-dt / self.base_tau_s), young) * (z - self.base)
             a_smooth = max(1.0 - math.exp(-dt / self.smooth_tau_s), young)

@@ -79,6 +79,13 @@ class RiverForecaster:
     window and its sorted copy: 19 KiB with the defaults, which
     :func:`models.detect.bank.deep_sizeof` cannot see), and at most 12 pending forecasts.
 
+    River's pieces serve where they are as cheap, measured with river 0.26.1: ``EWMean``
+    updates in 0.15 µs (0.10 µs inline) and ``RollingQuantile`` in 0.19 to 0.23 µs, in an
+    update of about 43 µs with a daily Holt-Winters of 5-minute steps (whose own
+    ``learn_one`` takes 2.4 µs, a 6-step forecast 4.2 µs; SNARIMAX(2, 0, 1): 28 and 66
+    µs). A rolling window rather than ``Quantile`` (P², 0.19 µs), which never forgets the
+    errors of a model still learning its season.
+
     :meth:`to_state` is JSON-friendly with the model and the quantile trackers pickled
     (base64) inside: the checkpoint table is internal to the product, which alone writes
     and reads it, since unpickling runs code.
