@@ -1,12 +1,15 @@
 """The protocols of the brain: the same verbs for every learner, policy and brain.
 
 Learners follow River's verbs: ``learn_one`` updates, ``score_one`` and ``forecast`` read
-without learning. Everything that learns is checkpointed the same way: ``to_state()``
-returns a JSON-friendly dict (no config), and the class method ``from_state(state,
-**config)`` rebuilds it; parts of a brain whose hyper-parameters come from their brain
-restore in place with ``load_state(state)``. A brain that keeps one entry per key (a
-series, a tenant) and is checkpointed key by key offers ``state_of(key)`` and
-``restore(key, state)`` instead, so that a checkpoint writes only the keys that changed.
+without learning. The per-series detector and forecaster are River estimators whose
+River verbs take the event time in ``x["ts"]``; the brain calls their native event-time
+verbs, ``update`` and (forecasters) ``forecast_at``. Everything that learns is
+checkpointed the same way: ``to_state()`` returns a JSON-friendly dict (no config), and
+the class method ``from_state(state, **config)`` rebuilds it; parts of a brain whose
+hyper-parameters come from their brain restore in place with ``load_state(state)``. A
+brain that keeps one entry per key (a series, a tenant) and is checkpointed key by key
+offers ``state_of(key)`` and ``restore(key, state)`` instead, so that a checkpoint writes
+only the keys that changed.
 
 Every brain bounds its memory per key (its docstring says how much) and drops keys idle
 for longer than its time to live with ``evict_idle(now)``, judged at its own event time. A
@@ -82,8 +85,16 @@ class Detector(Checkpointed, Protocol):
 
 @runtime_checkable
 class Forecaster(Checkpointed, Protocol):
-    """Demand forecaster of one series: learn a value, forecast ``horizon_s`` ahead."""
+    """Demand forecaster of one series, in event time: learn a value, forecast ``horizon_s``
+    ahead with a prediction interval (``interval``: its coverage, ``None`` for the default).
 
-    def learn_one(self, ts: float, y: float) -> None: ...
+    These are the native verbs the brain calls; the built-in is also a River forecaster
+    (``learn_one(y, x)``, ``forecast(horizon, xs)``), and any River forecaster serves through
+    :class:`models.forecast.river_forecaster.RiverForecaster`.
+    """
 
-    def forecast(self, ts_now: float, horizon_s: float) -> Forecast: ...
+    def update(self, ts: float, y: float) -> None: ...
+
+    def forecast_at(
+        self, ts_now: float, horizon_s: float, interval: float | None = None
+    ) -> Forecast: ...

@@ -298,7 +298,7 @@ class MetricsBrain:
         brain = self._series.get((service, region))
         if brain is None or brain.policy is None:
             return None
-        return brain.policy.forecaster.forecast(brain.last_ts, horizon_s)
+        return brain.policy.forecaster.forecast_at(brain.last_ts, horizon_s)
 
     def set_prior(self, service: str, region: str, profile: Sequence[float] | None) -> bool:
         """Give the load forecaster of a tracked series a seasonal prior (``None`` removes it).

@@ -688,7 +688,12 @@ class SeriesDetector(AnomalyDetector):
             # Quantile tracking by stochastic gradient in log space: relative steps, lengthened
             # by how far out an exceedance is, so it reaches bursts a million times the old
             # spread (a series that was constant, then bursts) in dozens of values, not
-            # thousands, yet never steps past the value that pushed it.
+            # thousands, yet never steps past the value that pushed it. Hand-written rather than
+            # river.stats (#16), measured with river 0.26.1 on 50 000 bursty residuals: this
+            # 0.17 µs update follows the recent 99th percentile (4.03; of the last 1 000:
+            # 4.02), Quantile (P2, 0.19 µs) never forgets (5.14) and RollingQuantile (0.23
+            # µs) keeps 16 bytes per value of its window against one float here. Other
+            # estimates would change decisions.
             tail = (
                 self._tail
                 if self._tail > 0.0

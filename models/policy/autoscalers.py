@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from models.base import Forecaster
 from models.forecast.capacity import CapacityEstimator
 from models.forecast.load import Forecast, LoadForecaster
 from models.forecast.startup import StartupDelayEstimator
@@ -77,7 +78,7 @@ class PredictivePolicy:
     def __init__(
         self,
         scaler: PredictiveScaler,
-        forecaster: LoadForecaster | None = None,
+        forecaster: Forecaster | None = None,
         capacity: CapacityEstimator | None = None,
         startup: StartupDelayEstimator | None = None,
         band_interval: float | None = None,
@@ -96,7 +97,7 @@ class PredictivePolicy:
     def decide(
         self, ts: float, rps: float, ready: int, requested: int, cpu_util: float
     ) -> int | None:
-        self.forecaster.learn_one(ts, rps)
+        self.forecaster.update(ts, rps)
         self.capacity.learn_one(rps, ready, cpu_util)
         self.startup.learn_one(ts, requested, ready)
         if self.startup.n_samples:
@@ -104,12 +105,12 @@ class PredictivePolicy:
             self.scaler.horizon_s = self.startup.horizon(step)
         self._last_ts = ts
         capacity = self.capacity.capacity
-        self.last_forecast = self.forecaster.forecast(ts, self.scaler.horizon_s)
+        self.last_forecast = self.forecaster.forecast_at(ts, self.scaler.horizon_s)
         if capacity is None:
             return None
         band = None
         if self.band_interval is not None:
-            band = self.forecaster.forecast(ts, self.scaler.horizon_s, self.band_interval)
+            band = self.forecaster.forecast_at(ts, self.scaler.horizon_s, self.band_interval)
         rec = self.scaler.recommend(ts, requested, rps, self.last_forecast, capacity, band)
         self.last_recommendation = rec
         return None if rec is None else rec.desired_replicas
@@ -123,18 +124,41 @@ def make_policy(
     max_replicas: int = 100,
     startup_delay_s: float = 180.0,
     prior: Sequence[float] | Callable[[float], float] | None = None,
+    forecaster: Forecaster | None = None,
 ) -> ScalingPolicy:
     """Build ``"hpa"`` (Kubernetes defaults) or ``"predictive"`` (:data:`PREDICTIVE_CONFIG`,
     package defaults otherwise). ``startup_delay_s`` is the predictive policy's prior for
-    the start-up delay, which it then learns."""
+    the start-up delay, which it then learns.
+
+    ``forecaster`` replaces the predictive policy's :class:`LoadForecaster` (e.g. a plugin,
+    or any River forecaster in a :class:`~models.forecast.river_forecaster.RiverForecaster`).
+    Its default interval is its own, and it must offer the band's coverage
+    (``PREDICTIVE_CONFIG["band_interval"]``); ``prior`` is for the built-in forecaster only.
+
+    >>> from river import time_series
+    >>> from models.forecast.river_forecaster import RiverForecaster
+    >>> config = PREDICTIVE_CONFIG
+    >>> holt = RiverForecaster(
+    ...     time_series.HoltWinters(alpha=0.5),
+    ...     intervals=(config["interval"], config["band_interval"]),
+    ... )
+    >>> policy = make_policy("predictive", 0.6, forecaster=holt)
+    >>> policy.forecaster is holt
+    True
+    """
     if name == "hpa":
+        if forecaster is not None:
+            raise ValueError("the HPA policy has no forecaster")
         return HPAPolicy(
             HPAScaler(target_utilisation, min_replicas=min_replicas, max_replicas=max_replicas)
         )
     if name == "predictive":
-        forecaster = LoadForecaster(interval=PREDICTIVE_CONFIG["interval"])
-        if prior is not None:
-            forecaster.set_prior(prior)
+        if forecaster is None:
+            forecaster = LoadForecaster(interval=PREDICTIVE_CONFIG["interval"])
+            if prior is not None:
+                forecaster.set_prior(prior)
+        elif prior is not None:
+            raise ValueError("a seasonal prior is for the built-in forecaster only")
         scaler = PredictiveScaler(
             target_utilisation,
             horizon_s=startup_delay_s,

@@ -217,6 +217,10 @@ def beta_cdf(x: float, a: float, b: float) -> float:
     return 1.0 - front * _beta_continued_fraction(b, a, 1.0 - x) / b
 
 
+# Hand-written rather than on river.proba.Beta (#16), measured with river 0.26.1: River's
+# Beta has no quantile, and a bisection on its cdf (scipy's betainc, 4.6 µs a call against
+# 11.6 here) takes 206 µs uncached against 612, but gave other last bits in 47 of 72 866
+# quantiles (up to 9e-13); cached, both are 0.3 µs. Decisions must not change: kept.
 @functools.lru_cache(maxsize=8192)
 def beta_quantile(q: float, a: float, b: float) -> float:
     """The ``q`` quantile of ``Beta(a, b)``, by bisection to 1e-12.

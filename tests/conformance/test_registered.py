@@ -59,8 +59,8 @@ def series(n: int = 3000, seed: int = 0) -> list[tuple[float, float]]:
 def forecaster_outputs(forecaster: Forecaster, values) -> list[tuple[float, float, float]]:
     out = []
     for ts, y in values:
-        forecaster.learn_one(ts, y)
-        f = forecaster.forecast(ts, 300.0)
+        forecaster.update(ts, y)
+        f = forecaster.forecast_at(ts, 300.0)
         out.append((f.mean, f.lower, f.upper))
     return out
 

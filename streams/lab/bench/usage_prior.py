@@ -108,10 +108,10 @@ def _warm_mape(
         if not attached and t >= eval_start:
             forecaster.set_prior(prior)
             attached = True
-        forecaster.learn_one(t, d)
+        forecaster.update(t, d)
         if t >= eval_start:
             targets.append(t + horizon_s)
-            means.append(forecaster.forecast(t, horizon_s).mean)
+            means.append(forecaster.forecast_at(t, horizon_s).mean)
     target_arr, mean_arr = np.array(targets), np.array(means)
     inside = target_arr <= ts_raw[-1]
     actual = np.interp(target_arr[inside], ts_raw, val_raw)
