@@ -72,15 +72,20 @@ class Erasable(Protocol):
 
 
 @runtime_checkable
-class Detector(Checkpointed, Protocol):
-    """Anomaly detector of one metric series, in event time.
+class Detector(Protocol):
+    """Anomaly detector of one metric series: River's ``AnomalyDetector`` verbs.
 
-    ``score_one`` returns a score in [0, 1] without learning; ``learn_one`` learns the value.
+    ``x`` is River's dict of features: ``{"value": v}``, with the event time as ``x["ts"]``
+    for a detector registered with ``event_time`` (:meth:`models.registry.Entry.features`).
+    ``score_one`` returns a score (higher is more anomalous) without learning; ``learn_one``
+    learns the value. Any River anomaly detector or pipeline is one; it need not be
+    :class:`Checkpointed`, since plugins are checkpointed as pickles
+    (:mod:`models.plugins.detectors`).
     """
 
-    def learn_one(self, ts: float, x: float) -> None: ...
+    def learn_one(self, x: dict[str, float]) -> None: ...
 
-    def score_one(self, ts: float, x: float) -> float: ...
+    def score_one(self, x: dict[str, float]) -> float: ...
 
 
 @runtime_checkable

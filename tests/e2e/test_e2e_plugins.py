@@ -83,7 +83,9 @@ def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
     env = {
         **FAST_CHECKPOINTS,
         "AUTOPILOT_PLUGINS_FILE": str(plugins_file),
-        "AUTOPILOT_PLUGIN_MODULES": "tests.support.plugins.e2e,tests.support.plugins.undeclared_network",
+        "AUTOPILOT_PLUGIN_MODULES": (
+            "tests.support.plugins.e2e,tests.support.plugins.undeclared_network"
+        ),
         "AUTOPILOT_PLUGIN_MAX_FAILURES": "3",
     }
     workers = [start_worker(env, name="first"), start_worker(env, name="second")]
