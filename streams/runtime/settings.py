@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from schemas.config.budgets import DEFAULT_BUDGETS_PATH, load_budgets
+from schemas.config.plugins import load_plugin_bindings
 from schemas.config.prices import DEFAULT_PRICES_PATH, load_price_table
 from schemas.config.regions import DEFAULT_REGION_CONFIG_PATH, load_region_config
 from schemas.config.toml import ConfigError
@@ -92,6 +93,13 @@ no such price table file
     Traceback (most recent call last):
     ...
     streams.runtime.settings.SettingsError: AUTOPILOT_PSEUDONYM_SALT must be at most 64 bytes
+    >>> Settings.from_env({}).plugins_path is None
+    True
+    >>> Settings.from_env({"AUTOPILOT_PLUGINS_FILE": "/nowhere/plugins.toml"})
+    Traceback (most recent call last):
+    ...
+    streams.runtime.settings.SettingsError: AUTOPILOT_PLUGINS_FILE: /nowhere/plugins.toml: \
+no such plugins file
     """
 
     broker: str = "kafka://127.0.0.1:9092"
@@ -108,6 +116,9 @@ no such price table file
     """Instance types, prices and per-service settings of the cost engine."""
     budgets_path: Path | None = DEFAULT_BUDGETS_PATH
     """Monthly budgets; ``None`` (``AUTOPILOT_BUDGETS=off``) watches none."""
+    plugins_path: Path | None = None
+    """Which plugin serves which series or decision kind (:mod:`schemas.config.plugins`);
+    ``None`` (``AUTOPILOT_PLUGINS_FILE`` unset): the built-ins serve everything."""
     pseudonym_salt: str = "paas-autopilot-dev"
     """Key of the tenant pseudonyms; the default is public, for development only."""
     security_protocol: str = "PLAINTEXT"
@@ -157,6 +168,10 @@ no such price table file
         budgets_path = None if budgets.lower() in ("off", "none") else Path(budgets)
         if budgets_path is not None:
             _check_file("AUTOPILOT_BUDGETS", budgets_path, load_budgets)
+        plugins = env.get("AUTOPILOT_PLUGINS_FILE")
+        plugins_path = Path(plugins) if plugins else None
+        if plugins_path is not None:
+            _check_file("AUTOPILOT_PLUGINS_FILE", plugins_path, load_plugin_bindings)
         salt = env.get("AUTOPILOT_PSEUDONYM_SALT") or cls.pseudonym_salt
         if not 0 < len(salt.encode()) <= 64:
             # BLAKE2b keys are at most 64 bytes (models.brains.interactions.pseudonym).
@@ -181,6 +196,7 @@ no such price table file
             regions_path=regions_path,
             prices_path=prices_path,
             budgets_path=budgets_path,
+            plugins_path=plugins_path,
             pseudonym_salt=salt,
             **_security_from_env(env),
         )
