@@ -28,9 +28,14 @@ SHIFT_AT = SPIKE_AT + DAY // 4
 
 
 @pytest.fixture(scope="module")
-def plugins() -> None:
-    refused = registry.load_plugins()
-    assert not refused, refused
+def plugins() -> Iterator[None]:
+    """The installed plugins registered, in a copy of the registry: they are not left in it
+    for the tests and doctests after these (``registry.names`` would list them)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "_entries", {g: dict(e) for g, e in registry._entries.items()})
+        refused = registry.load_plugins()
+        assert not refused, refused
+        yield
 
 
 def canned_stream(seed: int = 1) -> list[float]:
