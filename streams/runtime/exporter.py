@@ -43,6 +43,7 @@ from streams.runtime.app import app, topic_names
 from streams.runtime.settings import SettingsError
 
 __all__ = [
+    "ACTION_CALLS",
     "ANOMALY_SCORE",
     "CONSUMER_LAG",
     "COST_PER_HOUR",
@@ -64,6 +65,7 @@ __all__ = [
     "SERIES_TRACKED",
     "WORKER_UP",
     "CappedGauge",
+    "record_action_call",
     "record_anomaly_score",
     "record_cost",
     "record_remediation_outcome",
@@ -176,6 +178,12 @@ PII_DETECTED = Counter(
     "autopilot_pii_detected",
     "Personal data and secrets found (and redacted) in free-text fields, by class.",
     ["class"],
+)
+ACTION_CALLS = Counter(
+    "autopilot_action_calls",
+    "Calls of action plugins with a decision, by plugin (a registered name, bound in the "
+    "plugins file) and outcome (success, failure: an error result, an exception or a timeout).",
+    ["plugin", "outcome"],
 )
 WORKER_UP = Gauge(
     "autopilot_worker_up",
@@ -360,6 +368,11 @@ def record_scaling(
 def record_cost(service: str, region: str, cost_per_hour: float) -> None:
     """Export the running cost per hour a series reports."""
     COST_PER_HOUR.set((service, region), cost_per_hour)
+
+
+def record_action_call(plugin: str, ok: bool) -> None:
+    """Count one call of an action plugin."""
+    ACTION_CALLS.labels(plugin, "success" if ok else "failure").inc()
 
 
 def record_remediation_outcome(success: bool) -> None:
