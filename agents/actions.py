@@ -12,9 +12,9 @@ record on ``actions.audit`` (keyed by ``decision_id``, ``outcome`` ``applied`` o
 actuator's answer). The calls themselves are made by :class:`streams.actuate.actions.ActionRunner`,
 off the event loop and with a timeout; no plugin error stops the agent.
 
-Once per decision: the decisions handed on per subject live in the Faust table
-``action-calls``, keyed like the decision topics (``service/region``, or the region), and
-written only while a decision is handled, so that whoever consumes a decision partition
+Once per decision: the decisions handed on per subject (the last 256) live in the Faust
+table ``action-calls``, keyed like the decision topics (``service/region``, or the region),
+and written only while a decision is handled, so that whoever consumes a decision partition
 after a restart or rebalance has its entries (as the actuator's ``actuator-decisions``). A
 decision is written down there before its actions are called: a crash between the two
 leaves it uncalled rather than called twice.
@@ -63,6 +63,9 @@ class _Actions:
         if isinstance(decision, str):
             # The actuator and the audit trail account for what is not a decision.
             log.debug("actions: not a decision: %s", decision)
+            return
+        if not self.runner.serves(decision.kind):
+            # Nothing to hand it to: not worth a changelog write.
             return
         subject = key or subject_key(decision)
         memory = DecisionMemory.from_bytes(self.handed.get(subject))

@@ -81,6 +81,14 @@ class ActionRunner:
         """The bound plugins' names, sorted: the label values the worker counts calls by."""
         return sorted({bound.plugin for bound in self._bound.values()})
 
+    def serves(self, kind: str) -> bool:
+        """Whether any action is bound to decisions of ``kind``.
+
+        >>> ActionRunner(PluginBindings()).serves("scaling")
+        False
+        """
+        return bool(self._bindings.for_kind(kind))
+
     @staticmethod
     def _build(plugin: str, config: Mapping[str, Any]) -> _Bound:
         try:
