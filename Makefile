@@ -13,8 +13,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+# The example plugins too: tests/unit/test_example_plugins.py loads them by entry point.
+EXAMPLE_PLUGINS := examples/plugins/river_hst examples/plugins/webhook_action
+
+$(VENV)/.installed-test: pyproject.toml $(EXAMPLE_PLUGINS:=/pyproject.toml) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet $(EXAMPLE_PLUGINS:%=-e %)
 	touch $@ $(VENV)/.installed
 
 # Local Kafka (unless AUTOPILOT_BROKER is set), a worker and the simulator; Ctrl-C stops all.

@@ -5,6 +5,7 @@ it declares neither the agent nor its table, so it does not even read the decisi
 topics. When on, every message on ``decisions.scaling``, ``decisions.failover`` and
 ``decisions.remediation`` gets exactly one record on ``actions.audit`` (keyed by
 ``decision_id``): ``applied``, ``dry_run``, ``refused``, ``failed`` or ``duplicate``.
+(Action plugins' calls, :mod:`agents.actions`, add records of their own, marked ``plugin``.)
 It is a dry run unless ``AUTOPILOT_ACTUATOR_DRY_RUN=false``.
 
 Idempotency across restarts: the decisions handled per subject live in the Faust

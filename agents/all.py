@@ -3,6 +3,7 @@ offset-commit watchdog: importing this module registers them with the app
 (:mod:`streams.cli.main` does, before it starts the worker)."""
 
 from agents import (
+    actions,
     actuator,
     audit,
     budgets,
@@ -24,6 +25,7 @@ from agents import (
 from agents.compat import offsets
 
 __all__ = [
+    "actions",
     "actuator",
     "audit",
     "budgets",

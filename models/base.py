@@ -17,16 +17,24 @@ brain that learns per tenant forgets one on request (erasure) with ``forget(tena
 
 :mod:`models.registry` names the implementations of each protocol: the plugin point.
 ``tests/conformance`` checks every registered one against these protocols.
+
+An action (the ``actions`` plugin group) is what is done with a decision besides the
+actuator's AWS calls: notify a webhook, open a ticket. Its ``apply`` is called once per
+decision, off the event loop; it reports failure in its :class:`ActionResult` rather than
+raising.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from models.forecast.load import Forecast
 
 __all__ = [
+    "Action",
+    "ActionResult",
     "Checkpointed",
     "Detector",
     "Erasable",
@@ -103,3 +111,27 @@ class Forecaster(Checkpointed, Protocol):
     def forecast_at(
         self, ts_now: float, horizon_s: float, interval: float | None = None
     ) -> Forecast: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What became of one action call: ``ok``, and one line saying what was done or why not.
+
+    >>> ActionResult(False, "HTTP 500 from https://hooks.example.com")
+    ActionResult(ok=False, detail='HTTP 500 from https://hooks.example.com')
+    """
+
+    ok: bool
+    detail: str = ""
+
+
+@runtime_checkable
+class Action(Protocol):
+    """Does something with one decision (its JSON object, as published).
+
+    ``apply`` may block (it is run in a thread, with a timeout) and returns an
+    :class:`ActionResult`; a failure it can foresee (HTTP, network) is a result, not an
+    exception.
+    """
+
+    def apply(self, decision: Mapping[str, Any]) -> ActionResult: ...

@@ -49,6 +49,7 @@ __all__ = [
     "Execution",
     "RateLimiter",
     "Step",
+    "action_call_record",
     "decode_decision",
     "drained_weights",
     "restored_weights",
@@ -114,7 +115,9 @@ class AuditRecord:
     ``call`` is the planned call (also for ``dry_run`` and most refusals, so the record
     says what would have been done); ``code`` is a refusal code or an AWS error code.
     ``approval`` is the human verdict (``verdict``, ``by``, ``reason``, ``ts``) the record
-    answers, for a recommendation's approval or rejection.
+    answers, for a recommendation's approval or rejection. ``plugin`` names the action
+    plugin whose call the record reports (:func:`action_call_record`); the key is absent
+    from the actuator's own records.
     """
 
     decision_id: str | None
@@ -132,10 +135,11 @@ class AuditRecord:
     dry_run: bool
     ts: float
     approval: Mapping[str, Any] | None = None
+    plugin: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-encodable dict."""
-        return {
+        out = {
             "decision_id": self.decision_id,
             "kind": self.kind,
             "action": self.action,
@@ -152,6 +156,9 @@ class AuditRecord:
             "ts": self.ts,
             "approval": None if self.approval is None else dict(self.approval),
         }
+        if self.plugin is not None:
+            out["plugin"] = self.plugin
+        return out
 
     def to_bytes(self) -> bytes:
         """The record as JSON."""
@@ -180,6 +187,45 @@ def decode_decision(raw: bytes | None) -> Decision | str:
             "decision_id and action must be strings, subject an object of strings, params an object"
         )
     return decision
+
+
+def action_call_record(
+    decision: Decision, plugin: str, ok: bool, detail: str, now: float
+) -> AuditRecord:
+    """The audit record of one call of an action plugin with ``decision``.
+
+    ``applied`` or ``failed``, with the plugin's one-line ``detail`` as the reason. Plugins
+    are bound explicitly in the plugins file, so the actuator's dry run does not apply to
+    them.
+
+    >>> from schemas.decision import decision_id_for
+    >>> decision = Decision(
+    ...     decision_id=decision_id_for("remediation", {"service": "api"}, "restart", {}, [1]),
+    ...     kind="remediation", ts=1.0, subject={"service": "api"}, action="restart",
+    ...     params={}, mode="auto", confidence=0.9, reason="Crash loop.", evidence={},
+    ...     model_version="t",
+    ... )
+    >>> record = action_call_record(decision, "webhook", False, "HTTP 500 from https://h", 2.0)
+    >>> record.outcome, record.code, record.to_dict()["plugin"]
+    ('failed', 'action_failed', 'webhook')
+    """
+    return AuditRecord(
+        decision_id=decision.decision_id,
+        kind=decision.kind,
+        action=decision.action,
+        subject=dict(decision.subject),
+        mode=decision.mode,
+        resource=None,
+        outcome="applied" if ok else "failed",
+        reason=detail,
+        code=None if ok else "action_failed",
+        aws_request_id=None,
+        attempts=1,
+        call={"plugin": plugin},
+        dry_run=False,
+        ts=now,
+        plugin=plugin,
+    )
 
 
 def unhandled_record(

@@ -61,6 +61,13 @@ class DecisionLedger:
     >>> ledger.add_verdict({"decision_id": "a" * 32, "verdict": "approve", "ts": 150.0})
     >>> ledger.state("a" * 32, now=200.0, window=lambda kind: 900.0)
     'approved'
+
+    An action plugin's call is in the trail, and leaves the state as it was:
+
+    >>> ledger.add_audit({"decision_id": "a" * 32, "outcome": "failed", "ts": 150.5,
+    ...                   "plugin": "webhook"})
+    >>> ledger.state("a" * 32, now=200.0, window=lambda kind: 900.0)
+    'approved'
     >>> ledger.add_audit({"decision_id": "a" * 32, "outcome": "applied", "ts": 151.0})
     >>> ledger.state("a" * 32, now=2000.0, window=lambda kind: 900.0)
     'applied'
@@ -106,7 +113,10 @@ class DecisionLedger:
         """The decision's state (one of :data:`STATES`); ``window(kind)`` as the actuator's."""
         entry = self._entries[decision_id]
         state = "decided"
-        for record in entry.trail:
+        # An action plugin's call (a webhook...) is shown in the trail but says nothing of
+        # what the actuator did: it neither applies the decision nor answers a verdict.
+        trail = [record for record in entry.trail if not record.get("plugin")]
+        for record in trail:
             if record.get("outcome") == "duplicate":
                 continue
             if record.get("code") == "approval_expired":
@@ -115,7 +125,7 @@ class DecisionLedger:
                 state = "advisory"
             else:
                 state = _BY_OUTCOME.get(record.get("outcome", ""), state)
-        answered = max((r.get("ts", 0.0) for r in entry.trail), default=0.0)
+        answered = max((r.get("ts", 0.0) for r in trail), default=0.0)
         if state == "recommended" and any(v.get("ts", 0.0) > answered for v in entry.verdicts):
             return "approved"
         kind = entry.decision.get("kind", "")

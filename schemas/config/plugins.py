@@ -171,7 +171,7 @@ class PluginBindings:
 def load_plugin_bindings(path: str | Path) -> PluginBindings:
     """Read and validate the plugins file at ``path``."""
     return load(path, lambda doc: _build(doc, str(path)), error=PluginConfigError,
-                what="plugins file")  # fmt: skip
+                what="plugins")  # fmt: skip
 
 
 def _binding(group: str, value: Value, allow_null: bool = False) -> Binding:

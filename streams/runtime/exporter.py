@@ -50,6 +50,7 @@ from streams.runtime.app import app, topic_names
 from streams.runtime.settings import SettingsError
 
 __all__ = [
+    "ACTION_CALLS",
     "ANOMALY_SCORE",
     "CONSUMER_LAG",
     "COST_PER_HOUR",
@@ -72,6 +73,7 @@ __all__ = [
     "WORKER_UP",
     "CappedGauge",
     "PluginCollector",
+    "record_action_call",
     "record_anomaly_score",
     "record_cost",
     "record_remediation_outcome",
@@ -184,6 +186,12 @@ PII_DETECTED = Counter(
     "autopilot_pii_detected",
     "Personal data and secrets found (and redacted) in free-text fields, by class.",
     ["class"],
+)
+ACTION_CALLS = Counter(
+    "autopilot_action_calls",
+    "Calls of action plugins with a decision, by plugin (a registered name, bound in the "
+    "plugins file) and outcome (success, failure: an error result, an exception or a timeout).",
+    ["plugin", "outcome"],
 )
 WORKER_UP = Gauge(
     "autopilot_worker_up",
@@ -443,6 +451,11 @@ def record_scaling(
 def record_cost(service: str, region: str, cost_per_hour: float) -> None:
     """Export the running cost per hour a series reports."""
     COST_PER_HOUR.set((service, region), cost_per_hour)
+
+
+def record_action_call(plugin: str, ok: bool) -> None:
+    """Count one call of an action plugin."""
+    ACTION_CALLS.labels(plugin, "success" if ok else "failure").inc()
 
 
 def record_remediation_outcome(success: bool) -> None:

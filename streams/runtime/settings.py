@@ -94,6 +94,13 @@ no such price table file
     Traceback (most recent call last):
     ...
     streams.runtime.settings.SettingsError: AUTOPILOT_PSEUDONYM_SALT must be at most 64 bytes
+    >>> Settings.from_env({}).plugins_path is None
+    True
+    >>> Settings.from_env({"AUTOPILOT_PLUGINS_FILE": "/nowhere/plugins.toml"})
+    Traceback (most recent call last):
+    ...
+    streams.runtime.settings.SettingsError: AUTOPILOT_PLUGINS_FILE: /nowhere/plugins.toml: \
+no such plugins file
     """
 
     broker: str = "kafka://127.0.0.1:9092"
@@ -166,7 +173,8 @@ no such price table file
         budgets_path = None if budgets.lower() in ("off", "none") else Path(budgets)
         if budgets_path is not None:
             _check_file("AUTOPILOT_BUDGETS", budgets_path, load_budgets)
-        plugins_path = _existing_file(env, "AUTOPILOT_PLUGINS_FILE")
+        plugins = env.get("AUTOPILOT_PLUGINS_FILE")
+        plugins_path = Path(plugins) if plugins else None
         if plugins_path is not None:
             _check_file("AUTOPILOT_PLUGINS_FILE", plugins_path, load_plugin_bindings)
         plugin_modules = tuple(modules_of(env))
@@ -194,8 +202,8 @@ no such price table file
             regions_path=regions_path,
             prices_path=prices_path,
             budgets_path=budgets_path,
-            pseudonym_salt=salt,
             plugins_path=plugins_path,
+            pseudonym_salt=salt,
             plugin_modules=plugin_modules,
             plugin_max_failures=_number(
                 env, "AUTOPILOT_PLUGIN_MAX_FAILURES", cls.plugin_max_failures, 1, 1000, int
