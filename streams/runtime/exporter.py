@@ -324,7 +324,7 @@ class PluginCollector(Collector):
             labels=["plugin", "reason"],
         )
         seconds = HistogramMetricFamily(
-            "autopilot_plugin_seconds", "Duration of each plugin call.", labels=["plugin"]
+            "autopilot_plugin_seconds", "CPU seconds of each plugin call.", labels=["plugin"]
         )
         quarantined = GaugeMetricFamily(
             "autopilot_plugin_quarantined",

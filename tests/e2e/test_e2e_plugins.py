@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.conftest import AUTOPILOT, wait_until
-from tests.support.worker_views import FAST_CHECKPOINTS, decisions
+from tests.support.worker_views import FAST_CHECKPOINTS, decisions, lag_partitions
 
 pytestmark = pytest.mark.kafka
 
@@ -36,16 +36,22 @@ metric = "error_rate"
 plugin = "reporting"
 service = "billing"
 """
-SAMPLES = 400
-SPIKE_AT = 330  # three samples of latency 10x the usual: one anomalous episode
+# river-hst learns a day of 10-second samples before it decides: checkout sends a day and a
+# quarter, with a spike of three samples of 10x the usual latency (one anomalous episode)
+# after the warm-up; search sends 400.
+STEP_S = 10.0
+CHECKOUT = 9_000
+SEARCH = 400
+SPIKE_AT = 8_800
+AFTER_SWAP = 400
 
 
 def sample(service: str, i: int, start: float, rng: random.Random) -> dict:
     latency = 120.0 + 10.0 * math.sin(i / 40.0) + rng.gauss(0, 3)
-    if SPIKE_AT <= i % SAMPLES < SPIKE_AT + 3:
+    if i in (SPIKE_AT, SPIKE_AT + 1, SPIKE_AT + 2) or i - CHECKOUT in (300, 301, 302):
         latency *= 10
     return {
-        "ts": start + 5.0 * i, "service": service, "region": "us-east",
+        "ts": start + STEP_S * i, "service": service, "region": "us-east",
         "metrics": {"latency_p99_ms": latency, "error_rate": 0.001},
     }  # fmt: skip
 
@@ -87,8 +93,19 @@ def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
             "tests.support.plugins.e2e,tests.support.plugins.undeclared_network"
         ),
         "AUTOPILOT_PLUGIN_MAX_FAILURES": "3",
+        # The samples span a day and a quarter of event time.
+        "AUTOPILOT_MAX_PAST_S": str(2 * 86_400),
     }
     workers = [start_worker(env, name="first"), start_worker(env, name="second")]
+    # Both hold telemetry partitions before anything is sent: no record is read twice by
+    # a rebalance, so the counts below are exact.
+    wait_until(
+        lambda: all(
+            any(topic == "telemetry.metrics" for topic, _ in lag_partitions(w)) for w in workers
+        ),
+        60,
+        "the two workers did not share the telemetry partitions",
+    )
 
     # Admission: refused at start-up with one line; the built-in serves billing.
     for worker in workers:
@@ -98,8 +115,9 @@ def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
 
     rng = random.Random(0)
     # Event times up to now, for the samples sent after the swap too.
-    start = time.time() - 5.0 * 2 * SAMPLES
-    records = [sample(s, i, start, rng) for i in range(SAMPLES) for s in ("checkout", "search")]
+    start = time.time() - STEP_S * (CHECKOUT + AFTER_SWAP)
+    records = [sample("checkout", i, start, rng) for i in range(CHECKOUT)]
+    records += [sample("search", i, start, rng) for i in range(SEARCH)]
     produce(kafka_bootstrap, topic_names.metrics, records)
     wait_until(
         lambda: (
@@ -109,16 +127,18 @@ def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
         120,
         "the workers did not consume every sample",
     )
+
     # Nothing lost: every sample processed (none dead-lettered), the raising plugin's too.
-    wait_until(
-        lambda: (
-            total(workers, "autopilot_events_processed_total", topic="telemetry.metrics")
-            == len(records)
-        ),
-        30,
-        "not every sample was processed",
-    )
-    assert total(workers, "autopilot_dlq_total") == 0
+    def accounted() -> tuple[float, float, float]:
+        metric = {"topic": "telemetry.metrics"}
+        return (
+            total(workers, "autopilot_events_consumed_total", **metric),
+            total(workers, "autopilot_events_processed_total", **metric),
+            total(workers, "autopilot_dlq_total", **metric),
+        )
+
+    wait_until(lambda: sum(accounted()[1:]) >= len(records), 30, "not every sample was handled")
+    assert accounted() == (len(records), len(records), 0)
 
     # The raising plugin: quarantined after 3 failures on the worker that serves search.
     calls = [view(w)["calls"].get("every-tenth-raises") for w in workers]
@@ -127,15 +147,19 @@ def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
     assert total(workers, "autopilot_plugin_quarantined", plugin="every-tenth-raises") == 1
 
     # The River plugin decided checkout's latency spike, and says so.
+    (hst,) = [c for w in workers if (c := view(w)["calls"].get("river-hst")) is not None]
+    assert not hst["quarantined"] and hst["errors"] == 0, hst
+    spike = (start + STEP_S * SPIKE_AT, start + STEP_S * (SPIKE_AT + 2))
     wait_until(
         lambda: any(
-            d.evidence.get("detector") == "river-hst"
+            d.evidence.get("detector") == "river-hst" and spike[0] <= d.ts <= spike[1]
             for d in decisions(kafka_bootstrap, topic_names.remediation)
         ),
         30,
-        "no anomaly decision names the river-hst plugin",
+        "no anomaly decision of the river-hst plugin on the spike",
     )
-    assert total(workers, "autopilot_plugin_calls_total", plugin="river-hst") == SAMPLES
+    # Once a sample, and once to build the series' detector.
+    assert total(workers, "autopilot_plugin_calls_total", plugin="river-hst") == CHECKOUT + 1
 
     # A swap through the control topic reaches both workers, without a restart.
     bind = subprocess.run(
@@ -151,13 +175,14 @@ def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
             20,
             f"{worker.log_path.name} did not apply the swap",
         )  # fmt: skip
-    later = [sample("checkout", i, start, rng) for i in range(SAMPLES, 2 * SAMPLES)]
+    later = [sample("checkout", i, start, rng) for i in range(CHECKOUT, CHECKOUT + AFTER_SWAP)]
     produce(kafka_bootstrap, topic_names.metrics, later)
+    spike = (start + STEP_S * (CHECKOUT + 300), start + STEP_S * (CHECKOUT + 302))
     wait_until(
         lambda: any(
-            d.evidence.get("detector") == "ceiling"
+            d.evidence.get("detector") == "ceiling" and spike[0] <= d.ts <= spike[1]
             for d in decisions(kafka_bootstrap, topic_names.remediation)
         ),
         60,
-        "no decision of the swapped-in plugin",
+        "no decision of the swapped-in plugin on the spike after the swap",
     )
