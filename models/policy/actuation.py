@@ -137,6 +137,18 @@ class AuditRecord:
     approval: Mapping[str, Any] | None = None
     plugin: str | None = None
 
+    @classmethod
+    def about(cls, decision: Decision, **fields: Any) -> AuditRecord:
+        """The record of what became of ``decision``: its identity, and ``fields``."""
+        return cls(
+            decision_id=decision.decision_id,
+            kind=decision.kind,
+            action=decision.action,
+            subject=dict(decision.subject),
+            mode=decision.mode,
+            **fields,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-encodable dict."""
         out = {
@@ -209,12 +221,8 @@ def action_call_record(
     >>> record.outcome, record.code, record.to_dict()["plugin"]
     ('failed', 'action_failed', 'webhook')
     """
-    return AuditRecord(
-        decision_id=decision.decision_id,
-        kind=decision.kind,
-        action=decision.action,
-        subject=dict(decision.subject),
-        mode=decision.mode,
+    return AuditRecord.about(
+        decision,
         resource=None,
         outcome="applied" if ok else "failed",
         reason=detail,
@@ -867,12 +875,8 @@ class ActuationPolicy:
         request_id: str | None = None,
         attempts: int = 0,
     ) -> AuditRecord:
-        return AuditRecord(
-            decision_id=decision.decision_id,
-            kind=decision.kind,
-            action=decision.action,
-            subject=dict(decision.subject),
-            mode=decision.mode,
+        return AuditRecord.about(
+            decision,
             resource=None if step is None else step.resource,
             outcome=outcome,
             reason=reason,

@@ -208,12 +208,8 @@ class ApprovalDesk:
         now: float,
         approval: Approval | None = None,
     ) -> AuditRecord:
-        return AuditRecord(
-            decision_id=decision.decision_id,
-            kind=decision.kind,
-            action=decision.action,
-            subject=dict(decision.subject),
-            mode=decision.mode,
+        return AuditRecord.about(
+            decision,
             resource=None,
             outcome=outcome,
             reason=reason,

@@ -49,7 +49,8 @@ def test_bench_models_measures_every_registered_detector_and_keeps_the_baseline(
     for key in ("detector_us_per_value", "hst_us_per_value", "us_ratio_vs_hst", "meets_targets"):
         assert key in figures, key
     rows = {row["name"]: row for row in figures["detectors"]}
-    assert set(rows) == {"series", "bench-zscore", "bench-broken"}
+    # river-hst: the example plugin the test environment installs, found by entry point.
+    assert set(rows) == {"series", "river-hst", "bench-zscore", "bench-broken"}
     assert figures["plugins_refused"] == {}
     series, plugin, broken = rows["series"], rows["bench-zscore"], rows["bench-broken"]
     assert series["builtin"] and not plugin["builtin"]
@@ -109,7 +110,8 @@ def test_an_unknown_detector_is_one_line_listing_the_registered_ones(tmp_path: P
         result = autopilot(*args, "--detector", "nope")
         assert result.returncode == 2
         assert result.stderr.strip() == (
-            "autopilot: unknown detector 'nope'; registered: bench-broken, bench-zscore, series"
+            "autopilot: unknown detector 'nope'; "
+            "registered: bench-broken, bench-zscore, river-hst, series"
         )
     assert not (tmp_path / "out.csv").exists()
 

@@ -12,31 +12,8 @@ True
 
 from __future__ import annotations
 
-import math
-
 from models.registry import Entry
-
-
-class ZScoreDetector:
-    """River's anomaly detector protocol over a running mean and variance (Welford)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.mean = 0.0
-        self.m2 = 0.0
-
-    def score_one(self, x: dict[str, float]) -> float:
-        """``|z| / (|z| + 4)``: 0.5 at four standard deviations."""
-        if self.n < 2:
-            return 0.0
-        z = abs(x["value"] - self.mean) / (math.sqrt(self.m2 / (self.n - 1)) or 1.0)
-        return z / (z + 4.0)
-
-    def learn_one(self, x: dict[str, float]) -> None:
-        self.n += 1
-        delta = x["value"] - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (x["value"] - self.mean)
+from tests.support.plugins.good import RunningZScore as ZScoreDetector
 
 
 class BrokenDetector(ZScoreDetector):
