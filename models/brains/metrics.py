@@ -29,6 +29,7 @@ from models.forecast.breach import (
 from models.forecast.capacity import CapacityEstimator
 from models.forecast.load import Forecast, LoadForecaster
 from models.plugins.detectors import BoundDetector, DetectorPlugins
+from models.plugins.forecasters import BoundForecaster, ForecasterPlugins
 from models.policy.autoscalers import PredictivePolicy, make_policy
 from models.policy.scaling import ScalingRecommendation
 from schemas import Decision, decision_id_for
@@ -114,6 +115,11 @@ class MetricsBrain:
         Detector plugins and the metrics they are bound to (:mod:`models.plugins.detectors`);
         ``None``: the built-in detector everywhere. A decision a plugin made names it in its
         evidence (``detector``).
+    forecasters
+        Forecaster plugins and the services they are bound to
+        (:mod:`models.plugins.forecasters`); ``None``: the built-in forecaster everywhere. A
+        scaling decision sized on a plugin's forecast names it in its evidence
+        (``forecaster``).
 
     Notes
     -----
@@ -153,6 +159,7 @@ class MetricsBrain:
         max_series: int = 10_000,
         ttl_s: float = 6 * 3600.0,
         plugins: DetectorPlugins | None = None,
+        forecasters: ForecasterPlugins | None = None,
     ) -> None:
         self.target_utilisation = target_utilisation
         self.startup_delay_s = startup_delay_s
@@ -168,6 +175,7 @@ class MetricsBrain:
         self.max_series = max_series
         self.ttl_s = ttl_s
         self.plugins = plugins
+        self.forecasters = forecasters
         # Metrics that never get a detector.
         self._unscored = NOT_DETECTED | published_exclude
         self._series: OrderedDict[tuple[str, str], SeriesBrain] = OrderedDict()
@@ -260,20 +268,26 @@ class MetricsBrain:
                 decisions.append(
                     _anomaly_decision(ts, service, region, metric, value, result, served_by)
                 )
-        scaling = self._scale(brain, ts, metrics)
+        scaling = self._scale(brain, service, ts, metrics)
         if scaling is not None:
-            decisions.append(_scaling_decision(service, region, scaling))
+            decisions.append(_scaling_decision(service, region, *scaling))
         return decisions
 
     def _scale(
-        self, brain: SeriesBrain, ts: float, metrics: Mapping[str, float]
-    ) -> ScalingRecommendation | None:
+        self, brain: SeriesBrain, service: str, ts: float, metrics: Mapping[str, float]
+    ) -> tuple[ScalingRecommendation, str | None] | None:
+        """The recommendation to publish for this sample, if any, and the forecaster plugin
+        whose forecast it was sized on (``None``: the built-in's)."""
         rps, replicas, cpu = metrics.get("rps"), metrics.get("replicas"), metrics.get("cpu_util")
-        if rps is None or replicas is None or cpu is None or brain.policy is None:
+        policy = brain.policy
+        if rps is None or replicas is None or cpu is None or policy is None:
             return None
+        if self.forecasters is not None:
+            # At every sample, so that a binding changed at run time takes effect at once.
+            policy.forecaster = self.forecasters.serve(policy.forecaster, service)
         current = round(replicas)
-        brain.policy.decide(ts, rps, current, current, cpu)
-        rec = brain.policy.last_recommendation
+        policy.decide(ts, rps, current, current, cpu)
+        rec = policy.last_recommendation
         if ts - brain.first_ts < self.scaling_warmup_s:
             return None
         # Only a change of the desired count is news: the same count as the last
@@ -281,7 +295,8 @@ class MetricsBrain:
         if rec is None or rec.desired_replicas == brain.last_desired:
             return None
         brain.last_desired = rec.desired_replicas
-        return rec
+        forecaster = policy.forecaster
+        return rec, forecaster.served_by if isinstance(forecaster, BoundForecaster) else None
 
     def samples(self, key: tuple[str, str]) -> int:
         """Samples the series' capacity estimator has learned from (0 if unknown)."""
@@ -318,7 +333,7 @@ class MetricsBrain:
         brain = self._series.get((service, region))
         if brain is None or brain.policy is None:
             return False
-        brain.policy.forecaster.set_prior(profile)
+        _builtin_forecaster(brain.policy).set_prior(profile)
         return True
 
     def evict_idle(self, now: float) -> int:
@@ -355,7 +370,7 @@ class MetricsBrain:
             "detectors": {m: d.to_state() for m, d in brain.detectors.items()},
             "risks": {m: f.to_state() for m, f in brain.risks.items()},
             "quiet": dict(brain.quiet),
-            "forecaster": policy.forecaster.to_state(),
+            "forecaster": _builtin_forecaster(policy).to_state(),
             "capacity": policy.capacity.to_state(),
             "scaler": policy.scaler.to_state(),
             "startup": policy.startup.to_state(),
@@ -368,6 +383,11 @@ class MetricsBrain:
                 if brain.plugin_detectors
                 else {}
             ),
+            **(
+                {"plugin_forecaster": policy.forecaster.plugin_state()}
+                if isinstance(policy.forecaster, BoundForecaster)
+                else {}
+            ),
         }
 
     def restore(self, key: tuple[str, str], state: Mapping[str, Any]) -> None:
@@ -375,7 +395,12 @@ class MetricsBrain:
         if state.get("v") != _STATE_VERSION:
             raise ValueError(f"unsupported metrics brain state version {state.get('v')!r}")
         policy = self._new_policy()
-        policy.forecaster = LoadForecaster.from_state(state["forecaster"])
+        builtin = LoadForecaster.from_state(state["forecaster"])
+        policy.forecaster = (
+            self.forecasters.restore(builtin, key[0], state["plugin_forecaster"])
+            if self.forecasters is not None and "plugin_forecaster" in state
+            else builtin
+        )
         policy.capacity = CapacityEstimator()
         policy.capacity.load_state(state["capacity"])
         policy.scaler.load_state(state["scaler"])
@@ -409,6 +434,15 @@ class MetricsBrain:
         self._series.move_to_end(key)
         if len(self._series) > self.max_series:
             self._series.popitem(last=False)
+
+
+def _builtin_forecaster(policy: PredictivePolicy) -> LoadForecaster:
+    """The policy's built-in forecaster, whether or not a plugin runs beside it."""
+    forecaster = policy.forecaster
+    if isinstance(forecaster, BoundForecaster):
+        return forecaster.builtin
+    assert isinstance(forecaster, LoadForecaster)
+    return forecaster
 
 
 def _anomaly_decision(
@@ -494,8 +528,12 @@ def _risk_decision(
     )
 
 
-def _scaling_decision(service: str, region: str, rec: ScalingRecommendation) -> Decision:
+def _scaling_decision(
+    service: str, region: str, rec: ScalingRecommendation, forecaster: str | None = None
+) -> Decision:
     subject = {"service": service, "region": region}
+    # The built-in's decisions stay as they were; one sized on a plugin's forecast names it.
+    named = {} if forecaster is None else {"forecaster": forecaster}
     action = "scale_out" if rec.desired_replicas > rec.current_replicas else "scale_in"
     params = {"desired_replicas": rec.desired_replicas, "current_replicas": rec.current_replicas}
     # Narrow intervals relative to the forecast mean mean a confident forecast.
@@ -522,6 +560,7 @@ def _scaling_decision(service: str, region: str, rec: ScalingRecommendation) -> 
             "capacity_per_replica": rec.capacity_per_replica,
             "utilisation": rec.utilisation,
             "target_utilisation": rec.target_utilisation,
+            **named,
         },
         model_version=SCALING_MODEL_VERSION,
     )
