@@ -7,9 +7,10 @@
    bandit (:mod:`streams.plugins.security_scan`) and read for the capabilities it uses
    (:mod:`streams.plugins.capabilities`); a refusing finding, or a capability it did not
    declare, refuses it before any of its code runs;
-2. a detector then goes through the conformance suite of :mod:`models.plugins.checks`
-   (canned series, determinism, checkpoint round trip, memory per series, time per call).
-   The other groups have no suite yet: the static scan is all they get.
+2. a detector or a forecaster then goes through the conformance suite of
+   :mod:`models.plugins.checks` (canned series, sound forecasts, determinism, checkpoint
+   round trip, memory per series, time per call). The other groups have no suite yet: the
+   static scan is all they get.
 
 The product's own entries skip the scan: their code is the product's, reviewed with it.
 A plugin that fails is refused with one line saying why (the worker logs it, and the
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from models import registry
-from models.plugins.checks import CheckResult, Clock, run_checks
+from models.plugins.checks import SUITES, CheckResult, Clock, run_checks
 from streams.plugins.capabilities import capability_uses
 from streams.plugins.security_scan import SecurityScanError, refuses, scan
 
@@ -48,8 +49,6 @@ __all__ = ["AdmissionError", "Verdict", "admit", "admit_all", "plugin_sources"]
 
 _PRODUCT_PACKAGES = frozenset({"models", "agents", "streams"})
 _DISTRIBUTION = "paas-autopilot"
-_SUITES = frozenset({"detectors"})
-"""Groups with a conformance suite (:mod:`models.plugins.checks`)."""
 
 
 class AdmissionError(RuntimeError):
@@ -181,7 +180,7 @@ def _verdict(entry: registry.Entry, trusted: bool, results: list[CheckResult]) -
         return Verdict(False, f"{failed.name}: {failed.reason}", figures, tuple(results))
     said = ["built-in"] if trusted else []
     said.append(f"{len(results)} checks passed")
-    if entry.group not in _SUITES:
+    if entry.group not in SUITES:
         said.append(f"no conformance suite for {entry.group} yet")
     if "us_per_call_median" in figures:
         said.append(f"{figures['us_per_call_median']:,.1f} µs per call")
@@ -223,7 +222,7 @@ def _admit(entry: registry.Entry, clock: Clock) -> Verdict:
     if not trusted:
         results += [_security_check(files, base), _capabilities_check(entry, files, base)]
     # A plugin refused on its code is not run.
-    if entry.group in _SUITES and all(result.ok for result in results):
+    if entry.group in SUITES and all(result.ok for result in results):
         results += run_checks(entry, clock=clock)
     verdict = _verdict(entry, trusted, results)
     if key is not None:

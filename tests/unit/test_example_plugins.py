@@ -7,6 +7,7 @@ HTTP server: both found through their entry points, as a worker finds them.
 from __future__ import annotations
 
 import http.server
+import itertools
 import math
 import pickle
 import random
@@ -21,6 +22,7 @@ from models import registry
 from models.base import Action, ActionResult
 from schemas import Decision
 from schemas.decision import decision_id_for
+from streams.plugins.admission import admit
 
 DAY = 8640  # values at one every 10 s
 SPIKE_AT = DAY + DAY // 2
@@ -128,6 +130,8 @@ def test_river_holtwinters_is_a_plugin_found_by_entry_point(plugins) -> None:
     assert not entry.builtin and entry.capabilities == frozenset()
     assert entry.warmup == DAY
     assert "river-holtwinters" in registry.names("forecasters")
+    verdict = admit(entry, clock=itertools.count(0, 1000).__next__)
+    assert verdict.ok, verdict.reason
 
 
 def test_river_holtwinters_forecasts_a_daily_cycle_as_well_as_the_built_in(plugins) -> None:

@@ -4,6 +4,7 @@ checkpointed, and the built-in path left exactly as it was."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 
 import orjson
@@ -12,6 +13,7 @@ from river import time_series
 from models.brains.metrics import MetricsBrain
 from models.forecast.load import Forecast, LoadForecaster
 from models.forecast.river_forecaster import RiverForecaster
+from models.plugins import checks
 from models.plugins.forecasters import BoundForecaster, ForecasterPlugins
 from models.plugins.guard import PluginGuard
 from models.policy.autoscalers import PREDICTIVE_CONFIG
@@ -125,6 +127,16 @@ def test_an_unsound_forecast_counts_as_a_failure_and_the_built_in_serves() -> No
     stats = bound.guard.stats["inverted"]
     assert stats.quarantined and "interval" in stats.last_error
     assert brain._series[KEY].policy.forecaster.served_by is None
+
+
+def test_the_conformance_suite_admits_a_river_forecaster_and_refuses_an_unsound_one() -> None:
+    one_us_per_reading = itertools.count(0, 1000).__next__
+    holt_results = checks.run_checks(ENTRIES["river-holt"], n=300, clock=one_us_per_reading)
+    assert all(r.ok for r in holt_results), holt_results
+    assert holt_results[0].figures["mae"] < 40  # the canned cycle's amplitude
+    inverted = checks.run_checks(ENTRIES["inverted"], n=300, clock=one_us_per_reading)
+    assert not inverted[0].ok
+    assert "must be finite and hold its mean" in inverted[0].reason
 
 
 def test_a_binding_changed_at_run_time_is_picked_up_at_the_next_sample() -> None:
