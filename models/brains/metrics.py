@@ -30,6 +30,7 @@ from models.forecast.capacity import CapacityEstimator
 from models.forecast.load import Forecast, LoadForecaster
 from models.plugins.detectors import BoundDetector, DetectorPlugins
 from models.plugins.forecasters import BoundForecaster, ForecasterPlugins
+from models.plugins.policies import BoundPolicy, PolicyPlugins
 from models.policy.autoscalers import PredictivePolicy, make_policy
 from models.policy.scaling import ScalingRecommendation
 from schemas import Decision, decision_id_for
@@ -74,6 +75,7 @@ class SeriesBrain:
     quiet: dict[str, tuple[int, int]] = field(default_factory=dict)
     plugin_detectors: dict[str, BoundDetector] = field(default_factory=dict)
     policy: PredictivePolicy | None = None
+    plugin_policy: BoundPolicy | None = None
     last_desired: int | None = None
     first_ts: float = math.nan
     last_ts: float = math.nan
@@ -120,6 +122,11 @@ class MetricsBrain:
         (:mod:`models.plugins.forecasters`); ``None``: the built-in forecaster everywhere. A
         scaling decision sized on a plugin's forecast names it in its evidence
         (``forecaster``).
+    policies
+        Scaling policies bound to services (:mod:`models.plugins.policies`), built with
+        this brain's scaling parameters under their binding's configuration; ``None``: the
+        built-in predictive policy everywhere. A scaling decision of a bound policy names
+        it in its evidence (``policy``).
 
     Notes
     -----
@@ -160,6 +167,7 @@ class MetricsBrain:
         ttl_s: float = 6 * 3600.0,
         plugins: DetectorPlugins | None = None,
         forecasters: ForecasterPlugins | None = None,
+        policies: PolicyPlugins | None = None,
     ) -> None:
         self.target_utilisation = target_utilisation
         self.startup_delay_s = startup_delay_s
@@ -176,6 +184,13 @@ class MetricsBrain:
         self.ttl_s = ttl_s
         self.plugins = plugins
         self.forecasters = forecasters
+        self.policies = policies
+        self._policy_config = {
+            "target_utilisation": target_utilisation,
+            "startup_delay_s": startup_delay_s,
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+        }
         # Metrics that never get a detector.
         self._unscored = NOT_DETECTED | published_exclude
         self._series: OrderedDict[tuple[str, str], SeriesBrain] = OrderedDict()
@@ -192,13 +207,7 @@ class MetricsBrain:
         return iter(self._series)
 
     def _new_policy(self) -> PredictivePolicy:
-        policy = make_policy(
-            "predictive",
-            self.target_utilisation,
-            startup_delay_s=self.startup_delay_s,
-            min_replicas=self.min_replicas,
-            max_replicas=self.max_replicas,
-        )
+        policy = make_policy("predictive", **self._policy_config)
         assert isinstance(policy, PredictivePolicy)
         return policy
 
@@ -275,9 +284,10 @@ class MetricsBrain:
 
     def _scale(
         self, brain: SeriesBrain, service: str, ts: float, metrics: Mapping[str, float]
-    ) -> tuple[ScalingRecommendation, str | None] | None:
-        """The recommendation to publish for this sample, if any, and the forecaster plugin
-        whose forecast it was sized on (``None``: the built-in's)."""
+    ) -> tuple[ScalingRecommendation, dict[str, str]] | None:
+        """The recommendation to publish for this sample, if any, and the evidence naming
+        the bound policy that made it (``policy``) or the forecaster plugin whose forecast it
+        was sized on (``forecaster``); empty for the built-ins'."""
         rps, replicas, cpu = metrics.get("rps"), metrics.get("replicas"), metrics.get("cpu_util")
         policy = brain.policy
         if rps is None or replicas is None or cpu is None or policy is None:
@@ -288,6 +298,16 @@ class MetricsBrain:
         current = round(replicas)
         policy.decide(ts, rps, current, current, cpu)
         rec = policy.last_recommendation
+        bound_policy = None
+        if self.policies is not None:
+            # The built-in decided above all the same: it serves whenever the bound one fails.
+            brain.plugin_policy = self.policies.bound(
+                brain.plugin_policy, service, self._policy_config
+            )
+            if brain.plugin_policy is not None:
+                rec, bound_policy = self.policies.decide(
+                    brain.plugin_policy, ts, rps, current, cpu, rec
+                )
         if ts - brain.first_ts < self.scaling_warmup_s:
             return None
         # Only a change of the desired count is news: the same count as the last
@@ -295,8 +315,12 @@ class MetricsBrain:
         if rec is None or rec.desired_replicas == brain.last_desired:
             return None
         brain.last_desired = rec.desired_replicas
+        if bound_policy is not None:
+            return rec, {"policy": bound_policy}
         forecaster = policy.forecaster
-        return rec, forecaster.served_by if isinstance(forecaster, BoundForecaster) else None
+        if isinstance(forecaster, BoundForecaster) and forecaster.served_by is not None:
+            return rec, {"forecaster": forecaster.served_by}
+        return rec, {}
 
     def samples(self, key: tuple[str, str]) -> int:
         """Samples the series' capacity estimator has learned from (0 if unknown)."""
@@ -388,6 +412,11 @@ class MetricsBrain:
                 if isinstance(policy.forecaster, BoundForecaster)
                 else {}
             ),
+            **(
+                {"plugin_policy": brain.plugin_policy.state()}
+                if brain.plugin_policy is not None
+                else {}
+            ),
         }
 
     def restore(self, key: tuple[str, str], state: Mapping[str, Any]) -> None:
@@ -427,6 +456,11 @@ class MetricsBrain:
                 else {}
             ),
             policy=policy,
+            plugin_policy=(
+                self.policies.restore(key[0], state["plugin_policy"])
+                if self.policies is not None and "plugin_policy" in state
+                else None
+            ),
             last_desired=state["last_desired"],
             first_ts=state["first_ts"],
             last_ts=state["last_ts"],
@@ -529,11 +563,9 @@ def _risk_decision(
 
 
 def _scaling_decision(
-    service: str, region: str, rec: ScalingRecommendation, forecaster: str | None = None
+    service: str, region: str, rec: ScalingRecommendation, named: Mapping[str, str]
 ) -> Decision:
     subject = {"service": service, "region": region}
-    # The built-in's decisions stay as they were; one sized on a plugin's forecast names it.
-    named = {} if forecaster is None else {"forecaster": forecaster}
     action = "scale_out" if rec.desired_replicas > rec.current_replicas else "scale_in"
     params = {"desired_replicas": rec.desired_replicas, "current_replicas": rec.current_replicas}
     # Narrow intervals relative to the forecast mean mean a confident forecast.
@@ -560,6 +592,7 @@ def _scaling_decision(
             "capacity_per_replica": rec.capacity_per_replica,
             "utilisation": rec.utilisation,
             "target_utilisation": rec.target_utilisation,
+            # Empty for the built-ins, so that their decisions stay as they were.
             **named,
         },
         model_version=SCALING_MODEL_VERSION,
