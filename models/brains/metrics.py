@@ -132,7 +132,7 @@ class MetricsBrain:
     -----
     Memory is bounded by ``max_series * (max_metrics * 2 KiB + 12 KiB)``; with the
     nine well-known metrics a series holds about 30 KiB. Each metric bound to a plugin adds
-    the plugin's declared bytes per key.
+    the plugin's declared bytes per key, as do a forecaster and a policy bound to its service.
 
     A sample no newer than its series' latest is not learned (:attr:`replayed` counts it):
     it is a replay, as after a restart from a checkpoint written after the last offset
