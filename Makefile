@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # The example plugins too: tests/unit/test_example_plugins.py loads them by entry point.
-EXAMPLE_PLUGINS := examples/plugins/river_hst examples/plugins/webhook_action
+EXAMPLE_PLUGINS := examples/plugins/river_hst examples/plugins/river_forecaster \
+	examples/plugins/webhook_action
 
 $(VENV)/.installed-test: pyproject.toml $(EXAMPLE_PLUGINS:=/pyproject.toml) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -50,7 +50,9 @@ __all__ = ["brain", "checkpoint", "metrics"]
 
 log = logging.getLogger(__name__)
 
-brain = MetricsBrain(plugins=plugins.detectors)
+brain = MetricsBrain(
+    plugins=plugins.detectors, forecasters=plugins.forecasters, policies=plugins.policies
+)
 # The telemetry partition each series was last read from: its checkpoint goes to the
 # changelog partition with the same number.
 _partition_of: dict[bytes, int] = {}

@@ -18,6 +18,9 @@ brain that learns per tenant forgets one on request (erasure) with ``forget(tena
 :mod:`models.registry` names the implementations of each protocol: the plugin point.
 ``tests/conformance`` checks every registered one against these protocols.
 
+A scaling policy (the ``policies`` group) sizes one series: the metrics brain calls its
+``decide`` once per sample and publishes its ``last_recommendation`` when the count changes.
+
 An action (the ``actions`` plugin group) is what is done with a decision besides the
 actuator's AWS calls: notify a webhook, open a ticket. Its ``apply`` is called once per
 decision, off the event loop; it reports failure in its :class:`ActionResult` rather than
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from models.forecast.load import Forecast
+from models.policy.scaling import ScalingRecommendation
 
 __all__ = [
     "Action",
@@ -41,6 +45,7 @@ __all__ = [
     "EvictsIdle",
     "Forecaster",
     "KeyedCheckpointed",
+    "ScalingPolicy",
 ]
 
 
@@ -111,6 +116,32 @@ class Forecaster(Checkpointed, Protocol):
     def forecast_at(
         self, ts_now: float, horizon_s: float, interval: float | None = None
     ) -> Forecast: ...
+
+
+@runtime_checkable
+class ScalingPolicy(Protocol):
+    """The scaling policy of one series, as the metrics brain runs it.
+
+    ``decide`` learns one sample (the demand ``rps``, the ``ready`` and ``requested``
+    replica counts, the CPU utilisation of the ready replicas) and returns the replica count
+    to request, or ``None`` to keep it; ``last_recommendation`` is the evidence of the last
+    change it asked for (published as a ``scaling`` decision), ``None`` when it asked for
+    none; ``last_forecast`` is the demand forecast it sized for, ``None`` for a policy that
+    forecasts nothing. A policy bound as a plugin is checkpointed as its pickle, as every
+    plugin is (:mod:`models.plugins.policies`); the built-in predictive policy is
+    checkpointed by parts, in JSON, by its brain.
+
+    Both registered policies are ones: :class:`~models.policy.autoscalers.PredictivePolicy`
+    and :class:`~models.policy.autoscalers.HPAPolicy`. (The lab's simulator drives a looser
+    protocol, :class:`models.policy.autoscalers.ScalingPolicy`, which its oracle also meets.)
+    """
+
+    last_recommendation: ScalingRecommendation | None
+    last_forecast: Forecast | None
+
+    def decide(
+        self, ts: float, rps: float, ready: int, requested: int, cpu_util: float
+    ) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)

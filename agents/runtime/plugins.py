@@ -15,7 +15,9 @@ import logging
 
 from models import registry
 from models.plugins.detectors import DetectorPlugins
+from models.plugins.forecasters import ForecasterPlugins
 from models.plugins.guard import PluginGuard
+from models.plugins.policies import PolicyPlugins
 from schemas.config.plugins import Binding, PluginBindings, load_plugin_bindings
 from streams.plugins.admission import admit
 from streams.runtime.app import settings
@@ -37,6 +39,8 @@ class PluginRuntime:
         self.bindings = PluginBindings()
         self.guard = PluginGuard(settings.plugin_max_failures, on_quarantine=self._quarantined)
         self.detectors = DetectorPlugins(self.bindings, self.guard, registry.entry)
+        self.forecasters = ForecasterPlugins(self.bindings, self.guard, registry.entry)
+        self.policies = PolicyPlugins(self.bindings, self.guard, registry.entry)
         if settings.plugins_path is not None:
             for binding in load_plugin_bindings(settings.plugins_path):
                 self.bind(binding, source=str(settings.plugins_path))

@@ -29,6 +29,8 @@ from models.forecast.breach import (
 from models.forecast.capacity import CapacityEstimator
 from models.forecast.load import Forecast, LoadForecaster
 from models.plugins.detectors import BoundDetector, DetectorPlugins
+from models.plugins.forecasters import BoundForecaster, ForecasterPlugins
+from models.plugins.policies import BoundPolicy, PolicyPlugins
 from models.policy.autoscalers import PredictivePolicy, make_policy
 from models.policy.scaling import ScalingRecommendation
 from schemas import Decision, decision_id_for
@@ -73,6 +75,7 @@ class SeriesBrain:
     quiet: dict[str, tuple[int, int]] = field(default_factory=dict)
     plugin_detectors: dict[str, BoundDetector] = field(default_factory=dict)
     policy: PredictivePolicy | None = None
+    plugin_policy: BoundPolicy | None = None
     last_desired: int | None = None
     first_ts: float = math.nan
     last_ts: float = math.nan
@@ -114,12 +117,22 @@ class MetricsBrain:
         Detector plugins and the metrics they are bound to (:mod:`models.plugins.detectors`);
         ``None``: the built-in detector everywhere. A decision a plugin made names it in its
         evidence (``detector``).
+    forecasters
+        Forecaster plugins and the services they are bound to
+        (:mod:`models.plugins.forecasters`); ``None``: the built-in forecaster everywhere. A
+        scaling decision sized on a plugin's forecast names it in its evidence
+        (``forecaster``).
+    policies
+        Scaling policies bound to services (:mod:`models.plugins.policies`), built with
+        this brain's scaling parameters under their binding's configuration; ``None``: the
+        built-in predictive policy everywhere. A scaling decision of a bound policy names
+        it in its evidence (``policy``).
 
     Notes
     -----
     Memory is bounded by ``max_series * (max_metrics * 2 KiB + 12 KiB)``; with the
     nine well-known metrics a series holds about 30 KiB. Each metric bound to a plugin adds
-    the plugin's declared bytes per key.
+    the plugin's declared bytes per key, as do a forecaster and a policy bound to its service.
 
     A sample no newer than its series' latest is not learned (:attr:`replayed` counts it):
     it is a replay, as after a restart from a checkpoint written after the last offset
@@ -153,6 +166,8 @@ class MetricsBrain:
         max_series: int = 10_000,
         ttl_s: float = 6 * 3600.0,
         plugins: DetectorPlugins | None = None,
+        forecasters: ForecasterPlugins | None = None,
+        policies: PolicyPlugins | None = None,
     ) -> None:
         self.target_utilisation = target_utilisation
         self.startup_delay_s = startup_delay_s
@@ -168,6 +183,14 @@ class MetricsBrain:
         self.max_series = max_series
         self.ttl_s = ttl_s
         self.plugins = plugins
+        self.forecasters = forecasters
+        self.policies = policies
+        self._policy_config = {
+            "target_utilisation": target_utilisation,
+            "startup_delay_s": startup_delay_s,
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+        }
         # Metrics that never get a detector.
         self._unscored = NOT_DETECTED | published_exclude
         self._series: OrderedDict[tuple[str, str], SeriesBrain] = OrderedDict()
@@ -184,13 +207,7 @@ class MetricsBrain:
         return iter(self._series)
 
     def _new_policy(self) -> PredictivePolicy:
-        policy = make_policy(
-            "predictive",
-            self.target_utilisation,
-            startup_delay_s=self.startup_delay_s,
-            min_replicas=self.min_replicas,
-            max_replicas=self.max_replicas,
-        )
+        policy = make_policy("predictive", **self._policy_config)
         assert isinstance(policy, PredictivePolicy)
         return policy
 
@@ -260,20 +277,37 @@ class MetricsBrain:
                 decisions.append(
                     _anomaly_decision(ts, service, region, metric, value, result, served_by)
                 )
-        scaling = self._scale(brain, ts, metrics)
+        scaling = self._scale(brain, service, ts, metrics)
         if scaling is not None:
-            decisions.append(_scaling_decision(service, region, scaling))
+            decisions.append(_scaling_decision(service, region, *scaling))
         return decisions
 
     def _scale(
-        self, brain: SeriesBrain, ts: float, metrics: Mapping[str, float]
-    ) -> ScalingRecommendation | None:
+        self, brain: SeriesBrain, service: str, ts: float, metrics: Mapping[str, float]
+    ) -> tuple[ScalingRecommendation, dict[str, str]] | None:
+        """The recommendation to publish for this sample, if any, and the evidence naming
+        the bound policy that made it (``policy``) or the forecaster plugin whose forecast it
+        was sized on (``forecaster``); empty for the built-ins'."""
         rps, replicas, cpu = metrics.get("rps"), metrics.get("replicas"), metrics.get("cpu_util")
-        if rps is None or replicas is None or cpu is None or brain.policy is None:
+        policy = brain.policy
+        if rps is None or replicas is None or cpu is None or policy is None:
             return None
+        if self.forecasters is not None:
+            # At every sample, so that a binding changed at run time takes effect at once.
+            policy.forecaster = self.forecasters.serve(policy.forecaster, service)
         current = round(replicas)
-        brain.policy.decide(ts, rps, current, current, cpu)
-        rec = brain.policy.last_recommendation
+        policy.decide(ts, rps, current, current, cpu)
+        rec = policy.last_recommendation
+        bound_policy = None
+        if self.policies is not None:
+            # The built-in decided above all the same: it serves whenever the bound one fails.
+            brain.plugin_policy = self.policies.bound(
+                brain.plugin_policy, service, self._policy_config
+            )
+            if brain.plugin_policy is not None:
+                rec, bound_policy = self.policies.decide(
+                    brain.plugin_policy, ts, rps, current, cpu, rec
+                )
         if ts - brain.first_ts < self.scaling_warmup_s:
             return None
         # Only a change of the desired count is news: the same count as the last
@@ -281,7 +315,12 @@ class MetricsBrain:
         if rec is None or rec.desired_replicas == brain.last_desired:
             return None
         brain.last_desired = rec.desired_replicas
-        return rec
+        if bound_policy is not None:
+            return rec, {"policy": bound_policy}
+        forecaster = policy.forecaster
+        if isinstance(forecaster, BoundForecaster) and forecaster.served_by is not None:
+            return rec, {"forecaster": forecaster.served_by}
+        return rec, {}
 
     def samples(self, key: tuple[str, str]) -> int:
         """Samples the series' capacity estimator has learned from (0 if unknown)."""
@@ -318,7 +357,7 @@ class MetricsBrain:
         brain = self._series.get((service, region))
         if brain is None or brain.policy is None:
             return False
-        brain.policy.forecaster.set_prior(profile)
+        _builtin_forecaster(brain.policy).set_prior(profile)
         return True
 
     def evict_idle(self, now: float) -> int:
@@ -355,7 +394,7 @@ class MetricsBrain:
             "detectors": {m: d.to_state() for m, d in brain.detectors.items()},
             "risks": {m: f.to_state() for m, f in brain.risks.items()},
             "quiet": dict(brain.quiet),
-            "forecaster": policy.forecaster.to_state(),
+            "forecaster": _builtin_forecaster(policy).to_state(),
             "capacity": policy.capacity.to_state(),
             "scaler": policy.scaler.to_state(),
             "startup": policy.startup.to_state(),
@@ -368,6 +407,16 @@ class MetricsBrain:
                 if brain.plugin_detectors
                 else {}
             ),
+            **(
+                {"plugin_forecaster": policy.forecaster.plugin_state()}
+                if isinstance(policy.forecaster, BoundForecaster)
+                else {}
+            ),
+            **(
+                {"plugin_policy": brain.plugin_policy.state()}
+                if brain.plugin_policy is not None
+                else {}
+            ),
         }
 
     def restore(self, key: tuple[str, str], state: Mapping[str, Any]) -> None:
@@ -375,7 +424,12 @@ class MetricsBrain:
         if state.get("v") != _STATE_VERSION:
             raise ValueError(f"unsupported metrics brain state version {state.get('v')!r}")
         policy = self._new_policy()
-        policy.forecaster = LoadForecaster.from_state(state["forecaster"])
+        builtin = LoadForecaster.from_state(state["forecaster"])
+        policy.forecaster = (
+            self.forecasters.restore(builtin, key[0], state["plugin_forecaster"])
+            if self.forecasters is not None and "plugin_forecaster" in state
+            else builtin
+        )
         policy.capacity = CapacityEstimator()
         policy.capacity.load_state(state["capacity"])
         policy.scaler.load_state(state["scaler"])
@@ -402,6 +456,11 @@ class MetricsBrain:
                 else {}
             ),
             policy=policy,
+            plugin_policy=(
+                self.policies.restore(key[0], state["plugin_policy"])
+                if self.policies is not None and "plugin_policy" in state
+                else None
+            ),
             last_desired=state["last_desired"],
             first_ts=state["first_ts"],
             last_ts=state["last_ts"],
@@ -409,6 +468,15 @@ class MetricsBrain:
         self._series.move_to_end(key)
         if len(self._series) > self.max_series:
             self._series.popitem(last=False)
+
+
+def _builtin_forecaster(policy: PredictivePolicy) -> LoadForecaster:
+    """The policy's built-in forecaster, whether or not a plugin runs beside it."""
+    forecaster = policy.forecaster
+    if isinstance(forecaster, BoundForecaster):
+        return forecaster.builtin
+    assert isinstance(forecaster, LoadForecaster)
+    return forecaster
 
 
 def _anomaly_decision(
@@ -494,7 +562,9 @@ def _risk_decision(
     )
 
 
-def _scaling_decision(service: str, region: str, rec: ScalingRecommendation) -> Decision:
+def _scaling_decision(
+    service: str, region: str, rec: ScalingRecommendation, named: Mapping[str, str]
+) -> Decision:
     subject = {"service": service, "region": region}
     action = "scale_out" if rec.desired_replicas > rec.current_replicas else "scale_in"
     params = {"desired_replicas": rec.desired_replicas, "current_replicas": rec.current_replicas}
@@ -522,6 +592,8 @@ def _scaling_decision(service: str, region: str, rec: ScalingRecommendation) -> 
             "capacity_per_replica": rec.capacity_per_replica,
             "utilisation": rec.utilisation,
             "target_utilisation": rec.target_utilisation,
+            # Empty for the built-ins, so that their decisions stay as they were.
+            **named,
         },
         model_version=SCALING_MODEL_VERSION,
     )

@@ -1,13 +1,15 @@
-"""The conformance suite of a detector entry, in the spirit of River's ``estimator_checks``.
+"""The conformance suite of a detector or forecaster entry, in the spirit of River's
+``estimator_checks``.
 
-Every check builds fresh detectors from an :class:`~models.registry.Entry`, feeds them the
-same canned series (:func:`canned_series`) the way the worker does (``score_one`` then
-``learn_one`` with :meth:`Entry.features <models.registry.Entry.features>`), and returns a
-:class:`CheckResult`: whether it passed, one line saying why not, and what it measured.
-:func:`run_checks` runs them all; the worker's admission and ``autopilot plugins check``
-(:mod:`streams.plugins.admission`) refuse a plugin that fails any.
-
-Forecasters have no suite yet: their verbs are changing (``update``/``forecast_at``).
+Every check builds fresh instances from an :class:`~models.registry.Entry`, feeds them the
+same canned series (:func:`canned_series`) the way the worker does, and returns a
+:class:`CheckResult`: whether it passed, one line saying why not, and what it measured. A
+detector is fed as the metrics brain feeds it (``score_one`` then ``learn_one`` with
+:meth:`Entry.features <models.registry.Entry.features>`), a forecaster as the scaler feeds
+it (``update(ts, y)`` then ``forecast_at(ts, HORIZON_S)``, whose forecast must be finite
+with ``lower <= mean <= upper``). :func:`run_checks` runs them all; the worker's admission
+and ``autopilot plugins check`` (:mod:`streams.plugins.admission`) refuse a plugin that
+fails any.
 
 Examples
 --------
@@ -40,6 +42,7 @@ from models.detect.bank import deep_sizeof
 from models.registry import Entry
 
 __all__ = [
+    "SUITES",
     "CheckResult",
     "canned_series",
     "check_deterministic",
@@ -52,7 +55,11 @@ __all__ = [
 
 START = 1_700_000_000.0
 STEP_S = 300.0
+HORIZON_S = 900.0
+"""How far ahead a forecaster is asked to forecast after each value: three steps."""
 Series = list[tuple[float, float]]
+SUITES = ("detectors", "forecasters")
+"""The groups with a conformance suite."""
 Clock = Callable[[], int]
 """Nanoseconds from an arbitrary origin, as :func:`time.perf_counter_ns`."""
 
@@ -119,8 +126,30 @@ class _Failed(Exception):
     """A detector misbehaved while being fed; its message is the check's reason."""
 
 
-def _feed(entry: Entry, detector: Any, values: Series, start: int = 0) -> list[float]:
-    """Score then learn each value, as the worker does; the scores, checked finite."""
+def _forecast(forecaster: Any, values: Series, start: int) -> list[Any]:
+    """Learn each value then forecast, as the scaler does; the forecasts, checked sound."""
+    forecasts = []
+    for i, (ts, y) in enumerate(values, start):
+        try:
+            forecaster.update(ts, y)
+            fc = forecaster.forecast_at(ts, HORIZON_S)
+            mean, lower, upper = float(fc.mean), float(fc.lower), float(fc.upper)
+        except Exception as exc:  # a plugin can raise anything
+            raise _Failed(f"update or forecast_at raised {_one_line(exc)} at value {i}") from exc
+        if not (math.isfinite(lower) and math.isfinite(upper) and lower <= mean <= upper):
+            raise _Failed(
+                f"forecast_at gave mean {mean} and interval [{lower}, {upper}] at value {i}; "
+                "it must be finite and hold its mean"
+            )
+        forecasts.append((mean, lower, upper))
+    return forecasts
+
+
+def _feed(entry: Entry, detector: Any, values: Series, start: int = 0) -> list[Any]:
+    """Score then learn each value, as the worker does; the scores, checked finite. A
+    forecaster's outputs are its forecasts (:func:`_forecast`)."""
+    if entry.group == "forecasters":
+        return _forecast(detector, values, start)
     scores = []
     for i, (ts, y) in enumerate(values, start):
         x = entry.features(ts, y)
@@ -148,22 +177,34 @@ def _create(entry: Entry) -> Any:
         raise _Failed(f"cannot be built without configuration: {_one_line(exc)}") from exc
 
 
-def _first_difference(a: list[float], b: list[float], offset: int = 0) -> str:
+def _first_difference(entry: Entry, a: list[Any], b: list[Any], offset: int = 0) -> str:
     i = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
-    return f"value {offset + i} scored {b[i]!r} instead of {a[i]!r}"
+    # A forecaster's outputs are (mean, lower, upper) of its forecast after the value.
+    verb = "was followed by the forecast" if entry.group == "forecasters" else "scored"
+    return f"value {offset + i} {verb} {b[i]!r} instead of {a[i]!r}"
 
 
 def check_learns_and_scores(entry: Entry, values: Series) -> CheckResult:
     """It learns and scores every value without raising, and every score is a finite float.
 
     Figures: how many values, how many scores reached the entry's threshold after its
-    warm-up (a detector that flags everything, or nothing, shows here).
+    warm-up (a detector that flags everything, or nothing, shows here). A forecaster's
+    forecasts are sound instead, and the figure is their mean absolute error after its
+    warm-up (``mae``), against the value ``HORIZON_S`` later.
     """
     name = "learns and scores"
     try:
         scores = _feed(entry, _create(entry), values)
     except _Failed as exc:
         return CheckResult(name, False, str(exc))
+    if entry.group == "forecasters":
+        ahead = round(HORIZON_S / STEP_S)
+        errors = [abs(fc[0] - y) for fc, (_, y) in zip(scores, values[ahead:], strict=False)]
+        figures: dict[str, Any] = {"values": len(values)}
+        # A warm-up longer than the series (a daily season of 10 s steps) leaves no error.
+        if errors[entry.warmup :]:
+            figures["mae"] = round(statistics.fmean(errors[entry.warmup :]), 3)
+        return CheckResult(name, True, figures=figures)
     flagged = sum(s >= entry.threshold for s in scores[entry.warmup :])
     return CheckResult(name, True, figures={"values": len(values), "flagged": flagged})
 
@@ -177,7 +218,7 @@ def check_deterministic(entry: Entry, values: Series) -> CheckResult:
     except _Failed as exc:
         return CheckResult(name, False, str(exc))
     if first != second:
-        reason = f"a second instance differs: {_first_difference(first, second)}"
+        reason = f"a second instance differs: {_first_difference(entry, first, second)}"
         return CheckResult(name, False, reason)
     return CheckResult(name, True)
 
@@ -189,7 +230,9 @@ def check_state_round_trip(entry: Entry, values: Series) -> CheckResult:
     JSON (``orjson``), as the changelog stores it; ``from_state`` is given the keyword
     configuration of a factory that is a :func:`functools.partial`, as the protocol asks
     (:mod:`models.base`). Any other goes through :mod:`pickle`: River's estimators have no
-    JSON state, and pickling is how River itself saves them.
+    JSON state, and pickling is how River itself saves them. A forecaster always goes
+    through :mod:`pickle`, as the metrics brain checkpoints it
+    (:mod:`models.plugins.forecasters`).
 
     Figures: the format and the size of the state, in bytes.
     """
@@ -202,8 +245,10 @@ def check_state_round_trip(entry: Entry, values: Series) -> CheckResult:
     except _Failed as exc:
         return CheckResult(name, False, str(exc))
     cls = type(head)
-    as_json = callable(getattr(head, "to_state", None)) and callable(
-        getattr(cls, "from_state", None)
+    as_json = (
+        entry.group == "detectors"
+        and callable(getattr(head, "to_state", None))
+        and callable(getattr(cls, "from_state", None))
     )
     fmt = "json" if as_json else "pickle"
     try:
@@ -224,7 +269,7 @@ def check_state_round_trip(entry: Entry, values: Series) -> CheckResult:
     figures = {"format": fmt, "state_bytes": len(blob)}
     if resumed != whole:
         return CheckResult(
-            name, False, f"restored from {fmt}, {_first_difference(whole, resumed)}", figures
+            name, False, f"restored from {fmt}, {_first_difference(entry, whole, resumed)}", figures
         )
     return CheckResult(name, True, figures=figures)
 
@@ -267,8 +312,8 @@ def check_memory_per_series(entry: Entry, values: Series) -> CheckResult:
 def check_time_per_call(
     entry: Entry, values: Series, clock: Clock = time.perf_counter_ns
 ) -> CheckResult:
-    """The median time of one ``score_one`` plus ``learn_one`` is within
-    ``entry.max_seconds_per_call``.
+    """The median time of one ``score_one`` plus ``learn_one`` (a forecaster: ``update``
+    plus ``forecast_at``) is within ``entry.max_seconds_per_call``.
 
     The median, not the mean or the maximum: a pause of the interpreter (a garbage
     collection, another process on the core) is not the plugin's cost. ``clock`` is
@@ -281,13 +326,18 @@ def check_time_per_call(
         detector = _create(entry)
     except _Failed as exc:
         return CheckResult(name, False, str(exc))
+    forecasts = entry.group == "forecasters"
     spent = []
     for i, (ts, y) in enumerate(values):
         x = entry.features(ts, y)
         began = clock()
         try:
-            detector.score_one(x)
-            detector.learn_one(x)
+            if forecasts:
+                detector.update(ts, y)
+                detector.forecast_at(ts, HORIZON_S)
+            else:
+                detector.score_one(x)
+                detector.learn_one(x)
         except Exception as exc:  # a plugin can raise anything
             return CheckResult(name, False, f"raised {_one_line(exc)} at value {i}")
         spent.append(clock() - began)
@@ -303,7 +353,8 @@ def check_time_per_call(
         return CheckResult(
             name,
             False,
-            f"takes {median_us:,.1f} µs per call (median of score_one + learn_one), "
+            f"takes {median_us:,.1f} µs per call (median of "
+            f"{'update + forecast_at' if forecasts else 'score_one + learn_one'}), "
             f"over its budget of {budget_us:,.1f} µs",
             figures,
         )
@@ -313,15 +364,23 @@ def check_time_per_call(
 def run_checks(
     entry: Entry, *, n: int = 3000, clock: Clock = time.perf_counter_ns
 ) -> list[CheckResult]:
-    """Every check on ``entry``, over ``canned_series(n)``: the suite of a detector.
+    """Every check on ``entry``, over ``canned_series(n)``: the suite of a detector or a
+    forecaster.
+
+    >>> import itertools
+    >>> from models import registry
+    >>> one_us_per_reading = itertools.count(0, 1000).__next__
+    >>> load = registry.entry("forecasters", "load")
+    >>> [r.ok for r in run_checks(load, n=300, clock=one_us_per_reading)]
+    [True, True, True, True, True]
 
     Raises
     ------
     ValueError
-        If ``entry`` is not a detector: the other groups have no suite yet.
+        If ``entry`` is neither: the other groups have no suite yet.
     """
-    if entry.group != "detectors":
-        raise ValueError(f"no conformance suite for {entry.group} yet, only for detectors")
+    if entry.group not in SUITES:
+        raise ValueError(f"no conformance suite for {entry.group} yet, only for {SUITES}")
     values = canned_series(n)
     return [
         check_learns_and_scores(entry, values),

@@ -49,18 +49,56 @@ class ScalingPolicy(Protocol):
 
 
 class HPAPolicy:
-    """The Kubernetes HPA: sees only the CPU utilisation of ready replicas."""
+    """The Kubernetes HPA: sees only the CPU utilisation of ready replicas.
+
+    It forecasts nothing: its :attr:`last_recommendation` gives the observed demand as the
+    forecast (an interval of zero width, at a horizon of zero) and the capacity of a replica
+    the observed demand implies, so that the metrics brain can publish its decisions as it
+    publishes the predictive policy's.
+
+    >>> policy = make_policy("hpa", 0.6)
+    >>> policy.decide(0.0, rps=400.0, ready=4, requested=4, cpu_util=0.9)
+    6
+    >>> rec = policy.last_recommendation
+    >>> rec.rule, rec.desired_replicas, rec.capacity_per_replica, policy.last_forecast
+    ('hpa', 6, 111.11111111111111, None)
+    """
 
     name = "hpa"
 
     def __init__(self, hpa: HPAScaler) -> None:
         self.hpa = hpa
+        self.last_forecast: Forecast | None = None
+        self.last_recommendation: ScalingRecommendation | None = None
 
     def decide(
         self, ts: float, rps: float, ready: int, requested: int, cpu_util: float
     ) -> int | None:
         desired = self.hpa.recommend(ts, requested, cpu_util, ready_replicas=ready)
-        return None if desired == requested else desired
+        if desired == requested:
+            self.last_recommendation = None
+            return None
+        target = self.hpa.target_utilisation
+        self.last_recommendation = ScalingRecommendation(
+            ts=ts,
+            current_replicas=requested,
+            desired_replicas=desired,
+            rule="hpa",
+            reason=(
+                f"HPA: CPU utilisation {cpu_util:.0%} of {ready} ready replicas against a "
+                f"target of {target:.0%}: {requested} -> {desired} replicas."
+            ),
+            observed_rps=rps,
+            forecast_mean=rps,
+            forecast_lower=rps,
+            forecast_upper=rps,
+            horizon_s=0.0,
+            capacity_per_replica=rps / (ready * cpu_util) if ready > 0 and cpu_util > 0 else 0.0,
+            utilisation=cpu_util,
+            target_utilisation=target,
+            demand=rps,
+        )
+        return desired
 
 
 class PredictivePolicy:

@@ -9,6 +9,10 @@ give the plugin keyword configuration::
     service = "checkout"           # optional: every service if absent
     metric = "latency_p99_ms"      # optional: every metric if absent
 
+    [[forecasters]]                # the demand forecast the scaler of a service sizes for
+    plugin = "river-holtwinters"
+    service = "checkout"
+
     [[policies]]                   # the scaling policy of a service
     plugin = "hpa"
     service = "batch"

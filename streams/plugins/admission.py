@@ -1,15 +1,16 @@
 """Whether a plugin may serve: a static scan of its code, then its conformance suite.
 
-``autopilot plugins check NAME`` and the worker at start-up call :func:`admit` (or
-:func:`admit_all`). For a plugin, in order:
+``autopilot plugins check NAME`` and the worker, for each plugin it is bound to, call
+:func:`admit`. For a plugin, in order:
 
 1. its code, the source files of its package (:func:`plugin_sources`), is scanned by
    bandit (:mod:`streams.plugins.security_scan`) and read for the capabilities it uses
    (:mod:`streams.plugins.capabilities`); a refusing finding, or a capability it did not
    declare, refuses it before any of its code runs;
-2. a detector then goes through the conformance suite of :mod:`models.plugins.checks`
-   (canned series, determinism, checkpoint round trip, memory per series, time per call).
-   The other groups have no suite yet: the static scan is all they get.
+2. a detector or a forecaster then goes through the conformance suite of
+   :mod:`models.plugins.checks` (canned series, sound forecasts, determinism, checkpoint
+   round trip, memory per series, time per call). The other groups have no suite yet: the
+   static scan is all they get.
 
 The product's own entries skip the scan: their code is the product's, reviewed with it.
 A plugin that fails is refused with one line saying why (the worker logs it, and the
@@ -40,16 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from models import registry
-from models.plugins.checks import CheckResult, Clock, run_checks
+from models.plugins.checks import SUITES, CheckResult, Clock, run_checks
 from streams.plugins.capabilities import capability_uses
 from streams.plugins.security_scan import SecurityScanError, refuses, scan
 
-__all__ = ["AdmissionError", "Verdict", "admit", "admit_all", "plugin_sources"]
+__all__ = ["AdmissionError", "Verdict", "admit", "plugin_sources"]
 
 _PRODUCT_PACKAGES = frozenset({"models", "agents", "streams"})
 _DISTRIBUTION = "paas-autopilot"
-_SUITES = frozenset({"detectors"})
-"""Groups with a conformance suite (:mod:`models.plugins.checks`)."""
 
 
 class AdmissionError(RuntimeError):
@@ -181,7 +180,7 @@ def _verdict(entry: registry.Entry, trusted: bool, results: list[CheckResult]) -
         return Verdict(False, f"{failed.name}: {failed.reason}", figures, tuple(results))
     said = ["built-in"] if trusted else []
     said.append(f"{len(results)} checks passed")
-    if entry.group not in _SUITES:
+    if entry.group not in SUITES:
         said.append(f"no conformance suite for {entry.group} yet")
     if "us_per_call_median" in figures:
         said.append(f"{figures['us_per_call_median']:,.1f} µs per call")
@@ -223,30 +222,10 @@ def _admit(entry: registry.Entry, clock: Clock) -> Verdict:
     if not trusted:
         results += [_security_check(files, base), _capabilities_check(entry, files, base)]
     # A plugin refused on its code is not run.
-    if entry.group in _SUITES and all(result.ok for result in results):
+    if entry.group in SUITES and all(result.ok for result in results):
         results += run_checks(entry, clock=clock)
     verdict = _verdict(entry, trusted, results)
     if key is not None:
         _verdicts[key] = verdict
     return verdict
 
-
-def admit_all(
-    names_by_group: Mapping[str, Iterable[str]], *, clock: Clock = time.perf_counter_ns
-) -> dict[str, dict[str, Verdict]]:
-    """The verdict on each named plugin, by group; a name not registered is refused.
-
-    >>> admit_all({"detectors": ["series", "nope"]})["detectors"]["nope"].reason
-    "not registered: no detectors named 'nope' (registered: series)"
-    """
-    verdicts: dict[str, dict[str, Verdict]] = {}
-    for group, names in names_by_group.items():
-        verdicts[group] = {}
-        for name in names:
-            try:
-                entry = registry.entry(group, name)
-            except registry.RegistryError as exc:
-                verdicts[group][name] = Verdict(False, f"not registered: {exc}")
-                continue
-            verdicts[group][name] = admit(entry, clock=clock)
-    return verdicts

@@ -7,6 +7,7 @@ HTTP server: both found through their entry points, as a worker finds them.
 from __future__ import annotations
 
 import http.server
+import itertools
 import math
 import pickle
 import random
@@ -21,6 +22,7 @@ from models import registry
 from models.base import Action, ActionResult
 from schemas import Decision
 from schemas.decision import decision_id_for
+from streams.plugins.admission import admit
 
 DAY = 8640  # values at one every 10 s
 SPIKE_AT = DAY + DAY // 2
@@ -95,6 +97,65 @@ def test_river_hst_state_survives_pickle(plugins) -> None:
     scores_of(detector, values[:1000])
     copy = pickle.loads(pickle.dumps(detector))
     assert scores_of(copy, values[1000:1400]) == scores_of(detector, values[1000:1400])
+
+
+# --- river-holtwinters ------------------------------------------------------------------------
+
+STEP_S = 60.0  # the plugin's season in a test's time: a day is 1440 values
+
+
+def forecast_errors(
+    forecaster, values: list[float], after: int, ahead: int = 3, start: int = 0
+) -> list[float]:
+    """Absolute errors of the forecasts ``ahead`` values ahead made from value ``after`` on,
+    each checked to be sound; the first value is at ``start`` steps."""
+    errors = []
+    for i, value in enumerate(values[:-ahead]):
+        forecaster.update(STEP_S * (start + i), value)
+        if i >= after:
+            fc = forecaster.forecast_at(STEP_S * (start + i), ahead * STEP_S)
+            assert math.isfinite(fc.mean) and fc.lower <= fc.mean <= fc.upper
+            errors.append(abs(fc.mean - values[i + ahead]))
+    return errors
+
+
+def daily_cycle(days: int = 3, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    day = round(86_400 / STEP_S)
+    return [100 + 40 * math.sin(2 * math.pi * i / day) + rng.gauss(0, 5) for i in range(days * day)]
+
+
+def test_river_holtwinters_is_a_plugin_found_by_entry_point(plugins) -> None:
+    entry = registry.entry("forecasters", "river-holtwinters")
+    assert not entry.builtin and entry.capabilities == frozenset()
+    assert entry.warmup == DAY
+    assert "river-holtwinters" in registry.names("forecasters")
+    verdict = admit(entry, clock=itertools.count(0, 1000).__next__)
+    assert verdict.ok, verdict.reason
+
+
+def test_river_holtwinters_forecasts_a_daily_cycle_as_well_as_the_built_in(plugins) -> None:
+    from models.forecast.load import LoadForecaster
+
+    values = daily_cycle()
+    day = len(values) // 3
+    plugin = forecast_errors(registry.create("forecasters", "river-holtwinters", step_s=STEP_S),
+                             values, after=day)  # fmt: skip
+    builtin = forecast_errors(LoadForecaster(interval=0.2), values, after=day)
+    # Within 10 % of the built-in's mean error after its day of warm-up, and near the noise's
+    # own (5 * sqrt(2 / pi), about 4).
+    assert sum(plugin) / len(plugin) <= 1.1 * sum(builtin) / len(builtin)
+    assert sum(plugin) / len(plugin) < 5.0
+
+
+def test_river_holtwinters_is_deterministic_and_survives_pickle(plugins) -> None:
+    make = registry.entry("forecasters", "river-holtwinters").factory
+    values = daily_cycle(days=2)
+    first, second = make(step_s=STEP_S), make(step_s=STEP_S)
+    assert forecast_errors(first, values[:1600], 0) == forecast_errors(second, values[:1600], 0)
+    copy = pickle.loads(pickle.dumps(first))
+    rest = values[1600:2000]
+    assert forecast_errors(copy, rest, 0, start=1600) == forecast_errors(first, rest, 0, start=1600)
 
 
 # --- webhook ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from models import registry
 from models.detect.anomaly import DetectorConfig, SeriesDetector
 from models.plugins import checks
-from streams.plugins.admission import admit, admit_all
+from streams.plugins.admission import admit
 from streams.plugins.capabilities import capability_uses_in
 from tests.conftest import AUTOPILOT
 from tests.support.plugins import (
@@ -164,12 +164,6 @@ def test_admission_refuses_rather_than_raises_on_what_it_cannot_look_at() -> Non
 def test_verdicts_are_cached_for_the_process() -> None:
     tick = clock()
     assert admit(good.ENTRY, clock=tick) is admit(good.ENTRY, clock=tick)
-
-
-def test_admit_all_refuses_a_name_not_registered() -> None:
-    verdicts = admit_all({"detectors": ["series", "nope"]}, clock=clock())
-    assert verdicts["detectors"]["series"].ok
-    assert verdicts["detectors"]["nope"].reason.startswith("not registered: no detectors named")
 
 
 @pytest.mark.parametrize(
