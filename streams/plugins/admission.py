@@ -35,7 +35,6 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 import time
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,4 +227,3 @@ def _admit(entry: registry.Entry, clock: Clock) -> Verdict:
     if key is not None:
         _verdicts[key] = verdict
     return verdict
-
