@@ -23,18 +23,16 @@ read only by its workers. A checkpoint of a plugin no longer bound to the metric
 
 from __future__ import annotations
 
-import base64
 import math
-import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from models.detect.anomaly import AnomalyScore
-from models.plugins.guard import PluginGuard
-from schemas.config.plugins import Binding, PluginBindings
+from models.plugins.served import ServedPlugins, checkpoint, restored
+from schemas.config.plugins import Binding
 
 if TYPE_CHECKING:
-    from models.registry import Entry
+    pass
 
 __all__ = ["BoundDetector", "DetectorPlugins"]
 
@@ -61,29 +59,8 @@ def _score_and_learn(model: Any, x: dict[str, float]) -> float:
     return score
 
 
-class DetectorPlugins:
-    """What a brain needs to let plugins detect: bindings, registered entries and a guard.
-
-    Parameters
-    ----------
-    bindings
-        The bindings in force; the worker changes them at run time (control records).
-    guard
-        Runs and counts the plugins' calls.
-    entry_of
-        ``(group, name) -> Entry`` of the registry (:func:`models.registry.entry`), raising
-        ``LookupError`` for an unknown name.
-    """
-
-    def __init__(
-        self,
-        bindings: PluginBindings,
-        guard: PluginGuard,
-        entry_of: Callable[[str, str], Entry],
-    ) -> None:
-        self.bindings = bindings
-        self.guard = guard
-        self.entry_of = entry_of
+class DetectorPlugins(ServedPlugins):
+    """What a brain needs to let plugins detect (see :class:`ServedPlugins`)."""
 
     def serves(self, service: str) -> bool:
         """Whether a detector plugin may serve some metric of ``service``."""
@@ -146,11 +123,7 @@ class DetectorPlugins:
     def state_of(bound: Mapping[str, BoundDetector]) -> dict[str, Any]:
         """The series' plugin detectors, JSON-friendly, for its checkpoint."""
         return {
-            metric: {
-                "binding": slot.binding.to_dict(),
-                "learned": slot.learned,
-                "pickle": base64.b64encode(pickle.dumps(slot.model)).decode("ascii"),
-            }
+            metric: checkpoint(slot.binding, slot.learned, slot.model)
             for metric, slot in bound.items()
         }
 
@@ -158,10 +131,8 @@ class DetectorPlugins:
         """The plugin detectors of a checkpoint that are still bound to their metric."""
         bound = {}
         for metric, saved in state.items():
-            binding = Binding.from_dict(saved["binding"])
+            binding, learned, model = restored(saved)
             if self.bindings.for_series("detectors", service, metric) != binding:
                 continue
-            # The pickle comes from this product's own checkpoint table (see the docstring).
-            model = pickle.loads(base64.b64decode(saved["pickle"]))
-            bound[metric] = BoundDetector(binding, model, saved["learned"])
+            bound[metric] = BoundDetector(binding, model, learned)
         return bound

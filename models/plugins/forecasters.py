@@ -48,15 +48,14 @@ True
 
 from __future__ import annotations
 
-import base64
 import math
-import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from models.forecast.load import Forecast, LoadForecaster
 from models.plugins.guard import PluginGuard
-from schemas.config.plugins import Binding, PluginBindings
+from models.plugins.served import ServedPlugins, checkpoint, restored
+from schemas.config.plugins import Binding
 
 if TYPE_CHECKING:
     from models.base import Forecaster
@@ -147,36 +146,11 @@ class BoundForecaster:
 
     def plugin_state(self) -> dict[str, Any]:
         """The plugin, JSON-friendly, for the series' checkpoint."""
-        return {
-            "binding": self.binding.to_dict(),
-            "learned": self.learned,
-            "pickle": base64.b64encode(pickle.dumps(self.model)).decode("ascii"),
-        }
+        return checkpoint(self.binding, self.learned, self.model)
 
 
-class ForecasterPlugins:
-    """What a brain needs to let plugins forecast: bindings, registered entries and a guard.
-
-    Parameters
-    ----------
-    bindings
-        The bindings in force; the worker changes them at run time (control records).
-    guard
-        Runs and counts the plugins' calls.
-    entry_of
-        ``(group, name) -> Entry`` of the registry (:func:`models.registry.entry`), raising
-        ``LookupError`` for an unknown name.
-    """
-
-    def __init__(
-        self,
-        bindings: PluginBindings,
-        guard: PluginGuard,
-        entry_of: Callable[[str, str], Entry],
-    ) -> None:
-        self.bindings = bindings
-        self.guard = guard
-        self.entry_of = entry_of
+class ForecasterPlugins(ServedPlugins):
+    """What a brain needs to let plugins forecast (see :class:`ServedPlugins`)."""
 
     def serve(self, current: Forecaster, service: str) -> Forecaster:
         """The forecaster a series of ``service`` should run, given the one it runs.
@@ -208,7 +182,7 @@ class ForecasterPlugins:
     ) -> Forecaster:
         """``builtin`` with the checkpointed plugin beside it if it is still bound to
         ``service``; else ``builtin`` alone."""
-        binding = Binding.from_dict(state["binding"])
+        binding, learned, model = restored(state)
         if self.bindings.for_series("forecasters", service) != binding:
             return builtin
         assert binding.plugin is not None
@@ -216,6 +190,4 @@ class ForecasterPlugins:
             entry = self.entry_of("forecasters", binding.plugin)
         except LookupError:
             return builtin
-        # The pickle comes from this product's own checkpoint table (see the docstring).
-        model = pickle.loads(base64.b64decode(state["pickle"]))
-        return BoundForecaster(builtin, binding, entry, model, self.guard, state["learned"])
+        return BoundForecaster(builtin, binding, entry, model, self.guard, learned)

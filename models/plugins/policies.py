@@ -41,15 +41,13 @@ True
 
 from __future__ import annotations
 
-import base64
 import math
-import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from models.plugins.guard import PluginGuard
+from models.plugins.served import ServedPlugins, checkpoint, restored
 from models.policy.scaling import ScalingRecommendation
-from schemas.config.plugins import Binding, PluginBindings
+from schemas.config.plugins import Binding
 
 if TYPE_CHECKING:
     from models.registry import Entry
@@ -75,36 +73,11 @@ class BoundPolicy:
 
     def state(self) -> dict[str, Any]:
         """The policy, JSON-friendly, for the series' checkpoint."""
-        return {
-            "binding": self.binding.to_dict(),
-            "learned": self.learned,
-            "pickle": base64.b64encode(pickle.dumps(self.model)).decode("ascii"),
-        }
+        return checkpoint(self.binding, self.learned, self.model)
 
 
-class PolicyPlugins:
-    """What a brain needs to let bound policies scale: bindings, entries, a guard, defaults.
-
-    Parameters
-    ----------
-    bindings
-        The bindings in force; the worker changes them at run time (control records).
-    guard
-        Runs and counts the policies' calls.
-    entry_of
-        ``(group, name) -> Entry`` of the registry (:func:`models.registry.entry`), raising
-        ``LookupError`` for an unknown name.
-    """
-
-    def __init__(
-        self,
-        bindings: PluginBindings,
-        guard: PluginGuard,
-        entry_of: Callable[[str, str], Entry],
-    ) -> None:
-        self.bindings = bindings
-        self.guard = guard
-        self.entry_of = entry_of
+class PolicyPlugins(ServedPlugins):
+    """What a brain needs to let bound policies scale (see :class:`ServedPlugins`)."""
 
     def bound(
         self, current: BoundPolicy | None, service: str, defaults: Mapping[str, Any]
@@ -152,7 +125,7 @@ class PolicyPlugins:
 
     def restore(self, service: str, state: Mapping[str, Any]) -> BoundPolicy | None:
         """The checkpointed policy if it is still bound to ``service``, else ``None``."""
-        binding = Binding.from_dict(state["binding"])
+        binding, learned, model = restored(state)
         if self.bindings.for_series("policies", service) != binding:
             return None
         assert binding.plugin is not None
@@ -160,9 +133,7 @@ class PolicyPlugins:
             entry = self.entry_of("policies", binding.plugin)
         except LookupError:
             return None
-        # The pickle comes from this product's own checkpoint table (see the docstring).
-        model = pickle.loads(base64.b64decode(state["pickle"]))
-        return BoundPolicy(binding, entry, model, state["learned"])
+        return BoundPolicy(binding, entry, model, learned)
 
 
 def _decide(
