@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from models.detect.anomaly import AnomalyScore
-from models.plugins.served import ServedPlugins, checkpoint, restored
+from models.plugins.served import ServedPlugins, budget, checkpoint, restored
 from schemas.config.plugins import Binding
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["BoundDetector", "DetectorPlugins"]
 
@@ -99,7 +96,7 @@ class DetectorPlugins(ServedPlugins):
                 return builtin, None
             slot = bound[metric] = BoundDetector(binding, model)
         ok, score = self.guard.call(
-            name, entry.max_seconds_per_call, _score_and_learn, slot.model,
+            name, budget(entry, slot.learned), _score_and_learn, slot.model,
             entry.features(ts, value),
         )  # fmt: skip
         if not ok:

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.forecast.load import Forecast, LoadForecaster
 from models.plugins.guard import PluginGuard
-from models.plugins.served import ServedPlugins, checkpoint, restored
+from models.plugins.served import ServedPlugins, budget, checkpoint, restored
 from schemas.config.plugins import Binding
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class BoundForecaster:
         """Learn ``y`` at ``ts``: the built-in always, the plugin through the guard."""
         self.builtin.update(ts, y)
         ok, _ = self.guard.call(
-            self.entry.name, self.entry.max_seconds_per_call, self.model.update, ts, y
+            self.entry.name, budget(self.entry, self.learned), self.model.update, ts, y
         )
         self.healthy = ok
         if ok:

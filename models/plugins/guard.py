@@ -6,7 +6,11 @@ errors, overruns and seconds per plugin. Calls are timed in CPU seconds of the c
 thread (:func:`time.thread_time`, 0.5 µs a reading): what the plugin costs, whatever else
 the machine runs. In wall seconds, a call preempted by another process would count that
 process's time against the plugin (one call in 9,000 of river-hst overran its 2 ms so on an
-idle machine). The caller falls back to the built-in for the record whose call failed. A
+idle machine). For the same reason the garbage collections that run inside a call are not
+counted (:data:`gc.callbacks`): the plugin's allocations only trigger them, and a full one
+walks the whole worker's heap (about 100 ms with every agent loaded), fifty times river-hst's
+budget. Callers give a model's first call an unlimited budget: River's trees, for one, are
+built then (5 to 7 ms). The caller falls back to the built-in for the record whose call failed. A
 plugin that fails ``max_failures`` times within its last ``window`` calls is quarantined:
 the guard then refuses its calls (the built-in serves everything it was bound to) until an
 operator binds it again (:meth:`release`).
@@ -39,6 +43,8 @@ Examples
 from __future__ import annotations
 
 import bisect
+import gc
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -78,6 +84,24 @@ class PluginStats:
         }
 
 
+class _CollectionClock(threading.local):
+    """CPU seconds the current thread has spent in garbage collections."""
+
+    seconds = 0.0
+    started = 0.0
+
+
+_COLLECTIONS = _CollectionClock()
+
+
+def _time_collection(phase: str, info: dict[str, int]) -> None:
+    # Called by the interpreter around each collection, in the thread that triggered it.
+    if phase == "start":
+        _COLLECTIONS.started = time.thread_time()
+    else:
+        _COLLECTIONS.seconds += time.thread_time() - _COLLECTIONS.started
+
+
 class PluginGuard:
     """Runs plugin calls, counts them per plugin, and quarantines a plugin that keeps failing.
 
@@ -105,6 +129,8 @@ class PluginGuard:
         self.window = window
         self.on_quarantine = on_quarantine
         self.stats: dict[str, PluginStats] = {}
+        if _time_collection not in gc.callbacks:
+            gc.callbacks.append(_time_collection)
 
     def quarantined(self, name: str) -> bool:
         """Whether ``name`` is quarantined."""
@@ -124,22 +150,24 @@ class PluginGuard:
         """Call ``fn(*args)`` for plugin ``name``: ``(True, result)``, or ``(False, None)`` if
         it raised, or if the plugin is quarantined (then ``fn`` is not called).
 
-        A call over ``budget_s`` returns its result but counts as a failure.
+        A call over ``budget_s`` (CPU seconds of this thread, garbage collections left out)
+        returns its result but counts as a failure.
         """
         stats = self.stats.get(name)
         if stats is None:
             stats = self.stats[name] = PluginStats()
         if stats.quarantined:
             return False, None
+        collected = _COLLECTIONS.seconds
         started = time.thread_time()
         try:
             result = fn(*args)
         except Exception as exc:  # a plugin can raise anything; none may stop the worker
-            self._record(stats, time.thread_time() - started)
+            self._record(stats, _seconds_since(started, collected))
             stats.errors += 1
             self._fail(name, stats, f"{type(exc).__name__}: {exc}"[:200])
             return False, None
-        elapsed = time.thread_time() - started
+        elapsed = _seconds_since(started, collected)
         self._record(stats, elapsed)
         if elapsed > budget_s:
             stats.overruns += 1
@@ -163,3 +191,8 @@ class PluginGuard:
             stats.quarantined = True
             if self.on_quarantine is not None:
                 self.on_quarantine(name, error)
+
+
+def _seconds_since(started: float, collected: float) -> float:
+    """This thread's CPU seconds since ``started``, less the collections since ``collected``."""
+    return time.thread_time() - started - (_COLLECTIONS.seconds - collected)

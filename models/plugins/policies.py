@@ -45,7 +45,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from models.plugins.served import ServedPlugins, checkpoint, restored
+from models.plugins.served import ServedPlugins, budget, checkpoint, restored
 from models.policy.scaling import ScalingRecommendation
 from schemas.config.plugins import Binding
 
@@ -113,7 +113,7 @@ class PolicyPlugins(ServedPlugins):
         (the built-in's), with ``None``, if it failed or is still warming up."""
         entry = bound.entry
         ok, rec = self.guard.call(
-            entry.name, entry.max_seconds_per_call, _decide, bound.model, ts, rps, current,
+            entry.name, budget(entry, bound.learned), _decide, bound.model, ts, rps, current,
             cpu_util,
         )  # fmt: skip
         if not ok:

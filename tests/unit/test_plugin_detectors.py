@@ -12,6 +12,7 @@ from models.plugins.guard import PluginGuard
 from models.registry import Entry
 from schemas.config.plugins import Binding, PluginBindings
 from tests.unit.test_metrics_brain import T0, healthy
+from tests.unit.test_plugin_guard import burn
 
 
 class Ceiling:
@@ -124,3 +125,27 @@ def test_a_plugin_detector_resumes_from_its_checkpoint() -> None:
     unbound = MetricsBrain(plugins=plugins())
     unbound.restore(("api", "eu-west"), state)
     assert unbound._series[("api", "eu-west")].plugin_detectors == {}
+
+
+class SlowToBuild(Ceiling):
+    """Builds itself at its first value, as River's Half-Space Trees do."""
+
+    def score_one(self, x: dict) -> float:
+        if self.seen == 0:
+            burn(0.005)
+        return super().score_one(x)
+
+
+def test_a_models_first_call_may_build_it_outside_the_budget() -> None:
+    entry = Entry("detectors", "slow-start", SlowToBuild, 1024, "builds late", warmup=0)
+    table = PluginBindings()
+    table.apply(Binding("detectors", "slow-start", service="api"))
+    bound = DetectorPlugins(table, PluginGuard(max_failures=1), lambda g, n: entry)
+    brain = MetricsBrain(plugins=bound)
+    rng = random.Random(6)
+    for i in range(50):
+        brain.observe(T0 + 5 * i, "api", "eu-west", healthy(i, rng))
+    stats = bound.guard.stats["slow-start"]
+    # Four metrics: four models built, then each scored and learned 50 values.
+    assert stats.calls == 4 + 4 * 50 and stats.overruns == 0 and not stats.quarantined
+    assert stats.seconds >= 4 * 0.005  # the first calls were timed, not held to the budget
