@@ -7,17 +7,32 @@ of side effects beyond declaring the app.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import faust
+from faust.types import ConsumerT
 from faust.types.auth import CredentialsT
 
 from schemas.topics import TopicNames
 from streams.runtime.settings import Settings
 
-__all__ = ["QuietWorker", "app", "broker_credentials", "settings", "topic_names", "topics"]
+__all__ = [
+    "STOP_WAIT_S",
+    "AutopilotApp",
+    "QuietWorker",
+    "app",
+    "broker_credentials",
+    "settings",
+    "topic_names",
+    "topics",
+]
 
 DLQ_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+STOP_WAIT_S = 5.0
+"""Wall seconds a stopping worker waits for the messages its streams took to be acknowledged."""
 
 
 def broker_credentials(settings: Settings) -> CredentialsT | None:
@@ -49,10 +64,43 @@ class QuietWorker(faust.Worker):
         self.spinner = None
 
 
+class AutopilotApp(faust.App):
+    """Faust's app, whose stop does not wait for ever for messages no stream will process.
+
+    At a stop, Faust suspends the streams, clears their buffers and waits until every
+    message handed to a stream is acknowledged. A message two agents read (a decision read
+    by the actions agent and the audit trail) is handed to both: if one has processed it and
+    the other's copy was still in the cleared buffer, it is never acknowledged, and the
+    worker waited until it was killed (seen 30 s long on a worker stopped while it started
+    on a backlog of decisions: the time the tests, or Kubernetes, give before a SIGKILL).
+    After :data:`STOP_WAIT_S` the worker now commits what was acknowledged and stops: the
+    rest is read again at the next start, as after a crash. A rebalance waits as Faust does.
+    This overrides a private method of the pinned faust-streaming.
+    """
+
+    async def _consumer_wait_empty(self, consumer: ConsumerT, logger: Any) -> None:
+        if not self.should_stop:  # a rebalance
+            await super()._consumer_wait_empty(consumer, logger)
+            return
+        waiting = asyncio.ensure_future(super()._consumer_wait_empty(consumer, logger))
+        # Not asyncio.wait_for: faust's wait swallows the cancellation and goes on waiting.
+        done, _ = await asyncio.wait({waiting}, timeout=STOP_WAIT_S)
+        if not done:
+            logger.warning(
+                "stopping: %d of the messages handed to streams were not acknowledged in %.0f s;"
+                " they will be read again at the next start",
+                len(consumer.unacked), STOP_WAIT_S,
+            )  # fmt: skip
+            # Faust's own set of the messages it waits for: emptied, its wait ends within a
+            # second, and commits what was acknowledged.
+            consumer.unacked.clear()
+        await waiting
+
+
 settings = Settings.from_env()
 topic_names = TopicNames(settings.topic_prefix)
 
-app = faust.App(
+app = AutopilotApp(
     settings.app_id,
     broker=settings.broker,
     broker_credentials=broker_credentials(settings),
@@ -152,4 +200,8 @@ async def declare_topics() -> None:
     the first decision of a kind would otherwise log that its topic does not exist.
     """
     for topic in topics.every():
+        if app.should_stop:
+            # Stopped while starting: the producer that would create the topic is stopping
+            # too (faust raises NotReady, and the worker exited with a crash).
+            return
         await topic.maybe_declare()

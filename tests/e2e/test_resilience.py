@@ -21,10 +21,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import Decision
+from schemas import Decision, decision_id_for
 from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
 from streams.lab.simulator import SimConfig, run_simulation
@@ -506,3 +506,39 @@ def test_a_burst_at_ten_times_the_rate_drains_with_bounded_memory(
     for kind, count in sent.items():
         assert worker.metric("autopilot_events_consumed_total", topic=LABELS[kind]) == count
     assert_accounted(worker)
+
+
+async def _send_decisions(bootstrap: str, topic: str, count: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        subject = {"service": "search", "region": "us-east"}
+        for n in range(count):
+            params = {"desired_replicas": 3 + n % 5, "current_replicas": 2}
+            ts = 1_700_000_000.0 + n
+            decision = Decision(
+                decision_id=decision_id_for("scaling", subject, "scale_out", params, [ts]),
+                kind="scaling", ts=ts, subject=subject, action="scale_out", params=params,
+                mode="recommend", confidence=0.9, reason="Demand is forecast to outrun capacity.",
+                evidence={}, model_version="test",
+            )  # fmt: skip
+            await producer.send(topic, decision.to_bytes(), key=f"search/us-east/{n}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def test_a_worker_stopped_as_it_starts_on_a_backlog_of_decisions_exits_by_itself(
+    start_worker, kafka_bootstrap, topic_names
+) -> None:
+    # Decisions are read by two agents (actions and the audit trail): Faust's stop waited for
+    # a copy that one of them would never process, until the worker was killed.
+    asyncio.run(_send_decisions(kafka_bootstrap, topic_names.scaling, 3000))
+    worker = start_worker(name="stopped")
+    worker.proc.send_signal(signal.SIGTERM)
+    try:
+        code = worker.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker did not stop by itself; log tail: {worker.log()[-1500:]}")
+    assert code == 0, worker.log()[-1500:]
+    assert "Traceback" not in worker.log()
