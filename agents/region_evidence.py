@@ -145,13 +145,15 @@ async def _send(tp: TP, body: dict[str, Any]) -> None:
     )
 
 
-async def flush() -> None:
+async def flush(*, idle_marks: bool = True) -> None:
     """Send every partition's waiting rows, then the idle marks due; in that order."""
     async with _sending:
         for tp, recorder in list(_recorders.items()):
             if recorder.size:
                 _idle_marked.pop(tp, None)
                 await _send(tp, {"rows": recorder.drain()})
+        if not idle_marks:
+            return
         now = time.monotonic()
         due = [tp for tp in _assigned_sources() if _mark_due(tp, now)]
         if not due:
@@ -204,9 +206,12 @@ async def send_evidence() -> None:
 
 async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
     # Their offsets are committed now: what they told us goes out before another worker
-    # reads on from there.
+    # reads on from there. No idle marks: they would ask the broker for end offsets inside
+    # the rebalance, and a stop then cancels that request, which killed the consumer's
+    # thread and left the worker waiting for its SIGKILL; the partitions' next owner marks
+    # them idle.
     try:
-        await flush()
+        await flush(idle_marks=False)
     except Exception:
         log.exception("sending region evidence at revocation failed")
     for tp in revoked:
