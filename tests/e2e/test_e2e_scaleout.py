@@ -67,15 +67,15 @@ def test_kill_9_of_the_region_evaluator_mid_outage_still_fails_the_region_over(
     workers = start_workers(
         start_worker, 3, {**SPLIT, "AUTOPILOT_TOPIC_PREFIX": topic_names.prefix}
     )
-    # Three minutes of healthy telemetry, then us-east stops for good; at twice real time,
-    # ending about now.
+    # A minute and a half of healthy telemetry (18 ticks: past region health's 12-sample
+    # warm-up), then us-east stops for good; at twice real time, ending about now.
     outage = parse_scenario({
-        "name": "us-east down", "duration_s": 300,
-        "incidents": [{"type": "region_outage", "region": "us-east", "start_s": 180,
+        "name": "us-east down", "duration_s": 210,
+        "incidents": [{"type": "region_outage", "region": "us-east", "start_s": 90,
                        "duration_s": 120, "degrade_s": 0}],
     })  # fmt: skip
     speed = 2.0
-    start_ts = time.time() - 300.0 + 300.0 / speed
+    start_ts = time.time() - outage.duration_s + outage.duration_s / speed
     config = SimConfig.for_scenario(outage, start_ts=start_ts, speed=speed, seed=5)
     [incident] = ground_truth(config, start_ts)["incidents"]
     onset = incident["onset_ts"]
