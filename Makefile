@@ -26,11 +26,14 @@ $(VENV)/.installed-test: pyproject.toml $(EXAMPLE_PLUGINS:=/pyproject.toml) | $(
 run: $(VENV)/.installed
 	$(BIN)/autopilot up
 
-# The whole suite; the test session starts its own broker on a free port and stops it.
+# The whole suite: the tests without a broker on every core, then those on the real broker
+# one at a time (their workers and simulators share the machine's two cores as it is). The
+# second session starts its own broker on a free port and stops it.
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not kafka" -n auto
+	$(BIN)/pytest -m kafka
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -33,6 +33,15 @@ collect_ignore = ["support/offsets_worker.py"]
 AUTOPILOT = Path(sys.executable).with_name("autopilot")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``kafka`` every test that uses the broker, so ``make test`` runs it in the
+    broker's session (``-m kafka``) and never in the parallel one (``-m "not kafka"``)."""
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``host:port`` of a real Apache Kafka broker for the whole session."""
