@@ -30,7 +30,7 @@ from agents.runtime.plugins import plugins
 from agents.runtime.publish import subject_key
 from models.policy.actuation import DecisionMemory, action_call_record, decode_decision
 from streams.actuate.actions import ActionRunner
-from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.app import app, declare_unless_stopping, settings, topic_names, topics
 from streams.runtime.exporter import ACTION_CALLS, record_action_call
 
 __all__ = ["actions"]
@@ -87,7 +87,8 @@ class _Actions:
         """Hand on every decision of ``stream``."""
         if self.runner.plugins:
             log.warning("actions on: %s", ", ".join(self.runner.plugins))
-        await topics.audit.maybe_declare()
+        if not await declare_unless_stopping(topics.audit):
+            return
         async for event in stream.events():
             try:
                 await self.handle(event.key, event.value)

@@ -51,7 +51,7 @@ from models.policy.approvals import ApprovalDesk, PendingRecommendations
 from schemas import Decision
 from schemas.approval import Approval
 from streams.actuate.aws import ActuatorSettings, AwsExecutor
-from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.app import app, declare_unless_stopping, settings, topic_names, topics
 
 __all__ = ["actuate", "actuator_settings"]
 
@@ -174,7 +174,8 @@ class _Actuator:
             "dry run" if self.policy.dry_run else "APPLYING changes",
             actuator_settings.config_path,
         )
-        await topics.audit.maybe_declare()
+        if not await declare_unless_stopping(topics.audit):
+            return
         async for event in stream.events():
             key, value = event.key, event.value
             record = await self.handle(key, value, event.message.topic)

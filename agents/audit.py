@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from agents.runtime.checkpoints import partition_table
 from models.compliance.trail import RECENT_IDS, AuditChain, canonical
 from schemas import topics as names
-from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.app import app, declare_unless_stopping, settings, topic_names, topics
 
 __all__ = ["audit_trail", "audit_trail_control", "chains"]
 
@@ -121,7 +121,8 @@ async def _append(message: Any) -> None:
 
 
 async def _run(stream: Any) -> None:
-    await topics.audit_trail.maybe_declare()
+    if not await declare_unless_stopping(topics.audit_trail):
+        return
     async for event in stream.events():
         try:
             await _append(event.message)

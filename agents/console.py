@@ -33,7 +33,7 @@ from agents import actuator, failover, keda
 from models.policy.ledger import DecisionLedger
 from schemas.approval import Approval
 from schemas.config.actuation import parse_actuation_config
-from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.app import app, declare_unless_stopping, settings, topic_names, topics
 
 __all__ = ["ledger"]
 
@@ -89,8 +89,9 @@ async def follow_decisions() -> None:
         if app.consumer.assignment():
             break
         await asyncio.sleep(1.0)
-    for topic in (topics.scaling, topics.failover, topics.remediation, topics.audit, _approvals):
-        await topic.maybe_declare()
+    declared = (topics.scaling, topics.failover, topics.remediation, topics.audit, _approvals)
+    if not await declare_unless_stopping(*declared):
+        return
     await asyncio.sleep(_SETTLE_S)
     while True:
         consumer = AIOKafkaConsumer(

@@ -32,7 +32,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from models.text.fields import FieldScrubber
 from schemas import DeadLetter, Limits, Rejection
 from schemas.validate import Envelope, parse, parse_message
-from streams.runtime.app import app, topics
+from streams.runtime.app import app, declare_unless_stopping, topics
 from streams.runtime.exporter import (
     DECISION_LAG,
     DLQ,
@@ -132,7 +132,8 @@ class Edge:
         """
         # Declared before the first dead letter, so the topic gets our config rather
         # than the broker's auto-create defaults (too small for large payloads).
-        await topics.dlq.maybe_declare()
+        if not await declare_unless_stopping(topics.dlq):
+            return
         consumed, processed = self._consumed, self._processed
         # Faust's stream hands over the messages waiting without going back to the event
         # loop: a worker with a few hundred waiting handled them for up to 0.2 s in one go,

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.exceptions import NotReady
 from faust.types import ConsumerT
 from faust.types.auth import CredentialsT
 
@@ -192,6 +193,25 @@ class _Topics:
 topics = _Topics(topic_names, settings.partitions)
 
 
+async def declare_unless_stopping(*declared: faust.TopicT, service: Any = app) -> bool:
+    """Create ``declared`` topics at start-up; ``False`` if the worker stopped meanwhile.
+
+    A worker stopped while it starts stops its producer too, and faust raises
+    ``NotReady`` for a topic declared then: a task or agent declaring its topics exited
+    the worker with a crash instead of a stop.
+    """
+    for topic in declared:
+        if service.should_stop:
+            return False
+        try:
+            await topic.maybe_declare()
+        except NotReady:
+            if service.should_stop:
+                return False
+            raise
+    return True
+
+
 @app.task
 async def declare_topics() -> None:
     """Create every topic at start-up, not at its first record.
@@ -199,9 +219,4 @@ async def declare_topics() -> None:
     A consumer of decisions (``autopilot tail``, a dashboard, an actuator) started before
     the first decision of a kind would otherwise log that its topic does not exist.
     """
-    for topic in topics.every():
-        if app.should_stop:
-            # Stopped while starting: the producer that would create the topic is stopping
-            # too (faust raises NotReady, and the worker exited with a crash).
-            return
-        await topic.maybe_declare()
+    await declare_unless_stopping(*topics.every())
