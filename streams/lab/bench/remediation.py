@@ -311,18 +311,19 @@ def run_bench_remediation(
     # and failures per action, flattened as the policy keeps them.
     told: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * (2 * len(ACTIONS)))
     due: dict[int, list[tuple[str, bool]]] = defaultdict(list)
-    unknown = 0
+    unknown = learned_outcomes = 0
     late_choices: dict[str, Counter[str]] = defaultdict(Counter)
     late_rules: dict[str, Counter[str]] = defaultdict(Counter)
     auto_by_fault: Counter[str] = Counter()
     first_auto: dict[str, int] = {}
 
     def tell(decision_id: str, success: bool, ts: float) -> None:
-        nonlocal unknown
+        nonlocal unknown, learned_outcomes
         pending = policy.learn_outcome(decision_id, success, ts)
         if pending is None:
             unknown += 1
             return
+        learned_outcomes += 1
         slot = 2 * ACTIONS.index(pending.action) + (0 if success else 1)
         for level in policy.levels:
             told[(level, pending.context.key(level))][slot] += 1
@@ -376,7 +377,10 @@ def run_bench_remediation(
             log.premature += premature_auto(choice, context)
             auto_by_fault[fault] += 1
             first_auto.setdefault(fault, i)
-        due[i + action_rng.randint(0, max_feedback_delay)].append((choice.decision_id, success))
+        # Told before incident i + 1 + delay: a delay of 0 is before the next incident
+        # (due[i] was already handed over above, so an outcome filed there was lost).
+        delay = action_rng.randint(0, max_feedback_delay)
+        due[i + 1 + delay].append((choice.decision_id, success))
 
     policies: dict[str, dict[str, Any]] = {}
     for name in _POLICIES:
@@ -399,6 +403,9 @@ def run_bench_remediation(
     learned = {phase: logs[phase].summary() for phase in _PHASES}
     learned["all"] = total.summary()
     learned["unknown_outcomes"] = unknown  # type: ignore[assignment]
+    # Every decision's outcome is told, but for those due after the last incident.
+    learned["learned_outcomes"] = learned_outcomes  # type: ignore[assignment]
+    learned["outcomes_due_after_the_run"] = sum(map(len, due.values()))  # type: ignore[assignment]
 
     n = len(schedule)
     tenths = sorted({max(1, round(n * k / 10)) for k in range(1, 11)}) if n else []
