@@ -65,7 +65,8 @@ class SeriesBrain:
 
     Memory: one detector (about 2 KiB) per detected metric, at most
     ``max_metrics`` of them, one breach forecaster (about 0.5 KiB) per watched
-    saturating metric, plus one predictive policy (about 12 KiB). ``quiet`` holds each
+    saturating metric, plus one predictive policy (about 12 KiB, and up to 80 KiB more
+    of surge profiles for a series with recurring jumps of demand). ``quiet`` holds each
     detected metric's episode counters: (unflagged samples since the last flag,
     consecutive flags).
     """
@@ -130,9 +131,11 @@ class MetricsBrain:
 
     Notes
     -----
-    Memory is bounded by ``max_series * (max_metrics * 2 KiB + 12 KiB)``; with the
-    nine well-known metrics a series holds about 30 KiB. Each metric bound to a plugin adds
-    the plugin's declared bytes per key, as do a forecaster and a policy bound to its service.
+    Memory is bounded by ``max_series * (max_metrics * 2 KiB + 92 KiB)``; with the
+    nine well-known metrics a series holds about 30 KiB, unless its demand has recurring
+    jumps (:class:`~models.forecast.surges.SurgeMemory`, at most 80 KiB more). Each
+    metric bound to a plugin adds the plugin's declared bytes per key, as do a forecaster
+    and a policy bound to its service.
 
     A sample no newer than its series' latest is not learned (:attr:`replayed` counts it):
     it is a replay, as after a restart from a checkpoint written after the last offset
@@ -398,6 +401,7 @@ class MetricsBrain:
             "capacity": policy.capacity.to_state(),
             "scaler": policy.scaler.to_state(),
             "startup": policy.startup.to_state(),
+            **({"surges": policy.surges.to_state()} if policy.surges is not None else {}),
             "last_desired": brain.last_desired,
             "first_ts": brain.first_ts,
             "last_ts": brain.last_ts,
@@ -436,6 +440,9 @@ class MetricsBrain:
         # Checkpoints written before the start-up delay was learned keep the configured one.
         if "startup" in state:
             policy.startup.load_state(state["startup"])
+        # Checkpoints written before surges were learned start the memory afresh.
+        if policy.surges is not None and "surges" in state:
+            policy.surges.load_state(state["surges"])
         self._series[key] = SeriesBrain(
             # An older checkpoint may score metrics no longer scored: they are dropped.
             detectors={

@@ -7,6 +7,7 @@ series, and that ``autopilot bench scaling`` drives over demand traces.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -14,6 +15,7 @@ from models.base import Forecaster
 from models.forecast.capacity import CapacityEstimator
 from models.forecast.load import Forecast, LoadForecaster
 from models.forecast.startup import StartupDelayEstimator
+from models.forecast.surges import SurgeMemory
 from models.policy.hpa import HPAScaler
 from models.policy.scaling import PredictiveScaler, ScalingRecommendation
 
@@ -33,7 +35,17 @@ __all__ = ["PREDICTIVE_CONFIG", "HPAPolicy", "PredictivePolicy", "ScalingPolicy"
 #   17.5 % and 82.5 % quantiles). Narrower, noise around a steady level is chased as if it
 #   were a burst; wider (80 %), bursts are met late: on the bench traces the HPA's
 #   violation share goes from about 21 % to 37-48 %.
-PREDICTIVE_CONFIG = {"interval": 0.2, "scale_down_window_s": 0.0, "band_interval": 0.65}
+# * ``surges``: a :class:`SurgeMemory` with its defaults (a jump of 20 times the idle level,
+#   episodes of 10 minutes, the median of the last episodes of the kind). On the bench
+#   trace whose floods announce themselves with a trickle (ec2_network_in_5abac7), it takes
+#   the policy from 48 % to 23 % of the HPA's violation minutes, at 1.06 times the oracle's
+#   replica-hours; the other traces have no recurring jumps and are unchanged.
+PREDICTIVE_CONFIG = {
+    "interval": 0.2,
+    "scale_down_window_s": 0.0,
+    "band_interval": 0.65,
+    "surges": True,
+}
 
 
 class ScalingPolicy(Protocol):
@@ -109,6 +121,12 @@ class PredictivePolicy:
     until a replica has been seen starting it is the estimator's prior. With
     ``band_interval``, the scaler is also given the forecast with that coverage as the
     band that tells a burst or a fall from noise.
+
+    With ``surges``, during a jump of demand like those the series has had before, the
+    count is set by :class:`SurgeMemory` instead (rule ``surge_memory``): the replicas
+    that what followed the past jumps needed when a replica asked for now is ready, or
+    the observed demand if more, scaling in as well as out, since the jump's profile
+    knows when the surge ends better than a forecast that has just seen it.
     """
 
     name = "predictive"
@@ -120,8 +138,10 @@ class PredictivePolicy:
         capacity: CapacityEstimator | None = None,
         startup: StartupDelayEstimator | None = None,
         band_interval: float | None = None,
+        surges: SurgeMemory | None = None,
     ) -> None:
         self.scaler = scaler
+        self.surges = surges
         self.forecaster = forecaster if forecaster is not None else LoadForecaster()
         self.capacity = capacity if capacity is not None else CapacityEstimator()
         self.startup = (
@@ -138,6 +158,8 @@ class PredictivePolicy:
         self.forecaster.update(ts, rps)
         self.capacity.learn_one(rps, ready, cpu_util)
         self.startup.learn_one(ts, requested, ready)
+        if self.surges is not None:
+            self.surges.learn_one(ts, rps)
         if self.startup.n_samples:
             step = 0.0 if self._last_ts is None else ts - self._last_ts
             self.scaler.horizon_s = self.startup.horizon(step)
@@ -150,8 +172,48 @@ class PredictivePolicy:
         if self.band_interval is not None:
             band = self.forecaster.forecast_at(ts, self.scaler.horizon_s, self.band_interval)
         rec = self.scaler.recommend(ts, requested, rps, self.last_forecast, capacity, band)
+        if self.surges is not None:
+            surge = self.surges.forecast(ts, self.scaler.horizon_s)
+            if surge is not None:
+                rec = self._size_for_surge(ts, requested, rps, surge, capacity)
         self.last_recommendation = rec
         return None if rec is None else rec.desired_replicas
+
+    def _size_for_surge(
+        self, ts: float, requested: int, rps: float, surge: float, capacity: float
+    ) -> ScalingRecommendation | None:
+        scaler, forecast = self.scaler, self.last_forecast
+        assert forecast is not None
+        per_replica = capacity * scaler.target_utilisation
+        demand = max(surge, rps)
+        desired = math.ceil(demand / per_replica - 1e-9)
+        desired = min(max(desired, scaler.min_replicas), scaler.max_replicas)
+        if desired == requested:
+            return None
+        verb = "Scale up" if desired > requested else "Scale down"
+        level = self.surges.level if self.surges is not None else None
+        jump = f", {rps / level:.0f} times its idle level" if level else ""
+        return ScalingRecommendation(
+            ts=ts,
+            current_replicas=requested,
+            desired_replicas=desired,
+            rule="surge_memory",
+            reason=(
+                f"{verb} from {requested} to {desired}: demand jumped to {rps:.4g} rps{jump}, "
+                f"and after the series' last jumps like it demand was {surge:.4g} rps "
+                f"{forecast.horizon_s:.0f} s on; sized for that at "
+                f"{scaler.target_utilisation:.0%}."
+            ),
+            observed_rps=rps,
+            forecast_mean=forecast.mean,
+            forecast_lower=forecast.lower,
+            forecast_upper=forecast.upper,
+            horizon_s=forecast.horizon_s,
+            capacity_per_replica=capacity,
+            utilisation=rps / (requested * capacity) if requested else math.inf,
+            target_utilisation=scaler.target_utilisation,
+            demand=demand,
+        )
 
 
 def make_policy(
@@ -205,6 +267,9 @@ def make_policy(
             scale_down_window_s=PREDICTIVE_CONFIG["scale_down_window_s"],
         )
         return PredictivePolicy(
-            scaler, forecaster, band_interval=PREDICTIVE_CONFIG["band_interval"]
+            scaler,
+            forecaster,
+            band_interval=PREDICTIVE_CONFIG["band_interval"],
+            surges=SurgeMemory() if PREDICTIVE_CONFIG["surges"] else None,
         )
     raise ValueError(f"unknown policy {name!r}")

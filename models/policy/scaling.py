@@ -20,7 +20,9 @@ class ScalingRecommendation:
     ``trend`` (observed demand within the bound but rising fast enough to leave it),
     ``fall`` (demand falling below the forecast band, sized for its lower bound),
     ``stabilised`` (a scale-down held at the highest recommendation of the window),
-    ``step_limit``, ``min_replicas`` or ``max_replicas``. ``demand`` is the demand sized
+    ``step_limit``, ``min_replicas`` or ``max_replicas``; and, set by
+    :class:`~models.policy.autoscalers.PredictivePolicy`, ``surge_memory`` (sized for what
+    followed the series' past jumps like the one under way). ``demand`` is the demand sized
     for.
     """
 
