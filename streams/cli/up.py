@@ -49,7 +49,7 @@ def _stop(proc: subprocess.Popen, name: str) -> None:
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
-    """SIGTERM (from a supervisor) stops us as Ctrl-C does."""
+    """SIGTERM (from a supervisor) and SIGINT stop us as Ctrl-C does."""
     raise KeyboardInterrupt
 
 
@@ -166,6 +166,10 @@ def up(
         return proc
 
     signal.signal(signal.SIGTERM, _interrupt)
+    # Python raises KeyboardInterrupt on SIGINT only if SIGINT was not ignored when it
+    # started, and a shell without job control starts background commands with it ignored:
+    # Ctrl-C (or a supervisor's SIGINT) must stop everything whatever started us.
+    signal.signal(signal.SIGINT, _interrupt)
     firsts: FirstDecisions | None = None
     try:
         worker = spawn("worker", "worker", "-l", "info")
