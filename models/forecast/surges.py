@@ -5,8 +5,22 @@ from __future__ import annotations
 import math
 from array import array
 from collections import OrderedDict, deque
+from typing import NamedTuple
 
-__all__ = ["SurgeMemory"]
+__all__ = ["Episode", "SurgeMemory"]
+
+
+class Episode(NamedTuple):
+    """The running episode, as an explanation names it."""
+
+    start_ts: float
+    """Event time of the jump."""
+    jump: float
+    """Demand at the jump."""
+    ratio: float
+    """The jump as a multiple of the idle level."""
+    known: int
+    """Finished episodes of its kind the memory holds."""
 
 
 class SurgeMemory:
@@ -80,6 +94,8 @@ class SurgeMemory:
     ...     _ = hour(3600.0 * h, memory)
     >>> hour(4 * 3600.0, memory, probe=101)  # one bin into the fifth trickle
     [50000.0]
+    >>> memory.episode() is None  # the hour ended idle
+    True
     >>> hour(5 * 3600.0, memory, probe=50)  # idle: no episode
     [None]
     """
@@ -128,6 +144,15 @@ class SurgeMemory:
     def in_episode(self) -> bool:
         """Whether a jump's episode is running."""
         return self._episode is not None
+
+    def episode(self) -> Episode | None:
+        """The running episode (``None`` outside one)."""
+        if self._episode is None or self._log_level is None:
+            return None
+        start, kind, profile = self._episode
+        jump = profile[0]
+        past = self._past.get(kind, ())
+        return Episode(start, jump, jump / math.exp(self._log_level), len(past))
 
     def learn_one(self, ts: float, demand: float) -> None:
         """Learn one observation of demand (rps) at event time ``ts``."""

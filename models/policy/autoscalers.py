@@ -190,18 +190,20 @@ class PredictivePolicy:
         desired = min(max(desired, scaler.min_replicas), scaler.max_replicas)
         if desired == requested:
             return None
+        assert self.surges is not None
+        episode = self.surges.episode()
+        assert episode is not None
         verb = "Scale up" if desired > requested else "Scale down"
-        level = self.surges.level if self.surges is not None else None
-        jump = f", {rps / level:.0f} times its idle level" if level else ""
         return ScalingRecommendation(
             ts=ts,
             current_replicas=requested,
             desired_replicas=desired,
             rule="surge_memory",
             reason=(
-                f"{verb} from {requested} to {desired}: demand jumped to {rps:.4g} rps{jump}, "
-                f"and after the series' last jumps like it demand was {surge:.4g} rps "
-                f"{forecast.horizon_s:.0f} s on; sized for that at "
+                f"{verb} from {requested} to {desired}: {ts - episode.start_ts:.0f} s after a "
+                f"jump of demand to {episode.jump:.4g} rps ({episode.ratio:.0f} times its idle "
+                f"level), and after the last {episode.known} jumps like it demand was "
+                f"{surge:.4g} rps {forecast.horizon_s:.0f} s on; sized for that at "
                 f"{scaler.target_utilisation:.0%}."
             ),
             observed_rps=rps,

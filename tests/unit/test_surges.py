@@ -59,8 +59,11 @@ def test_a_flood_announced_by_a_trickle_is_met_once_the_pattern_is_known():
 
     surge_recs = [r for r in rules if r.rule == "surge_memory"]
     assert surge_recs, "the memory never sized for a surge"
-    assert any(r.desired_replicas > r.current_replicas for r in surge_recs)
-    assert "after the series' last jumps like it" in surge_recs[0].reason
+    ups = [r for r in surge_recs if r.desired_replicas > r.current_replicas]
+    assert ups
+    assert ups[0].reason.startswith(f"Scale up from {ups[0].current_replicas} to ")
+    assert "after the last 4 jumps like it" in ups[0].reason
+    assert "times its idle level" in ups[0].reason
     assert remembered.violation_minutes < 0.5 * plain.violation_minutes
     # Sized for the profile, which ends with the flood: no more replica-hours than the
     # policy that chases the flood once it is seen.
