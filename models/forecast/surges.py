@@ -156,10 +156,10 @@ class SurgeMemory:
 
     def learn_one(self, ts: float, demand: float) -> None:
         """Learn one observation of demand (rps) at event time ``ts``."""
-        last, self._last_ts = self._last_ts, ts
+        last = self._last_ts
         if last is not None and ts <= last:
-            self._last_ts = last
             return
+        self._last_ts = ts
         episode = self._episode
         if episode is not None and ts - episode[0] >= self.window_s:
             self._finish()

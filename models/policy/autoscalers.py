@@ -184,9 +184,8 @@ class PredictivePolicy:
     ) -> ScalingRecommendation | None:
         scaler, forecast = self.scaler, self.last_forecast
         assert forecast is not None
-        per_replica = capacity * scaler.target_utilisation
         demand = max(surge, rps)
-        desired = math.ceil(demand / per_replica - 1e-9)
+        desired = scaler.replicas_for(demand, capacity)
         desired = min(max(desired, scaler.min_replicas), scaler.max_replicas)
         if desired == requested:
             return None

@@ -179,6 +179,12 @@ class PredictiveScaler:
         self._slope = (rps - last[1]) / dt
         return self._slope
 
+    def replicas_for(self, demand: float, capacity: float) -> int:
+        """Replicas that serve ``demand`` rps at the target utilisation, ``capacity`` rps
+        each at 100 % (before the replica bounds)."""
+        # The small epsilon keeps an exact multiple from rounding up on float noise.
+        return math.ceil(demand / (capacity * self.target_utilisation) - 1e-9)
+
     def recommend(
         self,
         ts: float,
@@ -212,8 +218,7 @@ class PredictiveScaler:
         else:
             demand = forecast.upper
             rule = "forecast"
-        # The small epsilon keeps an exact multiple from rounding up on float noise.
-        raw = math.ceil(demand / per_replica - 1e-9)
+        raw = self.replicas_for(demand, capacity)
         if current_replicas > 0:
             # As the HPA's tolerance: no change for a near-target load, so that noise
             # around a replica boundary does not flap the count.
