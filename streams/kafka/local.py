@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import shutil
@@ -283,10 +284,22 @@ class KafkaLocal:
         return any(str(self.data_dir).encode() in part for part in cmdline)
 
     def fetch(self) -> Path:
-        """Download the broker jars once; return the directory that holds them."""
+        """Download the broker jars once; return the directory that holds them.
+
+        Callers that start at once (two test sessions, two ``autopilot kafka start``) take
+        turns on a lock file: the first fetches, the others find the jars it left.
+        """
         marker = self.libs_dir / ".complete"
         if marker.exists():
             return self.libs_dir
+        self.libs_dir.parent.mkdir(parents=True, exist_ok=True)
+        with (self.libs_dir.parent / ".fetch.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not marker.exists():
+                self._fetch_into(marker)
+        return self.libs_dir
+
+    def _fetch_into(self, marker: Path) -> None:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise KafkaLocalError(
@@ -307,7 +320,6 @@ class KafkaLocal:
         shutil.rmtree(self.libs_dir, ignore_errors=True)
         staging.rename(self.libs_dir)
         marker.write_text(self.version)
-        return self.libs_dir
 
     def _write_config(self, controller_port: int) -> Path:
         assert self.data_dir is not None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 
 _updated = False
+# The broker tests run in two pytest processes: they take turns with apt-get, which
+# refuses to run while another holds the dpkg lock.
+_LOCK = "/tmp/autopilot-tests-apt.lock"
 
 
 def ensure_debian_package(command: str, package: str | None = None) -> str:
@@ -15,12 +19,18 @@ def ensure_debian_package(command: str, package: str | None = None) -> str:
     Tests that need a real tool install it rather than skip; without root the
     failure says exactly what to install.
     """
-    global _updated
     if found := shutil.which(command):
         return found
     package = package or command
     if os.geteuid() != 0:
         raise AssertionError(f"{command} is missing: run `sudo apt-get install {package}`")
+    with open(_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return shutil.which(command) or _install(command, package)
+
+
+def _install(command: str, package: str) -> str:
+    global _updated
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     if not _updated:
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
