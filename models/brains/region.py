@@ -51,6 +51,7 @@ already learned.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -337,7 +338,7 @@ class RegionBrain:
                 break
             while self._pending and self._pending[0][0] <= tick:
                 self._apply(heapq.heappop(self._pending))
-            drafts.extend(self._evaluate())
+            drafts.extend(dataclasses.replace(d, tick=tick) for d in self._evaluate())
             self._next_tick = tick + self.tick_s
         self._drafts = []
         return drafts

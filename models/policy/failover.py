@@ -104,13 +104,21 @@ class FailoverDecisionDraft:
     reason: str
     params: dict[str, Any]
     evidence: dict[str, Any]
+    tick: float | None = None
+    """The evaluation tick that took the transition, on the region brain's grid, when a
+    brain evaluates on one: the id's basis then, rather than ``ts``. ``ts`` is the latest
+    sample applied by the tick, and which one that is depends on how the telemetry's
+    partitions were read (a sample that comes late is applied at the next tick), so with one
+    worker or three the same transition at the same tick had ``ts`` a fraction of a second
+    apart."""
 
     def to_decision(
         self, *, mode: str = "recommend", model_version: str = MODEL_VERSION
     ) -> Decision:
         """The decision envelope; its id is a function of the transition, so replays dedupe."""
         subject = {"region": self.region}
-        basis = [self.ts, self.region, list(self.data_classes), self.target]
+        at = self.ts if self.tick is None else self.tick
+        basis = [at, self.region, list(self.data_classes), self.target]
         return Decision(
             decision_id=decision_id_for(self.kind, subject, self.action, self.params, basis),
             kind=self.kind,
