@@ -9,8 +9,11 @@ restarted mid-stream, break that for good while the worker goes on reading:
   waits for them forever. Every :data:`CHECK_EVERY_S` the timer looks for a partition whose
   acknowledged offsets start past the committed one with no message of the gap still being
   processed; when two checks in a row find the same gap, it seeks the partition back to the
-  committed offset: the dropped messages are read and processed (those after them again
-  too: at least once, as after a crash), and the commit moves on.
+  committed offset: the dropped messages are read and processed, and the commit moves on.
+  The messages after them, processed already, are read again too; faust still holds their
+  acknowledgements, and :func:`processed_before` tells :class:`agents.runtime.edge.Edge`
+  to skip them, so that no brain learns a record twice (a worker whose brains had learned
+  the records past the gap twice published other SLO burns than a worker that had not).
 * *duplicates*: offsets faust took for a gap in the log are later read and acknowledged
   again, so the list of acknowledged offsets holds some twice; faust's run of consecutive
   offsets then ends at the first duplicate, and the commit crawls one offset per commit.
@@ -20,12 +23,13 @@ restarted mid-stream, break that for good while the worker goes on reading:
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from faust.types import TP
 
 from streams.runtime.app import app
 
-__all__ = ["CHECK_EVERY_S", "check_commits", "repair_stuck_commits"]
+__all__ = ["CHECK_EVERY_S", "check_commits", "processed_before", "repair_stuck_commits"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,37 @@ CHECK_EVERY_S = 5.0
 
 # Partition -> (committed offset, first acknowledged offset) of the gap seen last check.
 _gaps: dict[TP, tuple[int, int]] = {}
+# Partition -> offsets processed before it was sought back over a gap, not yet read again.
+_processed: dict[TP, set[int]] = {}
+
+
+def processed_before(tp: TP, offset: int) -> bool:
+    """Whether the message at ``offset`` of ``tp`` was processed before the partition was
+    sought back over a gap of dropped messages; each is answered ``True`` once.
+
+    >>> tp = TP("telemetry.metrics", 0)
+    >>> _processed[tp] = {7, 8}
+    >>> [processed_before(tp, offset) for offset in (5, 7, 8, 8)]
+    [False, True, True, False]
+    >>> tp in _processed
+    False
+    """
+    done = _processed.get(tp)
+    if done is None or offset not in done:
+        return False
+    done.discard(offset)
+    if not done:
+        del _processed[tp]
+    return True
+
+
+async def _forget_processed(sender: Any, revoked: set[TP], **_: Any) -> None:
+    # A partition that moves is read again by its next owner from its committed offset.
+    for tp in revoked:
+        _processed.pop(tp, None)
+
+
+app.on_partitions_revoked.connect(_forget_processed)
 
 
 def _stuck_gaps() -> dict[TP, tuple[int, int]]:
@@ -102,6 +137,7 @@ async def check_commits() -> None:
             "reading the partition again from %d",
             committed, head - 1, tp.topic, tp.partition, committed,
         )  # fmt: skip
+        _processed[tp] = set(app.consumer._acked.get(tp, ()))
         await app.consumer.seek(tp, committed)
         del found[tp]
     _gaps.clear()

@@ -29,6 +29,7 @@ from typing import Any
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
 
+from agents.compat.offsets import processed_before
 from models.text.fields import FieldScrubber
 from schemas import DeadLetter, Limits, Rejection
 from schemas.validate import Envelope, parse, parse_message
@@ -144,6 +145,8 @@ class Edge:
                 await asyncio.sleep(0)
                 yielded = time.perf_counter()
             message = event.message
+            if processed_before(message.tp, message.offset):
+                continue
             raw = message.value if message.value is not None else b""
             result = self.decode(raw)
             envelope = type(result) is Envelope

@@ -40,6 +40,7 @@ def consumer_of(monkeypatch):
         )
         monkeypatch.setattr(offsets, "app", fake_app)
         monkeypatch.setattr(offsets, "_gaps", {})
+        monkeypatch.setattr(offsets, "_processed", {})
         return consumer
 
     return install
@@ -52,6 +53,10 @@ def test_a_gap_nothing_is_processing_is_read_again_on_the_second_check(consumer_
     assert consumer.seeks == []
     asyncio.run(offsets.check_commits())
     assert consumer.seeks == [(PARTITION, 9897)]
+    # Read again from 9897: the dropped messages are processed, those after them were.
+    read_again = range(9897, 9920)
+    skipped = [o for o in read_again if offsets.processed_before(PARTITION, o)]
+    assert skipped == [9915, 9916, 9917]
 
 
 @pytest.mark.parametrize(
