@@ -4,15 +4,13 @@ a month, across a kill -9; the cost of a series without ``cost_per_hour`` comes 
 from __future__ import annotations
 
 import signal
-import urllib.request
 from pathlib import Path
 
-import orjson
 import pytest
 
 from streams.lab.simulator import DEFAULT_REGIONS, DEFAULT_SERVICES
-from tests.conftest import WorkerProcess, wait_until
-from tests.support.worker_views import FAST_CHECKPOINTS, decisions
+from tests.conftest import wait_until
+from tests.support.worker_views import FAST_CHECKPOINTS, cost_view, decisions
 
 pytestmark = pytest.mark.kafka
 
@@ -67,10 +65,3 @@ def test_budget_is_judged_over_all_series_once_a_month(
     assert report["total"]["fired"] and report["total"]["forecast_usd"] > 1.0
     assert not report["service=checkout"]["fired"]
     assert report["service=checkout"]["series"] == len(DEFAULT_REGIONS)
-
-
-def cost_view(worker: WorkerProcess) -> dict:
-    """The worker's budgets (``GET /cost/``)."""
-    url = f"http://127.0.0.1:{worker.web_port}/cost/"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return orjson.loads(response.read())

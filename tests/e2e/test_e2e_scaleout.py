@@ -22,7 +22,7 @@ from schemas.topics import TopicNames
 from streams.lab.scenario import SCENARIO_DIR, parse_scenario
 from streams.lab.simulator import SimConfig, ground_truth, run_simulation
 from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
-from tests.support.worker_views import FAST_CHECKPOINTS, decisions
+from tests.support.worker_views import FAST_CHECKPOINTS, cost_view, decisions
 
 pytestmark = pytest.mark.kafka
 
@@ -50,12 +50,6 @@ total_usd = 1.0
 
 def failover_view(worker: WorkerProcess) -> dict:
     url = f"http://127.0.0.1:{worker.web_port}/failover/"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return orjson.loads(response.read())
-
-
-def cost_view(worker: WorkerProcess) -> dict:
-    url = f"http://127.0.0.1:{worker.web_port}/cost/"
     with urllib.request.urlopen(url, timeout=5) as response:
         return orjson.loads(response.read())
 

@@ -32,6 +32,13 @@ def decisions(bootstrap: str, topic: str) -> list[Decision]:
     return asyncio.run(_decisions(bootstrap, topic))
 
 
+def cost_view(worker: WorkerProcess) -> dict:
+    """The worker's budgets (``GET /cost/``)."""
+    url = f"http://127.0.0.1:{worker.web_port}/cost/"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return orjson.loads(response.read())
+
+
 def brain_view(worker: WorkerProcess, service: str, region: str) -> dict:
     url = f"http://127.0.0.1:{worker.web_port}/brain/{service}/{region}/"
     try:
