@@ -31,14 +31,9 @@ one service's anomaly (a bad deploy) does not make its region unhealthy, while t
 anomaly on most of them corroborates the other evidence.
 
 Sources may be told idle in two ways: by the caller of :meth:`RegionBrain.advance`, or by
-:meth:`RegionBrain.mark_idle` when the news travels with the observations. A mark holds
-until the source delivers again, except after a quiet spell: when a source delivers while
-every source is marked idle, every mark is void, and each idle source holds the horizon
-back until it is marked anew. The spell is over, and the others' records may be on their
-way too; were their marks kept, the first source read after it (or after a restart, whose
-restored state has every source idle) would carry the horizon past the others' evidence,
-and their regions would look silent. The caller renews the marks of the sources that stay
-idle. Observations recorded elsewhere
+:meth:`RegionBrain.mark_idle` when the news travels with the observations; the marks and the
+horizon are a :class:`~models.brains.event_time.SourceClock`'s, whose docstring says when a
+mark holds. Observations recorded elsewhere
 (:class:`~models.brains.region_evidence.EvidenceRecorder`) arrive through
 :meth:`RegionBrain.observe_rows`.
 
@@ -58,6 +53,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from models.brains.event_time import SourceClock
 from models.brains.interactions import HealthEvidence
 from models.brains.region_evidence import (
     ANOMALY,
@@ -169,10 +165,7 @@ class RegionBrain:
         self._anomalies: dict[str, tuple[float, float]] = {}
         self._pending: list[tuple[float, int, int, tuple[Any, ...]]] = []
         self._seq = itertools.count()
-        self._sources: dict[str, float] = {}
-        self._idle: set[str] = set()
-        self._expected: set[str] = set()
-        self._horizon = -math.inf
+        self.clock = SourceClock()
         self._next_tick: float | None = None
         self._replay_floor = -math.inf
         self._reports: dict[str, HealthReport] = {}
@@ -202,7 +195,7 @@ class RegionBrain:
         if metric in SYMPTOM_METRICS:
             self._push(ts, source, _ANOMALY, (region, service, score))
         else:
-            self._seen(ts, source)
+            self.clock.seen(source, ts)
 
     def observe_interaction(
         self, ts: float, region: str, success: bool, data_class: str | None, source: str = ""
@@ -232,52 +225,20 @@ class RegionBrain:
             elif kind == EVIDENCE:
                 self.observe_evidence(evidence_of_row(row), source)
             else:
-                self._seen(row[1], source)
+                self.clock.seen(source, row[1])
 
     def expect(self, sources: Iterable[str]) -> None:
-        """Hold the horizon until each of ``sources`` has delivered or is marked idle.
-
-        Without it, a source that has not delivered yet does not hold the horizon back, and
-        the first source heard from would be judged alone: an evaluator that knows the
-        partitions it will hear from says so.
-        """
-        self._expected.update(sources)
+        """Hold the horizon until each of ``sources`` has delivered or is marked idle
+        (:meth:`~models.brains.event_time.SourceClock.expect`)."""
+        self.clock.expect(sources)
 
     def mark_idle(self, source: str) -> None:
-        """``source`` cannot deliver anything older than what it delivered last: it no longer
-        holds the horizon back, until it delivers again, or any source does while every
-        source is marked idle.
-
-        Two sources go quiet; when one resumes, the other holds the horizon back until it is
-        marked anew:
-
-        >>> from schemas.config.regions import load_region_config
-        >>> brain = RegionBrain(load_region_config())
-        >>> brain.observe_metrics(100.0, "us-east", "api", {"error_rate": 0.0}, "a")
-        >>> brain.observe_metrics(100.0, "eu-west", "api", {"error_rate": 0.0}, "b")
-        >>> brain.mark_idle("a"), brain.mark_idle("b")
-        (None, None)
-        >>> brain.observe_metrics(160.0, "us-east", "api", {"error_rate": 0.0}, "a")
-        >>> brain.horizon()
-        100.0
-        >>> brain.mark_idle("b")
-        >>> brain.horizon()
-        160.0
-        """
-        if source in self._sources or source in self._expected:
-            self._idle.add(source)
-
-    def _seen(self, ts: float, source: str) -> None:
-        if source in self._idle:
-            if self._idle.issuperset(self._sources):
-                self._idle.clear()
-            else:
-                self._idle.discard(source)
-        if ts > self._sources.get(source, -math.inf):
-            self._sources[source] = ts
+        """``source`` no longer holds the horizon back, until it delivers again
+        (:meth:`~models.brains.event_time.SourceClock.mark_idle`)."""
+        self.clock.mark_idle(source)
 
     def _push(self, ts: float, source: str, kind: int, body: tuple[Any, ...]) -> None:
-        self._seen(ts, source)
+        self.clock.seen(source, ts)
         if ts <= self._replay_floor:
             self.replayed += 1
             return
@@ -288,28 +249,13 @@ class RegionBrain:
 
     def retain_sources(self, sources: Iterable[str]) -> None:
         """Forget every source but ``sources`` (e.g. partitions no longer assigned)."""
-        keep = set(sources)
-        for name in [s for s in self._sources if s not in keep]:
-            del self._sources[name]
-            self._idle.discard(name)
+        self.clock.retain(sources)
 
     # ------------------------------------------------------------------------ evaluating
     def horizon(self, idle: Collection[str] = ()) -> float:
-        """Event time up to which every source has delivered (``-inf`` before any data).
-
-        The lowest latest event time of the sources not in ``idle`` nor marked idle
-        (:meth:`mark_idle`); with every source idle, the highest. It never goes back.
-        """
-        if any(s not in self._sources and s not in self._idle for s in self._expected):
-            return self._horizon
-        if self._sources:
-            busy = [
-                ts
-                for name, ts in self._sources.items()
-                if name not in idle and name not in self._idle
-            ]
-            self._horizon = max(self._horizon, min(busy) if busy else max(self._sources.values()))
-        return self._horizon
+        """Event time up to which every source has delivered (``-inf`` before any data);
+        see :meth:`~models.brains.event_time.SourceClock.horizon`."""
+        return self.clock.horizon(idle)
 
     def advance(
         self, idle: Collection[str] = (), max_ticks: int = 100_000
@@ -413,12 +359,12 @@ class RegionBrain:
     @property
     def sources(self) -> dict[str, float]:
         """Source -> latest event time it delivered."""
-        return dict(self._sources)
+        return self.clock.sources
 
     @property
     def idle_sources(self) -> set[str]:
         """Sources whose idle mark (:meth:`mark_idle`) holds."""
-        return set(self._idle)
+        return self.clock.idle
 
     @property
     def pending(self) -> int:
@@ -435,9 +381,7 @@ class RegionBrain:
             "traffic": {region: dict(classes) for region, classes in self._traffic.items()},
             "anomalies": {key: list(held) for key, held in self._anomalies.items()},
             "next_tick": self._next_tick,
-            "horizon": self._horizon if math.isfinite(self._horizon) else None,
-            "sources": dict(self._sources),
-            "idle": sorted(self._idle),
+            **self.clock.to_state(),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -460,12 +404,8 @@ class RegionBrain:
         }
         self._anomalies = {key: (score, ts) for key, (score, ts) in state["anomalies"].items()}
         self._next_tick = state["next_tick"]
-        horizon = state["horizon"]
-        self._horizon = max(self._horizon, -math.inf if horizon is None else horizon)
+        self.clock.load_state(state)
         self._reports = {}
-        for source, ts in state.get("sources", {}).items():
-            self._sources[source] = max(ts, self._sources.get(source, -math.inf))
-        self._idle = set(state.get("idle", ()))
         if self._next_tick is not None:
             self._replay_floor = self._next_tick - self.tick_s
             kept = [item for item in self._pending if item[0] > self._replay_floor]
