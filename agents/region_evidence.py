@@ -35,6 +35,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from agents import tenants
 from agents.runtime import fanout
 from models.brains.interactions import HealthEvidence
 from models.brains.region_evidence import EvidenceRecorder
@@ -146,27 +147,36 @@ async def _send(tp: TP, body: dict[str, Any]) -> None:
 
 
 async def flush(*, idle_marks: bool = True) -> None:
-    """Send every partition's waiting rows, then the idle marks due; in that order."""
+    """Send every partition's waiting rows, then the idle marks due; in that order. The
+    tenant brains hear the interactions partitions' progress and idle marks with them
+    (:func:`agents.tenants.send_progress`)."""
     async with _sending:
         for tp, recorder in list(_recorders.items()):
             if recorder.size:
                 _idle_marked.pop(tp, None)
                 await _send(tp, {"rows": recorder.drain()})
-        if not idle_marks:
-            return
-        now = time.monotonic()
-        due = [tp for tp in _assigned_sources() if _mark_due(tp, now)]
-        if not due:
-            return
-        # The highwater the consumer holds is as of its last fetch, and unknown before the
-        # first: a worker just started, or too busy to fetch for a while, would call a
-        # partition with unread records idle, and the evaluator would move event time past
-        # their evidence (a region looks silent). The broker's end offsets say.
-        ends = await app.consumer.highwaters(*due)
-        for tp in due:
-            if _next_offset(tp) >= ends.get(tp, 0):
-                _idle_marked[tp] = now
-                await _send(tp, {"idle": True})
+        marked = await _send_idle_marks() if idle_marks else []
+        await tenants.send_progress(
+            idle=[tp for tp in marked if tp.topic == topic_names.interactions]
+        )
+
+
+async def _send_idle_marks() -> list[TP]:
+    """Mark idle the partitions due; return them."""
+    now = time.monotonic()
+    due = [tp for tp in _assigned_sources() if _mark_due(tp, now)]
+    if not due:
+        return []
+    # The highwater the consumer holds is as of its last fetch, and unknown before the
+    # first: a worker just started, or too busy to fetch for a while, would call a
+    # partition with unread records idle, and the evaluator would move event time past
+    # their evidence (a region looks silent). The broker's end offsets say.
+    ends = await app.consumer.highwaters(*due)
+    marked = [tp for tp in due if _next_offset(tp) >= ends.get(tp, 0)]
+    for tp in marked:
+        _idle_marked[tp] = now
+        await _send(tp, {"idle": True})
+    return marked
 
 
 def _assigned_sources() -> list[TP]:

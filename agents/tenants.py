@@ -11,8 +11,23 @@ of a tenant's requests meet in one brain, and publishes what it decides: ``slo_b
 ``decisions.remediation``, ``scheduled_scaling`` on ``decisions.scaling``.
 
 The record on the topic is JSON: ``{"ts": <epoch s>, "tenant": "t_<12 hex>", "service":
-..., "region": ..., "good": <bool>}``, ``good`` meaning the request met its service's SLO.
-No tenant name, user id or feedback: only what the tenant brain needs. It is an internal
+..., "region": ..., "good": <bool>, "source": "<interactions topic>/<partition>", "offset":
+<int>, "index": <int>}``, ``good`` meaning the request met its service's SLO, and the last
+three where the interaction was read (``index``: its place among the requests of its
+message, an envelope holding several). No tenant name, user id or feedback: only what the
+tenant brain needs.
+
+Order. The brain learns in event time over the interactions partitions, whichever workers
+read them and at whatever pace (:class:`~models.brains.tenants.TenantBrain`: ``receive``,
+``advance``), so that a tenant's decisions are the same with one worker or several. A
+partition's requests tell its progress to the by-tenant partitions they go to; the others
+learn it from progress records ``{"source": ..., "ts": <latest request's event time>}``,
+which the reader of each interactions partition sends to every partition of the topic with
+the region evidence (:func:`agents.region_evidence.flush`, every
+:data:`~agents.region_evidence.FLUSH_EVERY_S`, :func:`send_progress`), and from its idle
+marks ``{"source": ..., "idle": true}``, sent when region evidence marks the partition idle.
+A request read again by a partition's next reader (from the committed offset) carries its
+first position, and is learned once. It is an internal
 record, written and read by the worker itself, rather than one of the topic contracts of
 :mod:`schemas` (what outside producers write, with their JSON Schemas): the interaction it
 comes from was validated where it came in, so it is only decoded here
@@ -34,25 +49,33 @@ erasure is not learned from (it counts as processed).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
+import faust
 import orjson
+from faust.types import TP
 
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.edge import Edge
 from agents.runtime.publish import publish
 from models.brains.interactions import TenantRequest
-from models.brains.tenants import TenantBrain
+from models.brains.tenants import Position, TenantBrain
 from models.compliance.erasure import ErasureLog
 from schemas import Rejection
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import SERIES_TRACKED
 
 __all__ = [
+    "Progress",
+    "Sourced",
     "brains",
     "checkpoint",
     "decode_request",
     "encode_request",
     "erasures",
+    "send_progress",
     "send_request",
     "tenants",
 ]
@@ -66,29 +89,61 @@ _FIELDS: tuple[tuple[str, tuple[type, ...]], ...] = (
     ("service", (str,)),
     ("region", (str,)),
     ("good", (bool,)),
+    ("offset", (int,)),
+    ("index", (int,)),
 )
 
 
-def encode_request(request: TenantRequest) -> bytes:
-    """The JSON record of ``request`` on ``interactions.by-tenant``.
+@dataclass(frozen=True, slots=True)
+class Sourced:
+    """A request, with the interactions partition it was read from and where."""
 
-    >>> encode_request(TenantRequest(1700000000.0, "t_c162214972b5", "api", "eu-west", True))
-    b'{"ts":1700000000.0,"tenant":"t_c162214972b5","service":"api","region":"eu-west","good":true}'
+    request: TenantRequest
+    source: str
+    position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A partition's progress: every request up to ``ts`` sent, or ``idle``."""
+
+    source: str
+    ts: float
+    idle: bool
+
+
+def encode_request(sourced: Sourced) -> bytes:
+    """The JSON record of a request on ``interactions.by-tenant``.
+
+    >>> request = TenantRequest(1700000000.0, "t_c162214972b5", "api", "eu-west", True)
+    >>> encode_request(Sourced(request, "telemetry.interactions/2", (41, 0)))[92:]
+    b'"source":"telemetry.interactions/2","offset":41,"index":0}'
     """
-    return orjson.dumps(request)
+    r, (offset, index) = sourced.request, sourced.position
+    return orjson.dumps(
+        {"ts": r.ts, "tenant": r.tenant, "service": r.service, "region": r.region,
+         "good": r.good, "source": sourced.source, "offset": offset, "index": index}
+    )  # fmt: skip
 
 
-def decode_request(raw: bytes) -> TenantRequest | Rejection:
-    """The request in a record of ``interactions.by-tenant``, or why there is none.
+def decode_request(raw: bytes) -> Sourced | Progress | Rejection:
+    """The request or the progress in a record of ``interactions.by-tenant``, or why there is
+    none.
 
     Never raises; reasons are those of :data:`schemas.REASONS`.
 
-    >>> decode_request(encode_request(TenantRequest(1.0, "t_1", "api", "eu-west", False)))
-    TenantRequest(ts=1.0, tenant='t_1', service='api', region='eu-west', good=False)
-    >>> decode_request(b'{"ts": 1, "tenant": "t_1", "service": "api", "region": "eu-west"}')
+    >>> request = TenantRequest(1.0, "t_1", "api", "eu-west", False)
+    >>> decode_request(encode_request(Sourced(request, "i/0", (5, 1)))) == Sourced(
+    ...     request, "i/0", (5, 1))
+    True
+    >>> decode_request(b'{"source": "i/0", "ts": 12}')
+    Progress(source='i/0', ts=12.0, idle=False)
+    >>> decode_request(b'{"source": "i/0", "idle": true}')
+    Progress(source='i/0', ts=-inf, idle=True)
+    >>> decode_request(b'{"ts": 1, "tenant": "t_1", "service": "api", "region": "eu-west",'
+    ...                b' "source": "i/0"}')
     Rejection(reason='missing_field', field='good', detail="required field 'good' is missing")
-    >>> decode_request(b'{"ts": true, "tenant": "t_1", "service": "api", "region": "eu-west",'
-    ...                b' "good": true}').reason, decode_request(b"{").reason
+    >>> decode_request(b'{"ts": true, "source": "i/0"}').reason, decode_request(b"{").reason
     ('wrong_type', 'invalid_json')
     """
     if not raw:
@@ -99,30 +154,89 @@ def decode_request(raw: bytes) -> TenantRequest | Rejection:
         return Rejection("invalid_json", None, "not a JSON document")
     if type(obj) is not dict:
         return Rejection("not_an_object", None, "the top-level value is not an object")
+    source = obj.get("source")
+    if type(source) is not str:
+        return Rejection("missing_field", "source", "required field 'source' is missing")
+    if obj.get("idle") is True:
+        return Progress(source, -math.inf, True)
     values = []
-    for name, types in _FIELDS:
+    for name, types in _FIELDS if "tenant" in obj else _FIELDS[:1]:
         value = obj.get(name)
         if value is None:
             return Rejection("missing_field", name, f"required field {name!r} is missing")
         if type(value) not in types:
             return Rejection("wrong_type", name, f"field {name!r} has the wrong type")
         values.append(value)
-    ts, tenant, service, region, good = values
+    ts = values[0]
     if not math.isfinite(ts):
         return Rejection("not_finite", "ts", "field 'ts' is not a finite number")
-    return TenantRequest(float(ts), tenant, service, region, good)
+    if len(values) == 1:
+        return Progress(source, float(ts), False)
+    _, tenant, service, region, good, offset, index = values
+    return Sourced(TenantRequest(float(ts), tenant, service, region, good), source, (offset, index))
+
+
+def source_name(tp: TP) -> str:
+    """The name an interactions partition goes by at the tenant brains."""
+    return f"{tp.topic}/{tp.partition}"
+
+
+_SOURCES = [f"{topic_names.interactions}/{p}" for p in range(settings.partitions)]
+# Interactions partition -> (offset, index) of the latest request sent, and the latest event
+# time sent and the latest told as progress.
+_positions: dict[TP, Position] = {}
+_sent: dict[TP, float] = {}
+_told: dict[TP, float] = {}
 
 
 async def send_request(request: TenantRequest) -> None:
-    """Send ``request`` to ``interactions.by-tenant``, keyed by the tenant's pseudonym.
+    """Send ``request``, of the interaction being handled, to ``interactions.by-tenant``,
+    keyed by the tenant's pseudonym, with where it was read.
 
     Awaiting hands it to the producer; Faust flushes the producer before it commits the
     offset of the interaction being handled, so an interaction whose request was not
     delivered is read again after a crash (at least once, as decisions are).
     """
+    event = faust.current_event()
+    if event is None:
+        raise RuntimeError("a tenant request sent outside an agent's event")
+    tp, offset = event.message.tp, event.message.offset
+    last = _positions.get(tp)
+    position = (offset, last[1] + 1 if last is not None and last[0] == offset else 0)
+    _positions[tp] = position
     await topics.interactions_by_tenant.send(
-        key=request.tenant.encode(), value=encode_request(request)
+        key=request.tenant.encode(),
+        value=encode_request(Sourced(request, source_name(tp), position)),
     )
+    _sent[tp] = max(request.ts, _sent.get(tp, -math.inf))
+
+
+async def _tell(tp: TP, body: dict[str, Any]) -> None:
+    value = orjson.dumps({"source": source_name(tp), **body})
+    for partition in range(settings.partitions):
+        await topics.interactions_by_tenant.send(value=value, partition=partition)
+
+
+async def send_progress(idle: Iterable[TP] = ()) -> None:
+    """Tell every tenant brain how far each interactions partition read here has sent
+    requests, then which of them are ``idle``."""
+    for tp, ts in list(_sent.items()):
+        if ts > _told.get(tp, -math.inf):
+            _told[tp] = ts
+            await _tell(tp, {"ts": ts})
+    for tp in idle:
+        await _tell(tp, {"idle": True})
+
+
+async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+    # The partitions' next readers tell their progress, from the committed offsets.
+    for tp in revoked:
+        _positions.pop(tp, None)
+        _sent.pop(tp, None)
+        _told.pop(tp, None)
+
+
+app.on_partitions_revoked.connect(_on_partitions_revoked)
 
 
 erasures = ErasureLog()
@@ -131,10 +245,10 @@ checkpoint forgets them, and their requests from before the erasure are not lear
 
 
 def _load(state: dict | None) -> TenantBrain:
-    if state is None:
-        return TenantBrain()
-    brain = TenantBrain.from_state(state)
-    erasures.scrub(brain)
+    brain = TenantBrain() if state is None else TenantBrain.from_state(state)
+    brain.expect(_SOURCES)
+    if state is not None:
+        erasures.scrub(brain)
     return brain
 
 
@@ -147,12 +261,21 @@ store: PartitionBrains[TenantBrain] = PartitionBrains(
 brains = store.brains
 
 
-async def _handle(request: TenantRequest) -> None:
-    if erasures.erased(request.tenant, request.ts):
-        return
+async def _handle(record: Sourced | Progress) -> None:
     partition = handling_partition()
-    for decision in store.get(partition).observe(request):
-        await publish(decision, request.ts)
+    brain = store.get(partition)
+    if type(record) is Progress:
+        if record.idle:
+            brain.mark_idle(record.source)
+        else:
+            brain.progress(record.source, record.ts)
+    elif erasures.erased(record.request.tenant, record.request.ts):
+        # Not learned from; its position still counts, so that it is not learned later.
+        brain.progress(record.source, record.request.ts)
+    else:
+        brain.receive(record.request, record.source, record.position)
+    for decision in brain.advance():
+        await publish(decision, decision.ts)
     store.touch(partition)
 
 
