@@ -86,6 +86,7 @@ store: PartitionBrains[RegionBrain] = PartitionBrains(
     topic_names.region_evidence,
     _load,
     partitions=1,
+    may_checkpoint=lambda: not _outbox,
 )
 # Transitions taken but not yet published; the state is not checkpointed while any are.
 _outbox: list[FailoverDecisionDraft] = []

@@ -29,6 +29,7 @@ from typing import Any
 import faust
 import orjson
 from faust.streams import current_event
+from faust.types import TP
 
 from agents import interactions
 from agents.runtime import fanout
@@ -38,7 +39,7 @@ from agents.runtime.publish import publish
 from models.brains.metrics import MetricsBrain
 from schemas import MetricSample
 from schemas.topics import telemetry_key
-from streams.runtime.app import app, settings, topics
+from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import (
     MODEL_BYTES,
     SERIES_TRACKED,
@@ -173,6 +174,43 @@ async def checkpoint() -> None:
             _round.clear()
             log.exception("checkpoint of the metrics brain failed; will retry")
             break
+
+
+async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+    """Hand the series of the partitions revoked over to their next owner.
+
+    Faust has committed the offsets of every sample learned: their next owner reads on from
+    there, and restores what was learned from the changelog. So each of their series is
+    written now (not at its next round, which would lose the learning in between to the
+    next owner, whose decisions would then differ from one worker's) and forgotten here: if
+    the partition comes back, its series are restored from the owner's later checkpoints.
+    """
+    gone = {tp.partition for tp in revoked if tp.topic == topic_names.metrics}
+    keys = [k for k in brain if _partition_of.get(telemetry_key(*k)) in gone]
+    learned = _dirty | set(_round)
+    written = 0
+    for key in keys:
+        table_key = telemetry_key(*key)
+        if key in learned:
+            state = brain.state_of(key)
+            if state is not None:
+                try:
+                    checkpoints[table_key] = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
+                    written += 1
+                except Exception:
+                    log.exception("checkpoint of %s at revocation failed", key)
+        brain.forget(key)
+        _dirty.discard(key)
+        del _partition_of[table_key]
+    _round[:] = [k for k in _round if k in brain]
+    if written:
+        await app.producer.flush()
+    if keys:
+        log.info("handed over %d series (%d written) of partitions %s", len(keys), written,
+                 sorted(gone))  # fmt: skip
+
+
+app.on_partitions_revoked.connect(_on_partitions_revoked)
 
 
 def _end_of_round() -> None:

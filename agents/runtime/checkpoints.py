@@ -97,6 +97,15 @@ class PartitionBrains(Generic[B]):
     partitions
         The topic's partition count, if not ``AUTOPILOT_PARTITIONS`` (an evaluator's topic
         has one).
+    may_checkpoint
+        Whether the brains may be written now; the region brain's may not while it holds
+        transitions not yet published.
+
+    Notes
+    -----
+    At a revocation, Faust has committed the offsets of every message the brains learned
+    from; the brains of the partitions revoked are written then, so that their next owner
+    restores all they learned and reads on from there, deciding as one worker would have.
     """
 
     def __init__(
@@ -106,14 +115,23 @@ class PartitionBrains(Generic[B]):
         topic: str,
         load: Callable[[dict[str, Any] | None], B],
         partitions: int | None = None,
+        may_checkpoint: Callable[[], bool] = lambda: True,
     ) -> None:
         self.name = name
         self.topic = topic
         self.table = partition_table(name, help, partitions)
         self.load = load
+        self.may_checkpoint = may_checkpoint
         self.brains: dict[int, B] = {}
         self.dirty: set[int] = set()
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
+        app.on_partitions_revoked.connect(self._on_partitions_revoked)
+
+    async def _on_partitions_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
+        gone = {tp.partition for tp in revoked if tp.topic == self.topic} & self.dirty
+        if gone and self.may_checkpoint():
+            self.checkpoint(gone)
+            await app.producer.flush()
 
     async def _on_partitions_assigned(self, sender: Any, assigned: set[Any], **_: Any) -> None:
         self.keep_only(assigned)
@@ -141,28 +159,31 @@ class PartitionBrains(Generic[B]):
 
         Called at every assignment. Their new owner restores them from the changelog; a
         stale copy here would be checkpointed in its place (and would, e.g., answer
-        remediation outcomes in the owner's place). Learning since the last checkpoint of
-        a partition that moves is lost, as when a worker dies.
+        remediation outcomes in the owner's place). A partition that moves was written at
+        its revocation; learning since the last checkpoint is lost only when a worker dies.
         """
         owned = {tp.partition for tp in assigned if tp.topic == self.topic}
         for partition in set(self.brains) - owned:
             del self.brains[partition]
             self.dirty.discard(partition)
 
-    def checkpoint(self) -> bool:
-        """Write every dirty brain; return whether any was dirty. Never raises.
+    def checkpoint(self, only: set[int] | None = None) -> bool:
+        """Write every dirty brain (of the partitions ``only``, if given); return whether any
+        was dirty. Never raises.
 
         A brain that evicts idle keys (:class:`EvictsIdle`) does so first, at its own
         event time. An exception would end the timer calling this, and with it the
         worker: a failed write is logged and retried at the next checkpoint.
         """
-        changed = bool(self.dirty)
-        for partition in self.dirty:
+        due = self.dirty if only is None else self.dirty & only
+        changed = bool(due)
+        for partition in due:
             brain = self.brains.get(partition)
             if isinstance(brain, EvictsIdle):
                 brain.evict_idle(brain.watermark)
-        while self.dirty:
-            partition = self.dirty.pop()
+        while due:
+            partition = due.pop()
+            self.dirty.discard(partition)
             brain = self.brains.get(partition)
             if brain is None:
                 continue

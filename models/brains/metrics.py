@@ -363,6 +363,11 @@ class MetricsBrain:
         _builtin_forecaster(brain.policy).set_prior(profile)
         return True
 
+    def forget(self, key: tuple[str, str]) -> bool:
+        """Drop a series (e.g. its partition moved to another worker); return whether it was
+        held. It is new again, or restored, the next time it is seen."""
+        return self._series.pop(key, None) is not None
+
     def evict_idle(self, now: float) -> int:
         """Drop series idle for more than ``ttl_s`` event seconds; return how many."""
         idle = [k for k, b in self._series.items() if now - b.last_ts > self.ttl_s]
