@@ -204,10 +204,25 @@ def _pipeline(
         for worker in workers:
             worker.wait_idle(timeout_s=30.0)
         figures["decision_ids"] = _settled_decision_ids(bootstrap, topics)
+        figures["region_evaluator"] = _evaluator(workers)
     finally:
         for worker in workers:
             worker.stop()
     return figures
+
+
+def _evaluator(workers: list[WorkerRun]) -> dict[str, Any]:
+    """What the region evaluator (whichever worker holds it) says of its buffer: the
+    observations applied ahead of their tick because it was full (``forced``: their order
+    was the order of arrival, so region decisions may differ between runs) and those
+    ignored as replays."""
+    import orjson
+
+    for worker in workers:
+        view = orjson.loads(worker.get("/failover/"))
+        if view.get("evaluating"):
+            return {key: view.get(key) for key in ("forced", "replayed", "pending")}
+    return {}
 
 
 def _settled_decision_ids(
@@ -287,6 +302,7 @@ def run_bench_scaleout(
         "same_decisions": same,
         "decisions_only_one_worker": len(ones.keys() - twos.keys()),
         "decisions_only_two_workers": len(twos.keys() - ones.keys()),
+        "region_evaluator": both("region_evaluator"),
         "targets": {
             "one_worker_records_per_s": TARGET_RECORDS_PER_S,
             "pipeline_bare_ratio": TARGET_BARE_RATIO,
@@ -300,6 +316,7 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
     targets = result["targets"]
     rss = result["peak_rss_bytes"]
     by_kind = result["decisions_by_kind"]
+    evaluator = result["region_evaluator"]
 
     def mib(values: list[int]) -> str:
         return ", ".join(f"{v / 2**20:,.0f}" for v in values)
@@ -326,5 +343,7 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
             f" {result['decisions_only_two_workers']} only with 2)",
             f"  decisions by kind              1 worker: {by_kind['one_worker']};"
             f" 2 workers: {by_kind['two_workers']}",
+            f"  region evaluator               1 worker: {evaluator['one_worker']};"
+            f" 2 workers: {evaluator['two_workers']}",
         ]
     )
