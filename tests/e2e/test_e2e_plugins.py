@@ -44,6 +44,7 @@ CHECKOUT = 9_000
 SEARCH = 400
 SPIKE_AT = 8_800
 AFTER_SWAP = 400
+MAX_FAILURES = 5
 
 
 def sample(service: str, i: int, start: float, rng: random.Random) -> dict:
@@ -92,7 +93,11 @@ def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
         "AUTOPILOT_PLUGIN_MODULES": (
             "tests.support.plugins.e2e,tests.support.plugins.undeclared_network"
         ),
-        "AUTOPILOT_PLUGIN_MAX_FAILURES": "3",
+        # river-hst takes about 0.05 ms of CPU a call, against a 2 ms budget; on a machine
+        # running two test processes, 3 of 1,151 calls once read 2.2 ms and quarantined it
+        # (a thread's CPU time still grows when it shares a busy core).
+        # Five failures still quarantine the raising plugin within 50 of its calls.
+        "AUTOPILOT_PLUGIN_MAX_FAILURES": str(MAX_FAILURES),
         # The samples span a day and a quarter of event time.
         "AUTOPILOT_MAX_PAST_S": str(2 * 86_400),
     }
@@ -140,10 +145,10 @@ def test_plugins_serve_fail_safely_are_refused_and_swap_on_every_worker(
     wait_until(lambda: sum(accounted()[1:]) >= len(records), 30, "not every sample was handled")
     assert accounted() == (len(records), len(records), 0)
 
-    # The raising plugin: quarantined after 3 failures on the worker that serves search.
+    # The raising plugin: quarantined after MAX_FAILURES on the worker that serves search.
     calls = [view(w)["calls"].get("every-tenth-raises") for w in workers]
     (flaky,) = [c for c in calls if c is not None]
-    assert flaky["quarantined"] and flaky["errors"] == 3
+    assert flaky["quarantined"] and flaky["errors"] == MAX_FAILURES
     assert total(workers, "autopilot_plugin_quarantined", plugin="every-tenth-raises") == 1
 
     # The River plugin decided checkout's latency spike, and says so.
