@@ -14,7 +14,8 @@ partition it reads whose brain learned since and whose reading is near its end
 (:data:`CAUGHT_UP_LAG`), a summary of that brain at its own event time
 (:meth:`~models.brains.cost.BudgetWatch.summarize`: per scope, the month-end forecast, the
 series counted, the five largest) to ``internal.budget-evidence``; its one partition's owner
-judges the budgets (:mod:`agents.budgets`).
+judges the budgets (:mod:`agents.budgets`). A partition that holds no records sends an empty
+part once it has held none for :data:`EMPTY_AFTER_S`.
 
 State. The partition brains are checkpointed every ``AUTOPILOT_CHECKPOINT_INTERVAL_S`` to
 the Faust table ``cost-brain`` (changelog ``<app>-cost-brain-changelog``, key ``b"<p>"`` on
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import faust
 import orjson
@@ -40,7 +42,14 @@ from schemas.config.prices import load_price_table
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import SERIES_TRACKED, record_cost
 
-__all__ = ["BUDGET_EVERY_S", "budgets", "checkpoint", "send_budget_summaries", "store"]
+__all__ = [
+    "BUDGET_EVERY_S",
+    "EMPTY_AFTER_S",
+    "budgets",
+    "checkpoint",
+    "send_budget_summaries",
+    "store",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +70,17 @@ CAUGHT_UP_LAG = 50
 """A partition's part of the budgets is sent only while its reading is this close to its
 end: a part taken while catching up on a backlog would count only the series read so far."""
 
+EMPTY_AFTER_S = 30.0
+"""Wall seconds a partition must hold no records before its empty part is sent. A fleet's
+first records reach the partitions one after another: an empty part sent in between would
+let the judge sum the first partition's series alone and fire on them."""
+
 # Partition -> event time of its last summary sent (None: an empty one).
 _summarized: dict[int, float | None] = {}
 # Partition -> offset of the latest sample read from it.
 _read: dict[int, int] = {}
+# Partition -> monotonic time since which it has been seen holding no records.
+_empty_since: dict[int, float] = {}
 
 
 @fanout.metric_samples.subscribe
@@ -82,6 +98,11 @@ async def _on_sample(sample: MetricSample) -> None:
     cost = sample.metrics.get("cost_per_hour", brain.cost_per_hour(sample.service, sample.region))
     if cost is not None:
         record_cost(sample.service, sample.region, cost)
+
+
+def _empty(partition: int) -> bool:
+    since = _empty_since.get(partition)
+    return since is not None and time.monotonic() - since >= EMPTY_AFTER_S
 
 
 @app.timer(BUDGET_EVERY_S)
@@ -104,10 +125,14 @@ async def send_budget_summaries() -> None:
             if partition in _summarized and _summarized[partition] == now:
                 continue
             highwater = ends.get(TP(topic_names.metrics, partition))
+            if highwater == 0:
+                _empty_since.setdefault(partition, time.monotonic())
+            else:
+                _empty_since.pop(partition, None)
             unread = None if highwater is None else highwater - (_read.get(partition, -1) + 1)
-            if unread is None or unread > CAUGHT_UP_LAG or (now is None and highwater != 0):
+            if unread is None or unread > CAUGHT_UP_LAG or (now is None and not _empty(partition)):
                 # Still reading it: its part comes once its samples are read (an empty part
-                # only from a partition that holds none).
+                # only from a partition that has held none for a while).
                 continue
             summary = budgets.summarize(now, brain if now is not None else None)
             await topics.budget_evidence.send(
