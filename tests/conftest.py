@@ -8,6 +8,7 @@ Set ``AUTOPILOT_TEST_BROKER=host:port`` to run against a broker you manage.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import signal
@@ -140,6 +141,27 @@ def wait_until(
             pass
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s: {message}")
+
+
+def wait_progressing(
+    progress: Callable[[], float], target: float, stall_s: float, describe: Callable[[], str]
+) -> None:
+    """Poll ``progress`` until it reaches ``target``; fail the test with ``describe()`` (and
+    the last value) once it has not risen for ``stall_s``. For work whose pace depends on the
+    machine and its load, where only a standstill is a failure."""
+    last, risen_at = -math.inf, time.monotonic()
+    while True:
+        try:
+            value = progress()
+        except OSError:
+            value = last
+        if value >= target:
+            return
+        if value > last:
+            last, risen_at = value, time.monotonic()
+        elif time.monotonic() - risen_at > stall_s:
+            raise AssertionError(f"stalled at {last} of {target} for {stall_s:.0f}s: {describe()}")
+        time.sleep(0.25)
 
 
 def spawn_worker(

@@ -28,7 +28,7 @@ from schemas import Decision, decision_id_for
 from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
 from streams.lab.simulator import SimConfig, run_simulation
-from tests.conftest import AUTOPILOT, WorkerProcess, wait_until
+from tests.conftest import AUTOPILOT, WorkerProcess, wait_progressing, wait_until
 from tests.support.worker_views import brain_view, decisions, lag_partitions
 
 pytestmark = pytest.mark.kafka
@@ -476,13 +476,22 @@ def test_a_burst_at_ten_times_the_rate_drains_with_bounded_memory(
             start += span_s
         sampler.phase = "drain"
 
-        def drained() -> bool:
-            return all(
-                worker.metric("autopilot_events_consumed_total", topic=LABELS[kind]) >= count
+        def consumed() -> float:
+            return sum(
+                min(count, worker.metric("autopilot_events_consumed_total", topic=LABELS[kind]))
                 for kind, count in sent.items()
             )
 
-        wait_until(drained, 120, f"the worker did not consume all of {dict(sent)}")
+        # Its pace depends on what else the machine runs: only a standstill fails.
+        wait_progressing(
+            consumed,
+            sum(sent.values()),
+            60,
+            lambda: (
+                f"the worker did not consume all of {dict(sent)}; its log ends: "
+                f"{worker.log()[-3000:]}"
+            ),
+        )
         wait_all_committed(kafka_bootstrap, topic_names)
         wait_until(
             lambda: sum(lag_partitions(worker).values()) == 0,
