@@ -42,6 +42,7 @@ from agents import region_evidence
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.edge import Edge
 from agents.runtime.publish import publish
+from agents.runtime.sources import source_names
 from models.brains.region import RegionBrain
 from models.policy.failover import FailoverDecisionDraft
 from schemas import Rejection
@@ -64,7 +65,7 @@ MODE = "recommend"
 """Failover decisions ask a human: moving a region's traffic has a region-wide blast radius."""
 
 config = load_region_config(settings.regions_path)
-_sources = region_evidence.source_names(settings.partitions)
+_sources = source_names(region_evidence.SOURCE_TOPICS, settings.partitions)
 
 
 def _load(state: dict[str, Any] | None) -> RegionBrain:

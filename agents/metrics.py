@@ -33,6 +33,7 @@ from faust.types import TP
 
 from agents import interactions
 from agents.runtime import fanout
+from agents.runtime.checkpoints import handing_over
 from agents.runtime.edge import Edge
 from agents.runtime.plugins import plugins
 from agents.runtime.publish import publish
@@ -160,12 +161,8 @@ async def checkpoint() -> None:
         _end_of_round()
     for _ in range(min(_per_tick, len(_round))):
         key = _round.pop()
-        state = brain.state_of(key)
-        table_key = telemetry_key(*key)
-        if state is None or table_key not in _partition_of:
-            continue
         try:
-            checkpoints[table_key] = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
+            _write(key)
         except Exception:
             # An exception would end the timer, and with it the worker: keep learning in
             # memory, say so, and try again in the next round.
@@ -176,7 +173,19 @@ async def checkpoint() -> None:
             break
 
 
-async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+def _write(key: tuple[str, str]) -> bool:
+    """Write the state of series ``key`` to its checkpoint; False if it has none to write
+    (evicted, or its partition no longer read here)."""
+    state = brain.state_of(key)
+    table_key = telemetry_key(*key)
+    if state is None or table_key not in _partition_of:
+        return False
+    checkpoints[table_key] = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
+    return True
+
+
+@handing_over
+def _hand_over(revoked: set[TP]) -> int:
     """Hand the series of the partitions revoked over to their next owner.
 
     Faust has committed the offsets of every sample learned: their next owner reads on from
@@ -190,27 +199,19 @@ async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> Non
     learned = _dirty | set(_round)
     written = 0
     for key in keys:
-        table_key = telemetry_key(*key)
         if key in learned:
-            state = brain.state_of(key)
-            if state is not None:
-                try:
-                    checkpoints[table_key] = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
-                    written += 1
-                except Exception:
-                    log.exception("checkpoint of %s at revocation failed", key)
+            try:
+                written += _write(key)
+            except Exception:
+                log.exception("checkpoint of %s at revocation failed", key)
         brain.forget(key)
         _dirty.discard(key)
-        del _partition_of[table_key]
+        del _partition_of[telemetry_key(*key)]
     _round[:] = [k for k in _round if k in brain]
-    if written:
-        await app.producer.flush()
     if keys:
         log.info("handed over %d series (%d written) of partitions %s", len(keys), written,
                  sorted(gone))  # fmt: skip
-
-
-app.on_partitions_revoked.connect(_on_partitions_revoked)
+    return written
 
 
 def _end_of_round() -> None:

@@ -37,6 +37,7 @@ from faust.types import TP
 
 from agents import tenants
 from agents.runtime import fanout
+from agents.runtime.sources import source_name
 from models.brains.interactions import HealthEvidence
 from models.brains.region_evidence import EvidenceRecorder
 from schemas import Decision, Interaction, MetricSample
@@ -46,10 +47,9 @@ __all__ = [
     "BATCH_ROWS",
     "FLUSH_EVERY_S",
     "IDLE_AFTER_S",
+    "SOURCE_TOPICS",
     "flush",
     "reading",
-    "source_name",
-    "source_names",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ IDLE_AFTER_S = 2.0
 """A partition read to its end that delivered nothing for this long no longer holds event
 time back (a producer flushes more often than this); its mark is renewed as often."""
 
-_SOURCE_TOPICS = (topic_names.metrics, topic_names.interactions)
+SOURCE_TOPICS = (topic_names.metrics, topic_names.interactions)
+"""The topics whose partitions feed the region evaluator."""
 # Partition -> its recorder, the offset of the latest message read from it and when
 # (monotonic); partitions assigned but not read yet have offset -1.
 _recorders: dict[TP, EvidenceRecorder] = {}
@@ -70,16 +71,6 @@ _positions: dict[TP, tuple[int, float]] = {}
 # Partition -> when (monotonic) its idle mark was sent last, if no rows were sent since.
 _idle_marked: dict[TP, float] = {}
 _sending = asyncio.Lock()
-
-
-def source_name(tp: TP) -> str:
-    """The name a partition goes by at the evaluator: ``<topic>/<partition>``."""
-    return f"{tp.topic}/{tp.partition}"
-
-
-def source_names(partitions: int) -> list[str]:
-    """Every source the evaluator hears from, with ``partitions`` partitions a topic."""
-    return [source_name(TP(t, p)) for t in _SOURCE_TOPICS for p in range(partitions)]
 
 
 def _recorder() -> EvidenceRecorder:
@@ -182,7 +173,7 @@ async def _send_idle_marks() -> list[TP]:
 def _assigned_sources() -> list[TP]:
     """The metrics and interactions partitions this worker reads, in a stable order."""
     actives = app.assignor.assigned_actives()
-    return sorted(tp for tp in actives if tp.topic in _SOURCE_TOPICS)
+    return sorted(tp for tp in actives if tp.topic in SOURCE_TOPICS)
 
 
 def _mark_due(tp: TP, now: float) -> bool:

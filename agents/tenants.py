@@ -60,6 +60,7 @@ from faust.types import TP
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.edge import Edge
 from agents.runtime.publish import publish
+from agents.runtime.sources import source_name, source_names
 from models.brains.interactions import TenantRequest
 from models.brains.tenants import Position, TenantBrain
 from models.compliance.erasure import ErasureLog
@@ -176,12 +177,7 @@ def decode_request(raw: bytes) -> Sourced | Progress | Rejection:
     return Sourced(TenantRequest(float(ts), tenant, service, region, good), source, (offset, index))
 
 
-def source_name(tp: TP) -> str:
-    """The name an interactions partition goes by at the tenant brains."""
-    return f"{tp.topic}/{tp.partition}"
-
-
-_SOURCES = [f"{topic_names.interactions}/{p}" for p in range(settings.partitions)]
+_SOURCES = source_names([topic_names.interactions], settings.partitions)
 # Interactions partition -> (offset, index) of the latest request sent, and the latest event
 # time sent and the latest told as progress.
 _positions: dict[TP, Position] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import faust
@@ -16,6 +16,7 @@ __all__ = [
     "CHECKPOINT_MAX_BYTES",
     "PartitionBrains",
     "PartitionTable",
+    "handing_over",
     "handling_partition",
     "partition_table",
 ]
@@ -57,6 +58,30 @@ def partition_table(name: str, help: str, partitions: int | None = None) -> Part
             help=help,
         )
     )
+
+
+Handover = Callable[[set[Any]], int]
+_handovers: list[Handover] = []
+
+
+def handing_over(write: Handover) -> Handover:
+    """Register ``write(revoked)``, which writes what was learned from the partitions
+    ``revoked`` and returns how many entries it wrote, to run at every revocation.
+
+    Faust has committed the offsets of every message learned from by then: their next owner
+    reads on from there and restores all that was learned, deciding as one worker would
+    have. The producer is flushed once, after every ``write``.
+    """
+    _handovers.append(write)
+    return write
+
+
+async def _hand_over(sender: Any, revoked: set[Any], **_: Any) -> None:
+    if sum(write(revoked) for write in _handovers):
+        await app.producer.flush()
+
+
+app.on_partitions_revoked.connect(_hand_over)
 
 
 class Checkpointable(Protocol):
@@ -103,9 +128,8 @@ class PartitionBrains(Generic[B]):
 
     Notes
     -----
-    At a revocation, Faust has committed the offsets of every message the brains learned
-    from; the brains of the partitions revoked are written then, so that their next owner
-    restores all they learned and reads on from there, deciding as one worker would have.
+    At a revocation the brains of the partitions revoked are written
+    (:func:`handing_over`).
     """
 
     def __init__(
@@ -125,13 +149,14 @@ class PartitionBrains(Generic[B]):
         self.brains: dict[int, B] = {}
         self.dirty: set[int] = set()
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
-        app.on_partitions_revoked.connect(self._on_partitions_revoked)
+        handing_over(self._hand_over)
 
-    async def _on_partitions_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
+    def _hand_over(self, revoked: Iterable[Any]) -> int:
         gone = {tp.partition for tp in revoked if tp.topic == self.topic} & self.dirty
-        if gone and self.may_checkpoint():
-            self.checkpoint(gone)
-            await app.producer.flush()
+        if not gone or not self.may_checkpoint():
+            return 0
+        self.checkpoint(gone)
+        return len(gone)
 
     async def _on_partitions_assigned(self, sender: Any, assigned: set[Any], **_: Any) -> None:
         self.keep_only(assigned)
