@@ -23,8 +23,9 @@ REASONS: tuple[str, ...] = (
     "too_many_entries",
     "bad_name",
     "bad_value",
+    "invalid_otlp",
 )
-"""Every reason code :func:`schemas.parse` can return.
+"""Every reason code :func:`schemas.parse` (and :mod:`schemas.otlp`'s readers) can return.
 
 The set is closed and small because the worker uses the codes as Prometheus label values.
 
@@ -44,6 +45,8 @@ The set is closed and small because the worker uses the codes as Prometheus labe
 - ``too_many_entries``: a map with more entries than its bound.
 - ``bad_name``: a region, service or metric name that does not match its pattern.
 - ``bad_value``: a value outside an enumeration, an empty identifier, or a malformed id.
+- ``invalid_otlp``: not an OTLP export request in the topic's encoding (truncated protobuf,
+  JSON where protobuf is expected, ...): :mod:`schemas.otlp`.
 """
 
 

@@ -34,7 +34,7 @@ from schemas.records import KIND_RECORDS, KINDS, Record
 from schemas.rejection import Rejection
 from schemas.timestamps import parse_rfc3339
 
-__all__ = ["ENVELOPE_FIELD", "Envelope", "encode", "parse", "parse_message"]
+__all__ = ["ENVELOPE_FIELD", "Envelope", "encode", "parse", "parse_message", "validate"]
 
 _Check = Callable[[FieldSpec, Any, float, Limits], Any]
 
@@ -120,6 +120,19 @@ def parse(kind: str, raw: bytes | None, *, now: float, limits: Limits) -> Record
     if type(obj) is Rejection:
         return obj
     return _build(plan, obj, now, limits)
+
+
+def validate(kind: str, document: Any, *, now: float, limits: Limits) -> Record | Rejection:
+    """Like :func:`parse`, for a document already decoded from another format (OTLP).
+
+    Examples
+    --------
+    >>> doc = {"ts": 1700000000, "region": "eu-west-1", "service": "api", "metrics": {"rps": -1}}
+    >>> validate("metrics", doc, now=1700000000.0, limits=Limits()).reason
+    'out_of_range'
+
+    """
+    return _build(_plan(kind), document, now, limits)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
