@@ -22,6 +22,8 @@ __all__ = [
     "INTERACTIONS",
     "INTERACTIONS_BY_TENANT",
     "METRICS",
+    "OTLP_LOGS",
+    "OTLP_METRICS",
     "REGION_EVIDENCE",
     "REMEDIATION",
     "REMEDIATION_FEEDBACK",
@@ -36,6 +38,10 @@ METRICS = "telemetry.metrics"
 ERRORS = "telemetry.errors"
 INTERACTIONS = "telemetry.interactions"
 REMEDIATION_FEEDBACK = "feedback.remediation"
+OTLP_METRICS = "otlp_metrics"
+"""OTLP export requests of metrics, as the OpenTelemetry Collector's Kafka exporter names them."""
+OTLP_LOGS = "otlp_logs"
+"""OTLP export requests of logs, as the collector's Kafka exporter names them."""
 INTERACTIONS_BY_TENANT = "interactions.by-tenant"
 """Internal: each interaction as its tenant's request, keyed by tenant pseudonym."""
 REGION_EVIDENCE = "internal.region-evidence"
@@ -74,7 +80,7 @@ class TopicNames:
     >>> t.metrics, t.dlq
     ('test42.telemetry.metrics', 'test42.autopilot.dlq')
     >>> len(t.all())
-    17
+    19
     >>> t.region_evidence
     'test42.internal.region-evidence'
     """
@@ -92,6 +98,16 @@ class TopicNames:
     @property
     def interactions(self) -> str:
         return self.prefix + INTERACTIONS
+
+    @property
+    def otlp_metrics(self) -> str:
+        """OTLP metrics from the OpenTelemetry Collector, read into ``telemetry.metrics``."""
+        return self.prefix + OTLP_METRICS
+
+    @property
+    def otlp_logs(self) -> str:
+        """OTLP logs from the OpenTelemetry Collector, read into ``telemetry.errors``."""
+        return self.prefix + OTLP_LOGS
 
     @property
     def interactions_by_tenant(self) -> str:
@@ -167,6 +183,8 @@ class TopicNames:
             self.interactions,
             self.remediation_feedback,
             self.interactions_by_tenant,
+            self.otlp_metrics,
+            self.otlp_logs,
         )
 
     def internal(self) -> tuple[str, ...]:

@@ -123,13 +123,18 @@ class Edge:
         _edges[label] = self
 
     async def run(
-        self, stream: faust.StreamT, handle: Callable[[Any], Awaitable[Rejection | None]]
+        self,
+        stream: faust.StreamT,
+        handle: Callable[[Any], Awaitable[Rejection | None]],
+        handled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Feed every valid record of ``stream`` to ``handle``; dead-letter the rest.
 
         A handler refuses a valid record by returning a :class:`Rejection` (with
         :data:`UNKNOWN_DECISION` as its reason): the record is dead-lettered with it.
-        The records of an envelope are handled in order, within the envelope's event.
+        The records of an envelope are handled in order, within the envelope's event;
+        ``handled()``, if given, is awaited after the last of them (an OTLP agent sends on
+        what the records of one request add up to).
         """
         # Declared before the first dead letter, so the topic gets our config rather
         # than the broker's auto-create defaults (too small for large payloads).
@@ -149,7 +154,7 @@ class Edge:
                 continue
             raw = message.value if message.value is not None else b""
             result = self.decode(raw)
-            envelope = type(result) is Envelope
+            envelope = isinstance(result, Envelope)
             records = result.records if envelope else (result,)
             # Counted once a message, not once a record: an increment takes a lock.
             consumed.inc(len(records))
@@ -181,6 +186,8 @@ class Edge:
             finally:
                 # Also when the worker stops mid-envelope: what was handled is counted.
                 processed.inc(done)
+            if handled is not None:
+                await handled()
             if message.timestamp:
                 self.lag_s = max(self.lag_s, time.time() - message.timestamp)
 

@@ -163,6 +163,9 @@ class _Topics:
         # Written by the interactions agent, keyed by tenant pseudonym (agents.tenants).
         self.interactions_by_tenant = declare(names.interactions_by_tenant)
         self.remediation_feedback = declare(names.remediation_feedback)
+        # What the OpenTelemetry Collector's Kafka exporter writes (agents.otlp_metrics).
+        self.otlp_metrics = declare(names.otlp_metrics)
+        self.otlp_logs = declare(names.otlp_logs)
         # The workers' messages to one another (schemas.topics: the internal topics). A
         # decision over every partition has one evaluator: the owner of a one-partition topic.
         self.region_evidence = declare(names.region_evidence, count=1)

@@ -19,6 +19,7 @@ from schemas.config.plugins import load_plugin_bindings
 from schemas.config.prices import DEFAULT_PRICES_PATH, load_price_table
 from schemas.config.regions import DEFAULT_REGION_CONFIG_PATH, load_region_config
 from schemas.config.toml import ConfigError
+from schemas.otlp import ENCODINGS, OtlpMapping
 from streams.plugins.loading import plugin_modules as modules_of
 
 __all__ = ["LOG_LEVELS", "SASL_MECHANISMS", "SECURITY_PROTOCOLS", "Settings", "SettingsError"]
@@ -96,6 +97,11 @@ no such price table file
     streams.runtime.settings.SettingsError: AUTOPILOT_PSEUDONYM_SALT must be at most 64 bytes
     >>> Settings.from_env({}).plugins_path is None
     True
+    >>> Settings.from_env({"AUTOPILOT_OTLP_ENCODING": "otlp_yaml"})
+    Traceback (most recent call last):
+    ...
+    streams.runtime.settings.SettingsError: AUTOPILOT_OTLP_ENCODING='otlp_yaml' is not one of \
+otlp_proto, otlp_json
     >>> Settings.from_env({"AUTOPILOT_PLUGINS_FILE": "/nowhere/plugins.toml"})
     Traceback (most recent call last):
     ...
@@ -136,6 +142,10 @@ no such plugins file
     """Modules whose registry entries are plugins too, besides the installed entry points."""
     plugin_max_failures: int = 5
     """Failures (errors, overruns) within 1,000 calls that quarantine a plugin."""
+    otlp_encoding: str = "otlp_proto"
+    """How the collector's Kafka exporter encodes ``otlp_metrics`` and ``otlp_logs``."""
+    otlp: OtlpMapping = field(default_factory=OtlpMapping)
+    """Where OTLP telemetry's service and region come from, and its metrics' names."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -182,6 +192,15 @@ no such plugins file
         if not 0 < len(salt.encode()) <= 64:
             # BLAKE2b keys are at most 64 bytes (models.brains.interactions.pseudonym).
             raise SettingsError("AUTOPILOT_PSEUDONYM_SALT must be at most 64 bytes")
+        otlp_encoding = env.get("AUTOPILOT_OTLP_ENCODING") or cls.otlp_encoding
+        if otlp_encoding not in ENCODINGS:
+            raise SettingsError(
+                f"AUTOPILOT_OTLP_ENCODING={otlp_encoding!r} is not one of {', '.join(ENCODINGS)}"
+            )
+        try:
+            otlp = OtlpMapping.from_env(env)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             broker=broker,
             topic_prefix=prefix,
@@ -208,6 +227,8 @@ no such plugins file
             plugin_max_failures=_number(
                 env, "AUTOPILOT_PLUGIN_MAX_FAILURES", cls.plugin_max_failures, 1, 1000, int
             ),
+            otlp_encoding=otlp_encoding,
+            otlp=otlp,
             **_security_from_env(env),
         )
 

@@ -1,0 +1,98 @@
+"""The OTLP metrics agent: the OpenTelemetry Collector's ``otlp_metrics`` -> ``telemetry.metrics``.
+
+Each message is one OTLP export request (:func:`schemas.otlp.read_metrics`, in
+``AUTOPILOT_OTLP_ENCODING``). Every data point is checked alone and accounted for: a bad one
+is dead-lettered with its index in the request, the others are turned into metric values by
+this partition's :class:`~models.brains.otlp.OtlpMetricsBrain` (counters and histograms
+into rates and quantiles). What the points of one request say about a service in a region at
+one time becomes one :class:`~schemas.MetricSample`, sent keyed ``service/region`` to
+``telemetry.metrics``: from there on, a series from the collector is learned, decided on
+and checkpointed as one from any other producer, on the partition of its key. The brain's
+last points are checkpointed to the table ``otlp-metrics-brain`` like the errors brain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+
+from agents.runtime.checkpoints import PartitionBrains, handling_partition
+from agents.runtime.edge import Edge
+from models.brains.otlp import OtlpMetricsBrain
+from schemas import Rejection
+from schemas.otlp import MetricPoint, read_metrics
+from schemas.topics import telemetry_key
+from schemas.validate import validate
+from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.exporter import SERIES_TRACKED
+
+__all__ = ["checkpoint", "otlp_metrics", "store"]
+
+store: PartitionBrains[OtlpMetricsBrain] = PartitionBrains(
+    "otlp-metrics-brain",
+    "Last point of each cumulative OTLP series, per otlp_metrics partition.",
+    topic_names.otlp_metrics,
+    lambda state: OtlpMetricsBrain() if state is None else OtlpMetricsBrain.from_state(state),
+)
+edge = Edge(
+    "metrics",
+    "otlp_metrics",
+    decode=lambda raw: read_metrics(
+        raw,
+        now=time.time(),
+        encoding=settings.otlp_encoding,
+        mapping=settings.otlp,
+        limits=edge.limits,
+    ),
+)
+# (service, region, ts) -> the metrics the request being read gives at that time.
+_samples: dict[tuple[str, str, float], dict[str, float]] = {}
+
+
+async def _handle_point(point: MetricPoint | None) -> Rejection | None:
+    if point is None:  # no recorded value: a stale series' mark
+        return None
+    partition = handling_partition()
+    values = store.get(partition).observe(point)
+    store.touch(partition)
+    if not values:
+        return None
+    document = {"ts": point.ts, "region": point.region, "service": point.service, "metrics": values}
+    checked = validate("metrics", document, now=time.time(), limits=edge.limits)
+    if type(checked) is Rejection:
+        return checked
+    _samples.setdefault((point.service, point.region, point.ts), {}).update(values)
+    return None
+
+
+async def _send_samples() -> None:
+    """Send what the request said of each series at each time, one sample each, and wait for
+    delivery: the request's offset is committed after this. (A batching collector puts
+    several collections of one series in one request.)"""
+    if not _samples:
+        return
+    sent = [
+        await topics.metrics.send(
+            key=telemetry_key(service, region),
+            value=orjson.dumps(
+                {"ts": ts, "region": region, "service": service, "metrics": metrics}
+            ),
+        )
+        for (service, region, ts), metrics in _samples.items()
+    ]
+    _samples.clear()
+    await asyncio.gather(*sent)
+
+
+@app.agent(topics.otlp_metrics)
+async def otlp_metrics(stream):
+    await edge.run(stream, _handle_point, _send_samples)
+
+
+@app.timer(settings.checkpoint_interval_s)
+async def checkpoint() -> None:
+    """Evict idle series and write every brain that learned since the last checkpoint."""
+    store.checkpoint()
+    SERIES_TRACKED.labels("otlp_metrics_brain").set(sum(map(len, store.brains.values())))
