@@ -26,14 +26,17 @@ $(VENV)/.installed-test: pyproject.toml $(EXAMPLE_PLUGINS:=/pyproject.toml) | $(
 run: $(VENV)/.installed
 	$(BIN)/autopilot up
 
-# The whole suite: the tests without a broker on every core, then those on the real broker
+# The whole suite: the tests without a broker on every core (while the OpenTelemetry
+# Collector the OTLP tests run is built, once, from Go modules), then those on the real broker
 # in two processes, a test file at a time each. Those tests mostly wait (event time, session
 # timeouts, a broker down for 20 s): one at a time they kept 0.9 of the two cores busy. Each
 # process starts its own broker on a free port and stops it.
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -m "not kafka" -n auto
+	$(BIN)/autopilot otelcol build > .otelcol-build.log 2>&1 & build=$$!; \
+	$(BIN)/pytest -m "not kafka" -n auto; tests=$$?; \
+	wait $$build || { cat .otelcol-build.log; exit 1; }; exit $$tests
 	$(BIN)/pytest -m kafka -n 2 --dist loadfile
 
 lint: $(VENV)/.installed-test
@@ -41,4 +44,4 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .autopilot
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .autopilot .otelcol-build.log
