@@ -5,8 +5,8 @@ Each message is one OTLP export request (:func:`schemas.otlp.read_logs`, in
 is dead-lettered with its index in the request; one of severity WARN or above is an
 :class:`~schemas.ErrorEvent`, redacted at this edge like any other, and sent keyed
 ``service/region`` to ``telemetry.errors``, where the errors brain of its series' partition
-learns it; one under WARN is read and passed over. The events of one request are sent
-together, and delivered before the request counts as handled.
+learns it; one under WARN is read and passed over. The events of one request go in one
+envelope a series, delivered before the request counts as handled.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from agents.runtime.edge import Edge
 from schemas import ErrorEvent, encode
 from schemas.otlp import read_logs
 from schemas.topics import telemetry_key
+from schemas.validate import pack_envelopes
 from streams.runtime.app import app, settings, topics
 
 __all__ = ["otlp_logs"]
@@ -43,13 +44,18 @@ async def _handle_log(event: ErrorEvent | None) -> None:
 
 
 async def _send_events() -> None:
+    """Send the request's events, one envelope a series, and wait for delivery."""
     if not _events:
         return
-    sent = [
-        await topics.errors.send(key=telemetry_key(e.service, e.region), value=encode(e))
-        for e in _events
-    ]
+    series: dict[bytes, list[bytes]] = {}
+    for event in _events:
+        series.setdefault(telemetry_key(event.service, event.region), []).append(encode(event))
     _events.clear()
+    sent = [
+        await topics.errors.send(key=key, value=envelope)
+        for key, events in series.items()
+        for envelope in pack_envelopes(events, edge.limits)
+    ]
     await asyncio.gather(*sent)
 
 

@@ -5,9 +5,10 @@ Each message is one OTLP export request (:func:`schemas.otlp.read_metrics`, in
 is dead-lettered with its index in the request, the others are turned into metric values by
 this partition's :class:`~models.brains.otlp.OtlpMetricsBrain` (counters and histograms
 into rates and quantiles). What the points of one request say about a service in a region at
-one time becomes one :class:`~schemas.MetricSample`, sent keyed ``service/region`` to
-``telemetry.metrics``: from there on, a series from the collector is learned, decided on
-and checkpointed as one from any other producer, on the partition of its key. The brain's
+one time becomes one :class:`~schemas.MetricSample`; the samples of a series go in one
+envelope, keyed ``service/region``, to ``telemetry.metrics``: from there on, a series from
+the collector is learned, decided on and checkpointed as one from any other producer, on
+the partition of its key. The brain's
 last points are checkpointed to the table ``otlp-metrics-brain`` like the errors brain.
 """
 
@@ -24,7 +25,7 @@ from models.brains.otlp import OtlpMetricsBrain
 from schemas import Rejection
 from schemas.otlp import MetricPoint, read_metrics
 from schemas.topics import telemetry_key
-from schemas.validate import validate
+from schemas.validate import check_metrics, pack_envelopes
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import SERIES_TRACKED
 
@@ -59,8 +60,7 @@ async def _handle_point(point: MetricPoint | None) -> Rejection | None:
     store.touch(partition)
     if not values:
         return None
-    document = {"ts": point.ts, "region": point.region, "service": point.service, "metrics": values}
-    checked = validate("metrics", document, now=time.time(), limits=edge.limits)
+    checked = check_metrics(values, edge.limits)
     if type(checked) is Rejection:
         return checked
     _samples.setdefault((point.service, point.region, point.ts), {}).update(values)
@@ -68,21 +68,21 @@ async def _handle_point(point: MetricPoint | None) -> Rejection | None:
 
 
 async def _send_samples() -> None:
-    """Send what the request said of each series at each time, one sample each, and wait for
-    delivery: the request's offset is committed after this. (A batching collector puts
-    several collections of one series in one request.)"""
+    """Send what the request said of each series, one envelope a series with a sample a
+    time, and wait for delivery: the request's offset is committed after this. (A batching
+    collector puts several collections of one series in one request.)"""
     if not _samples:
         return
-    sent = [
-        await topics.metrics.send(
-            key=telemetry_key(service, region),
-            value=orjson.dumps(
-                {"ts": ts, "region": region, "service": service, "metrics": metrics}
-            ),
-        )
-        for (service, region, ts), metrics in _samples.items()
-    ]
+    series: dict[tuple[str, str], list[bytes]] = {}
+    for (service, region, ts), metrics in sorted(_samples.items()):
+        sample = {"ts": ts, "region": region, "service": service, "metrics": metrics}
+        series.setdefault((service, region), []).append(orjson.dumps(sample))
     _samples.clear()
+    sent = [
+        await topics.metrics.send(key=telemetry_key(*key), value=envelope)
+        for key, samples in series.items()
+        for envelope in pack_envelopes(samples, edge.limits)
+    ]
     await asyncio.gather(*sent)
 
 

@@ -34,7 +34,16 @@ from schemas.records import KIND_RECORDS, KINDS, Record
 from schemas.rejection import Rejection
 from schemas.timestamps import parse_rfc3339
 
-__all__ = ["ENVELOPE_FIELD", "Envelope", "encode", "parse", "parse_message", "validate"]
+__all__ = [
+    "ENVELOPE_FIELD",
+    "Envelope",
+    "check_metrics",
+    "encode",
+    "pack_envelopes",
+    "parse",
+    "parse_message",
+    "validate",
+]
 
 _Check = Callable[[FieldSpec, Any, float, Limits], Any]
 
@@ -204,6 +213,47 @@ def parse_message(
 
 
 _Plan = tuple[type, tuple[tuple[str, "_Check", FieldSpec], ...], frozenset[str]]
+
+
+def check_metrics(metrics: dict[str, Any], limits: Limits) -> dict[str, float] | Rejection:
+    """The metrics map of a sample, checked as :func:`parse` checks one (names, numbers,
+    known ranges, size), or why it is refused; its integers become floats in place.
+
+    Examples
+    --------
+    >>> check_metrics({"cpu_util": 1, "queue_depth": 3}, Limits())
+    {'cpu_util': 1.0, 'queue_depth': 3.0}
+    >>> check_metrics({"cpu_util": 1.5}, Limits()).field
+    'metrics.cpu_util'
+
+    """
+    return _check_metrics(_METRICS_SPEC, metrics, 0.0, limits)
+
+
+def pack_envelopes(records: list[bytes], limits: Limits) -> list[bytes]:
+    """Encoded records (JSON objects) packed, in order, into as few envelopes as
+    :func:`parse_message` accepts under ``limits``.
+
+    Examples
+    --------
+    >>> pack_envelopes([b'{"a":1}', b'{"b":2}', b'{"c":3}'], Limits(max_envelope_records=2))
+    [b'{"samples":[{"a":1},{"b":2}]}', b'{"samples":[{"c":3}]}']
+
+    """
+    head, tail = b'{"' + ENVELOPE_FIELD.encode() + b'":[', b"]}"
+    room = limits.max_envelope_bytes - len(head) - len(tail)
+    packed: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for record in records:
+        if batch and (len(batch) >= limits.max_envelope_records or size + len(record) >= room):
+            packed.append(head + b",".join(batch) + tail)
+            batch, size = [], 0
+        batch.append(record)
+        size += len(record) + 1
+    if batch:
+        packed.append(head + b",".join(batch) + tail)
+    return packed
 
 
 def _plan(kind: str) -> _Plan:
@@ -559,3 +609,4 @@ _PLANS: dict[str, _Plan] = {
     )
     for kind, cls in KIND_RECORDS.items()
 }
+_METRICS_SPEC = next(spec for spec in field_specs(KIND_RECORDS["metrics"]) if spec.kind == METRICS)

@@ -113,7 +113,7 @@ def test_bench_throughput_reports_the_faust_floor_and_reads_envelopes(
     kafka_bootstrap: str,
 ) -> None:
     summary, figures = bench(
-        "throughput", "--events", "3000", "--series", "30", "--envelope", "50",
+        "throughput", "--events", "3000", "--series", "30", "--envelope", "50", "--otlp",
         "--broker", kafka_bootstrap,
     )  # fmt: skip
     assert figures["envelope_records"] == 50
@@ -126,3 +126,9 @@ def test_bench_throughput_reports_the_faust_floor_and_reads_envelopes(
     assert figures["ratio"] == pytest.approx(pipeline / raw, rel=0.01)
     assert figures["worker_peak_rss_bytes"] > 0
     assert any("Faust floor" in line for line in summary)
+    # The same samples as OTLP requests: every data point accounted for, every sample sent on.
+    otlp = figures["otlp"]
+    assert otlp["samples"] == figures["events"] and otlp["requests"] == figures["messages"]
+    assert otlp["points_consumed"] == otlp["points_handled"] == otlp["points"] > otlp["samples"]
+    assert otlp["samples_ratio_to_native"] == pytest.approx(otlp["samples_per_s"] / pipeline, 0.01)
+    assert any("OTLP pipeline" in line for line in summary)

@@ -16,7 +16,12 @@ c. the Faust floor: a Faust worker whose one agent only decodes and counts
 
 and reports the three rates, their ratios to the raw rate, the worker's peak
 RSS, and the time per stage (decode, validate, models, encode decisions) from
-an in-process profile of the same messages.
+an in-process profile of the same messages. With ``otlp``, a fourth run:
+
+d. OTLP: the same samples as the OpenTelemetry Collector's Kafka exporter writes them
+   (:mod:`streams.lab.bench.otlp`), on fresh topics, to a fresh worker, timed from its
+   first consumed record until ``telemetry.metrics`` has handled every sample the OTLP
+   agent sent on: data points and samples per second, against (b).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import orjson
 
 from schemas import Limits, MetricSample, parse
 from schemas.topics import TopicNames
+from streams.lab.bench.otlp import produce_otlp
 from streams.lab.bench.support import Log, WorkerRun, bench_broker
 from streams.lab.simulator import SimConfig, generate, run_simulation
 
@@ -116,6 +122,34 @@ def _run_floor(broker: str, prefix: str, expected: int, workdir: Path, log: Log)
         )
 
 
+def _run_otlp(
+    bootstrap: str, config: SimConfig, envelope: int, workdir: Path, log: Log
+) -> dict[str, Any]:
+    """The pipeline fed the same samples as OTLP requests, on topics of its own."""
+    topics = TopicNames(f"bench-otlp-{uuid.uuid4().hex[:8]}.")
+    produced = asyncio.run(
+        produce_otlp(bootstrap, topics.otlp_metrics, config, envelope, time.time())
+    )
+    log(
+        f"produced {produced.samples:,d} samples as {produced.points:,d} OTLP data points in "
+        f"{produced.requests:,d} requests; OTLP pipeline worker..."
+    )
+    with WorkerRun(bootstrap, topics.prefix, workdir, name="otlp-worker") as worker:
+        seconds = worker.time_backlog(produced.samples, 1800, log, "OTLP pipeline")
+        consumed, handled = worker.handled("otlp_metrics") or (0.0, 0.0)
+        peak = worker.peak_rss_bytes()
+    return {
+        "requests": produced.requests,
+        "points": produced.points,
+        "samples": produced.samples,
+        "points_consumed": int(consumed),
+        "points_handled": int(handled),
+        "points_per_s": round(produced.points / seconds, 1),
+        "samples_per_s": round(produced.samples / seconds, 1),
+        "worker_peak_rss_bytes": peak,
+    }
+
+
 def _profile(config: SimConfig, sample: int) -> dict[str, float]:
     """Microseconds per event of each stage, in process, over ``sample`` messages."""
     from models.brains.metrics import MetricsBrain
@@ -151,9 +185,11 @@ def run_bench_throughput(
     broker: str | None = None,
     profile_sample: int = 20_000,
     envelope: int = 100,
+    otlp: bool = False,
     log: Log = lambda _msg: None,
 ) -> dict[str, Any]:
-    """Measure raw consumer, Faust floor and pipeline rates on one broker, in one run."""
+    """Measure raw consumer, Faust floor and pipeline rates (and, with ``otlp``, the
+    pipeline fed OTLP) on one broker, in one run."""
     with (
         tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
         bench_broker(broker, Path(tmp), log) as bootstrap,
@@ -174,10 +210,15 @@ def run_bench_throughput(
         floor_s = _run_floor(bootstrap, topics.prefix, messages, workdir, log)
         log(f"Faust floor: {produced / floor_s:,.0f} events/s; pipeline worker...")
         pipeline = _run_worker(bootstrap, topics.prefix, produced, workdir, log)
+        fed_otlp = _run_otlp(bootstrap, config, envelope, workdir, log) if otlp else None
     stages = _profile(config, min(profile_sample, produced))
     raw_rate = produced / raw_s
     floor_rate = produced / floor_s
     pipeline_rate = produced / pipeline["seconds"]
+    if fed_otlp is not None:
+        fed_otlp["samples_ratio_to_native"] = _four_figures(
+            fed_otlp["samples_per_s"] / pipeline_rate
+        )
     return {
         "events": produced,
         "messages": messages,
@@ -193,6 +234,7 @@ def run_bench_throughput(
         "stage_us_per_event": {k: round(v, 2) for k, v in stages.items()},
         "target_ratio": 0.5,
         "target_peak_rss_bytes": 1 << 30,
+        "otlp": fed_otlp,
     }
 
 
@@ -222,5 +264,20 @@ def format_bench_throughput(result: dict[str, Any]) -> str:
             f"  worker peak RSS                 {result['worker_peak_rss_bytes'] / 2**20:>12,.0f}"
             " MiB  (target < 1024)",
             f"  in-process profile, us/event:   {stage_text}",
+            *_otlp_lines(result["otlp"], result["pipeline_events_per_s"]),
         ]
     )
+
+
+def _otlp_lines(otlp: dict[str, Any] | None, native: float) -> list[str]:
+    if otlp is None:
+        return []
+    return [
+        f"  OTLP: {otlp['samples']:,d} samples as {otlp['points']:,d} data points in "
+        f"{otlp['requests']:,d} requests (gauges), to a fresh worker",
+        f"  OTLP pipeline                   {otlp['points_per_s']:>12,.0f} data points/s",
+        f"                                  {otlp['samples_per_s']:>12,.0f} samples/s"
+        f"  ({otlp['samples_ratio_to_native']:.3g} of native envelopes' {native:,.0f})",
+        f"  OTLP points consumed / handled  {otlp['points_consumed']:>12,d} /"
+        f" {otlp['points_handled']:,d}",
+    ]
