@@ -11,29 +11,15 @@ envelope a series, delivered before the request counts as handled.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-from agents.runtime.edge import Edge
+from agents.runtime.otlp import otlp_edge, send_enveloped
 from schemas import ErrorEvent, encode
 from schemas.otlp import read_logs
 from schemas.topics import telemetry_key
-from schemas.validate import pack_envelopes
-from streams.runtime.app import app, settings, topics
+from streams.runtime.app import app, topics
 
 __all__ = ["otlp_logs"]
 
-edge = Edge(
-    "errors",
-    "otlp_logs",
-    decode=lambda raw: read_logs(
-        raw,
-        now=time.time(),
-        encoding=settings.otlp_encoding,
-        mapping=settings.otlp,
-        limits=edge.limits,
-    ),
-)
+edge = otlp_edge("errors", "otlp_logs", read_logs)
 # The error events of the request being read.
 _events: list[ErrorEvent] = []
 
@@ -44,19 +30,12 @@ async def _handle_log(event: ErrorEvent | None) -> None:
 
 
 async def _send_events() -> None:
-    """Send the request's events, one envelope a series, and wait for delivery."""
-    if not _events:
-        return
+    """Send the request's events, one envelope a series."""
     series: dict[bytes, list[bytes]] = {}
     for event in _events:
         series.setdefault(telemetry_key(event.service, event.region), []).append(encode(event))
     _events.clear()
-    sent = [
-        await topics.errors.send(key=key, value=envelope)
-        for key, events in series.items()
-        for envelope in pack_envelopes(events, edge.limits)
-    ]
-    await asyncio.gather(*sent)
+    await send_enveloped(topics.errors, series, edge)
 
 
 @app.agent(topics.otlp_logs)

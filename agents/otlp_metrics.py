@@ -14,18 +14,15 @@ last points are checkpointed to the table ``otlp-metrics-brain`` like the errors
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import orjson
 
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
-from agents.runtime.edge import Edge
+from agents.runtime.otlp import otlp_edge, send_enveloped
 from models.brains.otlp import OtlpMetricsBrain
 from schemas import Rejection
 from schemas.otlp import MetricPoint, read_metrics
 from schemas.topics import telemetry_key
-from schemas.validate import check_metrics, pack_envelopes
+from schemas.validate import check_metrics
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import SERIES_TRACKED
 
@@ -37,17 +34,7 @@ store: PartitionBrains[OtlpMetricsBrain] = PartitionBrains(
     topic_names.otlp_metrics,
     lambda state: OtlpMetricsBrain() if state is None else OtlpMetricsBrain.from_state(state),
 )
-edge = Edge(
-    "metrics",
-    "otlp_metrics",
-    decode=lambda raw: read_metrics(
-        raw,
-        now=time.time(),
-        encoding=settings.otlp_encoding,
-        mapping=settings.otlp,
-        limits=edge.limits,
-    ),
-)
+edge = otlp_edge("metrics", "otlp_metrics", read_metrics)
 # (service, region, ts) -> the metrics the request being read gives at that time.
 _samples: dict[tuple[str, str, float], dict[str, float]] = {}
 
@@ -68,22 +55,15 @@ async def _handle_point(point: MetricPoint | None) -> Rejection | None:
 
 
 async def _send_samples() -> None:
-    """Send what the request said of each series, one envelope a series with a sample a
-    time, and wait for delivery: the request's offset is committed after this. (A batching
-    collector puts several collections of one series in one request.)"""
-    if not _samples:
-        return
-    series: dict[tuple[str, str], list[bytes]] = {}
+    """Send what the request said of each series at each time, one sample a time, in one
+    envelope a series. (A batching collector puts several collections of one series in one
+    request.)"""
+    series: dict[bytes, list[bytes]] = {}
     for (service, region, ts), metrics in sorted(_samples.items()):
         sample = {"ts": ts, "region": region, "service": service, "metrics": metrics}
-        series.setdefault((service, region), []).append(orjson.dumps(sample))
+        series.setdefault(telemetry_key(service, region), []).append(orjson.dumps(sample))
     _samples.clear()
-    sent = [
-        await topics.metrics.send(key=telemetry_key(*key), value=envelope)
-        for key, samples in series.items()
-        for envelope in pack_envelopes(samples, edge.limits)
-    ]
-    await asyncio.gather(*sent)
+    await send_enveloped(topics.metrics, series, edge)
 
 
 @app.agent(topics.otlp_metrics)

@@ -48,7 +48,7 @@ import binascii
 import dataclasses
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -236,21 +236,18 @@ def read_metrics(
     limits: Limits | None = None,
 ) -> OtlpRequest | Rejection:
     """The data points of one ``ExportMetricsServiceRequest`` message, each checked alone."""
-    request = _decode(raw, ExportMetricsServiceRequest, encoding, limits or Limits())
-    if type(request) is Rejection:
-        return request
     mapping, limits = mapping or OtlpMapping(), limits or Limits()
-    records: list[Any] = []
-    documents: list[Any] = []
-    for resource_metrics in request.resource_metrics:
-        resource = resource_metrics.resource
-        attributes = _attributes(resource.attributes)
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                for point, item in _points(metric, attributes, mapping, now, limits):
-                    records.append(item)
-                    documents.append((point, resource, metric.name))
-    return _request(records, documents, "data points")
+
+    def items(request: Any) -> Iterator[tuple[Any, tuple[Any, Any, str | None]]]:
+        for resource_metrics in request.resource_metrics:
+            resource = resource_metrics.resource
+            attributes = _attributes(resource.attributes)
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    for point, item in _points(metric, attributes, mapping, now, limits):
+                        yield item, (point, resource, metric.name)
+
+    return _read(raw, ExportMetricsServiceRequest, encoding, limits, items, "data points")
 
 
 def read_logs(
@@ -281,23 +278,36 @@ def read_logs(
     ('error', 'NullReferenceError', 'order 42 failed', 'v1.9.0', None)
 
     """
-    request = _decode(raw, ExportLogsServiceRequest, encoding, limits or Limits())
+    mapping, limits = mapping or OtlpMapping(), limits or Limits()
+
+    def items(request: Any) -> Iterator[tuple[Any, tuple[Any, Any, str | None]]]:
+        for resource_logs in request.resource_logs:
+            resource = resource_logs.resource
+            attributes = _attributes(resource.attributes)
+            for scope_logs in resource_logs.scope_logs:
+                for log in scope_logs.log_records:
+                    yield _error_event(log, attributes, mapping, now, limits), (log, resource, None)
+
+    return _read(raw, ExportLogsServiceRequest, encoding, limits, items, "log records")
+
+
+def _read(
+    raw: bytes | None,
+    cls: type,
+    encoding: str,
+    limits: Limits,
+    items: Callable[[Any], Iterator[tuple[Any, tuple[Any, Any, str | None]]]],
+    what: str,
+) -> OtlpRequest | Rejection:
+    """The items of the export request in ``raw``, with what their dead letters keep."""
+    request = _decode(raw, cls, encoding, limits)
     if type(request) is Rejection:
         return request
-    mapping, limits = mapping or OtlpMapping(), limits or Limits()
     records: list[Any] = []
     documents: list[Any] = []
-    for resource_logs in request.resource_logs:
-        resource = resource_logs.resource
-        attributes = _attributes(resource.attributes)
-        for scope_logs in resource_logs.scope_logs:
-            for log in scope_logs.log_records:
-                records.append(_error_event(log, attributes, mapping, now, limits))
-                documents.append((log, resource, None))
-    return _request(records, documents, "log records")
-
-
-def _request(records: list[Any], documents: list[Any], what: str) -> OtlpRequest | Rejection:
+    for item, document in items(request):
+        records.append(item)
+        documents.append(document)
     if not records:
         return Rejection("bad_value", None, f"the export request holds no {what}")
     return OtlpRequest(records, documents)

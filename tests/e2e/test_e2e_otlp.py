@@ -43,12 +43,13 @@ def collector(kafka_bootstrap, topic_names, tmp_path) -> Iterator[Callable[..., 
     """Start a collector writing to this test's topics; returns its OTLP/HTTP port."""
     started: list[OtelcolLocal] = []
 
-    def start(scrape: tuple[ScrapeTarget, ...] = ()) -> int:
+    def start(scrape: tuple[ScrapeTarget, ...] = (), encoding: str = "otlp_proto") -> int:
         grpc, http = free_ports(2)
         local = OtelcolLocal(tmp_path / f"otelcol-{len(started)}", log=log.info)
         config = collector_config(
             kafka_bootstrap,
             topic_prefix=topic_names.prefix,
+            encoding=encoding,
             grpc_port=grpc,
             http_port=http,
             scrape=scrape,
@@ -106,12 +107,14 @@ def test_a_service_instrumented_with_opentelemetry_gets_scaled_and_remediated(
     assert view["known"] and view["samples"] >= run["sent"]["metrics"] - 1
 
 
+@pytest.mark.parametrize("encoding", ["otlp_proto", "otlp_json"])
 def test_a_scraped_prometheus_endpoint_becomes_a_learned_series(
-    start_worker, collector, kafka_bootstrap, topic_names
+    start_worker, collector, kafka_bootstrap, topic_names, encoding
 ) -> None:
     worker = start_worker(
         {
             **FAST_CHECKPOINTS,
+            "AUTOPILOT_OTLP_ENCODING": encoding,
             "AUTOPILOT_OTLP_REGION_ATTRIBUTES": "cloud.region,cloud_region",
             "AUTOPILOT_OTLP_METRICS": (
                 "http_requests_total=rps,cpu_utilization=cpu_util,replicas_available=replicas"
@@ -125,15 +128,17 @@ def test_a_scraped_prometheus_endpoint_becomes_a_learned_series(
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
-        collector(
-            scrape=(ScrapeTarget("billing", f"127.0.0.1:{port}", {"cloud_region": "eu-west"}),)
-        )
+        target = ScrapeTarget("billing", f"127.0.0.1:{port}", {"cloud_region": "eu-west"})
+        collector(scrape=(target,), encoding=encoding)
         started = time.monotonic()
+        served = 0
 
         def learned() -> bool:
             # The service's load: about 50 requests a second, half a core busy.
-            elapsed = time.monotonic() - started
-            requests.inc(max(0.0, 50 * elapsed - requests._value.get()))
+            nonlocal served
+            due = int(50 * (time.monotonic() - started))
+            requests.inc(due - served)
+            served = due
             cpu.set(0.5)
             view = brain_view(worker, "billing", "eu-west")
             return view["known"] and view["samples"] >= 5
