@@ -183,15 +183,12 @@ class OtelcolLocal:
         return binary
 
     def _build_into(self, binary: Path) -> None:
-        go = shutil.which("go")
-        if go is None:
-            raise OtelcolError(
-                "go is not on PATH; it is needed once to build the OpenTelemetry Collector "
-                "from Go modules (https://go.dev/doc/install)"
-            )
+        go = _go()
         tools = self.cache_dir / "bin"
         self.log(f"installing the collector builder ({BUILDER}) into {tools}")
-        env = {**os.environ, "GOBIN": str(tools)}
+        # The builder runs go itself: from PATH, which a non-login shell may lack it on.
+        path = f"{Path(go).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "GOBIN": str(tools), "PATH": path}
         self._run([go, "install", BUILDER], env, "go install of the builder")
         staging = binary.parent / "build"
         shutil.rmtree(staging, ignore_errors=True)
@@ -279,6 +276,22 @@ class OtelcolLocal:
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def _go() -> str:
+    """The go command: on PATH, else where Go's installer puts it (a shell that did not read
+    the profile adding it to PATH, as CI's, still finds it)."""
+    found = shutil.which("go")
+    if found:
+        return found
+    for root in (os.environ.get("GOROOT", "/usr/local/go"), "/usr/local/go"):
+        go = Path(root) / "bin" / "go"
+        if os.access(go, os.X_OK):
+            return str(go)
+    raise OtelcolError(
+        "go is not on PATH nor in /usr/local/go; it is needed once to build the "
+        "OpenTelemetry Collector from Go modules (https://go.dev/doc/install)"
+    )
 
 
 def free_ports(count: int) -> list[int]:
