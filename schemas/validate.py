@@ -238,6 +238,8 @@ def pack_envelopes(records: list[bytes], limits: Limits) -> list[bytes]:
     --------
     >>> pack_envelopes([b'{"a":1}', b'{"b":2}', b'{"c":3}'], Limits(max_envelope_records=2))
     [b'{"samples":[{"a":1},{"b":2}]}', b'{"samples":[{"c":3}]}']
+    >>> [len(e) for e in pack_envelopes([b'{"a":"xxxxxxxx"}'] * 4, Limits(max_envelope_bytes=50))]
+    [47, 47]
 
     """
     head, tail = b'{"' + ENVELOPE_FIELD.encode() + b'":[', b"]}"
