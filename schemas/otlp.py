@@ -193,7 +193,8 @@ class MetricPoint:
     ``summary`` (``bounds`` the quantiles, ``counts`` their values, ``value`` the count).
     ``name`` is the autopilot metric (gauges and sums) or the stem of the metrics a
     histogram or summary gives (``latency`` for request durations); ``series`` identifies
-    the OTLP stream the point belongs to, for the cumulative state kept per series.
+    the OTLP stream the point belongs to (service, region, metric name, the point's
+    attributes, the resource's), for the cumulative state kept per series.
     """
 
     service: str
@@ -431,8 +432,10 @@ def _points(
                 ),
             )
         return
+    # Two replicas' counters of one name are two streams: their resources tell them apart.
+    identity = tuple(sorted(resource.items()))
     for point in points:
-        yield point, _point(point, metric, shape, name, resource, mapping, now, limits)
+        yield point, _point(point, metric, shape, name, resource, identity, mapping, now, limits)
 
 
 def _point(
@@ -441,6 +444,7 @@ def _point(
     shape: str,
     name: str,
     resource: dict[str, Any],
+    identity: tuple[tuple[str, Any], ...],
     mapping: OtlpMapping,
     now: float,
     limits: Limits,
@@ -476,7 +480,7 @@ def _point(
     if not all(map(math.isfinite, (value, *bounds, *counts))):
         return Rejection("not_finite", "value", "a data point's value is NaN or infinite")
     service, region = place
-    key = tuple(sorted((k, v) for k, v in attributes.items() if k not in mapping.region_attributes))
+    key = tuple(sorted(attributes.items()))
     return MetricPoint(
         service,
         region,
@@ -488,7 +492,7 @@ def _point(
         bounds,
         counts,
         metric.unit,
-        (service, region, metric.name, key),
+        (service, region, metric.name, key, identity),
     )
 
 

@@ -230,3 +230,25 @@ def test_the_collector_config_scrapes_and_partitions_by_resource() -> None:
     (job,) = config["receivers"]["prometheus"]["config"]["scrape_configs"]
     assert job["static_configs"] == [{"targets": ["127.0.0.1:9000"], "labels": target.labels}]
     assert config["service"]["pipelines"]["metrics"]["receivers"] == ["otlp", "prometheus"]
+
+
+def test_two_replicas_counters_are_two_streams() -> None:
+    brain = OtlpMetricsBrain()
+
+    def scrape(ts: float, counts: dict[str, int]) -> list[dict[str, float]]:
+        request = ExportMetricsServiceRequest()
+        for instance, count in counts.items():
+            resource = request.resource_metrics.add()
+            for key, value in {**PLACE, "service.instance.id": instance}.items():
+                resource.resource.attributes.add(key=key).value.string_value = value
+            metric = resource.scope_metrics.add().metrics.add(name="http_requests_total")
+            metric.sum.aggregation_temporality = 2
+            metric.sum.data_points.add(time_unix_nano=int(ts * NS), as_int=count)
+        return [brain.observe(point) for point in read(request).records]
+
+    scrape(NOW - 10, {"a": 1000, "b": 10})
+    # Read as one stream, b's 20 after a's 1000 would look like a restart every time.
+    assert scrape(NOW, {"a": 1100, "b": 20}) == [
+        {"http_requests_total": 10.0},
+        {"http_requests_total": 1.0},
+    ]
