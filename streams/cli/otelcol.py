@@ -121,7 +121,7 @@ def otelcol() -> None:
     The collector (OTLP receiver, Prometheus receiver, Kafka exporter) is built once from
     Go modules with the OpenTelemetry Collector Builder into
     ~/.cache/paas-autopilot/otelcol (AUTOPILOT_OTELCOL_CACHE): that needs Go and about
-    5 to 8 minutes on 2 cores; later starts need neither.
+    3 to 5 minutes on 2 cores; later starts need neither.
     """
 
 

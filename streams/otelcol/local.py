@@ -197,7 +197,7 @@ class OtelcolLocal:
         text = MANIFEST.read_text().replace("dist:\n", f"dist:\n  output_path: {staging}\n", 1)
         manifest.write_text(text)
         self.log(
-            f"building the OpenTelemetry Collector into {binary.parent}: once, about 5 to 8 "
+            f"building the OpenTelemetry Collector into {binary.parent}: once, about 3 to 5 "
             "minutes on 2 cores"
         )
         started = time.monotonic()
