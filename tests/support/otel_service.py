@@ -81,6 +81,9 @@ def main() -> int:
         regions=(args.region,),
         tenants=0,
         start_ts=start_ts,
+        # A small service, a quarter of the simulator's usual demand: the SDK records every
+        # request, and this test shares two cores with another test process.
+        base_rps=50.0,
     )
 
     clock = SimulatedClock()
