@@ -63,7 +63,9 @@ from schemas.fields import METRIC_NAME_PATTERN
 from schemas.limits import Limits
 from schemas.records import ErrorEvent
 from schemas.rejection import Rejection
-from schemas.validate import Envelope, validate
+
+# The rejections of an empty or oversized message, as the JSON edge words them.
+from schemas.validate import _EMPTY, Envelope, _too_large, validate
 
 __all__ = [
     "DEFAULT_METRIC_NAMES",
@@ -317,13 +319,9 @@ def _read(
 def _decode(raw: bytes | None, cls: type, encoding: str, limits: Limits) -> Any:
     """The export request in ``raw``, or the rejection of the message as a whole."""
     if not raw:
-        return Rejection("empty_payload", None, "no bytes (or a null message)")
+        return _EMPTY
     if len(raw) > limits.max_envelope_bytes:
-        return Rejection(
-            "payload_too_large",
-            None,
-            f"payload has {len(raw)} bytes (max {limits.max_envelope_bytes})",
-        )
+        return _too_large(len(raw), limits.max_envelope_bytes)
     request = cls()
     try:
         if encoding == "otlp_json":

@@ -106,7 +106,8 @@ class OtlpMetricsBrain:
         return len(idle)
 
     def to_state(self) -> dict[str, Any]:
-        return {"last": [[list(_listed(s)), last] for s, last in self._last.items()]}
+        # orjson writes the series' tuples as arrays; from_state makes them tuples again.
+        return {"last": [[series, last] for series, last in self._last.items()]}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], **config: Any) -> OtlpMetricsBrain:
@@ -115,10 +116,6 @@ class OtlpMetricsBrain:
             brain._last[_tupled(series)] = last
             brain.watermark = max(brain.watermark, last[0])
         return brain
-
-
-def _listed(value: Any) -> Any:
-    return [_listed(v) for v in value] if isinstance(value, tuple) else value
 
 
 def _tupled(value: Any) -> Any:
