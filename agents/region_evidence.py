@@ -14,7 +14,8 @@ for :data:`IDLE_AFTER_S` gets ``{"source": ..., "idle": true}``, renewed every
 time back. A mark holds at the evaluator until its source delivers again; when a source
 delivers after a spell in which every source was idle, every mark must be renewed (see
 :class:`~models.brains.region.RegionBrain`), which takes at most :data:`IDLE_AFTER_S`. Read
-to its end means to the broker's end offset, asked when a mark is due. The topic has one
+to its end means to the broker's end offset, asked when a mark is due, with no message of
+the partition still being handled. The topic has one
 partition, so the evaluator reads every source's records in the order they were sent, and a
 source's rows in the order they were read. Records are keyed by source.
 
@@ -155,7 +156,12 @@ async def flush(*, idle_marks: bool = True) -> None:
 async def _send_idle_marks() -> list[TP]:
     """Mark idle the partitions due; return them."""
     now = time.monotonic()
-    due = [tp for tp in _assigned_sources() if _mark_due(tp, now)]
+    # A message taken by its agent is unacknowledged until its handling ends: the rows and
+    # the tenant requests of its last records may still be on their way (a publish waiting
+    # on a busy broker), and a mark sent before them would let the evaluator and the tenant
+    # brains pass their event time.
+    handling = {message.tp for message in list(app.consumer.unacked)}
+    due = [tp for tp in _assigned_sources() if tp not in handling and _mark_due(tp, now)]
     if not due:
         return []
     # The highwater the consumer holds is as of its last fetch, and unknown before the
