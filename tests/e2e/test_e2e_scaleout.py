@@ -58,16 +58,40 @@ def failover_view(worker: WorkerProcess) -> dict:
 
 
 def start_workers(start_worker: Callable[..., WorkerProcess], count: int, env: dict) -> list:
-    """``count`` workers of one group, once each of them is ready and one evaluates."""
+    """``count`` workers of one group, once the group has settled: one evaluates, and the
+    telemetry partitions are shared among all of them.
+
+    One evaluator is not enough: with the third worker yet to join, the first two may have
+    settled on one, and the rebalance that takes the third in would come once the run is
+    being read (a worker lost mid-run is the kill -9 test's matter).
+    """
     workers = [
         start_worker(env, name=f"w{n}-{env['AUTOPILOT_TOPIC_PREFIX']}") for n in range(count)
     ]
-    wait_until(
-        lambda: sum(failover_view(w)["evaluating"] for w in workers) == 1,
-        90,
-        "the workers did not settle on one region evaluator",
-    )
+    sources = 2 * int(env["AUTOPILOT_PARTITIONS"])
+
+    def settled() -> bool:
+        views = [failover_view(w) for w in workers]
+        reading = [set(view["reading"]) for view in views]
+        shared = sum(map(len, reading)) == len(set().union(*reading)) == sources
+        return sum(view["evaluating"] for view in views) == 1 and all(reading) and shared
+
+    wait_until(settled, 90, "the workers did not settle on one evaluator and shared partitions")
     return workers
+
+
+def state_of(worker: WorkerProcess, topic: str) -> str:
+    """What a worker read of ``topic`` and knows of region health, with the end of its log
+    (but the timers' overlap warnings): what a stalled run's failure shows."""
+    try:
+        view = failover_view(worker)
+        consumed = worker.metric("autopilot_events_consumed_total", topic=topic)
+    except OSError as exc:
+        view, consumed = {"unreachable": repr(exc)}, None
+    view.pop("regions", None)
+    lines = [line for line in worker.log().splitlines() if "is overlapping" not in line]
+    tail = "\n".join(lines[-15:])
+    return f"--- {worker.log_path.name}: consumed {consumed}\n{orjson.dumps(view).decode()}\n{tail}"
 
 
 def evaluator(workers: list[WorkerProcess]) -> WorkerProcess:
@@ -163,6 +187,15 @@ def every_decision(bootstrap: str, names: TopicNames) -> dict[str, tuple]:
     }
 
 
+def full(bootstrap: str, names: TopicNames, decision_id: str) -> dict:
+    """The decision ``decision_id`` as published, without its explanation."""
+    [found] = [
+        d for topic in names.decisions() for d in decisions(bootstrap, topic)
+        if d.decision_id == decision_id
+    ]  # fmt: skip
+    return {k: v for k, v in found.to_dict().items() if k != "reason"}
+
+
 def test_three_workers_decide_as_one_fire_a_budget_once_and_learn_outcomes_where_decided(
     start_worker, kafka_bootstrap, topic_names, tmp_path
 ) -> None:
@@ -208,8 +241,9 @@ def test_three_workers_decide_as_one_fire_a_budget_once_and_learn_outcomes_where
             return min(consumed, records) + max(0.0, min(evaluated, end - 10.0) - start)
 
         def describe() -> str:
-            tails = "\n".join(f"--- {w.log_path.name}\n{w.log()[-1500:]}" for w in workers)
-            return f"{count} worker(s) did not read the run\n{tails}"
+            return f"{count} worker(s) did not read the run\n" + "\n".join(
+                state_of(w, "telemetry.metrics") for w in workers
+            )
 
         wait_progressing(progress, records + (end - 10.0 - start), STALL_S, describe)
         return workers
@@ -239,8 +273,8 @@ def test_three_workers_decide_as_one_fire_a_budget_once_and_learn_outcomes_where
         wait_until(lambda: every_decision(kafka_bootstrap, three) == reference, 60, "")
     except AssertionError:
         found = every_decision(kafka_bootstrap, three)
-        missing = [reference[i] for i in reference.keys() - found.keys()]
-        extra = [found[i] for i in found.keys() - reference.keys()]
+        missing = [full(kafka_bootstrap, one, i) for i in reference.keys() - found.keys()]
+        extra = [full(kafka_bootstrap, three, i) for i in found.keys() - reference.keys()]
         raise AssertionError(f"three workers differ: missing {missing}, extra {extra}") from None
 
     # The budget was judged over every partition's part, and fired once.
