@@ -65,8 +65,8 @@ time back (a producer flushes more often than this); its mark is renewed as ofte
 
 SOURCE_TOPICS = (topic_names.metrics, topic_names.interactions)
 """The topics whose partitions feed the region evaluator."""
-# Partition -> its recorder, the offset of the latest message read from it and when
-# (monotonic); partitions assigned but not read yet have offset -1.
+# Partition -> its recorder, the highest offset read from it and when the latest message
+# was read (monotonic); partitions assigned but not read yet have offset -1.
 _recorders: dict[TP, EvidenceRecorder] = {}
 _positions: dict[TP, tuple[int, float]] = {}
 # Partition -> when (monotonic) its idle mark was sent last, if no rows were sent since.
@@ -81,7 +81,10 @@ def _recorder() -> EvidenceRecorder:
         raise RuntimeError("region evidence recorded outside an agent's event")
     message = event.message
     tp = message.tp
-    _positions[tp] = (message.offset, time.monotonic())
+    # The highest offset read: a partition sought back over messages faust dropped
+    # (agents.compat.offsets) reads those again, and skips those after them, read already.
+    offset, _ = _positions.get(tp, (-1, 0.0))
+    _positions[tp] = (max(offset, message.offset), time.monotonic())
     recorder = _recorders.get(tp)
     if recorder is None:
         recorder = _recorders[tp] = EvidenceRecorder()

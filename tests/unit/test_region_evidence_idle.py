@@ -59,3 +59,20 @@ def test_no_idle_mark_while_its_last_message_is_being_handled(marks) -> None:
     assert sent == []
     handling.clear()
     assert asyncio.run(region_evidence._send_idle_marks()) == [PARTITION]
+
+
+def test_reading_dropped_messages_again_does_not_take_the_partition_back(
+    marks, monkeypatch
+) -> None:
+    # agents.compat.offsets seeks a partition back over messages faust dropped: they are read
+    # again, the later ones (read already) skipped. The partition is still read to its end.
+    def reading(offset: int) -> None:
+        event = SimpleNamespace(message=SimpleNamespace(tp=PARTITION, offset=offset))
+        monkeypatch.setattr(region_evidence.faust, "current_event", lambda: event)
+        region_evidence._recorder()
+
+    monkeypatch.setattr(region_evidence, "_recorders", {})
+    reading(END - 1)
+    for dropped in (END - 10, END - 9):
+        reading(dropped)
+    assert region_evidence._next_offset(PARTITION) == END
