@@ -27,11 +27,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Any
 
 import faust
 import orjson
 from faust.types import TP
 
+from agents.compat.offsets import committed_offset
 from agents.runtime import fanout
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.publish import publish
@@ -48,6 +50,7 @@ __all__ = [
     "budgets",
     "checkpoint",
     "send_budget_summaries",
+    "send_parts",
     "store",
 ]
 
@@ -77,7 +80,7 @@ let the judge sum the first partition's series alone and fire on them."""
 
 # Partition -> event time of its last summary sent (None: an empty one).
 _summarized: dict[int, float | None] = {}
-# Partition -> offset of the latest sample read from it.
+# Partition -> the highest offset of a sample read from it since it was assigned.
 _read: dict[int, int] = {}
 # Partition -> monotonic time since which it has been seen holding no records.
 _empty_since: dict[int, float] = {}
@@ -89,7 +92,9 @@ async def _on_sample(sample: MetricSample) -> None:
     partition = handling_partition()
     event = faust.current_event()
     if event is not None:
-        _read[partition] = event.message.offset
+        # The highest: a partition sought back over messages faust dropped
+        # (agents.compat.offsets) reads those again and skips the later ones, read already.
+        _read[partition] = max(event.message.offset, _read.get(partition, -1))
     brain = store.get(partition)
     for decision in brain.observe(sample):
         await publish(decision, sample.ts)
@@ -98,6 +103,26 @@ async def _on_sample(sample: MetricSample) -> None:
     cost = sample.metrics.get("cost_per_hour", brain.cost_per_hour(sample.service, sample.region))
     if cost is not None:
         record_cost(sample.service, sample.region, cost)
+
+
+def _next_offset(partition: int) -> int:
+    """The offset of the next message of ``partition`` this worker will read: after a
+    rebalance, a partition its previous owner read to its end is read to its end here too."""
+    read = _read.get(partition)
+    return read + 1 if read is not None else committed_offset(TP(topic_names.metrics, partition))
+
+
+async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+    # Read again by their next owner from the committed offset; were one to come back here,
+    # what was read of it before would be out of date.
+    for tp in revoked:
+        if tp.topic == topic_names.metrics:
+            _read.pop(tp.partition, None)
+            _summarized.pop(tp.partition, None)
+            _empty_since.pop(tp.partition, None)
+
+
+app.on_partitions_revoked.connect(_on_partitions_revoked)
 
 
 def _empty(partition: int) -> bool:
@@ -114,35 +139,40 @@ async def send_budget_summaries() -> None:
     if not app.tables.recovery.completed.is_set():
         return
     try:
-        owned = store.owned()
-        if not owned:
-            return
-        # The end offsets from the broker: the consumer's own highwater is 0 until fetched.
-        ends = await app.consumer.highwaters(*(TP(topic_names.metrics, p) for p in owned))
-        for partition in owned:
-            brain = store.get(partition)
-            now = brain.watermark if math.isfinite(brain.watermark) else None
-            if partition in _summarized and _summarized[partition] == now:
-                continue
-            highwater = ends.get(TP(topic_names.metrics, partition))
-            if highwater == 0:
-                _empty_since.setdefault(partition, time.monotonic())
-            else:
-                _empty_since.pop(partition, None)
-            unread = None if highwater is None else highwater - (_read.get(partition, -1) + 1)
-            if unread is None or unread > CAUGHT_UP_LAG or (now is None and not _empty(partition)):
-                # Still reading it: its part comes once its samples are read (an empty part
-                # only from a partition that has held none for a while).
-                continue
-            summary = budgets.summarize(now, brain if now is not None else None)
-            await topics.budget_evidence.send(
-                key=str(partition).encode(),
-                value=orjson.dumps({"source": str(partition), "summary": summary}),
-            )
-            _summarized[partition] = now
+        await send_parts()
     except Exception:
         # An exception would end the timer, and budgets would go unwatched for good.
         log.exception("sending budget summaries failed; will retry")
+
+
+async def send_parts() -> None:
+    """Send the part of each partition read here that changed and is read to its end."""
+    owned = store.owned()
+    if not owned:
+        return
+    # The end offsets from the broker: the consumer's own highwater is 0 until fetched.
+    ends = await app.consumer.highwaters(*(TP(topic_names.metrics, p) for p in owned))
+    for partition in owned:
+        brain = store.get(partition)
+        now = brain.watermark if math.isfinite(brain.watermark) else None
+        if partition in _summarized and _summarized[partition] == now:
+            continue
+        highwater = ends.get(TP(topic_names.metrics, partition))
+        if highwater == 0:
+            _empty_since.setdefault(partition, time.monotonic())
+        else:
+            _empty_since.pop(partition, None)
+        unread = None if highwater is None else highwater - _next_offset(partition)
+        if unread is None or unread > CAUGHT_UP_LAG or (now is None and not _empty(partition)):
+            # Still reading it: its part comes once its samples are read (an empty part
+            # only from a partition that has held none for a while).
+            continue
+        summary = budgets.summarize(now, brain if now is not None else None)
+        await topics.budget_evidence.send(
+            key=str(partition).encode(),
+            value=orjson.dumps({"source": str(partition), "summary": summary}),
+        )
+        _summarized[partition] = now
 
 
 @app.timer(settings.checkpoint_interval_s)

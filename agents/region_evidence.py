@@ -37,6 +37,7 @@ import orjson
 from faust.types import TP
 
 from agents import tenants
+from agents.compat.offsets import committed_offset
 from agents.runtime import fanout
 from agents.runtime.sources import source_name
 from models.brains.interactions import HealthEvidence
@@ -195,11 +196,7 @@ def _mark_due(tp: TP, now: float) -> bool:
 def _next_offset(tp: TP) -> int:
     """The offset of the next message of ``tp`` this worker will read."""
     offset, _ = _positions[tp]
-    if offset >= 0:
-        return offset + 1
-    # Nothing read since the partition was assigned: reading starts at the committed offset
-    # (Faust's private bookkeeping, pinned faust-streaming; None stands for 0).
-    return app.consumer._committed_offset.get(tp) or 0
+    return offset + 1 if offset >= 0 else committed_offset(tp)
 
 
 @app.timer(FLUSH_EVERY_S)

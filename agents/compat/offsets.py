@@ -29,7 +29,13 @@ from faust.types import TP
 
 from streams.runtime.app import app
 
-__all__ = ["CHECK_EVERY_S", "check_commits", "processed_before", "repair_stuck_commits"]
+__all__ = [
+    "CHECK_EVERY_S",
+    "check_commits",
+    "committed_offset",
+    "processed_before",
+    "repair_stuck_commits",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,14 @@ CHECK_EVERY_S = 5.0
 _gaps: dict[TP, tuple[int, int]] = {}
 # Partition -> offsets processed before it was sought back over a gap, not yet read again.
 _processed: dict[TP, set[int]] = {}
+
+
+def committed_offset(tp: TP) -> int:
+    """The offset this worker reads ``tp`` from, having read nothing of it since it was
+    assigned: its committed offset, as faust's private bookkeeping holds it (``None``
+    stands for 0). What a partition's previous owner read to its end, this one never reads:
+    "read to its end" is then judged from here."""
+    return app.consumer._committed_offset.get(tp) or 0
 
 
 def processed_before(tp: TP, offset: int) -> bool:
