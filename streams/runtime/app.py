@@ -20,6 +20,7 @@ from schemas.topics import TopicNames
 from streams.runtime.settings import Settings
 
 __all__ = [
+    "REBALANCE_WAIT_S",
     "STOP_WAIT_S",
     "AutopilotApp",
     "QuietWorker",
@@ -34,6 +35,10 @@ DLQ_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 STOP_WAIT_S = 5.0
 """Wall seconds a stopping worker waits for the messages its streams took to be acknowledged."""
+REBALANCE_WAIT_S = 15.0
+"""The same at a revocation: well under the group's rebalance timeout (a minute), past which
+the group goes on without this worker, and longer than a handler takes but for a broker that
+does not answer."""
 
 
 def broker_credentials(settings: Settings) -> CredentialsT | None:
@@ -66,31 +71,35 @@ class QuietWorker(faust.Worker):
 
 
 class AutopilotApp(faust.App):
-    """Faust's app, whose stop does not wait for ever for messages no stream will process.
+    """Faust's app, whose stop and revocations do not wait for ever for messages no stream
+    will process.
 
-    At a stop, Faust suspends the streams, clears their buffers and waits until every
-    message handed to a stream is acknowledged. A message two agents read (a decision read
-    by the actions agent and the audit trail) is handed to both: if one has processed it and
-    the other's copy was still in the cleared buffer, it is never acknowledged, and the
-    worker waited until it was killed (seen 30 s long on a worker stopped while it started
-    on a backlog of decisions: the time the tests, or Kubernetes, give before a SIGKILL).
-    After :data:`STOP_WAIT_S` the worker now commits what was acknowledged and stops: the
-    rest is read again at the next start, as after a crash. A rebalance waits as Faust does.
-    This overrides a private method of the pinned faust-streaming.
+    At a stop and at a revocation, Faust suspends the streams, clears their buffers and
+    waits until every message handed to a stream is acknowledged. A message two agents read
+    (a decision read by the actions agent and the audit trail) is handed to both: if one has
+    processed it and the other's copy was still in the cleared buffer, it is never
+    acknowledged. A worker stopped so waited until it was killed (seen 30 s long on a worker
+    stopped while it started on a backlog of decisions: the time the tests, or Kubernetes,
+    give before a SIGKILL); one revoked so waited minutes, past the group's rebalance
+    timeout, and the group went on without it (seen with a third worker joining mid-run).
+    After :data:`STOP_WAIT_S` (:data:`REBALANCE_WAIT_S` at a revocation) the worker now
+    commits what was acknowledged and goes on: the rest is read again, at the next start or
+    by the partitions' next owner, as after a crash. This overrides a private method of the
+    pinned faust-streaming.
     """
 
     async def _consumer_wait_empty(self, consumer: ConsumerT, logger: Any) -> None:
-        if not self.should_stop:  # a rebalance
-            await super()._consumer_wait_empty(consumer, logger)
-            return
+        stopping = self.should_stop
+        bound = STOP_WAIT_S if stopping else REBALANCE_WAIT_S
         waiting = asyncio.ensure_future(super()._consumer_wait_empty(consumer, logger))
         # Not asyncio.wait_for: faust's wait swallows the cancellation and goes on waiting.
-        done, _ = await asyncio.wait({waiting}, timeout=STOP_WAIT_S)
+        done, _ = await asyncio.wait({waiting}, timeout=bound)
         if not done:
             logger.warning(
-                "stopping: %d of the messages handed to streams were not acknowledged in %.0f s;"
-                " they will be read again at the next start",
-                len(consumer.unacked), STOP_WAIT_S,
+                "%s: %d of the messages handed to streams were not acknowledged in %.0f s;"
+                " they will be read again %s",
+                "stopping" if stopping else "revoking partitions", len(consumer.unacked), bound,
+                "at the next start" if stopping else "from the committed offsets",
             )  # fmt: skip
             # Faust's own set of the messages it waits for: emptied, its wait ends within a
             # second, and commits what was acknowledged.
