@@ -31,6 +31,8 @@ __all__ = [
     "topics",
 ]
 
+log = logging.getLogger(__name__)
+
 DLQ_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 STOP_WAIT_S = 5.0
@@ -95,7 +97,9 @@ class AutopilotApp(faust.App):
         # Not asyncio.wait_for: faust's wait swallows the cancellation and goes on waiting.
         done, _ = await asyncio.wait({waiting}, timeout=bound)
         if not done:
-            logger.warning(
+            # Not ``logger``: at a revocation, faust passes its flight recorder, which logs
+            # only if the whole revocation outlasts the session timeout.
+            log.warning(
                 "%s: %d of the messages handed to streams were not acknowledged in %.0f s;"
                 " they will be read again %s",
                 "stopping" if stopping else "revoking partitions", len(consumer.unacked), bound,
