@@ -33,7 +33,7 @@ import faust
 import orjson
 from faust.types import TP
 
-from agents.compat.offsets import committed_offset
+from agents.compat.offsets import next_offset
 from agents.runtime import fanout
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.publish import publish
@@ -92,8 +92,7 @@ async def _on_sample(sample: MetricSample) -> None:
     partition = handling_partition()
     event = faust.current_event()
     if event is not None:
-        # The highest: a partition sought back over messages faust dropped
-        # (agents.compat.offsets) reads those again and skips the later ones, read already.
+        # The highest read, as next_offset wants it.
         _read[partition] = max(event.message.offset, _read.get(partition, -1))
     brain = store.get(partition)
     for decision in brain.observe(sample):
@@ -103,13 +102,6 @@ async def _on_sample(sample: MetricSample) -> None:
     cost = sample.metrics.get("cost_per_hour", brain.cost_per_hour(sample.service, sample.region))
     if cost is not None:
         record_cost(sample.service, sample.region, cost)
-
-
-def _next_offset(partition: int) -> int:
-    """The offset of the next message of ``partition`` this worker will read: after a
-    rebalance, a partition its previous owner read to its end is read to its end here too."""
-    read = _read.get(partition)
-    return read + 1 if read is not None else committed_offset(TP(topic_names.metrics, partition))
 
 
 async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
@@ -162,7 +154,8 @@ async def send_parts() -> None:
             _empty_since.setdefault(partition, time.monotonic())
         else:
             _empty_since.pop(partition, None)
-        unread = None if highwater is None else highwater - _next_offset(partition)
+        read = next_offset(TP(topic_names.metrics, partition), _read.get(partition, -1))
+        unread = None if highwater is None else highwater - read
         if unread is None or unread > CAUGHT_UP_LAG or (now is None and not _empty(partition)):
             # Still reading it: its part comes once its samples are read (an empty part
             # only from a partition that has held none for a while).

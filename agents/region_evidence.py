@@ -37,7 +37,7 @@ import orjson
 from faust.types import TP
 
 from agents import tenants
-from agents.compat.offsets import committed_offset
+from agents.compat.offsets import next_offset
 from agents.runtime import fanout
 from agents.runtime.sources import source_name
 from models.brains.interactions import HealthEvidence
@@ -82,8 +82,7 @@ def _recorder() -> EvidenceRecorder:
         raise RuntimeError("region evidence recorded outside an agent's event")
     message = event.message
     tp = message.tp
-    # The highest offset read: a partition sought back over messages faust dropped
-    # (agents.compat.offsets) reads those again, and skips those after them, read already.
+    # The highest offset read, as next_offset wants it.
     offset, _ = _positions.get(tp, (-1, 0.0))
     _positions[tp] = (max(offset, message.offset), time.monotonic())
     recorder = _recorders.get(tp)
@@ -196,7 +195,7 @@ def _mark_due(tp: TP, now: float) -> bool:
 def _next_offset(tp: TP) -> int:
     """The offset of the next message of ``tp`` this worker will read."""
     offset, _ = _positions[tp]
-    return offset + 1 if offset >= 0 else committed_offset(tp)
+    return next_offset(tp, offset)
 
 
 @app.timer(FLUSH_EVERY_S)

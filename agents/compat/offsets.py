@@ -32,7 +32,7 @@ from streams.runtime.app import app
 __all__ = [
     "CHECK_EVERY_S",
     "check_commits",
-    "committed_offset",
+    "next_offset",
     "processed_before",
     "repair_stuck_commits",
 ]
@@ -48,12 +48,16 @@ _gaps: dict[TP, tuple[int, int]] = {}
 _processed: dict[TP, set[int]] = {}
 
 
-def committed_offset(tp: TP) -> int:
-    """The offset this worker reads ``tp`` from, having read nothing of it since it was
-    assigned: its committed offset, as faust's private bookkeeping holds it (``None``
-    stands for 0). What a partition's previous owner read to its end, this one never reads:
-    "read to its end" is then judged from here."""
-    return app.consumer._committed_offset.get(tp) or 0
+def next_offset(tp: TP, highest_read: int) -> int:
+    """The offset of the next message of ``tp`` this worker will read, given the highest it
+    read since the partition was assigned (-1 for none).
+
+    With none read, reading starts at the committed offset, as faust's private bookkeeping
+    holds it (``None`` stands for 0): what a partition's previous owner read to its end,
+    this one never reads, and "read to its end" is judged from there. The highest, not the
+    latest: a partition sought back over dropped messages reads those again, below it.
+    """
+    return highest_read + 1 if highest_read >= 0 else app.consumer._committed_offset.get(tp) or 0
 
 
 def processed_before(tp: TP, offset: int) -> bool:
