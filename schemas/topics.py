@@ -187,6 +187,22 @@ class TopicNames:
             self.otlp_logs,
         )
 
+    def inputs(self) -> tuple[str, ...]:
+        """Topics that the platform writes and the workers read: what a region's cluster
+        sends to the engine's (:mod:`streams.kafka.mirror`).
+
+        >>> TopicNames("p.").inputs()[:2]
+        ('p.telemetry.metrics', 'p.telemetry.errors')
+        """
+        return (
+            self.metrics,
+            self.errors,
+            self.interactions,
+            self.remediation_feedback,
+            self.otlp_metrics,
+            self.otlp_logs,
+        )
+
     def internal(self) -> tuple[str, ...]:
         """Topics the workers write for one another: summaries and routes for the decisions
         that span partitions (region health, budgets, remediation outcomes)."""

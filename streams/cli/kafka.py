@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from streams.kafka.local import KafkaLocal, KafkaLocalError
+from streams.kafka.local import KafkaLocal, KafkaLocalError, named_broker
 from streams.kafka.topics import create_topics
 
 __all__ = ["create_product_topics", "kafka"]
@@ -25,9 +25,16 @@ def _default_port() -> int:
 _port = click.option(
     "--port",
     type=click.IntRange(1, 65535),
-    default=_default_port,
-    show_default="AUTOPILOT_KAFKA_PORT or 9092",
-    help="Client port on 127.0.0.1.",
+    default=None,
+    help="Client port on 127.0.0.1 [AUTOPILOT_KAFKA_PORT or 9092; with --name: the "
+    "cluster's port from before, else a free one].",
+)
+_name = click.option(
+    "--name",
+    default=None,
+    metavar="NAME",
+    help="One of several local clusters (us-east, eu-west, global): its own ports, data "
+    "dir and cluster id; status and stop find it by name.",
 )
 _data_dir = click.option(
     "--data-dir",
@@ -37,8 +44,14 @@ _data_dir = click.option(
 )
 
 
-def _broker(port: int, data_dir: Path | None) -> KafkaLocal:
-    return KafkaLocal(port=port, data_dir=data_dir, log=lambda msg: click.echo(msg, err=True))
+def _broker(name: str | None, port: int | None, data_dir: Path | None) -> KafkaLocal:
+    log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    if name is None:
+        return KafkaLocal(port=port or _default_port(), data_dir=data_dir, log=log)
+    try:
+        return named_broker(name, port=port, data_dir=data_dir, log=log)
+    except KafkaLocalError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
 
 
 @click.group()
@@ -52,14 +65,22 @@ def kafka() -> None:
 
 
 @kafka.command()
+@_name
 @_port
 @_data_dir
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for readiness.")
-def start(port: int, data_dir: Path | None, timeout: float) -> None:
-    """Start the broker and return once it answers a metadata request."""
-    broker = _broker(port, data_dir)
+def start(name: str | None, port: int | None, data_dir: Path | None, timeout: float) -> None:
+    """Start the broker and return once it answers a metadata request.
+
+    Several clusters, one per region and one global, for a multi-region setup:
+
+        autopilot kafka start --name us-east
+        autopilot kafka start --name eu-west
+        autopilot kafka start --name global
+    """
+    broker = _broker(name, port, data_dir)
     if (pid := broker.pid()) is not None:
-        click.echo(f"Kafka is already running on {broker.bootstrap} (pid {pid})")
+        click.echo(f"{broker.title} is already running on {broker.bootstrap} (pid {pid})")
         return
     try:
         broker.start(timeout_s=timeout)
@@ -87,21 +108,23 @@ def create_product_topics(bootstrap: str) -> str:
 
 
 @kafka.command()
+@_name
 @_port
 @_data_dir
-def stop(port: int, data_dir: Path | None) -> None:
+def stop(name: str | None, port: int | None, data_dir: Path | None) -> None:
     """Stop the broker started by ``autopilot kafka start``."""
-    broker = _broker(port, data_dir)
+    broker = _broker(name, port, data_dir)
     if not broker.stop():
-        click.echo(f"Kafka is not running on {broker.bootstrap}; nothing to stop")
+        click.echo(f"{broker.title} is not running on {broker.bootstrap}; nothing to stop")
 
 
 @kafka.command()
+@_name
 @_port
 @_data_dir
-def status(port: int, data_dir: Path | None) -> None:
-    """Say whether the broker runs and answers."""
-    broker = _broker(port, data_dir)
+def status(name: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Say whether the broker runs and answers; exit code 3 when it does not run."""
+    broker = _broker(name, port, data_dir)
     click.echo(broker.status())
     if broker.pid() is None:
         raise SystemExit(3)

@@ -77,6 +77,7 @@ def main() -> None:
     from streams.cli.bench import bench
     from streams.cli.compliance import audit, erase, report
     from streams.cli.kafka import kafka
+    from streams.cli.mirror import mirror
     from streams.cli.otelcol import otelcol
     from streams.cli.plugins import plugins
     from streams.cli.score import score
@@ -85,6 +86,7 @@ def main() -> None:
     # Faust creates only the last level of its data dir.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     cli.add_command(kafka)
+    cli.add_command(mirror)
     cli.add_command(otelcol)
     cli.add_command(bench)
     cli.add_command(up)

@@ -30,6 +30,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "BrokerSecurity",
@@ -37,6 +38,8 @@ __all__ = [
     "KafkaLocalError",
     "default_cache_dir",
     "kafka_version",
+    "named_broker",
+    "state_dir",
 ]
 
 POM = Path(__file__).with_name("pom.xml")
@@ -69,11 +72,57 @@ def default_cache_dir() -> Path:
     return base / "paas-autopilot" / "kafka"
 
 
+def state_dir() -> Path:
+    """Where local brokers and mirrors keep their data: the XDG state dir."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "paas-autopilot"
+
+
 def default_data_dir(port: int) -> Path:
     if env := os.environ.get("AUTOPILOT_KAFKA_DATA"):
         return Path(env)
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "paas-autopilot" / f"kafka-{port}"
+    return state_dir() / f"kafka-{port}"
+
+
+_CLUSTER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+
+
+def named_broker(
+    name: str, *, port: int | None = None, data_dir: Path | None = None, **kwargs: Any
+) -> KafkaLocal:
+    """The local cluster called ``name`` (``us-east``, ``global``), with its own data dir,
+    ports and cluster id, so that one machine can run several.
+
+    The client port is ``port`` if given, else the one the cluster had before (kept in
+    its data dir), else a free one; ``status`` and ``stop`` find it by name alone.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     first = named_broker("eu-west", data_dir=Path(d))
+    ...     again = named_broker("eu-west", data_dir=Path(d))
+    ...     first.port == again.port, first.name
+    (True, 'eu-west')
+    >>> try:
+    ...     named_broker("EU West")
+    ... except KafkaLocalError as exc:
+    ...     print(str(exc)[:40])
+    cluster name 'EU West': use lower-case l
+    """
+    if not _CLUSTER_NAME.fullmatch(name):
+        raise KafkaLocalError(
+            f"cluster name {name!r}: use lower-case letters, digits and '-', at most 31, "
+            "e.g. us-east"
+        )
+    data_dir = Path(data_dir or state_dir() / f"kafka-{name}").absolute()
+    port_file = data_dir / "port"
+    if port is None:
+        with contextlib.suppress(OSError, ValueError):
+            port = int(port_file.read_text())
+    if port is None:
+        port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port_file.write_text(str(port))
+    return KafkaLocal(port=port, data_dir=data_dir, name=name, **kwargs)
 
 
 def _java_major(java: str) -> int:
@@ -91,6 +140,86 @@ def _java_major(java: str) -> int:
     return int(match.group(2) or 0) if major == 1 else major
 
 
+def fetch_jars(pom: Path, libs_dir: Path, what: str, log: Callable[[str], None]) -> Path:
+    """Download the runtime jars of ``pom`` into ``libs_dir`` once, with ``mvn``; return it.
+
+    Callers that start at once (two test sessions, two ``autopilot kafka start``) take turns
+    on a lock file: the first fetches, the others find the jars it left.
+    """
+    marker = libs_dir / ".complete"
+    if marker.exists():
+        return libs_dir
+    libs_dir.parent.mkdir(parents=True, exist_ok=True)
+    with (libs_dir.parent / ".fetch.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return libs_dir
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise KafkaLocalError(
+                f"mvn (Apache Maven) is not on PATH; it is needed once to fetch {what} "
+                "(apt-get install maven), or set AUTOPILOT_BROKER to use your own Kafka"
+            )
+        log(f"fetching {what} from Maven Central into {libs_dir}")
+        staging = libs_dir.with_name(libs_dir.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        cmd = [
+            mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+            raise KafkaLocalError(f"mvn could not fetch {what}: {' | '.join(tail)}")
+        shutil.rmtree(libs_dir, ignore_errors=True)
+        staging.rename(libs_dir)
+        marker.write_text(what)
+    return libs_dir
+
+
+def java_for_kafka(what: str) -> str:
+    """The ``java`` on PATH, if it is new enough to run ``what`` (Kafka's JVMs)."""
+    java = shutil.which("java")
+    if java is None:
+        raise KafkaLocalError(
+            f"java is not on PATH; {what} needs Java {MIN_JAVA} or newer "
+            "(apt-get install openjdk-17-jre-headless), or set AUTOPILOT_BROKER"
+        )
+    major = _java_major(java)
+    if major < MIN_JAVA:
+        raise KafkaLocalError(f"java {major} is too old; {what} needs Java {MIN_JAVA} or newer")
+    return java
+
+
+def write_log4j(path: Path, log_file: Path, *, info: tuple[str, ...] = ()) -> None:
+    """A log4j2 configuration for a local Kafka JVM: to ``log_file``, rolled at 20 MB, two
+    kept; Kafka's own classes at WARN, but the loggers named in ``info`` at INFO."""
+    loggers = "".join(
+        f"logger.info{n}.name = {name}\nlogger.info{n}.level = INFO\n"
+        for n, name in enumerate(info)
+    )
+    path.write_text(
+        "status = warn\n"
+        "appender.file.type = RollingFile\n"
+        "appender.file.name = file\n"
+        f"appender.file.fileName = {log_file}\n"
+        f"appender.file.filePattern = {log_file}.%i\n"
+        "appender.file.layout.type = PatternLayout\n"
+        "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+        "appender.file.policies.type = Policies\n"
+        "appender.file.policies.size.type = SizeBasedTriggeringPolicy\n"
+        "appender.file.policies.size.size = 20MB\n"
+        "appender.file.strategy.type = DefaultRolloverStrategy\n"
+        "appender.file.strategy.max = 2\n"
+        "rootLogger.level = INFO\n"
+        "rootLogger.appenderRef.file.ref = file\n"
+        "logger.kafka.name = kafka\n"
+        "logger.kafka.level = WARN\n"
+        "logger.apache.name = org.apache.kafka\n"
+        "logger.apache.level = WARN\n" + loggers
+    )
+
+
 def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
@@ -104,7 +233,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -122,7 +251,7 @@ def _pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -229,6 +358,9 @@ class KafkaLocal:
         The broker JVM's ``-Xmx``; 512m is plenty for a development broker.
     security
         If given, a SASL_SSL client listener too (see :class:`BrokerSecurity`).
+    name
+        The cluster's name, when it is one of several on this machine
+        (:func:`named_broker`); it appears in every message.
     """
 
     port: int = 9092
@@ -237,12 +369,18 @@ class KafkaLocal:
     heap: str = field(default_factory=lambda: os.environ.get("AUTOPILOT_KAFKA_HEAP", "512m"))
     log: Callable[[str], None] = lambda _msg: None
     security: BrokerSecurity | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if self.data_dir is None:
             self.data_dir = default_data_dir(self.port)
         self.data_dir = Path(self.data_dir).absolute()
         self.version = kafka_version()
+
+    @property
+    def title(self) -> str:
+        """How messages name this broker: ``Kafka``, or ``Kafka cluster us-east``."""
+        return "Kafka" if self.name is None else f"Kafka cluster {self.name}"
 
     @property
     def bootstrap(self) -> str:
@@ -271,7 +409,7 @@ class KafkaLocal:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if _pid_alive(pid) and self._is_our_java(pid):
+        if pid_alive(pid) and self._is_our_java(pid):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
@@ -284,42 +422,8 @@ class KafkaLocal:
         return any(str(self.data_dir).encode() in part for part in cmdline)
 
     def fetch(self) -> Path:
-        """Download the broker jars once; return the directory that holds them.
-
-        Callers that start at once (two test sessions, two ``autopilot kafka start``) take
-        turns on a lock file: the first fetches, the others find the jars it left.
-        """
-        marker = self.libs_dir / ".complete"
-        if marker.exists():
-            return self.libs_dir
-        self.libs_dir.parent.mkdir(parents=True, exist_ok=True)
-        with (self.libs_dir.parent / ".fetch.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not marker.exists():
-                self._fetch_into(marker)
-        return self.libs_dir
-
-    def _fetch_into(self, marker: Path) -> None:
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise KafkaLocalError(
-                "mvn (Apache Maven) is not on PATH; it is needed once to fetch the Kafka "
-                "broker (apt-get install maven), or set AUTOPILOT_BROKER to use your own Kafka"
-            )
-        self.log(f"fetching Apache Kafka {self.version} from Maven Central into {self.libs_dir}")
-        staging = self.libs_dir.with_name("libs.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        cmd = [
-            mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-            raise KafkaLocalError(f"mvn could not fetch Kafka {self.version}: {' | '.join(tail)}")
-        shutil.rmtree(self.libs_dir, ignore_errors=True)
-        staging.rename(self.libs_dir)
-        marker.write_text(self.version)
+        """Download the broker jars once; return the directory that holds them."""
+        return fetch_jars(POM, self.libs_dir, f"Apache Kafka {self.version}", self.log)
 
     def _write_config(self, controller_port: int) -> Path:
         assert self.data_dir is not None
@@ -360,42 +464,8 @@ class KafkaLocal:
             config.touch(mode=0o600)
             config.chmod(0o600)
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        log4j = self.data_dir / "log4j2.properties"
-        log4j.write_text(
-            "status = warn\n"
-            "appender.file.type = RollingFile\n"
-            "appender.file.name = file\n"
-            f"appender.file.fileName = {self.log_file}\n"
-            f"appender.file.filePattern = {self.log_file}.%i\n"
-            "appender.file.layout.type = PatternLayout\n"
-            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
-            "appender.file.policies.type = Policies\n"
-            "appender.file.policies.size.type = SizeBasedTriggeringPolicy\n"
-            "appender.file.policies.size.size = 20MB\n"
-            "appender.file.strategy.type = DefaultRolloverStrategy\n"
-            "appender.file.strategy.max = 2\n"
-            "rootLogger.level = INFO\n"
-            "rootLogger.appenderRef.file.ref = file\n"
-            "logger.kafka.name = kafka\n"
-            "logger.kafka.level = WARN\n"
-            "logger.apache.name = org.apache.kafka\n"
-            "logger.apache.level = WARN\n"
-        )
+        write_log4j(self.data_dir / "log4j2.properties", self.log_file)
         return config
-
-    def _java(self) -> str:
-        java = shutil.which("java")
-        if java is None:
-            raise KafkaLocalError(
-                f"java is not on PATH; Kafka {self.version} needs Java {MIN_JAVA} or newer "
-                "(apt-get install openjdk-17-jre-headless), or set AUTOPILOT_BROKER"
-            )
-        major = _java_major(java)
-        if major < MIN_JAVA:
-            raise KafkaLocalError(
-                f"java {major} is too old; Kafka {self.version} needs Java {MIN_JAVA} or newer"
-            )
-        return java
 
     def _format(self, java: str, libs: Path, config: Path) -> None:
         assert self.data_dir is not None
@@ -420,7 +490,9 @@ class KafkaLocal:
         """
         assert self.data_dir is not None
         if (pid := self.pid()) is not None:
-            raise KafkaLocalError(f"Kafka is already running on {self.bootstrap} (pid {pid})")
+            raise KafkaLocalError(
+                f"{self.title} is already running on {self.bootstrap} (pid {pid})"
+            )
         if _port_in_use(self.port):
             raise KafkaLocalError(
                 f"port {self.port} on 127.0.0.1 is in use by another process; "
@@ -430,7 +502,7 @@ class KafkaLocal:
             raise KafkaLocalError(
                 f"the SASL_SSL port {self.security.port} on 127.0.0.1 is in use by another process"
             )
-        java = self._java()
+        java = java_for_kafka(f"Kafka {self.version}")
         libs = self.fetch()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -449,7 +521,7 @@ class KafkaLocal:
             stdout=console,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if owned else None,
+            preexec_fn=die_with_parent if owned else None,
         )
         console.close()
         self.pid_file.write_text(str(proc.pid))
@@ -457,9 +529,10 @@ class KafkaLocal:
             self._wait_ready(proc, timeout_s)
         except BaseException:
             # Interrupted or failed half-way: leave nothing of ours running.
-            self._terminate(proc.pid)
+            terminate(proc.pid)
+            self.pid_file.unlink(missing_ok=True)
             raise
-        self.log(f"Kafka {self.version} ready on {self.bootstrap} (pid {proc.pid})")
+        self.log(f"{self.title} {self.version} ready on {self.bootstrap} (pid {proc.pid})")
         return proc.pid
 
     def _wait_ready(self, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -494,29 +567,33 @@ class KafkaLocal:
         pid = self.pid()
         if pid is None:
             return False
-        self._terminate(pid, timeout_s)
-        self.log(f"Kafka on {self.bootstrap} stopped (pid {pid})")
-        return True
-
-    def _terminate(self, pid: int, timeout_s: float = 30.0) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid):
-                time.sleep(0.05)
+        terminate(pid, timeout_s)
         self.pid_file.unlink(missing_ok=True)
+        self.log(f"{self.title} on {self.bootstrap} stopped (pid {pid})")
+        return True
 
     def status(self) -> str:
         pid = self.pid()
         if pid is None:
-            return f"Kafka is not running on {self.bootstrap} (data dir {self.data_dir})"
+            return f"{self.title} is not running on {self.bootstrap} (data dir {self.data_dir})"
         answering = "answering" if broker_answers(self.bootstrap) else "NOT answering"
-        return f"Kafka {self.version} is running on {self.bootstrap} (pid {pid}), {answering}"
+        return (
+            f"{self.title} {self.version} is running on {self.bootstrap} (pid {pid}), {answering}"
+        )
+
+
+def terminate(pid: int, timeout_s: float = 30.0) -> None:
+    """SIGTERM ``pid``, then SIGKILL if it still runs after ``timeout_s``; wait until gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while pid_alive(pid):
+            time.sleep(0.05)
 
 
 def _cluster_id() -> str:
@@ -535,6 +612,6 @@ def our_java_pids(data_dir: Path) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"java" in cmdline.split(b"\0")[0] and needle in cmdline and _pid_alive(int(entry.name)):
+        if b"java" in cmdline.split(b"\0")[0] and needle in cmdline and pid_alive(int(entry.name)):
             pids.append(int(entry.name))
     return pids

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.kafka.local import _die_with_parent, _pid_alive, _port_in_use, free_port
+from streams.kafka.local import _port_in_use, die_with_parent, free_port, pid_alive, terminate
 
 __all__ = [
     "BUILDER",
@@ -219,7 +218,7 @@ class OtelcolLocal:
             pid = int(self.pid_file.read_text())
         except (OSError, ValueError):
             return None
-        if _pid_alive(pid):
+        if pid_alive(pid):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
@@ -248,7 +247,7 @@ class OtelcolLocal:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if owned else None,
+                preexec_fn=die_with_parent if owned else None,
             )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout_s
@@ -268,12 +267,7 @@ class OtelcolLocal:
         pid = self.pid()
         if pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        terminate(pid, timeout_s)
         self.pid_file.unlink(missing_ok=True)
         return True
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import urllib.request
 
 import orjson
 import pytest
@@ -16,7 +15,7 @@ from schemas.config.regions import load_region_config
 from streams.lab.scenario import parse_scenario
 from streams.lab.simulator import SimConfig, run_simulation
 from tests.conftest import WorkerProcess, wait_until
-from tests.support.worker_views import decisions
+from tests.support.worker_views import decisions, failover_view
 
 pytestmark = pytest.mark.kafka
 
@@ -31,27 +30,21 @@ DEGRADING_S = 60.0
 SLACK_S = 60.0
 
 
-def view(worker: WorkerProcess) -> dict:
-    url = f"http://127.0.0.1:{worker.web_port}/failover/"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return orjson.loads(response.read())
-
-
 def wait_evaluated(worker: WorkerProcess, ts: float) -> None:
     # The evidence reaches the evaluator through internal.region-evidence, after the
     # telemetry is read: on a shared 2-core machine that takes a while (a bound, not a claim).
     try:
-        wait_until(lambda: (view(worker)["evaluated_to"] or 0.0) >= ts, 300, "")
+        wait_until(lambda: (failover_view(worker)["evaluated_to"] or 0.0) >= ts, 300, "")
     except AssertionError:
         raise AssertionError(
-            f"the worker did not evaluate region health up to {ts}; view: {view(worker)}; "
+            f"the worker did not evaluate region health up to {ts}; view: {failover_view(worker)}; "
             f"log tail: {worker.log()[-3000:]}"
         ) from None
 
 
 def wait_evaluating(worker: WorkerProcess) -> None:
     wait_until(
-        lambda: view(worker)["evaluating"],
+        lambda: failover_view(worker)["evaluating"],
         60,
         "the worker is not assigned every metrics and interactions partition",
     )
@@ -156,7 +149,7 @@ def test_scenario_set_is_scored_against_ground_truth_and_survives_kill_9(
     worker.stop(signal.SIGKILL)
     restarted = start_worker(FAST_CHECKPOINTS, name="second")
     wait_until(
-        lambda: view(restarted)["failed"] == ["ap-south"],
+        lambda: failover_view(restarted)["failed"] == ["ap-south"],
         60,
         "the restarted worker did not restore the failed-over region",
     )
@@ -174,4 +167,4 @@ def test_scenario_set_is_scored_against_ground_truth_and_survives_kill_9(
     wait_evaluated(restarted, end + 10.0 + 50.0)
     after = [d for d in decisions(kafka_bootstrap, topic_names.failover) if d.ts > end]
     assert after == [], [(d.kind, d.subject, d.reason) for d in after]
-    assert view(restarted)["failed"] == ["ap-south"]
+    assert failover_view(restarted)["failed"] == ["ap-south"]

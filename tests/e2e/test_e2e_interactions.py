@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests.conftest import WorkerProcess, wait_until
-from tests.support.worker_views import decisions
+from tests.support.worker_views import decisions, failover_view
 
 pytestmark = pytest.mark.kafka
 
@@ -47,13 +47,6 @@ FAST_CHECKPOINTS = {"AUTOPILOT_CHECKPOINT_INTERVAL_S": "1"}
 BY_TENANT = "interactions.by-tenant"
 
 
-def view(worker: WorkerProcess) -> dict:
-    """The worker's region brain (``GET /failover/``)."""
-    url = f"http://127.0.0.1:{worker.web_port}/failover/"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return orjson.loads(response.read())
-
-
 def test_brownout_burns_the_slo_and_lowers_region_health(
     start_worker, kafka_bootstrap, topic_names, tmp_path: Path
 ) -> None:
@@ -75,8 +68,8 @@ def test_brownout_burns_the_slo_and_lowers_region_health(
     assert all(d.subject["tenant"].startswith("t_") for d in burns if "tenant" in d.subject)
 
     end = summary["event_start_ts"] + DURATION_S - 30
-    wait_until(lambda: (view(worker)["evaluated_to"] or 0.0) >= end, 60, "not evaluated")
-    regions = view(worker)["regions"]
+    wait_until(lambda: (failover_view(worker)["evaluated_to"] or 0.0) >= end, 60, "not evaluated")
+    regions = failover_view(worker)["regions"]
     assert regions["eu-west"]["signals"]["slo_burn"] >= 14.4, regions["eu-west"]
     assert regions["eu-west"]["components"]["slo_burn"] < 1.0
     others = [r for name, r in regions.items() if name != "eu-west"]

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 
 import orjson
@@ -22,7 +21,7 @@ from schemas.topics import TopicNames
 from streams.lab.scenario import SCENARIO_DIR, parse_scenario
 from streams.lab.simulator import SimConfig, ground_truth, run_simulation
 from tests.conftest import AUTOPILOT, WorkerProcess, wait_progressing, wait_until
-from tests.support.worker_views import FAST_CHECKPOINTS, cost_view, decisions
+from tests.support.worker_views import FAST_CHECKPOINTS, cost_view, decisions, failover_view
 
 pytestmark = pytest.mark.kafka
 
@@ -49,12 +48,6 @@ BUDGETS = """
 [budget]
 total_usd = 1.0
 """
-
-
-def failover_view(worker: WorkerProcess) -> dict:
-    url = f"http://127.0.0.1:{worker.web_port}/failover/"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return orjson.loads(response.read())
 
 
 def start_workers(start_worker: Callable[..., WorkerProcess], count: int, env: dict) -> list:

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
 from streams.lab.simulator import SimConfig, run_simulation
 from tests.conftest import AUTOPILOT, WorkerProcess, wait_progressing, wait_until
-from tests.support.worker_views import brain_view, decisions, lag_partitions
+from tests.support.worker_views import brain_view, decisions, failover_view, lag_partitions
 
 pytestmark = pytest.mark.kafka
 
@@ -180,12 +179,6 @@ def identity(d: Decision) -> tuple:
     """
     subject = tuple(sorted(d.subject.items()))
     return (d.kind, subject, d.ts, d.action, d.params.get("metric"), d.params.get("rule"))
-
-
-def failover_view(worker: WorkerProcess) -> dict:
-    url = f"http://127.0.0.1:{worker.web_port}/failover/"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return orjson.loads(response.read())
 
 
 def rss_bytes(pid: int, field: str = "VmRSS") -> int:

@@ -32,6 +32,13 @@ def decisions(bootstrap: str, topic: str) -> list[Decision]:
     return asyncio.run(_decisions(bootstrap, topic))
 
 
+def failover_view(worker: WorkerProcess) -> dict:
+    """The worker's region brain (``GET /failover/``)."""
+    url = f"http://127.0.0.1:{worker.web_port}/failover/"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return orjson.loads(response.read())
+
+
 def cost_view(worker: WorkerProcess) -> dict:
     """The worker's budgets (``GET /cost/``)."""
     url = f"http://127.0.0.1:{worker.web_port}/cost/"
