@@ -66,6 +66,7 @@ def main() -> None:
     # @app.command verbs register themselves when imported; click groups are added below.
     from streams.cli import (  # noqa: F401
         bench_latency,
+        bench_mirror,
         bench_scaleout,
         bench_soak,
         bench_throughput,

@@ -8,7 +8,7 @@ import click
 
 from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocalError, named_broker, state_dir
-from streams.kafka.mirror import MirrorMaker, hub_flows
+from streams.kafka.mirror import MirrorMaker, hub_flows, standby_flow
 
 __all__ = ["mirror"]
 
@@ -40,9 +40,18 @@ def _bootstrap(alias: str, given: dict[str, str]) -> str:
     return broker.bootstrap
 
 
-def _mirror(data_dir: Path | None, clusters: dict[str, str] | None = None, flows=()) -> MirrorMaker:
+def _mirror(
+    data_dir: Path | None,
+    clusters: dict[str, str] | None = None,
+    flows=(),
+    replication_factor: int = 1,
+) -> MirrorMaker:
     return MirrorMaker(
-        clusters or {}, list(flows), data_dir=data_dir or state_dir() / "mirror", log=_echo
+        clusters or {},
+        list(flows),
+        replication_factor=replication_factor,
+        data_dir=data_dir or state_dir() / "mirror",
+        log=_echo,
     )
 
 
@@ -76,12 +85,38 @@ def mirror() -> None:
     metavar="NAME=HOST:PORT",
     help="Where a cluster is, when it is not a local one started with `kafka start --name`.",
 )
+@click.option(
+    "--standby",
+    default=None,
+    help="A cluster in another region that keeps a copy of the hub's engine: its topics, "
+    "table changelogs and translated consumer offsets, to take over if the hub is lost.",
+)
+@click.option(
+    "--replication-factor",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Of the topics MirrorMaker creates: 1 for local clusters, 3 for most others.",
+)
 @_data_dir
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for start.")
 def start(
-    hub: str, regions: tuple[str, ...], addresses: tuple[str, ...], data_dir, timeout: float
+    hub: str,
+    regions: tuple[str, ...],
+    addresses: tuple[str, ...],
+    standby: str | None,
+    replication_factor: int,
+    data_dir,
+    timeout: float,
 ) -> None:
-    """Start MirrorMaker; return once every flow copies."""
+    """Start MirrorMaker; return once every flow copies.
+
+    \b
+    Taking over when the hub's region is lost, with the standby `standby`:
+        autopilot mirror stop
+        autopilot mirror start --hub standby --region us-east --region eu-west
+        AUTOPILOT_BROKER=kafka://<standby> autopilot worker
+    """
     # The deployment's topic prefix, from the same env var as the worker's.
     from streams.runtime.app import settings
 
@@ -91,12 +126,16 @@ def start(
         if not sep or ":" not in bootstrap:
             raise click.BadParameter(f"{text!r} is not NAME=HOST:PORT", param_hint="--cluster")
         given[alias] = bootstrap
+    topics = TopicNames(settings.topic_prefix)
     try:
-        flows = hub_flows(regions, hub, TopicNames(settings.topic_prefix))
+        flows = hub_flows(regions, hub, topics)
+        if standby is not None:
+            flows.append(standby_flow(hub, standby, regions, topics, settings.app_id))
     except KafkaLocalError as exc:
         raise click.UsageError(str(exc)) from None
-    clusters = {alias: _bootstrap(alias, given) for alias in (hub, *regions)}
-    maker = _mirror(data_dir, clusters, flows)
+    names = (hub, *regions, *([standby] if standby else []))
+    clusters = {alias: _bootstrap(alias, given) for alias in names}
+    maker = _mirror(data_dir, clusters, flows, replication_factor)
     if (pid := maker.pid()) is not None:
         click.echo(f"MirrorMaker is already running (pid {pid}); stop it to change its flows")
         return

@@ -41,13 +41,24 @@ from streams.kafka.local import (
     write_log4j,
 )
 
-__all__ = ["MirrorFlow", "MirrorMaker", "hub_flows", "mirror_version"]
+__all__ = ["MirrorFlow", "MirrorMaker", "hub_flows", "mirror_version", "standby_flow"]
 
 MIRROR_POM = Path(__file__).with_name("mirror-pom.xml")
 IDENTITY_POLICY = "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 # MirrorMaker's source task logs this for its flow once it copies (MirrorSourceTask, 4.3).
 _FLOW_COPYING = re.compile(r"replicating \d+ topic-partitions (\S+->\S+):")
+# The prefixes of the replication factor settings of every topic MirrorMaker creates: the
+# copies, then its own.
+_CREATED_TOPICS = (
+    "",
+    "checkpoints.topic.",
+    "heartbeats.topic.",
+    "offset-syncs.topic.",
+    "offset.storage.",
+    "status.storage.",
+    "config.storage.",
+)
 _FLOW_ENABLED = re.compile(r"^([^\s.]+->[^\s.]+)\.enabled = true$", re.MULTILINE)
 
 
@@ -65,7 +76,18 @@ def mirror_version(pom: Path = MIRROR_POM) -> str:
 
 @dataclass(frozen=True)
 class MirrorFlow:
-    """The topics that MirrorMaker copies from cluster ``source`` to cluster ``target``.
+    """What MirrorMaker copies from cluster ``source`` to cluster ``target``.
+
+    Parameters
+    ----------
+    topics
+        Regular expressions of the topics to copy (whole names).
+    exclude
+        Regular expressions of topics not to copy; empty: MirrorMaker's default, which
+        leaves out internal topics (``*.internal``, ``__*``).
+    groups
+        Regular expressions of the consumer groups whose committed offsets are translated
+        to ``target`` and committed there, while the group has no member on ``target``.
 
     >>> MirrorFlow("us-east", "global", ("telemetry.metrics",)).name
     'us-east->global'
@@ -74,10 +96,16 @@ class MirrorFlow:
     source: str
     target: str
     topics: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return f"{self.source}->{self.target}"
+
+
+def _names(topics: Sequence[str]) -> tuple[str, ...]:
+    return tuple(re.escape(topic) for topic in topics)
 
 
 def hub_flows(regions: Sequence[str], hub: str, topics: TopicNames) -> list[MirrorFlow]:
@@ -86,8 +114,10 @@ def hub_flows(regions: Sequence[str], hub: str, topics: TopicNames) -> list[Mirr
     >>> flows = hub_flows(["us-east", "eu-west"], "global", TopicNames())
     >>> [flow.name for flow in flows]
     ['us-east->global', 'global->us-east', 'eu-west->global', 'global->eu-west']
-    >>> flows[0].topics[0], flows[1].topics
-    ('telemetry.metrics', ('decisions.scaling', 'decisions.failover', 'decisions.remediation'))
+    >>> [re.fullmatch(t, "telemetry.metrics") is not None for t in flows[0].topics][:2]
+    [True, False]
+    >>> len(flows[1].topics)
+    3
     """
     if hub in regions:
         raise KafkaLocalError(f"the hub {hub!r} cannot also be a region")
@@ -95,9 +125,61 @@ def hub_flows(regions: Sequence[str], hub: str, topics: TopicNames) -> list[Mirr
         raise KafkaLocalError(f"a region is named twice in {list(regions)}")
     flows = []
     for region in regions:
-        flows.append(MirrorFlow(region, hub, topics.inputs()))
-        flows.append(MirrorFlow(hub, region, topics.decisions()))
+        flows.append(MirrorFlow(region, hub, _names(topics.inputs())))
+        flows.append(MirrorFlow(hub, region, _names(topics.decisions())))
     return flows
+
+
+def standby_flow(
+    hub: str, standby: str, regions: Sequence[str], topics: TopicNames, app_id: str
+) -> MirrorFlow:
+    """Everything a standby engine needs to take over from the hub's, copied to ``standby``.
+
+    Every topic of the product (inputs, internal summaries, decisions) and of the engine's
+    Faust app ``app_id`` (the changelogs its tables restore from), with the app's committed
+    offsets translated; and MirrorMaker's own positions in each region's topics
+    (``mm2-offsets.<region>.internal``), so that on taking over, the regions' copies to the
+    standby go on from where their copies to the hub were.
+
+    >>> flow = standby_flow("global", "standby", ["us-east"], TopicNames(), "paas-autopilot")
+    >>> flow.name
+    'global->standby'
+    >>> names = ("paas-autopilot-region-brain-changelog", "mm2-offsets.us-east.internal",
+    ...          "mm2-configs.us-east.internal")
+    >>> [n for n in names if any(re.fullmatch(t, n) for t in flow.topics)]
+    ['paas-autopilot-region-brain-changelog', 'mm2-offsets.us-east.internal']
+    """
+    if standby == hub or standby in regions:
+        raise KafkaLocalError(f"the standby {standby!r} must be a cluster of its own")
+    return MirrorFlow(
+        hub,
+        standby,
+        (
+            *_names(topics.all()),
+            re.escape(f"{app_id}-") + ".*",
+            *_names([f"mm2-offsets.{region}.internal" for region in regions]),
+        ),
+        exclude=("__.*",),
+        groups=(re.escape(app_id),),
+    )
+
+
+def _flow_properties(pair: str, flow: MirrorFlow) -> dict[str, str]:
+    props = {f"{pair}.topics": ", ".join(flow.topics)}
+    if flow.exclude:
+        props[f"{pair}.topics.exclude"] = ", ".join(flow.exclude)
+    if flow.groups:
+        props[f"{pair}.groups"] = ", ".join(flow.groups)
+        props[f"{pair}.sync.group.offsets.enabled"] = "true"
+        # A committed offset translates to the copy's offset of the last offset sync before
+        # it. MirrorMaker writes a sync once the copy has moved 100 records past the last
+        # (by default): on a quiet topic a minute of records, all replayed on taking over.
+        # And offsets are translated each second, not each minute, so that a standby engine
+        # resumes close to where the primary stopped.
+        props[f"{pair}.offset.lag.max"] = "10"
+        props[f"{pair}.emit.checkpoints.interval.seconds"] = "1"
+        props[f"{pair}.sync.group.offsets.interval.seconds"] = "1"
+    return props
 
 
 @dataclass
@@ -112,10 +194,14 @@ class MirrorMaker:
         What to copy; every other pair of clusters is left alone.
     data_dir
         ``mm2.properties``, pid file and MirrorMaker's log live here.
+    replication_factor
+        Of the topics MirrorMaker creates (copies and its own): 1 for the local clusters
+        of ``autopilot kafka start --name``, 3 for most production clusters.
     """
 
     clusters: Mapping[str, str]
     flows: Sequence[MirrorFlow]
+    replication_factor: int = 1
     data_dir: Path = field(default_factory=lambda: state_dir() / "mirror")
     cache_dir: Path = field(default_factory=default_cache_dir)
     heap: str = field(default_factory=lambda: os.environ.get("AUTOPILOT_MIRROR_HEAP", "512m"))
@@ -151,30 +237,23 @@ class MirrorMaker:
         >>> mm = MirrorMaker({"a": "h:1", "b": "h:2"}, [MirrorFlow("a", "b", ("t.x",))])
         >>> props = mm.properties()
         >>> props["a->b.enabled"], props["a->b.topics"], props["b->a.enabled"]
-        ('true', 't\\\\.x', 'false')
+        ('true', 't.x', 'false')
         """
         props = {
             "clusters": ", ".join(self.clusters),
             **{f"{alias}.bootstrap.servers": boot for alias, boot in self.clusters.items()},
             "replication.policy.class": IDENTITY_POLICY,
-            # Local clusters have one broker each.
-            "replication.factor": "1",
-            "checkpoints.topic.replication.factor": "1",
-            "heartbeats.topic.replication.factor": "1",
-            "offset-syncs.topic.replication.factor": "1",
-            "offset.storage.replication.factor": "1",
-            "status.storage.replication.factor": "1",
-            "config.storage.replication.factor": "1",
+            **{
+                f"{topics}replication.factor": str(self.replication_factor)
+                for topics in _CREATED_TOPICS
+            },
             "sync.topic.acls.enabled": "false",
-            # Every plugin here has a ServiceLoader manifest: no scan of the class path.
-            "plugin.discovery": "service_load",
             # The worker creates its topics after MirrorMaker may have started: look often.
             "refresh.topics.interval.seconds": "5",
-            # Consumer offsets are translated every few seconds, not every minute, so that a
-            # standby engine resumes close to where the primary stopped.
-            "emit.checkpoints.interval.seconds": "5",
-            "sync.group.offsets.interval.seconds": "5",
-            "sync.group.offsets.enabled": "true",
+            "refresh.groups.interval.seconds": "5",
+            # Each flow's position is stored each second, not each minute: a standby that
+            # takes over goes on from a copy of it (standby_flow).
+            "offset.flush.interval.ms": "1000",
         }
         enabled = {(flow.source, flow.target): flow for flow in self.flows}
         for source in self.clusters:
@@ -187,7 +266,7 @@ class MirrorMaker:
                 # No herder at all for a pair that copies nothing.
                 props[f"{pair}.emit.heartbeats.enabled"] = "true" if flow else "false"
                 if flow:
-                    props[f"{pair}.topics"] = ", ".join(re.escape(t) for t in flow.topics)
+                    props.update(_flow_properties(pair, flow))
         return props
 
     def pid(self) -> int | None:

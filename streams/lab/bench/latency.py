@@ -58,8 +58,11 @@ from streams.lab.simulator import SimConfig, generate
 __all__ = [
     "CURVE_FRACTIONS",
     "HEADLINE_FRACTION",
+    "PARTITIONS",
     "TARGET_P99_MS",
+    "create_bench_topics",
     "format_bench_latency",
+    "measure_decision_latency",
     "plot_curve",
     "run_bench_latency",
 ]
@@ -151,7 +154,7 @@ def _spike(value: bytes, metric: str) -> bytes:
     return orjson.dumps(body)
 
 
-async def _create_topics(bootstrap: str, topics: TopicNames) -> None:
+async def create_bench_topics(bootstrap: str, topics: TopicNames) -> None:
     """Create the input and decision topics before the worker does, with our configs."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -269,8 +272,9 @@ async def _send_designed(
     return elapsed
 
 
-async def _run(
-    bootstrap: str,
+async def measure_decision_latency(
+    produce_to: str,
+    decisions_from: str,
     topics: TopicNames,
     worker: WorkerRun,
     rate: float | None,
@@ -280,6 +284,12 @@ async def _run(
     probe_events: int,
     log: Log,
 ) -> dict[str, Any]:
+    """Warm the worker up, probe its capacity, then offer each load and time each decision.
+
+    Samples are produced to the cluster at ``produce_to``; decisions are read, and timed by
+    their append, on the cluster at ``decisions_from``: the same one, or, through mirrors,
+    the region's (:mod:`streams.lab.bench.mirror`).
+    """
     from aiokafka import AIOKafkaProducer
 
     config = _fleet(series)
@@ -288,11 +298,11 @@ async def _run(
     probe = max(1, math.ceil(probe_events / n_series)) * n_series
     samples = _samples(config)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=PRODUCER_LINGER_MS
+        bootstrap_servers=produce_to, acks="all", linger_ms=PRODUCER_LINGER_MS
     )
     await producer.start()
     decisions = _Decisions()
-    reader = asyncio.create_task(_read_decisions(bootstrap, topics, decisions))
+    reader = asyncio.create_task(_read_decisions(decisions_from, topics, decisions))
     inputs: dict[tuple[bytes, float], _Input] = {}
     handled = 0
     levels: list[dict[str, Any]] = []
@@ -464,13 +474,13 @@ def run_bench_latency(
         bench_broker(broker, Path(tmp), log) as bootstrap,
     ):
         topics = TopicNames(f"bench-{uuid.uuid4().hex[:8]}.")
-        asyncio.run(_create_topics(bootstrap, topics))
+        asyncio.run(create_bench_topics(bootstrap, topics))
         partitions = {"AUTOPILOT_PARTITIONS": str(PARTITIONS)}
         with WorkerRun(bootstrap, topics.prefix, Path(tmp), extra_env=partitions) as worker:
             return asyncio.run(
-                _run(
-                    bootstrap, topics, worker, rate, tuple(fractions), seconds, series,
-                    probe_events, log,
+                measure_decision_latency(
+                    bootstrap, bootstrap, topics, worker, rate, tuple(fractions), seconds,
+                    series, probe_events, log,
                 )
             )  # fmt: skip
 
