@@ -82,9 +82,6 @@ class MirrorFlow:
     ----------
     topics
         Regular expressions of the topics to copy (whole names).
-    exclude
-        Regular expressions of topics not to copy; empty: MirrorMaker's default, which
-        leaves out internal topics (``*.internal``, ``__*``).
     groups
         Regular expressions of the consumer groups whose committed offsets are translated
         to ``target`` and committed there, while the group has no member on ``target``.
@@ -96,7 +93,6 @@ class MirrorFlow:
     source: str
     target: str
     topics: tuple[str, ...]
-    exclude: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
 
     @property
@@ -137,37 +133,27 @@ def standby_flow(
 
     Every topic of the product (inputs, internal summaries, decisions) and of the engine's
     Faust app ``app_id`` (the changelogs its tables restore from), with the app's committed
-    offsets translated; and MirrorMaker's own positions in each region's topics
-    (``mm2-offsets.<region>.internal``), so that on taking over, the regions' copies to the
-    standby go on from where their copies to the hub were.
+    offsets translated.
 
     >>> flow = standby_flow("global", "standby", ["us-east"], TopicNames(), "paas-autopilot")
     >>> flow.name
     'global->standby'
-    >>> names = ("paas-autopilot-region-brain-changelog", "mm2-offsets.us-east.internal",
-    ...          "mm2-configs.us-east.internal")
+    >>> names = ("paas-autopilot-region-brain-changelog", "telemetry.metrics", "other")
     >>> [n for n in names if any(re.fullmatch(t, n) for t in flow.topics)]
-    ['paas-autopilot-region-brain-changelog', 'mm2-offsets.us-east.internal']
+    ['paas-autopilot-region-brain-changelog', 'telemetry.metrics']
     """
     if standby == hub or standby in regions:
         raise KafkaLocalError(f"the standby {standby!r} must be a cluster of its own")
     return MirrorFlow(
         hub,
         standby,
-        (
-            *_names(topics.all()),
-            re.escape(f"{app_id}-") + ".*",
-            *_names([f"mm2-offsets.{region}.internal" for region in regions]),
-        ),
-        exclude=("__.*",),
+        (*_names(topics.all()), re.escape(f"{app_id}-") + ".*"),
         groups=(re.escape(app_id),),
     )
 
 
 def _flow_properties(pair: str, flow: MirrorFlow) -> dict[str, str]:
     props = {f"{pair}.topics": ", ".join(flow.topics)}
-    if flow.exclude:
-        props[f"{pair}.topics.exclude"] = ", ".join(flow.exclude)
     if flow.groups:
         props[f"{pair}.groups"] = ", ".join(flow.groups)
         props[f"{pair}.sync.group.offsets.enabled"] = "true"
@@ -251,8 +237,8 @@ class MirrorMaker:
             # The worker creates its topics after MirrorMaker may have started: look often.
             "refresh.topics.interval.seconds": "5",
             "refresh.groups.interval.seconds": "5",
-            # Each flow's position is stored each second, not each minute: a standby that
-            # takes over goes on from a copy of it (standby_flow).
+            # Each flow's position is stored each second, not each minute: a MirrorMaker
+            # started again copies again what it copied since, so a second of it, not a minute.
             "offset.flush.interval.ms": "1000",
         }
         enabled = {(flow.source, flow.target): flow for flow in self.flows}
