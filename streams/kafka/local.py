@@ -191,6 +191,15 @@ def java_for_kafka(what: str) -> str:
     return java
 
 
+def log_tail(log_file: Path, lines: int = 8) -> str:
+    """The last ``lines`` of a Kafka JVM's log and of the console log beside it, on one line."""
+    texts = []
+    for path in (log_file, log_file.parent / "console.log"):
+        with contextlib.suppress(OSError):
+            texts.extend(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    return " | ".join(texts[-lines:]) or "(empty)"
+
+
 def write_log4j(path: Path, log_file: Path, *, info: tuple[str, ...] = ()) -> None:
     """A log4j2 configuration for a local Kafka JVM: to ``log_file``, rolled at 20 MB, two
     kept; Kafka's own classes at WARN, but the loggers named in ``info`` at INFO."""
@@ -556,11 +565,7 @@ class KafkaLocal:
         )
 
     def log_tail(self, lines: int = 8) -> str:
-        texts = []
-        for path in (self.log_file, self.log_file.parent / "console.log"):
-            with contextlib.suppress(OSError):
-                texts.extend(path.read_text(errors="replace").strip().splitlines()[-lines:])
-        return " | ".join(texts[-lines:]) or "(empty)"
+        return log_tail(self.log_file, lines)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop our broker; False when none was running."""

@@ -35,6 +35,7 @@ from streams.kafka.local import (
     die_with_parent,
     fetch_jars,
     java_for_kafka,
+    log_tail,
     pid_alive,
     state_dir,
     terminate,
@@ -338,11 +339,7 @@ class MirrorMaker:
         return set(_FLOW_COPYING.findall(text))
 
     def log_tail(self, lines: int = 8) -> str:
-        texts = []
-        for path in (self.log_file, self.log_file.parent / "console.log"):
-            with contextlib.suppress(OSError):
-                texts.extend(path.read_text(errors="replace").strip().splitlines()[-lines:])
-        return " | ".join(texts[-lines:]) or "(empty)"
+        return log_tail(self.log_file, lines)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop our MirrorMaker; False when none was running."""
