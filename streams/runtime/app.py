@@ -17,6 +17,7 @@ from faust.types import ConsumerT
 from faust.types.auth import CredentialsT
 
 from schemas.topics import TopicNames
+from streams.runtime.fetching import BatchingTransport
 from streams.runtime.settings import Settings
 
 __all__ = [
@@ -88,7 +89,20 @@ class AutopilotApp(faust.App):
     commits what was acknowledged and goes on: the rest is read again, at the next start or
     by the partitions' next owner, as after a crash. This overrides a private method of the
     pinned faust-streaming.
+
+    Its worker consumer fetches ``fetch_min_bytes`` or ``fetch_max_wait_ms`` at a time
+    (:mod:`streams.runtime.fetching`), which Faust has no setting for.
     """
+
+    def __init__(
+        self, *args: Any, fetch_min_bytes: int = 1, fetch_max_wait_ms: int = 500, **kwargs: Any
+    ) -> None:
+        self.fetch_min_bytes = fetch_min_bytes
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self) -> BatchingTransport:
+        return BatchingTransport(self.conf.broker_consumer, self)
 
     async def _consumer_wait_empty(self, consumer: ConsumerT, logger: Any) -> None:
         stopping = self.should_stop
@@ -146,6 +160,10 @@ app = AutopilotApp(
     # first subscription; a short metadata age makes it pick them up within seconds
     # instead of aiokafka's default five minutes.
     consumer_metadata_max_age_ms=5000,
+    # A fetch waits for this much, or this long: at a trickle, a fetch for every record or
+    # two cost the worker more than twice a backlog's CPU a sample (streams.runtime.fetching).
+    fetch_min_bytes=settings.fetch_min_bytes,
+    fetch_max_wait_ms=settings.fetch_max_wait_ms,
     # Per partition. The consumer serves the partitions one fetched chunk at a time, so a
     # worker catching up on telemetry served a small internal topic (region evidence, the
     # budget parts, outcomes) only after a megabyte of every telemetry partition: its

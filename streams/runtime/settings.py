@@ -118,6 +118,11 @@ no such plugins file
     app_id: str = "paas-autopilot"
     data_dir: Path = Path(".autopilot")
     checkpoint_interval_s: float = 30.0
+    fetch_min_bytes: int = 32 * 1024
+    """A fetch of the worker's consumer waits for this many bytes, or ``fetch_max_wait_ms``."""
+    fetch_max_wait_ms: int = 25
+    """The most a record waits in the broker for a fetch to fill
+    (:mod:`streams.runtime.fetching`)."""
     regions_path: Path = DEFAULT_REGION_CONFIG_PATH
     prices_path: Path = DEFAULT_PRICES_PATH
     """Instance types, prices and per-service settings of the cost engine."""
@@ -217,6 +222,12 @@ no such plugins file
                 0.1,
                 3600.0,
                 float,
+            ),
+            fetch_min_bytes=_number(
+                env, "AUTOPILOT_FETCH_MIN_BYTES", cls.fetch_min_bytes, 1, 16 * 1024 * 1024, int
+            ),
+            fetch_max_wait_ms=_number(
+                env, "AUTOPILOT_FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms, 0, 1500, int
             ),
             regions_path=regions_path,
             prices_path=prices_path,
