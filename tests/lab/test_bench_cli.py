@@ -53,6 +53,10 @@ def test_bench_latency_matches_decisions_to_the_samples_that_caused_them(
     assert 0 <= figures["over_target"] <= figures["decisions_matched"]
     assert (figures["over_target"] == 0) == (figures["over_target_at_s"] == [])
     assert any("p99" in line for line in summary)
+    # What the worker spent a sample, fed at a trickle and as a backlog (the probe).
+    assert figures["worker_cpu_us_per_sample"] > 0
+    assert figures["probe_worker_cpu_us_per_sample"] > 0
+    assert any(line.lstrip().startswith("worker CPU a sample") for line in summary)
     # The probe carries the measured mix: it decides too.
     assert figures["probe_samples"] >= 1800 and figures["warmup_capacity_per_s"] > 0
     [level] = figures["levels"]
@@ -76,6 +80,7 @@ def test_bench_latency_curve_measures_each_load_and_draws_it(
     assert figures["p99_ms"] == levels[1]["p99_ms"]
     assert figures["rate_source"] == "capacity curve"
     assert sum(line.lstrip().startswith(("25%", "50%", "75%", "90%")) for line in summary) == 4
+    assert all(level["worker_cpu_us_per_sample"] > 0 for level in levels)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

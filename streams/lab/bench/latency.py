@@ -52,7 +52,7 @@ import numpy as np
 import orjson
 
 from schemas.topics import TopicNames
-from streams.lab.bench.support import Log, WorkerRun, bench_broker
+from streams.lab.bench.support import Log, WorkerRun, bench_broker, proc_cpu_seconds
 from streams.lab.simulator import SimConfig, generate
 
 __all__ = [
@@ -320,13 +320,14 @@ async def measure_decision_latency(
         triggers = _Triggers(max(MIN_PERIOD, math.ceil(planned / MAX_TRIGGERS_PER_SERIES)))
         await asyncio.to_thread(worker.wait_idle)
         log(f"capacity probe: {probe:,d} samples of the measured mix, as fast as possible")
-        started = time.monotonic()
+        started, cpu = time.monotonic(), proc_cpu_seconds(worker.pid)
         await _send_designed(producer, topics.metrics, samples, probe, None, triggers, -1, inputs)
         handled += probe
         probe_s = await asyncio.to_thread(
             worker.time_backlog, handled, 1800, log, "capacity probe", since=started
         )
         capacity = probe / max(probe_s, 0.5)
+        probe_cpu_us = _cpu_us_per_sample(worker, cpu, probe)
         if rate is not None:
             loads, rate_source = [(None, rate)], "--rate"
         else:
@@ -342,6 +343,7 @@ async def measure_decision_latency(
             what = "--rate" if fraction is None else f"{fraction:.0%} of capacity"
             log(f"measuring at {offered:,.0f} samples/s ({what}) after {settle_s:.0f} s idle")
             count = per_series * n_series
+            cpu = proc_cpu_seconds(worker.pid)
             produce_s = await _send_designed(
                 producer, topics.metrics, samples, count, offered, triggers, level, inputs
             )
@@ -355,6 +357,7 @@ async def measure_decision_latency(
             while time.monotonic() - max(decisions.last_read, handled_at) < 2.0:
                 await asyncio.sleep(0.25)
             figures = _figures(decisions, inputs, level, offered, count, produce_s, drain_s)
+            figures["worker_cpu_us_per_sample"] = _cpu_us_per_sample(worker, cpu, count)
             levels.append({"fraction": fraction, "settle_s": round(settle_s, 1), **figures})
     finally:
         reader.cancel()
@@ -367,6 +370,7 @@ async def measure_decision_latency(
         "warmup_capacity_per_s": round(rough, 1),
         "probe_samples": probe,
         "capacity_per_s": round(capacity, 1),
+        "probe_worker_cpu_us_per_sample": probe_cpu_us,
         "rate_source": rate_source,
         "trigger_period": triggers.period,
         **{k: v for k, v in headline.items() if k != "fraction"},
@@ -375,6 +379,12 @@ async def measure_decision_latency(
         "target_p99_ms": TARGET_P99_MS,
         "producer_linger_ms": PRODUCER_LINGER_MS,
     }
+
+
+def _cpu_us_per_sample(worker: WorkerRun, since_cpu_s: float, samples: int) -> float:
+    """CPU microseconds the worker used a sample since it had used ``since_cpu_s``: a
+    trickle costs it more than a backlog (:mod:`streams.runtime.fetching`)."""
+    return round((proc_cpu_seconds(worker.pid) - since_cpu_s) * 1e6 / max(1, samples), 1)
 
 
 def _figures(
@@ -502,6 +512,9 @@ def format_bench_latency(result: dict[str, Any]) -> str:
         f"  offered rate                 {result['offered_rate_per_s']:>10,.0f} samples/s"
         f"  ({result['rate_source']}; achieved {result['achieved_rate_per_s'] or 0:,.0f}/s,"
         f" after {result['settle_s']:.0f} s until the worker was idle)",
+        f"  worker CPU a sample          {result['worker_cpu_us_per_sample']:>10,.0f} µs"
+        f"  (the probe's backlog: {result['probe_worker_cpu_us_per_sample']:,.0f} µs;"
+        " a trickle costs more, so latency turns below the probe's capacity)",
         f"  designed triggers            {result['triggers']:>10,d}"
         f"  (1 in {result['trigger_period']} samples; {result['triggers_decided']:,d} decided)",
         f"  decisions matched            {result['decisions_matched']:>10,d}"
@@ -520,12 +533,13 @@ def format_bench_latency(result: dict[str, Any]) -> str:
         + ("-" if ratio is None else f"{ratio:>10.3f}"),
     ]
     if len(result["levels"]) > 1:
-        lines += ["", "  load   offered/s        p50        p99        max  kept up"]
+        lines += ["", "  load   offered/s        p50        p99        max  kept up  CPU/sample"]
         for level in result["levels"]:
             lines.append(
                 f"  {level['fraction']:>4.0%}  {level['offered_rate_per_s']:>10,.0f}"
                 f"  {_ms(level['p50_ms']):>9}  {_ms(level['p99_ms']):>9}"
-                f"  {_ms(level['max_ms']):>9}  {'yes' if level['kept_up'] else 'no'}"
+                f"  {_ms(level['max_ms']):>9}  {'yes' if level['kept_up'] else 'no ':>7}"
+                f"  {level['worker_cpu_us_per_sample']:>7,.0f} µs"
             )
     return "\n".join(lines)
 
