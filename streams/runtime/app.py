@@ -18,6 +18,7 @@ from faust.types.auth import CredentialsT
 
 from schemas.topics import TopicNames
 from streams.runtime.fetching import BatchingTransport
+from streams.runtime.heap import tune_collection
 from streams.runtime.settings import Settings
 
 __all__ = [
@@ -60,7 +61,8 @@ def broker_credentials(settings: Settings) -> CredentialsT | None:
 
 
 class QuietWorker(faust.Worker):
-    """Faust's worker without its terminal spinner.
+    """Faust's worker without its terminal spinner, and with garbage collection tuned once it
+    has started.
 
     At log level ``warn`` or above, Faust spins a spinner for every log record: it sets the
     root logger to DEBUG and adds a handler that advances the spinner. Every debug call of
@@ -71,6 +73,12 @@ class QuietWorker(faust.Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        # What the worker holds once started is the models' and Faust's own: frozen out of
+        # the collector's walks, which otherwise stalled every decision (streams.runtime.heap).
+        tune_collection(settings.gc_thresholds)
 
 
 class AutopilotApp(faust.App):

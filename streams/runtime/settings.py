@@ -21,6 +21,7 @@ from schemas.config.regions import DEFAULT_REGION_CONFIG_PATH, load_region_confi
 from schemas.config.toml import ConfigError
 from schemas.otlp import ENCODINGS, OtlpMapping
 from streams.plugins.loading import plugin_modules as modules_of
+from streams.runtime.heap import DEFAULT_THRESHOLDS
 
 __all__ = ["LOG_LEVELS", "SASL_MECHANISMS", "SECURITY_PROTOCOLS", "Settings", "SettingsError"]
 
@@ -38,6 +39,29 @@ N = TypeVar("N", int, float)
 
 class SettingsError(ValueError):
     """A setting has a value the worker cannot run with."""
+
+
+def _gc_thresholds(env: Mapping[str, str]) -> tuple[int, int, int]:
+    """``AUTOPILOT_GC_THRESHOLDS``: three positive integers, comma-separated.
+
+    >>> _gc_thresholds({"AUTOPILOT_GC_THRESHOLDS": "700,10,10"})
+    (700, 10, 10)
+    >>> _gc_thresholds({"AUTOPILOT_GC_THRESHOLDS": "700,10"})
+    Traceback (most recent call last):
+    ...
+    streams.runtime.settings.SettingsError: AUTOPILOT_GC_THRESHOLDS='700,10' is not three \
+positive integers, e.g. 100000,50,10
+    """
+    raw = env.get("AUTOPILOT_GC_THRESHOLDS")
+    if not raw:
+        return DEFAULT_THRESHOLDS
+    parts = raw.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise SettingsError(
+            f"AUTOPILOT_GC_THRESHOLDS={raw!r} is not three positive integers, e.g. 100000,50,10"
+        )
+    young, middle, old = (int(p) for p in parts)
+    return young, middle, old
 
 
 def _number(env: Mapping[str, str], name: str, default: N, low: N, high: N, kind: type[N]) -> N:
@@ -123,6 +147,8 @@ no such plugins file
     fetch_max_wait_ms: int = 25
     """The most a record waits in the broker for a fetch to fill
     (:mod:`streams.runtime.fetching`)."""
+    gc_thresholds: tuple[int, int, int] = DEFAULT_THRESHOLDS
+    """Python's collector thresholds in a started worker (:mod:`streams.runtime.heap`)."""
     regions_path: Path = DEFAULT_REGION_CONFIG_PATH
     prices_path: Path = DEFAULT_PRICES_PATH
     """Instance types, prices and per-service settings of the cost engine."""
@@ -229,6 +255,7 @@ no such plugins file
             fetch_max_wait_ms=_number(
                 env, "AUTOPILOT_FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms, 0, 1500, int
             ),
+            gc_thresholds=_gc_thresholds(env),
             regions_path=regions_path,
             prices_path=prices_path,
             budgets_path=budgets_path,

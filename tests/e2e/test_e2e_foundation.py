@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -50,3 +51,6 @@ def test_worker_consumes_every_event_the_simulator_sent(start_worker, tmp_path: 
         assert processed + dead == count, (topic, processed, dead, count)
         assert dead == 0, f"the simulator's own {topic} events were dead-lettered"
     assert worker.proc.poll() is None
+    # Once started, the worker took what it held out of the collector's walks.
+    frozen = re.search(r"garbage collection: (\d+) objects frozen at start-up", worker.log())
+    assert frozen and int(frozen[1]) > 0, "the worker did not tune garbage collection"
