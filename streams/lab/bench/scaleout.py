@@ -80,6 +80,7 @@ def bare_decisions(
     from models.brains.region import RegionBrain
     from schemas.config.prices import load_price_table
     from schemas.config.regions import load_region_config
+    from streams.runtime.heap import tune_collection
 
     metrics = MetricsBrain()
     region = RegionBrain(load_region_config())
@@ -87,6 +88,9 @@ def bare_decisions(
     limits = Limits()
     decisions: list[Decision] = []
     handled = 0
+    # Collected as a started worker's heap is (streams.runtime.heap), so that the bare rate
+    # and the pipeline's pay the same for garbage collection.
+    tune_collection()
     started = time.perf_counter()
     for _, _, value, _ in messages:
         result = parse_message("metrics", value, now=now, limits=limits)
