@@ -63,6 +63,7 @@ __all__ = [
     "TARGET_P99_MS",
     "create_bench_topics",
     "format_bench_latency",
+    "format_ms",
     "measure_decision_latency",
     "plot_curve",
     "run_bench_latency",
@@ -500,7 +501,8 @@ def run_bench_latency(
             )  # fmt: skip
 
 
-def _ms(value: float | None) -> str:
+def format_ms(value: float | None) -> str:
+    """Milliseconds for a summary line; ``-`` for a figure not measured."""
     return "-" if value is None else f"{value:,.0f} ms"
 
 
@@ -524,11 +526,11 @@ def format_bench_latency(result: dict[str, Any]) -> str:
         f"  (1 in {result['trigger_period']} samples; {result['triggers_decided']:,d} decided)",
         f"  decisions matched            {result['decisions_matched']:>10,d}"
         f"  {result['decisions_by_kind']}",
-        f"  produce -> decision appended p50 {_ms(result['p50_ms'])},"
-        f" p90 {_ms(result['p90_ms'])}, p99 {_ms(result['p99_ms'])},"
-        f" max {_ms(result['max_ms'])}",
-        f"  p50 first third, last third  {_ms(result['p50_first_third_ms'])},"
-        f" {_ms(result['p50_last_third_ms'])}; the worker handled the last sample"
+        f"  produce -> decision appended p50 {format_ms(result['p50_ms'])},"
+        f" p90 {format_ms(result['p90_ms'])}, p99 {format_ms(result['p99_ms'])},"
+        f" max {format_ms(result['max_ms'])}",
+        f"  p50 first third, last third  {format_ms(result['p50_first_third_ms'])},"
+        f" {format_ms(result['p50_last_third_ms'])}; the worker handled the last sample"
         f" {result['drain_s']:.1f} s after it was sent: "
         + ("it kept up" if result["kept_up"] else "it fell behind the offered rate"),
         f"  over {TARGET_P99_MS:.0f} ms                  {result['over_target']:>10,d}"
@@ -542,8 +544,8 @@ def format_bench_latency(result: dict[str, Any]) -> str:
         for level in result["levels"]:
             lines.append(
                 f"  {level['fraction']:>4.0%}  {level['offered_rate_per_s']:>10,.0f}"
-                f"  {_ms(level['p50_ms']):>9}  {_ms(level['p99_ms']):>9}"
-                f"  {_ms(level['max_ms']):>9}  {'yes' if level['kept_up'] else 'no ':>7}"
+                f"  {format_ms(level['p50_ms']):>9}  {format_ms(level['p99_ms']):>9}"
+                f"  {format_ms(level['max_ms']):>9}  {'yes' if level['kept_up'] else 'no ':>7}"
                 f"  {level['worker_cpu_us_per_sample']:>7,.0f} µs"
             )
     return "\n".join(lines)

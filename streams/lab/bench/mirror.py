@@ -28,6 +28,7 @@ from streams.kafka.mirror import MirrorMaker, hub_flows
 from streams.lab.bench.latency import (
     PARTITIONS,
     create_bench_topics,
+    format_ms,
     measure_decision_latency,
 )
 from streams.lab.bench.support import Log, WorkerRun
@@ -142,10 +143,6 @@ def run_bench_mirror(
     }
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} ms"
-
-
 def format_bench_mirror(result: dict[str, Any]) -> str:
     """A readable summary of :func:`run_bench_mirror`."""
     lines = [
@@ -158,14 +155,15 @@ def format_bench_mirror(result: dict[str, Any]) -> str:
     for path in PATHS:
         figures = result[path]
         lines.append(
-            f"  {names[path]:<26}  {_ms(figures['p50_ms']):>9}  {_ms(figures['p99_ms']):>9}"
-            f"  {_ms(figures['max_ms']):>9}  {figures['decisions_matched']:>9,d}"
+            f"  {names[path]:<26}  {format_ms(figures['p50_ms']):>9}"
+            f"  {format_ms(figures['p99_ms']):>9}  {format_ms(figures['max_ms']):>9}"
+            f"  {figures['decisions_matched']:>9,d}"
             f"  {'yes' if figures['kept_up'] else 'no'}"
         )
     ratio = result["p99_ratio_to_single"]
     lines.append(
-        f"  added by the two mirrors    p50 {_ms(result['added_p50_ms'])}, "
-        f"p99 {_ms(result['added_p99_ms'])}; p99 / one cluster's "
+        f"  added by the two mirrors    p50 {format_ms(result['added_p50_ms'])}, "
+        f"p99 {format_ms(result['added_p99_ms'])}; p99 / one cluster's "
         + ("-" if ratio is None else f"{ratio:.2f}")
     )
     return "\n".join(lines)
