@@ -162,6 +162,30 @@ def wait_evaluating_now(worker: WorkerProcess) -> None:
     wait_until(evaluating_now, 300, f"the engine never caught up: {failover_view(worker)}")
 
 
+def start_engine(
+    name: str,
+    clusters: dict[str, KafkaLocal],
+    mirror: MirrorMaker,
+    topics: TopicNames,
+    tmp_path: Path,
+    started: list[WorkerProcess],
+    sims: dict[str, subprocess.Popen],
+) -> WorkerProcess:
+    """The engine on the hub, then the regions' topics, MirrorMaker and each region's
+    producers; returns once the engine evaluates both regions in real time."""
+    # The worker creates its topics on the hub; MirrorMaker creates their replicas.
+    worker = spawn_worker(
+        engine_env(clusters[HUB], topics, tmp_path, name), tmp_path, name, started
+    )
+    wait_until(lambda: failover_view(worker)["evaluating"], 60, "no region evaluator")
+    create_region_topics(clusters, topics)
+    mirror.start(owned=True)
+    for region in REGIONS:
+        sims[region] = simulate(region, clusters[region], topics, tmp_path)
+    wait_evaluating_now(worker)
+    return worker
+
+
 def failovers_of(region: str, bootstrap: str, topics: TopicNames) -> list[Decision]:
     found = decisions(bootstrap, topics.failover)
     return [d for d in found if d.subject.get("region") == region]
@@ -187,16 +211,7 @@ def test_losing_a_region_fails_it_over_and_the_decision_reaches_the_other_region
         data_dir=tmp_path / "mirror",
     )
     try:
-        # The worker creates its topics on the hub; MirrorMaker creates their replicas.
-        worker = spawn_worker(
-            engine_env(hub, topic_names, tmp_path, "worker"), tmp_path, "worker", started
-        )
-        wait_until(lambda: failover_view(worker)["evaluating"], 60, "no region evaluator")
-        create_region_topics(clusters, topic_names)
-        mirror.start(owned=True)
-        for region in REGIONS:
-            sims[region] = simulate(region, clusters[region], topic_names, tmp_path)
-        wait_evaluating_now(worker)
+        worker = start_engine("worker", clusters, mirror, topic_names, tmp_path, started, sims)
         assert failover_view(worker)["failed"] == []
 
         # eu-west is lost whole: its producers and its cluster at once.
@@ -273,15 +288,9 @@ def test_a_standby_engine_takes_over_from_translated_offsets_when_the_hub_is_los
         data_dir=tmp_path / "mirror-takeover",
     )
     try:
-        primary = spawn_worker(
-            engine_env(hub, topic_names, tmp_path, "primary"), tmp_path, "primary", started
+        primary = start_engine(
+            "primary", clusters, primary_mirror, topic_names, tmp_path, started, sims
         )
-        wait_until(lambda: failover_view(primary)["evaluating"], 60, "no region evaluator")
-        create_region_topics(clusters, topic_names)
-        primary_mirror.start(owned=True)
-        for region in REGIONS:
-            sims[region] = simulate(region, clusters[region], topic_names, tmp_path)
-        wait_evaluating_now(primary)
 
         # MirrorMaker translates the primary's committed offsets to the standby; well into
         # the run, so that resuming from the beginning and from the translation differ.
