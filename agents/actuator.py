@@ -15,8 +15,8 @@ is handled, so Faust puts each entry on the changelog partition numbered like th
 decision partition it came from, and whoever consumes that partition after a restart
 or rebalance has it. (``use_partitioner`` would ask the producer instead, which fails
 until the producer has the changelog's metadata.) A decision
-is written down there before its call is made: a crash between the two leaves it
-unapplied rather than applied twice.
+is written down there, and the producer flushed, before its call is made: a crash between
+the two leaves it unapplied rather than applied twice.
 
 Approvals. A ``recommend`` decision the actuator could apply is kept, per subject, in the
 table ``actuator-recommendations`` and audited ``pending``; a message on
@@ -159,8 +159,10 @@ class _Actuator:
             if verdict.outcome == "dry_run":
                 self.handled[subject] = memory.to_bytes()
             return verdict
-        # Written down before the call: a replay after a crash is a duplicate, not a repeat.
+        # Written down, and in the changelog, before the call: a replay after a crash is a
+        # duplicate, not a repeat (a table write is only queued in the producer).
         self.handled[subject] = memory.to_bytes()
+        await app.producer.flush()
         # boto3 blocks (and sleeps between retries): keep it off the event loop.
         execution = await asyncio.to_thread(self.executor.execute, verdict)
         record = self.policy.conclude(decision, verdict, execution, memory, time.time())

@@ -34,7 +34,7 @@ from models.brains.cost import BudgetWatch
 from schemas import Rejection
 from streams.runtime.app import app, settings, topic_names, topics
 
-__all__ = ["BudgetSummary", "budgets", "checkpoint", "decode_summary"]
+__all__ = ["BudgetSummary", "budgets", "decode_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -90,26 +90,20 @@ def decode_summary(raw: bytes) -> BudgetSummary | Rejection:
 
 async def _handle(record: BudgetSummary) -> None:
     partition = handling_partition()
-    watch = store.get(partition)
+    watch = store.learning(partition)
+    if watch is None:
+        return
     watch.observe(record.source, record.summary)
     store.touch(partition)
     decisions = watch.judge()
     for decision in decisions:
         await publish(decision, decision.ts)
         log.info("budget: %s", decision.reason)
-    if decisions:
-        store.checkpoint()
 
 
 @app.agent(topics.budget_evidence)
 async def budgets(stream):
     await Edge(LABEL, LABEL, decode=decode_summary).run(stream, _handle)
-
-
-@app.timer(settings.checkpoint_interval_s)
-async def checkpoint() -> None:
-    """Write the watch if it learned since the last checkpoint."""
-    store.checkpoint()
 
 
 @app.page("/cost/")

@@ -48,7 +48,7 @@ __all__ = [
     "BUDGET_EVERY_S",
     "EMPTY_AFTER_S",
     "budgets",
-    "checkpoint",
+    "gauges",
     "send_budget_summaries",
     "send_parts",
     "store",
@@ -94,7 +94,9 @@ async def _on_sample(sample: MetricSample) -> None:
     if event is not None:
         # The highest read, as next_offset wants it.
         _read[partition] = max(event.message.offset, _read.get(partition, -1))
-    brain = store.get(partition)
+    brain = store.learning(partition)
+    if brain is None:
+        return
     for decision in brain.observe(sample):
         await publish(decision, sample.ts)
     store.touch(partition)
@@ -169,7 +171,6 @@ async def send_parts() -> None:
 
 
 @app.timer(settings.checkpoint_interval_s)
-async def checkpoint() -> None:
-    """Evict idle series and write every partition brain that learned since the last time."""
-    store.checkpoint()
+async def gauges() -> None:
+    """The brains' sizes (they are written at every commit: agents.runtime.checkpoints)."""
     SERIES_TRACKED.labels("cost_brain").set(sum(len(b) for b in store.brains.values()))

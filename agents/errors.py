@@ -37,7 +37,7 @@ from schemas import Decision, ErrorEvent
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import MODEL_BYTES, SERIES_TRACKED
 
-__all__ = ["brains", "checkpoint", "errors", "store"]
+__all__ = ["brains", "errors", "gauges", "store"]
 
 store: PartitionBrains[ErrorBrain] = PartitionBrains(
     "errors-brain",
@@ -57,7 +57,10 @@ async def _send_route(decision: Decision, partition: int) -> None:
 
 async def _handle_error(event: ErrorEvent) -> None:
     partition = handling_partition()
-    for decision in store.get(partition).observe(event):
+    brain = store.learning(partition)
+    if brain is None:
+        return
+    for decision in brain.observe(event):
         await _send_route(decision, partition)
         await publish(decision, event.ts)
     store.touch(partition)
@@ -70,7 +73,10 @@ def _on_metric_decision(decision: Decision) -> None:
     if decision.kind != "anomaly":
         return
     partition = handling_partition()
-    store.get(partition).observe_anomaly(
+    brain = store.learning(partition)
+    if brain is None:
+        return
+    brain.observe_anomaly(
         decision.subject["service"],
         decision.subject["region"],
         decision.ts,
@@ -86,11 +92,10 @@ async def errors(stream):
 
 
 @app.timer(settings.checkpoint_interval_s)
-async def checkpoint() -> None:
-    """Evict idle keys and write every brain that learned since the last checkpoint."""
-    changed = store.checkpoint()
+async def gauges() -> None:
+    """The brains' sizes (they are written at every commit: agents.runtime.checkpoints)."""
     SERIES_TRACKED.labels("error_brain").set(sum(len(b.bursts) for b in brains.values()))
-    if changed:
+    if store.dirty:
         # Walking every object costs about 20 ms per MiB of state: only when it changed.
         MODEL_BYTES.labels("error_brain").set(sum(b.approx_bytes() for b in brains.values()))
 

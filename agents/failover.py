@@ -50,7 +50,7 @@ from schemas.config.regions import load_region_config
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import set_region_health
 
-__all__ = ["MODE", "Evidence", "checkpoint", "decode_evidence", "failover", "retry_publish"]
+__all__ = ["MODE", "Evidence", "decode_evidence", "failover", "retry_publish"]
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,13 @@ _deciding = asyncio.Lock()
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """One record of ``internal.region-evidence``: a source's rows, or its idle mark."""
+    """One record of ``internal.region-evidence``: a source's rows (with where in the source
+    each was recorded, if said), or its idle mark."""
 
     source: str
     rows: list[list[Any]]
     idle: bool
+    spans: list[list[int]] | None = None
 
 
 def decode_evidence(raw: bytes) -> Evidence | Rejection:
@@ -110,7 +112,7 @@ def decode_evidence(raw: bytes) -> Evidence | Rejection:
     came in).
 
     >>> decode_evidence(b'{"source": "telemetry.metrics/0", "idle": true}')
-    Evidence(source='telemetry.metrics/0', rows=[], idle=True)
+    Evidence(source='telemetry.metrics/0', rows=[], idle=True, spans=None)
     >>> decode_evidence(b'{"rows": []}').reason, decode_evidence(b"[").reason
     ('missing_field', 'invalid_json')
     """
@@ -121,29 +123,35 @@ def decode_evidence(raw: bytes) -> Evidence | Rejection:
     if type(obj) is not dict:
         return Rejection("not_an_object", None, "the top-level value is not an object")
     source, rows, idle = obj.get("source"), obj.get("rows", []), obj.get("idle", False)
+    spans = obj.get("spans")
     if type(source) is not str:
         return Rejection("missing_field", "source", "required field 'source' is missing")
     if type(rows) is not list or type(idle) is not bool:
         return Rejection("wrong_type", "rows", "'rows' must be a list and 'idle' a boolean")
-    return Evidence(source, rows, idle)
+    if spans is not None and type(spans) is not list:
+        return Rejection("wrong_type", "spans", "'spans' must be a list")
+    return Evidence(source, rows, idle, spans)
 
 
 async def _handle(evidence: Evidence) -> None:
     partition = handling_partition()
-    brain = store.get(partition)
+    brain = store.learning(partition)
+    if brain is None or (evidence.idle and evidence.source in brain.idle_sources):
+        # (A mark renewed while its source stays idle changes nothing, and must not hold the
+        # commit back as a change would.)
+        return
     if evidence.idle:
         brain.mark_idle(evidence.source)
     else:
-        brain.observe_rows(evidence.rows, evidence.source)
+        brain.observe_rows(evidence.rows, evidence.source, evidence.spans)
     store.touch(partition)
     await _decide(brain)
 
 
 async def _decide(brain: RegionBrain) -> None:
-    """Evaluate up to the horizon; publish the transitions, then checkpoint if any."""
+    """Evaluate up to the horizon; publish the transitions."""
     async with _deciding:
         _outbox.extend(brain.advance())
-        published = False
         while _outbox:
             draft = _outbox[0]
             try:
@@ -155,12 +163,9 @@ async def _decide(brain: RegionBrain) -> None:
                 log.exception("could not publish %s of %s; will retry", draft.kind, draft.region)
                 return
             _outbox.pop(0)
-            published = True
             log.info("%s %s -> %s (%s)", draft.kind, draft.region, draft.target, draft.reason)
         for region, report in brain.reports.items():
             set_region_health(region, report.score)
-        if published:
-            store.checkpoint()
 
 
 @app.agent(topics.region_evidence)
@@ -177,14 +182,6 @@ async def retry_publish() -> None:
         _outbox.clear()
     elif _outbox:
         await _decide(brain)
-
-
-@app.timer(settings.checkpoint_interval_s)
-async def checkpoint() -> None:
-    """Write the region brain if it learned since the last checkpoint (never with
-    transitions not yet published)."""
-    if not _outbox:
-        store.checkpoint()
 
 
 @app.page("/failover/")

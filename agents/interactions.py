@@ -42,7 +42,7 @@ from schemas import Interaction
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import SERIES_TRACKED
 
-__all__ = ["SERVICE_SLOS", "brains", "checkpoint", "interactions", "interactions_view"]
+__all__ = ["SERVICE_SLOS", "brains", "gauges", "interactions", "interactions_view"]
 
 SERVICE_SLOS = {"checkout": SLO(target=0.995, latency_ms=1000.0)}
 """Services held to their own SLO; the others get the default 99.9 % within 300 ms.
@@ -74,7 +74,10 @@ brains = store.brains
 async def _handle(interaction: Interaction) -> None:
     await fanout.interactions.emit(interaction)
     partition = handling_partition()
-    out = store.get(partition).observe(interaction)
+    brain = store.learning(partition)
+    if brain is None:
+        return
+    out = brain.observe(interaction)
     for evidence in out.health:
         await fanout.health_evidence.emit(evidence)
     for decision in out.decisions:
@@ -89,9 +92,8 @@ async def interactions(stream):
 
 
 @app.timer(settings.checkpoint_interval_s)
-async def checkpoint() -> None:
-    """Evict idle keys and write every brain that learned since the last checkpoint."""
-    store.checkpoint()
+async def gauges() -> None:
+    """The brains' sizes (they are written at every commit: agents.runtime.checkpoints)."""
     SERIES_TRACKED.labels("interactions_brain").set(sum(len(b.slo) for b in brains.values()))
 
 

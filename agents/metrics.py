@@ -6,9 +6,11 @@ metrics brain learns it, and every decision the brain makes on
 region-evidence subscribers learn from them; this agent knows none of them.
 
 Learned state is checkpointed to a Faust table (changelog topic
-``<app>-metrics-brain-changelog``, compacted) every
-``AUTOPILOT_CHECKPOINT_INTERVAL_S``, one entry per ``service/region`` holding
-that series' detectors, forecaster, capacity estimate and scaler window. The
+``<app>-metrics-brain-changelog``, compacted) at every offset commit
+(:mod:`agents.runtime.checkpoints`, every ``AUTOPILOT_CHECKPOINT_INTERVAL_S``), one entry
+per ``service/region`` holding that series' detectors, forecaster, capacity estimate and
+scaler window, with the position of its partitions: a sample below it is in the
+checkpoint already, and is not learned again. The
 table is keyed exactly as the telemetry topic, and each entry lives on the
 changelog partition numbered like the telemetry partition it
 came from (recorded when the sample is handled): the worker that gets a
@@ -33,14 +35,22 @@ from faust.types import TP
 
 from agents import interactions
 from agents.runtime import fanout
-from agents.runtime.checkpoints import handing_over
+from agents.runtime.checkpoints import (
+    changed,
+    checkpoint_entry,
+    checkpointing,
+    handing_over,
+    read_entry,
+    replayed,
+    written,
+)
 from agents.runtime.edge import Edge
 from agents.runtime.plugins import plugins
 from agents.runtime.publish import publish
 from models.brains.metrics import MetricsBrain
 from schemas import MetricSample
 from schemas.topics import telemetry_key
-from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.app import COMMIT_INTERVAL_S, app, settings, topic_names, topics
 from streams.runtime.exporter import (
     MODEL_BYTES,
     SERIES_TRACKED,
@@ -48,7 +58,7 @@ from streams.runtime.exporter import (
     record_scaling,
 )
 
-__all__ = ["brain", "checkpoint", "metrics"]
+__all__ = ["brain", "checkpoint", "metrics", "upkeep"]
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +94,20 @@ checkpoints = app.tables.add(
     )
 )
 _dirty: set[tuple[str, str]] = set()
+# Series (table key) -> the positions its checkpoint was restored with.
+_restored_at: dict[bytes, dict[str, int]] = {}
 
 
 def _restore_or_create(key: tuple[str, str]) -> None:
     """Load a series' checkpoint the first time this worker sees the series."""
-    saved = checkpoints.get(telemetry_key(*key))
-    if saved is not None:
-        brain.restore(key, orjson.loads(saved))
+    table_key = telemetry_key(*key)
+    saved = checkpoints.get(table_key)
+    if saved is None:
+        return
+    positions, state = read_entry(saved)
+    if positions is not None:
+        _restored_at[table_key] = positions
+    brain.restore(key, state)
 
 
 async def _handle(sample: MetricSample) -> None:
@@ -98,6 +115,9 @@ async def _handle(sample: MetricSample) -> None:
     if key not in brain:
         _restore_or_create(key)
     await fanout.metric_samples.emit(sample)
+    floor = _restored_at.get(telemetry_key(*key))
+    if floor and replayed(floor):
+        return
     for decision in brain.observe(sample.ts, sample.service, sample.region, sample.metrics):
         await publish(decision, sample.ts)
         await fanout.metric_decisions.emit(decision)
@@ -112,6 +132,7 @@ async def _handle(sample: MetricSample) -> None:
     if event is not None:
         _partition_of[telemetry_key(*key)] = event.message.partition
     _dirty.add(key)
+    changed((checkpoints.name, key))
 
 
 def _export(sample: MetricSample) -> None:
@@ -133,39 +154,36 @@ async def metrics(stream):
     await Edge("metrics", "telemetry.metrics").run(stream, _handle)
 
 
-CHECKPOINT_TICK_S = min(1.0, settings.checkpoint_interval_s)
-"""Wall seconds between two slices of a checkpoint round."""
-# The series of the current checkpoint round still to write, and how many to write a tick.
+# The series of the current checkpoint round still to write, and how many to write a commit.
 _round: list[tuple[str, str]] = []
-_per_tick = 0
+_per_commit = 0
 _round_started = -math.inf
 
 
-@app.timer(CHECKPOINT_TICK_S)
-async def checkpoint() -> None:
-    """Write the state of the series that learned since their last checkpoint.
+@checkpointing
+def checkpoint() -> None:
+    """Write a slice of the series that learned (at every commit).
 
     Every ``AUTOPILOT_CHECKPOINT_INTERVAL_S`` a round takes the series that learned, and
-    writes them in equal slices, one a :data:`CHECKPOINT_TICK_S`, over the interval: a few
-    hundred series' states (about 20 kB each) written at once queued the decisions behind
-    them in the producer for seconds.
+    writes them in equal slices, one a commit (every :data:`COMMIT_INTERVAL_S`), over the
+    interval: a few hundred series' states (about 20 kB each) written at once queued the
+    decisions behind them in the producer for seconds. A series not written yet holds its
+    partition's commit at the first sample it learned since its last checkpoint.
     """
-    global _per_tick, _round_started
+    global _per_commit, _round_started
     now = time.monotonic()
     if not _round and now - _round_started >= settings.checkpoint_interval_s:
         _round.extend(_dirty)
         _dirty.clear()
         _round_started = now
-        ticks = max(1, int(settings.checkpoint_interval_s / CHECKPOINT_TICK_S))
-        _per_tick = math.ceil(len(_round) / ticks)
-        _end_of_round()
-    for _ in range(min(_per_tick, len(_round))):
+        commits = max(1, int(settings.checkpoint_interval_s / COMMIT_INTERVAL_S))
+        _per_commit = math.ceil(len(_round) / commits)
+    for _ in range(min(_per_commit, len(_round))):
         key = _round.pop()
         try:
             _write(key)
         except Exception:
-            # An exception would end the timer, and with it the worker: keep learning in
-            # memory, say so, and try again in the next round.
+            # Keep learning in memory, say so, and try again in the next round.
             _dirty.add(key)
             _dirty.update(_round)
             _round.clear()
@@ -174,13 +192,18 @@ async def checkpoint() -> None:
 
 
 def _write(key: tuple[str, str]) -> bool:
-    """Write the state of series ``key`` to its checkpoint; False if it has none to write
-    (evicted, or its partition no longer read here)."""
+    """Write the state of series ``key`` to its checkpoint, with the positions of its
+    partition; False if it has none to write (evicted, or its partition no longer read
+    here)."""
     state = brain.state_of(key)
     table_key = telemetry_key(*key)
-    if state is None or table_key not in _partition_of:
+    partition = _partition_of.get(table_key)
+    if state is None or partition is None:
+        written((checkpoints.name, key))
         return False
-    checkpoints[table_key] = orjson.dumps(state, option=orjson.OPT_SERIALIZE_NUMPY)
+    entry = checkpoint_entry(partition, _restored_at.get(table_key), state)
+    checkpoints[table_key] = orjson.dumps(entry, option=orjson.OPT_SERIALIZE_NUMPY)
+    written((checkpoints.name, key))
     return True
 
 
@@ -197,29 +220,39 @@ def _hand_over(revoked: set[TP]) -> int:
     gone = {tp.partition for tp in revoked if tp.topic == topic_names.metrics}
     keys = [k for k in brain if _partition_of.get(telemetry_key(*k)) in gone]
     learned = _dirty | set(_round)
-    written = 0
+    count = 0
     for key in keys:
         if key in learned:
             try:
-                written += _write(key)
+                count += _write(key)
             except Exception:
                 log.exception("checkpoint of %s at revocation failed", key)
         brain.forget(key)
         _dirty.discard(key)
+        written((checkpoints.name, key))
         del _partition_of[telemetry_key(*key)]
+        _restored_at.pop(telemetry_key(*key), None)
     _round[:] = [k for k in _round if k in brain]
     if keys:
-        log.info("handed over %d series (%d written) of partitions %s", len(keys), written,
+        log.info("handed over %d series (%d written) of partitions %s", len(keys), count,
                  sorted(gone))  # fmt: skip
-    return written
+    return count
 
 
-def _end_of_round() -> None:
-    """Once a round: priors, eviction of idle series, gauges."""
+@app.timer(settings.checkpoint_interval_s)
+async def upkeep() -> None:
+    """Every checkpoint interval: priors, eviction of idle series, gauges."""
     _hand_priors()
     evicted = brain.evict_idle(brain.watermark)
-    for table_key in set(_partition_of) - {telemetry_key(*k) for k in brain}:
+    kept = set(brain)
+    for key in [k for k in _dirty | set(_round) if k not in kept]:
+        # Evicted: nothing of it is left to write.
+        _dirty.discard(key)
+        written((checkpoints.name, key))
+    _round[:] = [k for k in _round if k in kept]
+    for table_key in set(_partition_of) - {telemetry_key(*k) for k in kept}:
         del _partition_of[table_key]
+        _restored_at.pop(table_key, None)
     SERIES_TRACKED.labels("metrics_brain").set(len(brain))
     if evicted or len(brain):
         MODEL_BYTES.labels("metrics_brain").set(brain.approx_bytes())

@@ -26,7 +26,7 @@ from schemas.validate import check_metrics
 from streams.runtime.app import app, settings, topic_names, topics
 from streams.runtime.exporter import SERIES_TRACKED
 
-__all__ = ["checkpoint", "otlp_metrics", "store"]
+__all__ = ["gauges", "otlp_metrics", "store"]
 
 store: PartitionBrains[OtlpMetricsBrain] = PartitionBrains(
     "otlp-metrics-brain",
@@ -43,7 +43,10 @@ async def _handle_point(point: MetricPoint | None) -> Rejection | None:
     if point is None:  # no recorded value: a stale series' mark
         return None
     partition = handling_partition()
-    values = store.get(partition).observe(point)
+    brain = store.learning(partition)
+    if brain is None:
+        return None
+    values = brain.observe(point)
     store.touch(partition)
     if not values:
         return None
@@ -72,7 +75,6 @@ async def otlp_metrics(stream):
 
 
 @app.timer(settings.checkpoint_interval_s)
-async def checkpoint() -> None:
-    """Evict idle series and write every brain that learned since the last checkpoint."""
-    store.checkpoint()
+async def gauges() -> None:
+    """The brains' sizes (they are written at every commit: agents.runtime.checkpoints)."""
     SERIES_TRACKED.labels("otlp_metrics_brain").set(sum(map(len, store.brains.values())))

@@ -25,7 +25,10 @@ LABEL = "internal.remediation-outcomes"
 
 async def _handle(outcome: RemediationOutcome) -> Rejection | None:
     partition = handling_partition()
-    if not store.get(partition).learn_outcome(outcome):
+    brain = store.learning(partition)
+    if brain is None:
+        return None
+    if not brain.learn_outcome(outcome):
         return Rejection(
             UNKNOWN_DECISION, "decision_id", "the decision's brain no longer awaits an outcome"
         )

@@ -19,9 +19,11 @@ the partition still being handled. The topic has one
 partition, so the evaluator reads every source's records in the order they were sent, and a
 source's rows in the order they were read. Records are keyed by source.
 
-Crashes. The rows not yet sent when a worker dies are lost (at most :data:`FLUSH_EVERY_S`
-of its partitions' evidence, when their offsets were committed meanwhile), as the buffer of
-the single evaluator was before; on revocation the rows are sent at once.
+Crashes. The rows are sent before every commit of the offsets they were read at
+(:func:`~agents.runtime.checkpoints.before_checkpoint`) and on revocation, so a worker that
+dies loses none: it reads their records again, and sends their rows again. Each record says
+at which offsets its rows were recorded (``spans``), and the evaluator ignores rows it
+received before (:meth:`~models.brains.region.RegionBrain.observe_rows`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from faust.types import TP
 from agents import tenants
 from agents.compat.offsets import next_offset
 from agents.runtime import fanout
+from agents.runtime.checkpoints import before_checkpoint, gate
 from agents.runtime.sources import source_name
 from models.brains.interactions import HealthEvidence
 from models.brains.region_evidence import EvidenceRecorder
@@ -88,6 +91,7 @@ def _recorder() -> EvidenceRecorder:
     recorder = _recorders.get(tp)
     if recorder is None:
         recorder = _recorders[tp] = EvidenceRecorder()
+    recorder.position = message.offset
     return recorder
 
 
@@ -149,7 +153,8 @@ async def flush(*, idle_marks: bool = True) -> None:
         for tp, recorder in list(_recorders.items()):
             if recorder.size:
                 _idle_marked.pop(tp, None)
-                await _send(tp, {"rows": recorder.drain()})
+                spans = recorder.spans
+                await _send(tp, {"rows": recorder.drain(), "spans": spans})
         marked = await _send_idle_marks() if idle_marks else []
         await tenants.send_progress(
             idle=[tp for tp in marked if tp.topic == topic_names.interactions]
@@ -204,10 +209,17 @@ async def send_evidence() -> None:
     if app.rebalancing:
         return
     try:
-        await flush()
+        async with gate.handling():
+            await flush()
     except Exception:
         # An exception would end the timer: the rows stay lost, the next run sends anew.
         log.exception("sending region evidence failed")
+
+
+@before_checkpoint
+async def _send_before_checkpoint() -> None:
+    # The rows of the records whose offsets are about to be committed are in no checkpoint.
+    await flush(idle_marks=False)
 
 
 async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:

@@ -27,9 +27,9 @@ from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.edge import UNKNOWN_DECISION, Edge
 from models.brains.routes import RouteBook
 from schemas import Rejection, RemediationOutcome
-from streams.runtime.app import app, settings, topic_names, topics
+from streams.runtime.app import app, topic_names, topics
 
-__all__ = ["Route", "checkpoint", "decode_routing", "routes", "store"]
+__all__ = ["Route", "decode_routing", "routes", "store"]
 
 LABEL = "internal.remediation-routing"
 
@@ -74,7 +74,9 @@ store: PartitionBrains[RouteBook] = PartitionBrains(
 
 async def _handle(record: Route | RemediationOutcome) -> Rejection | None:
     partition = handling_partition()
-    book = store.get(partition)
+    book = store.learning(partition)
+    if book is None:
+        return None
     store.touch(partition)
     if isinstance(record, Route):
         book.add(record.decision_id, record.partition)
@@ -99,9 +101,3 @@ def _raw() -> bytes:
 @app.agent(topics.remediation_routing)
 async def routes(stream):
     await Edge(LABEL, LABEL, decode=decode_routing).run(stream, _handle)
-
-
-@app.timer(settings.checkpoint_interval_s)
-async def checkpoint() -> None:
-    """Write every route book that changed since the last checkpoint."""
-    store.checkpoint()

@@ -72,10 +72,10 @@ __all__ = [
     "Progress",
     "Sourced",
     "brains",
-    "checkpoint",
     "decode_request",
     "encode_request",
     "erasures",
+    "gauges",
     "send_progress",
     "send_request",
     "tenants",
@@ -259,7 +259,14 @@ brains = store.brains
 
 async def _handle(record: Sourced | Progress) -> None:
     partition = handling_partition()
-    brain = store.get(partition)
+    brain = store.learning(partition)
+    if brain is None:
+        return
+    if type(record) is Progress and record.idle and record.source in brain.clock.idle:
+        # A mark renewed (every 2 s while its partition stays idle) changes nothing; taken
+        # for a change, it would hold the partition's commit until the brain's next write,
+        # for good while the marks go on.
+        return
     if type(record) is Progress:
         if record.idle:
             brain.mark_idle(record.source)
@@ -281,7 +288,6 @@ async def tenants(stream):
 
 
 @app.timer(settings.checkpoint_interval_s)
-async def checkpoint() -> None:
-    """Evict idle keys and write every brain that learned since the last checkpoint."""
-    store.checkpoint()
+async def gauges() -> None:
+    """The brains' sizes (they are written at every commit: agents.runtime.checkpoints)."""
     SERIES_TRACKED.labels("tenant_brain").set(sum(len(b.slo) for b in brains.values()))

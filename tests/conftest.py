@@ -96,15 +96,7 @@ class WorkerProcess:
 
         Returns the simulator's summary and ground truth, written under ``out_dir``.
         """
-        summary_path = out_dir / f"{name}-summary.json"
-        truth_path = out_dir / f"{name}-truth.json"
-        sim = subprocess.run(
-            [str(AUTOPILOT), "simulate", *args, "--summary-json", str(summary_path),
-             "--ground-truth", str(truth_path)],
-            env=self.env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-        assert sim.returncode == 0, sim.stderr[-2000:]
-        return orjson.loads(summary_path.read_bytes()), orjson.loads(truth_path.read_bytes())
+        return simulate(self.env, out_dir, *args, name=name)
 
     def wait_consumed(self, topic: str, count: int, timeout: float = 300) -> None:
         """Wait until this worker has consumed ``count`` records of logical ``topic``.
@@ -126,6 +118,24 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def simulate(
+    env: dict[str, str], out_dir: Path, *args: str, name: str = "sim"
+) -> tuple[dict, dict]:
+    """Run ``autopilot simulate *args`` with ``env`` (its broker and topic prefix) to the end.
+
+    Returns the simulator's summary and ground truth, written under ``out_dir``.
+    """
+    summary_path = out_dir / f"{name}-summary.json"
+    truth_path = out_dir / f"{name}-truth.json"
+    sim = subprocess.run(
+        [str(AUTOPILOT), "simulate", *args, "--summary-json", str(summary_path),
+         "--ground-truth", str(truth_path)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert sim.returncode == 0, sim.stderr[-2000:]
+    return orjson.loads(summary_path.read_bytes()), orjson.loads(truth_path.read_bytes())
 
 
 def wait_until(

@@ -99,9 +99,10 @@ def _stuck_gaps() -> dict[TP, tuple[int, int]]:
     # Faust's private bookkeeping (pinned faust-streaming): acknowledged offsets not yet
     # committed, and the committed offset (the next one to read).
     for tp, acked in list(consumer._acked.items()):
-        committed = consumer._committed_offset.get(tp)
-        # Faust does not hold a commit back at offset 0, and tolerates a gap of one offset.
-        if not acked or not committed or tp not in consumer.assignment():
+        # The committed offset, else the lowest delivered (streams.runtime.commits); faust
+        # tolerates a gap of one offset.
+        committed = consumer.commit_base(tp)
+        if not acked or committed is None or tp not in consumer.assignment():
             continue
         head = min(acked)
         if head - committed <= 1:

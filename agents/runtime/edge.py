@@ -30,6 +30,8 @@ import faust
 from aiokafka.errors import MessageSizeTooLargeError
 
 from agents.compat.offsets import processed_before
+from agents.runtime import checkpoints
+from agents.runtime.checkpoints import gate
 from models.text.fields import FieldScrubber
 from schemas import DeadLetter, Limits, Rejection
 from schemas.validate import Envelope, parse, parse_message
@@ -140,7 +142,6 @@ class Edge:
         # than the broker's auto-create defaults (too small for large payloads).
         if not await declare_unless_stopping(topics.dlq):
             return
-        consumed, processed = self._consumed, self._processed
         # Faust's stream hands over the messages waiting without going back to the event
         # loop: a worker with a few hundred waiting handled them for up to 0.2 s in one go,
         # and the decisions made early on waited that long in the producer.
@@ -152,44 +153,60 @@ class Edge:
             message = event.message
             if processed_before(message.tp, message.offset):
                 continue
-            raw = message.value if message.value is not None else b""
-            result = self.decode(raw)
-            envelope = isinstance(result, Envelope)
-            records = result.records if envelope else (result,)
-            # Counted once a message, not once a record: an increment takes a lock.
-            consumed.inc(len(records))
-            done = 0
+            # A checkpoint is taken between messages, never in the middle of one.
+            await gate.enter()
             try:
-                for index, record in enumerate(records):
-                    if type(record) is Rejection:
-                        refused = record
-                    else:
-                        record, found = self._scrubber.scrub(record)
-                        for cls, count in found.items():
-                            PII_DETECTED.labels(cls).inc(count)
-                        try:
-                            refused = await handle(record)
-                        except Exception as exc:
-                            log.exception(
-                                "handler failed on %s[%d]@%d%s; dead-lettered",
-                                message.topic, message.partition, message.offset,
-                                _at(index if envelope else None),
-                            )  # fmt: skip
-                            refused = Rejection(PROCESSING_ERROR, None, type(exc).__name__)
-                        if refused is None:
-                            done += 1
-                            continue
-                    if envelope:
-                        await self.dead_letter(message, result.payload(index), refused, index)
-                    else:
-                        await self.dead_letter(message, raw, refused)
+                await self._handle_message(message, handle, handled)
+                last = checkpoints.handled.get(message.tp, -1)
+                checkpoints.handled[message.tp] = max(last, message.offset)
             finally:
-                # Also when the worker stops mid-envelope: what was handled is counted.
-                processed.inc(done)
-            if handled is not None:
-                await handled()
-            if message.timestamp:
-                self.lag_s = max(self.lag_s, time.time() - message.timestamp)
+                gate.leave()
+
+    async def _handle_message(
+        self,
+        message: Any,
+        handle: Callable[[Any], Awaitable[Rejection | None]],
+        handled: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        consumed, processed = self._consumed, self._processed
+        raw = message.value if message.value is not None else b""
+        result = self.decode(raw)
+        envelope = isinstance(result, Envelope)
+        records = result.records if envelope else (result,)
+        # Counted once a message, not once a record: an increment takes a lock.
+        consumed.inc(len(records))
+        done = 0
+        try:
+            for index, record in enumerate(records):
+                if type(record) is Rejection:
+                    refused = record
+                else:
+                    record, found = self._scrubber.scrub(record)
+                    for cls, count in found.items():
+                        PII_DETECTED.labels(cls).inc(count)
+                    try:
+                        refused = await handle(record)
+                    except Exception as exc:
+                        log.exception(
+                            "handler failed on %s[%d]@%d%s; dead-lettered",
+                            message.topic, message.partition, message.offset,
+                            _at(index if envelope else None),
+                        )  # fmt: skip
+                        refused = Rejection(PROCESSING_ERROR, None, type(exc).__name__)
+                    if refused is None:
+                        done += 1
+                        continue
+                if envelope:
+                    await self.dead_letter(message, result.payload(index), refused, index)
+                else:
+                    await self.dead_letter(message, raw, refused)
+        finally:
+            # Also when the worker stops mid-envelope: what was handled is counted.
+            processed.inc(done)
+        if handled is not None:
+            await handled()
+        if message.timestamp:
+            self.lag_s = max(self.lag_s, time.time() - message.timestamp)
 
     def _parse(self, raw: bytes) -> Any:
         if self.envelopes:

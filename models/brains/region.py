@@ -73,7 +73,7 @@ __all__ = ["HEALTH_METRICS", "SYMPTOM_METRICS", "TICK_S", "RegionBrain"]
 TICK_S = 5.0
 """Event seconds between two evaluations, as in the failover bench."""
 
-_STATE_VERSION = 2
+_STATE_VERSION = 3
 _METRICS, _ANOMALY, _INTERACTION, _EVIDENCE = 0, 1, 2, 3
 
 
@@ -165,6 +165,8 @@ class RegionBrain:
         self._anomalies: dict[str, tuple[float, float]] = {}
         self._pending: list[tuple[float, int, int, tuple[Any, ...]]] = []
         self._seq = itertools.count()
+        # Source -> (the latest position it delivered rows at, how many rows at it).
+        self._received: dict[str, list[int]] = {}
         self.clock = SourceClock()
         self._next_tick: float | None = None
         self._replay_floor = -math.inf
@@ -211,9 +213,35 @@ class RegionBrain:
         """
         self._push(evidence.ts, source, _EVIDENCE, (evidence,))
 
-    def observe_rows(self, rows: Iterable[list[Any]], source: str) -> None:
+    def observe_rows(
+        self, rows: list[list[Any]], source: str, spans: Iterable[list[int]] | None = None
+    ) -> None:
         """Buffer the rows an :class:`~models.brains.region_evidence.EvidenceRecorder` of
-        ``source`` drained, in their order: the same as the calls that recorded them."""
+        ``source`` drained, in their order: the same as the calls that recorded them.
+
+        ``spans`` (the recorder's :attr:`~models.brains.region_evidence.EvidenceRecorder.spans`)
+        says where in the source each run of rows was recorded: a row already received (a
+        source read again after its reader died) is a replay, and is ignored.
+        """
+        if spans is None:
+            self._observe_rows(rows, source)
+            return
+        position, seen = self._received.get(source, (-1, 0))
+        start = 0
+        for at, first, count in spans:
+            if at > position:
+                position, seen = at, 0
+            if at == position:
+                fresh = max(0, first + count - max(first, seen))
+                self._observe_rows(rows[start + count - fresh : start + count], source)
+                seen = max(seen, first + count)
+            else:
+                fresh = 0
+            self.replayed += count - fresh
+            start += count
+        self._received[source] = [position, seen]
+
+    def _observe_rows(self, rows: Iterable[list[Any]], source: str) -> None:
         for row in rows:
             kind = row[0]
             if kind == METRICS:
@@ -373,8 +401,13 @@ class RegionBrain:
 
     # --------------------------------------------------------------------------- state
     def to_state(self) -> dict[str, Any]:
-        """JSON-friendly snapshot: bank, policy, traffic and the event-time position."""
+        """JSON-friendly snapshot: bank, policy, traffic, the event-time position, the
+        observations waiting for their tick and each source's position."""
         return {
+            "pending": [
+                [ts, kind, *_body_row(kind, body)] for ts, _, kind, body in sorted(self._pending)
+            ],
+            "received": dict(self._received),
             "v": _STATE_VERSION,
             "bank": self.bank.to_state(),
             "policy": self.policy.to_state(),
@@ -385,13 +418,14 @@ class RegionBrain:
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        """Replace what was learned with :meth:`to_state` output; keep the buffer and sources.
+        """Replace what was learned with :meth:`to_state` output.
 
-        Buffered observations at or before the last evaluated tick, and any such observation
-        arriving later, are dropped as a replay. A state of version 1 has no sources: the
-        brain keeps its own.
+        A state of version 3 holds the observations waiting and the sources' positions: they
+        replace the brain's. Before, the brain keeps its buffer, and buffered observations at
+        or before the last evaluated tick, and any such observation arriving later, are
+        dropped as a replay; a state of version 1 has no sources: the brain keeps its own.
         """
-        if state.get("v") not in (1, _STATE_VERSION):
+        if state.get("v") not in (1, 2, _STATE_VERSION):
             raise ValueError(f"unsupported region brain state version {state.get('v')!r}")
         self.bank = RegionHealthBank.from_state(state["bank"], self.config.names, self.health)
         self.policy = FailoverPolicy.from_state(
@@ -406,9 +440,30 @@ class RegionBrain:
         self._next_tick = state["next_tick"]
         self.clock.load_state(state)
         self._reports = {}
+        if "pending" in state:
+            self._received = {source: list(at) for source, at in state["received"].items()}
+            self._pending = [
+                (row[0], next(self._seq), row[1], _row_body(row[1], row[0], row[2:]))
+                for row in state["pending"]
+            ]
+            return
         if self._next_tick is not None:
             self._replay_floor = self._next_tick - self.tick_s
             kept = [item for item in self._pending if item[0] > self._replay_floor]
             self.replayed += len(self._pending) - len(kept)
             heapq.heapify(kept)
             self._pending = kept
+
+
+def _body_row(kind: int, body: tuple[Any, ...]) -> list[Any]:
+    """A buffered observation's body as JSON-friendly items (:func:`_row_body` reverses)."""
+    if kind == _EVIDENCE:
+        e = body[0]
+        return [e.region, e.kind, e.successes, e.total, e.value, e.service]
+    return list(body)
+
+
+def _row_body(kind: int, ts: float, items: list[Any]) -> tuple[Any, ...]:
+    if kind == _EVIDENCE:
+        return (evidence_of_row([EVIDENCE, ts, *items]),)
+    return tuple(items)

@@ -62,12 +62,20 @@ class EvidenceRecorder:
     ([], 11.0)
     """
 
-    __slots__ = ("_rows", "latest_ts")
+    __slots__ = ("_index", "_rows", "latest_ts", "position", "spans")
 
     def __init__(self) -> None:
         self._rows: list[list[Any]] = []
         self.latest_ts = -math.inf
         """Latest event time recorded, drained or not."""
+        self.position = -1
+        """Where in its source the record being observed is (its offset); set by the caller."""
+        self.spans: list[list[int]] = []
+        """``[position, first, rows]`` of the rows waiting, in order: how many rows were
+        recorded at each position, the first of them the how-manieth at that position
+        (:meth:`~models.brains.region.RegionBrain.observe_rows` skips replays with it)."""
+        # (position, rows recorded at it so far), drained or not.
+        self._index = (-1, 0)
 
     @property
     def size(self) -> int:
@@ -76,6 +84,14 @@ class EvidenceRecorder:
 
     def _add(self, row: list[Any]) -> None:
         self._rows.append(row)
+        position, index = self._index
+        if position != self.position:
+            position, index = self.position, 0
+        self._index = (position, index + 1)
+        if self.spans and self.spans[-1][0] == position:
+            self.spans[-1][2] += 1
+        else:
+            self.spans.append([position, index, 1])
         if row[1] > self.latest_ts:
             self.latest_ts = row[1]
 
@@ -107,8 +123,10 @@ class EvidenceRecorder:
         self._add([EVIDENCE, e.ts, e.region, e.kind, e.successes, e.total, e.value, e.service])
 
     def drain(self) -> list[list[Any]]:
-        """The rows recorded since the last drain, oldest first; the recorder keeps none."""
+        """The rows recorded since the last drain, oldest first; the recorder keeps none (read
+        :attr:`spans` first)."""
         rows, self._rows = self._rows, []
+        self.spans = []
         return rows
 
 

@@ -13,7 +13,10 @@ decides its audit record:
 4. *allow-list of actions* (``kind:action``);
 5. *mapping*: the mapping file must say which resource the decision is about;
 6. *allow-list of resources* (shell-style patterns);
-7. *rate limit* of the resource (at most N actions per window).
+7. *order*: a decision older (event time) than one that already passed every gate to make
+   the same call (resource and operation) is refused ``superseded``: read late, after a
+   restart, it would undo the newer one;
+8. *rate limit* of the resource (at most N actions per window).
 
 A decision that passes is remembered before anything is called (so a replay, even
 after a crash in the middle, is never applied twice), then either written up as
@@ -24,6 +27,7 @@ The mapping file it plans from is parsed by :mod:`schemas.config.actuation`.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
@@ -74,6 +78,8 @@ class Step:
     whose new weights depend on the current ones: the executor reads them and applies
     :func:`shifted_weights` or :func:`restored_weights`. ``idempotent`` says whether
     making the call twice is as good as once (which decides what is retried).
+    ``reconciling`` marks a step whose decision was written down before a call whose outcome
+    a crash left unknown: the executor first looks whether it took effect.
     """
 
     api: str
@@ -82,6 +88,7 @@ class Step:
     aws_region: str | None
     params: Mapping[str, Any]
     idempotent: bool
+    reconciling: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The call as the audit record shows it."""
@@ -268,11 +275,19 @@ def unhandled_record(
     )
 
 
+def _call_of(step: Step) -> str:
+    """What decisions made in order must not undo out of order: a resource and an operation."""
+    return f"{step.resource} {step.operation}"
+
+
 class DecisionMemory:
-    """The decisions handled for one subject: ``decision_id`` -> (outcome, when), bounded.
+    """The decisions handled for one subject: ``decision_id`` -> (outcome, when), bounded;
+    and, per call (resource and operation), the event time of the newest decision that
+    passed every gate to make it.
 
     Only decisions that got past every gate are remembered (refusals are cheap to repeat
     and would crowd the memory out): the oldest entry goes when ``capacity`` is reached.
+    The newest event times are one per call the subject's decisions make, a handful.
 
     Examples
     --------
@@ -281,8 +296,10 @@ class DecisionMemory:
     >>> memory.remember("c", "dry_run", 3.0)
     >>> memory.get("a"), memory.get("c")
     (None, ('dry_run', 3.0))
-    >>> DecisionMemory.from_bytes(memory.to_bytes(), capacity=2).get("b")
-    ('applied', 2.0)
+    >>> memory.passed("autoscaling:us-east-1:web SetDesiredCapacity", 1700000000.0)
+    >>> restored = DecisionMemory.from_bytes(memory.to_bytes(), capacity=2)
+    >>> restored.get("b"), restored.newest("autoscaling:us-east-1:web SetDesiredCapacity")
+    (('applied', 2.0), 1700000000.0)
     """
 
     def __init__(self, capacity: int = 256) -> None:
@@ -290,6 +307,15 @@ class DecisionMemory:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
         self._entries: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._newest: dict[str, float] = {}
+
+    def passed(self, call: str, ts: float) -> None:
+        """A decision of event time ``ts`` passed every gate to make ``call``."""
+        self._newest[call] = max(ts, self._newest.get(call, ts))
+
+    def newest(self, call: str) -> float | None:
+        """The event time of the newest decision that passed every gate to make ``call``."""
+        return self._newest.get(call)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -306,15 +332,21 @@ class DecisionMemory:
             self._entries.popitem(last=False)
 
     def to_bytes(self) -> bytes:
-        """The memory as JSON, oldest first (the value stored in the table)."""
-        return orjson.dumps([[k, o, t] for k, (o, t) in self._entries.items()])
+        """The memory as JSON, oldest entry first (the value stored in the table)."""
+        entries = [[k, o, t] for k, (o, t) in self._entries.items()]
+        return orjson.dumps({"entries": entries, "newest": self._newest})
 
     @classmethod
     def from_bytes(cls, data: bytes | None, capacity: int = 256) -> DecisionMemory:
-        """Rebuild a memory written by :meth:`to_bytes`; ``None`` gives an empty one."""
+        """Rebuild a memory written by :meth:`to_bytes` (or, before the newest event times
+        were kept, a list of its entries); ``None`` gives an empty one."""
         memory = cls(capacity)
-        for decision_id, outcome, ts in orjson.loads(data) if data else ():
+        stored = orjson.loads(data) if data else {}
+        if isinstance(stored, list):
+            stored = {"entries": stored}
+        for decision_id, outcome, ts in stored.get("entries", ()):
             memory.remember(decision_id, outcome, ts)
+        memory._newest.update(stored.get("newest", {}))
         return memory
 
 
@@ -549,8 +581,16 @@ class ActuationPolicy:
         A decision that passes every gate is remembered in ``memory`` before this
         returns (as ``dry_run``, or as ``pending`` until :meth:`conclude`), and counted
         by the rate limiter: persist ``memory`` before executing the step.
+
+        A decision remembered ``pending`` was written down, and its worker died before
+        its outcome was: the call may or may not have been made. It is reconciled: an
+        idempotent step is returned ``reconciling`` (the executor looks whether it took
+        effect before calling), any other is audited ``failed`` (``outcome_unknown``) for a
+        human to check, never repeated.
         """
         seen = memory.get(decision.decision_id)
+        if seen is not None and seen[0] == "pending":
+            return self._reconcile(decision, memory, now)
         if seen is not None:
             outcome, when = seen
             return self._record(
@@ -559,11 +599,12 @@ class ActuationPolicy:
                 now,
             )  # fmt: skip
         try:
-            step = self._gate(decision, now)
+            step = self._gate(decision, now, memory)
         except _Refusal as refusal:
             return self._record(
                 decision, "refused", refusal.code, refusal.reason, now, step=refusal.step
             )
+        memory.passed(_call_of(step), decision.ts)
         if self.dry_run:
             memory.remember(decision.decision_id, "dry_run", now)
             return self._record(
@@ -573,6 +614,26 @@ class ActuationPolicy:
             )  # fmt: skip
         memory.remember(decision.decision_id, "pending", now)
         return step
+
+    def _reconcile(
+        self, decision: Decision, memory: DecisionMemory, now: float
+    ) -> Step | AuditRecord:
+        try:
+            step = self._gate(decision, now, memory)
+        except _Refusal as refusal:
+            memory.remember(decision.decision_id, "refused", now)
+            return self._record(
+                decision, "refused", refusal.code, refusal.reason, now, step=refusal.step
+            )
+        if not step.idempotent:
+            memory.remember(decision.decision_id, "failed", now)
+            return self._record(
+                decision, "failed", "outcome_unknown",
+                f"The worker died during {step.api}.{step.operation} on {step.resource}; "
+                "its outcome is unknown and it is not repeated: check the resource.",
+                now, step=step,
+            )  # fmt: skip
+        return dataclasses.replace(step, reconciling=True)
 
     def conclude(
         self,
@@ -595,7 +656,7 @@ class ActuationPolicy:
             attempts=execution.attempts,
         )
 
-    def _gate(self, decision: Decision, now: float) -> Step:
+    def _gate(self, decision: Decision, now: float, memory: DecisionMemory) -> Step:
         if decision.mode != "auto":
             raise _Refusal(
                 "mode_recommend",
@@ -611,6 +672,16 @@ class ActuationPolicy:
             raise _Refusal(
                 "resource_not_allowed",
                 f"{step.resource} is not in the allow-list of resources.",
+                step,
+            )
+        newest = memory.newest(_call_of(step))
+        if newest is not None and decision.ts < newest:
+            # Read late (a message a restart dropped, read again after later ones): its call
+            # now would undo what the newer decision's did.
+            raise _Refusal(
+                "superseded",
+                f"A newer decision (event time {newest:.3f}) already passed to make "
+                f"{step.api}.{step.operation} on {step.resource}; this older one would undo it.",
                 step,
             )
         if not self.limiter.admit(step.resource, now):

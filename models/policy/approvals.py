@@ -122,9 +122,15 @@ class ApprovalDesk:
         now: float,
     ) -> AuditRecord:
         """Audit a ``recommend`` decision, and keep it for a verdict if it could be applied."""
-        if memory.get(decision.decision_id) is not None:
-            # Already judged: the policy writes it up as the duplicate it is.
-            return self.policy.screen(decision, memory, now)
+        seen = memory.get(decision.decision_id)
+        if seen is not None:
+            # Already judged (or approved and applied, or being applied when a worker died:
+            # the approval's replay reconciles that one, not the recommendation's).
+            outcome, when = seen
+            return self._record(
+                decision, "duplicate", "duplicate",
+                f"Decision already handled ({outcome}) at {when:.3f}; not applied again.", now,
+            )  # fmt: skip
         if decision.decision_id in pending:
             return self._record(
                 decision, "duplicate", "duplicate", "Already waiting for approval.", now

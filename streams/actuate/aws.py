@@ -234,6 +234,21 @@ class AwsExecutor:
         client = self.client("autoscaling", step.aws_region)
         if step.operation == "add_capacity":
             return self._add_asg_capacity(client, step, tally)
+        name, desired = step.params["AutoScalingGroupName"], step.params["DesiredCapacity"]
+        if step.reconciling:
+            groups = self._retrying(
+                lambda _: client.describe_auto_scaling_groups(AutoScalingGroupNames=[name]),
+                True,
+                tally,
+            )["AutoScalingGroups"]
+            if groups and groups[0]["DesiredCapacity"] == desired:
+                return Execution(
+                    "applied",
+                    f"Desired capacity of {name} already {desired}: set before the worker "
+                    "restarted (reconciled, not called again).",
+                    None,
+                    tally[0],
+                )
         response = self._retrying(
             lambda _: client.set_desired_capacity(**step.params), step.idempotent, tally
         )

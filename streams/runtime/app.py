@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import faust
@@ -107,6 +109,9 @@ class AutopilotApp(faust.App):
     ) -> None:
         self.fetch_min_bytes = fetch_min_bytes
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.commit_barrier: Callable[[], AbstractAsyncContextManager[bool]] | None = None
+        """What every offset commit runs in (:mod:`streams.runtime.commits`): the worker's
+        checkpoints (:mod:`agents.runtime.checkpoints`)."""
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> BatchingTransport:
@@ -136,6 +141,9 @@ class AutopilotApp(faust.App):
 settings = Settings.from_env()
 topic_names = TopicNames(settings.topic_prefix)
 
+COMMIT_INTERVAL_S = min(1.0, settings.checkpoint_interval_s)
+"""Wall seconds between two offset commits, each with a slice of the checkpoints."""
+
 app = AutopilotApp(
     settings.app_id,
     broker=settings.broker,
@@ -159,7 +167,10 @@ app = AutopilotApp(
     web_host=settings.web_host,
     producer_acks=-1,
     producer_linger_ms=5,
-    broker_commit_interval=1.0,
+    # A commit writes the brains due (agents.runtime.checkpoints), each checkpoint round in
+    # slices: on a timer, never by count.
+    broker_commit_interval=COMMIT_INTERVAL_S,
+    broker_commit_every=2**62,
     # A worker killed without leaving the group holds its partitions until its
     # session times out: 10 s bounds how long a failover between workers takes.
     broker_session_timeout=10.0,

@@ -225,6 +225,56 @@ def test_a_decision_replayed_is_applied_once(aws: MotoServer) -> None:
     assert asg_desired("search-use1") == 3
 
 
+def written_down(act: Actuator, d: Decision) -> DecisionMemory:
+    """The memory a worker left when it died after writing ``d`` down, before its outcome."""
+    memory = DecisionMemory()
+    step = act.policy.screen(d, memory, 100.0)
+    assert not isinstance(step, AuditRecord) and memory.get(d.decision_id)[0] == "pending"
+    return DecisionMemory.from_bytes(memory.to_bytes())
+
+
+def test_a_call_a_crash_left_unknown_is_not_made_again_when_it_took_effect(
+    aws: MotoServer,
+) -> None:
+    make_asg("search-use1", 2)
+    act = actuator(mapping())
+    d = decision(params={"desired_replicas": 6})
+    memory = written_down(act, d)
+    # The call went out before the worker died.
+    boto3.client("autoscaling").set_desired_capacity(
+        AutoScalingGroupName="search-use1", DesiredCapacity=6
+    )
+    aws.record()
+    record = act(d, memory)
+    assert record.outcome == "applied" and "reconciled" in record.reason, record
+    assert [form["Action"] for _, form in aws.recorded()] == [["DescribeAutoScalingGroups"]]
+    assert memory.get(d.decision_id)[0] == "applied"
+
+
+def test_a_call_a_crash_left_unknown_is_made_when_it_had_not_gone_out(aws: MotoServer) -> None:
+    make_asg("search-use1", 2)
+    act = actuator(mapping())
+    d = decision(params={"desired_replicas": 6})
+    record = act(d, written_down(act, d))
+    assert (record.outcome, record.reason) == (
+        "applied",
+        "Desired capacity of search-use1 set to 6.",
+    )
+    assert asg_desired("search-use1") == 6
+
+
+def test_a_call_a_crash_left_unknown_that_cannot_be_repeated_is_left_to_a_human(
+    aws: MotoServer,
+) -> None:
+    make_ecs("prod", "checkout", 2)
+    act = actuator(mapping())
+    before = ecs_service("prod", "checkout")["deployments"][0]["id"]
+    d = decision("remediation", "restart_instance", {}, CHECKOUT)
+    record = act(d, written_down(act, d))
+    assert (record.outcome, record.code) == ("failed", "outcome_unknown"), record
+    assert ecs_service("prod", "checkout")["deployments"][0]["id"] == before
+
+
 def test_a_recommendation_is_never_applied(aws: MotoServer) -> None:
     make_asg("search-use1", 2)
     record = actuator(mapping())(decision(mode="recommend"))

@@ -58,7 +58,9 @@ async def _checkpointed_failed(bootstrap: str, topic: str, region: str) -> bool:
         while batch := await consumer.getmany(timeout_ms=1000):
             values += [m.value for ms in batch.values() for m in ms]
         # One key, so one partition: the last value is the latest checkpoint.
-        return bool(values) and orjson.loads(values[-1])["policy"]["regions"][region]["failed"]
+        # A checkpoint holds the brain's state beside the positions it was written at.
+        state = orjson.loads(values[-1])["state"] if values else None
+        return state is not None and state["policy"]["regions"][region]["failed"]
     finally:
         await consumer.stop()
 

@@ -20,21 +20,32 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from schemas import Decision, decision_id_for
 from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
 from streams.lab.simulator import SimConfig, run_simulation
 from tests.conftest import AUTOPILOT, WorkerProcess, wait_progressing, wait_until
-from tests.support.worker_views import brain_view, decisions, failover_view, lag_partitions
+from tests.support.consumer_group import (
+    PARTITIONS,
+    backlog,
+    group_of,
+    offsets,
+    wait_all_committed,
+)
+from tests.support.worker_views import (
+    brain_view,
+    decisions,
+    failover_view,
+    identity,
+    lag_partitions,
+)
 
 pytestmark = pytest.mark.kafka
 
 log = logging.getLogger(__name__)
 
-PARTITIONS = 4
 FAST_CHECKPOINTS = {"AUTOPILOT_CHECKPOINT_INTERVAL_S": "1"}
 LABELS = {
     "metrics": "telemetry.metrics",
@@ -48,56 +59,6 @@ SESSION_TIMEOUT_S = 10.0
 # more; this bounds the wait, it is not a speed claim.
 RECOVERY_SLACK_S = 60.0
 RSS_BOUND_BYTES = 1 << 30
-
-
-def group_of(names: TopicNames) -> str:
-    """The workers' consumer group: the default ``AUTOPILOT_APP_ID``."""
-    return f"{names.prefix}paas-autopilot"
-
-
-async def _offsets(
-    bootstrap: str, group: str, topics: tuple[str, ...]
-) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
-    tps = [TopicPartition(topic, p) for topic in topics for p in range(PARTITIONS)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await consumer.start()
-        try:
-            ends = await consumer.end_offsets(tps)
-        finally:
-            await consumer.stop()
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-    finally:
-        await admin.close()
-    return (
-        {tp: meta.offset for tp, meta in committed.items() if meta is not None},
-        dict(ends),
-    )
-
-
-def offsets(
-    bootstrap: str, group: str, topics: tuple[str, ...]
-) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
-    """(committed offset, end offset) of every partition of ``topics`` for ``group``."""
-    return asyncio.run(_offsets(bootstrap, group, topics))
-
-
-def backlog(bootstrap: str, group: str, topics: tuple[str, ...]) -> int:
-    """Messages of ``topics`` the group has not committed yet: what Kafka tools call lag."""
-    committed, ends = offsets(bootstrap, group, topics)
-    return sum(end - max(0, committed.get(tp, 0)) for tp, end in ends.items())
-
-
-def wait_all_committed(bootstrap: str, names: TopicNames, timeout: float = 120) -> None:
-    """Wait until the group has committed every telemetry message (nothing unread)."""
-    group, topics = group_of(names), names.telemetry()
-    wait_until(
-        lambda: backlog(bootstrap, group, topics) == 0,
-        timeout,
-        f"the group did not commit every telemetry message: {offsets(bootstrap, group, topics)}",
-    )
 
 
 def logged_counts(bootstrap: str, names: TopicNames) -> dict[str, int]:
@@ -169,16 +130,6 @@ def simulations() -> list[Simulation]:
     yield started
     for simulation in started:
         simulation.kill()
-
-
-def identity(d: Decision) -> tuple:
-    """What a decision is about: a replay of its input must give it the same id.
-
-    Kind, subject, event time and action, and the metric (anomalies) or the rule (SLO burns)
-    it concerns: two rules may fire for one tenant at once, and those are two decisions.
-    """
-    subject = tuple(sorted(d.subject.items()))
-    return (d.kind, subject, d.ts, d.action, d.params.get("metric"), d.params.get("rule"))
 
 
 def rss_bytes(pid: int, field: str = "VmRSS") -> int:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import orjson
 import pytest
 
 from streams.kafka.local import free_port
@@ -25,9 +28,12 @@ class MotoServer:
     def __init__(self, log_path: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Where moto's request recorder writes, when recording: beside the log, not in the cwd.
+        recording = log_path.with_name(f"{log_path.stem}-recording.jsonl")
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
+                env={**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -43,6 +49,31 @@ class MotoServer:
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
+
+    def _moto_api(self, path: str) -> bytes:
+        request = urllib.request.Request(f"{self.url}/moto-api/{path}", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+
+    def record(self) -> None:
+        """Record every AWS request from now on, forgetting those recorded before."""
+        self._moto_api("recorder/reset-recording")
+        self._moto_api("recorder/start-recording")
+
+    def recorded(self) -> list[tuple[str, dict[str, list[str]]]]:
+        """(URL, form fields) of every AWS request recorded: what really reached the server.
+
+        Query-protocol APIs (Auto Scaling, EC2) carry the operation and its arguments as
+        form fields: ``Action``, ``AutoScalingGroupName``...
+        """
+        found = []
+        for line in self._moto_api("recorder/download-recording").decode().splitlines():
+            entry = orjson.loads(line)
+            body = entry.get("body") or ""
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body).decode(errors="replace")
+            found.append((entry["url"], urllib.parse.parse_qs(body)))
+        return found
 
     def env(self) -> dict[str, str]:
         """What a process needs to talk to this server, and to no real AWS account."""

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from schemas import Decision
 from tests.conftest import WorkerProcess
@@ -30,6 +30,16 @@ async def _decisions(bootstrap: str, topic: str) -> list[Decision]:
 
 def decisions(bootstrap: str, topic: str) -> list[Decision]:
     return asyncio.run(_decisions(bootstrap, topic))
+
+
+def identity(d: Decision) -> tuple:
+    """What a decision is about: a replay of its input must give it the same id.
+
+    Kind, subject, event time and action, and the metric (anomalies) or the rule (SLO burns)
+    it concerns: two rules may fire for one tenant at once, and those are two decisions.
+    """
+    subject = tuple(sorted(d.subject.items()))
+    return (d.kind, subject, d.ts, d.action, d.params.get("metric"), d.params.get("rule"))
 
 
 def failover_view(worker: WorkerProcess) -> dict:
@@ -82,8 +92,8 @@ def lag_partitions(worker: WorkerProcess) -> dict[tuple[str, str], float]:
     }
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None, bytes]]:
-    """Every record of ``topic`` up to its end now, as ``(partition, offset, key, value)``.
+async def read_records(bootstrap: str, topic: str) -> list[ConsumerRecord]:
+    """Every record of ``topic`` up to its end now, partition by partition, in offset order.
 
     The subscription only finds the partitions, which are then assigned by hand, and reset
     to the earliest offset: a subscription's background offset reset could otherwise move a
@@ -112,7 +122,12 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, int, bytes |
             while await consumer.position(tp) < ends[tp]:
                 for m in (await consumer.getmany(tp, timeout_ms=2000)).get(tp, []):
                     if m.offset < ends[tp]:
-                        found.append((m.partition, m.offset, m.key, m.value))
+                        found.append(m)
         return found
     finally:
         await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None, bytes]]:
+    """Every record of ``topic`` up to its end now, as ``(partition, offset, key, value)``."""
+    return [(m.partition, m.offset, m.key, m.value) for m in await read_records(bootstrap, topic)]

@@ -306,6 +306,37 @@ def test_a_decision_is_claimed_before_its_call_and_a_replay_is_a_duplicate() -> 
     assert "already handled (applied)" in replay.reason
 
 
+def test_a_decision_read_after_a_newer_one_for_the_same_call_is_refused_superseded() -> None:
+    # A restart dropped the decision of event time 5; it is read again after that of 9,
+    # beyond the memory of ids: scaling the group back to it would undo the newer one.
+    p = policy()
+    memory = DecisionMemory(capacity=1)
+    newer = decision(params={"desired_replicas": 9, "current_replicas": 4}, basis=9.0)
+    older = decision(basis=5.0)
+    assert isinstance(p.screen(newer, memory, 100.0), Step)
+    memory = DecisionMemory.from_bytes(memory.to_bytes(), capacity=1)
+    record = p.screen(older, memory, 101.0)
+    assert isinstance(record, AuditRecord)
+    assert (record.outcome, record.code) == ("refused", "superseded")
+    assert "SetDesiredCapacity" not in record.reason and "set_desired_capacity" in record.reason
+    # Refused before the rate limit counts it: the next action of the window still passes.
+    assert isinstance(p.screen(decision(basis=10.0), memory, 102.0), Step)
+    # Another call on the subject's resources is not ordered with it.
+    restart = decision("remediation", "restart_instance", params={}, basis=1.0)
+    assert not (
+        isinstance(o := p.screen(restart, memory, 103.0), AuditRecord) and o.code == "superseded"
+    )
+
+
+def test_a_memory_stored_before_the_newest_event_times_were_kept_is_read() -> None:
+    stored = orjson.dumps([["d1", "applied", 100.0], ["d2", "pending", 101.0]])
+    memory = DecisionMemory.from_bytes(stored)
+    assert (memory.get("d1"), memory.get("d2"), len(memory)) == (
+        ("applied", 100.0), ("pending", 101.0), 2,
+    )  # fmt: skip
+    assert memory.newest("autoscaling:us-east-1:search-use1 set_desired_capacity") is None
+
+
 def test_refusals_are_not_remembered() -> None:
     p = policy()
     memory = DecisionMemory()

@@ -9,15 +9,24 @@ import pytest
 from faust.types import TP
 
 from agents.compat import offsets
+from streams.runtime.commits import BarrierCommits
 
 PARTITION = TP("telemetry.interactions", 2)
 
 
-class FakeConsumer:
-    """The parts of faust's consumer the watchdog reads, and a seek that records."""
+class FakeConsumer(BarrierCommits):
+    """The parts of faust's consumer the watchdog reads (with the worker's commit base),
+    and a seek that records."""
 
-    def __init__(self, committed: int | None, acked: list[int], in_flight: list[int]) -> None:
+    def __init__(
+        self,
+        committed: int | None,
+        acked: list[int],
+        in_flight: list[int],
+        fetched_from: int | None = None,
+    ) -> None:
         self._committed_offset = {PARTITION: committed}
+        self._fetched_from = {} if fetched_from is None else {PARTITION: fetched_from}
         self._acked = {PARTITION: acked}
         self.unacked = [SimpleNamespace(tp=PARTITION, offset=o) for o in in_flight]
         self.seeks: list[tuple[TP, int]] = []
@@ -31,8 +40,10 @@ class FakeConsumer:
 
 @pytest.fixture
 def consumer_of(monkeypatch):
-    def install(committed: int | None, acked: list[int], in_flight=()) -> FakeConsumer:
-        consumer = FakeConsumer(committed, acked, list(in_flight))
+    def install(
+        committed: int | None, acked: list[int], in_flight=(), fetched_from=None
+    ) -> FakeConsumer:
+        consumer = FakeConsumer(committed, acked, list(in_flight), fetched_from)
         recovery = SimpleNamespace(completed=asyncio.Event())
         recovery.completed.set()
         fake_app = SimpleNamespace(
@@ -65,8 +76,8 @@ def test_a_gap_nothing_is_processing_is_read_again_on_the_second_check(consumer_
         (9897, [9915, 9916], [9897]),  # the head of the gap is still being processed
         (9897, [9897, 9898], []),  # no gap
         (9897, [9898], []),  # a gap of one offset, which faust commits past
-        (0, [5, 6], []),  # faust does not hold a commit back at 0
-        (None, [5, 6], []),  # nothing committed yet
+        (0, [5, 6], []),  # nothing known to be missed: committed at 0, nothing fetched lower
+        (None, [5, 6], []),  # nothing committed yet, nor fetched lower
     ],
 )
 def test_no_seek_without_a_stuck_gap(consumer_of, committed, acked, in_flight) -> None:
@@ -74,6 +85,19 @@ def test_no_seek_without_a_stuck_gap(consumer_of, committed, acked, in_flight) -
     for _ in range(3):
         asyncio.run(offsets.check_commits())
     assert consumer.seeks == []
+
+
+@pytest.mark.parametrize("committed", [None, 0])
+def test_a_gap_where_faust_holds_no_committed_offset_is_read_again_from_the_lowest_fetched(
+    consumer_of, committed
+) -> None:
+    # Faust holds no committed offset for a partition never committed, or committed at 0:
+    # offsets 0 to 11 were fetched and dropped on their way to the streams, never acknowledged.
+    consumer = consumer_of(committed, [12, 13, 14], fetched_from=0)
+    assert consumer.has_gap(PARTITION)
+    for _ in range(2):
+        asyncio.run(offsets.check_commits())
+    assert consumer.seeks == [(PARTITION, 0)]
 
 
 def test_duplicate_acks_are_removed_so_the_commit_does_not_crawl(consumer_of) -> None:

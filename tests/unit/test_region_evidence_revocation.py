@@ -45,5 +45,5 @@ def test_revocation_sends_the_waiting_rows_and_asks_the_broker_nothing(monkeypat
     asyncio.run(region_evidence._on_partitions_revoked(None, {PARTITION}))
 
     assert asked == []
-    assert [list(body) for body in sent] == [["source", "rows"]]
+    assert [list(body) for body in sent] == [["source", "rows", "spans"]]
     assert region_evidence._recorders == {} and region_evidence._positions == {}

@@ -1,0 +1,78 @@
+"""Commits stay below what the checkpoints hold: caps on faust's own consumer bookkeeping.
+
+The worker's consumer (:class:`streams.runtime.commits.BarrierCommits` on faust's) takes the
+offsets faust would commit and lowers them to the caps the checkpoints give; the offsets held
+back must be committed by a later commit, or the partition's commits would stop for good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from faust.types import TP
+
+from streams.runtime.app import app
+
+TOPIC = "test-commits"
+
+
+@pytest.fixture
+def consumer() -> Iterator[object]:
+    consumer = app.consumer
+    yield consumer
+    consumer.__dict__.setdefault("_fetched_from", {})
+    for bookkeeping in (
+        consumer._acked,
+        consumer._acked_index,
+        consumer._committed_offset,
+        consumer._fetched_from,
+    ):
+        for tp in [tp for tp in bookkeeping if tp.topic == TOPIC]:
+            del bookkeeping[tp]
+
+
+def handled(consumer, tp: TP, offsets: range, committed: int) -> None:
+    """``offsets`` of ``tp`` acknowledged, as faust does it, with ``committed`` committed."""
+    consumer._committed_offset[tp] = committed
+    for offset in offsets:
+        consumer._acked[tp].append(offset)
+        consumer._acked_index[tp].add(offset)
+
+
+def commit(consumer, caps: dict[TP, int]) -> dict[TP, int]:
+    """What one commit takes, and its bookkeeping once committed."""
+    offsets = consumer._filter_committable_offsets(list(consumer._acked))
+    offsets = {tp: offset for tp, offset in offsets.items() if tp.topic == TOPIC}
+    consumer.cap_offsets(offsets, caps)
+    consumer._committed_offset.update(offsets)
+    return offsets
+
+
+def test_a_cap_holds_the_commit_and_the_next_commit_takes_the_rest(consumer) -> None:
+    held, free = TP(TOPIC, 0), TP(TOPIC, 1)
+    handled(consumer, held, range(10, 20), committed=10)
+    handled(consumer, free, range(0, 5), committed=0)
+    assert commit(consumer, {held: 15}) == {held: 15, free: 5}
+    assert commit(consumer, {}) == {held: 20}
+    assert commit(consumer, {}) == {}
+
+
+def test_a_cap_at_the_committed_offset_commits_nothing_until_it_moves(consumer) -> None:
+    tp = TP(TOPIC, 2)
+    handled(consumer, tp, range(10, 20), committed=10)
+    assert commit(consumer, {tp: 10}) == {}
+    assert commit(consumer, {tp: 12}) == {tp: 12}
+    handled(consumer, tp, range(20, 25), committed=12)
+    assert commit(consumer, {}) == {tp: 25}
+
+
+def test_offsets_never_acknowledged_hold_a_partition_faust_holds_no_commit_for(consumer) -> None:
+    tp = TP(TOPIC, 3)
+    # Offsets 0 to 11 were fetched and dropped on their way to a stream, never acked.
+    consumer._fetched_from[tp] = 0
+    handled(consumer, tp, range(12, 15), committed=None)
+    assert consumer.has_gap(tp)
+    handled(consumer, tp, range(0, 12), committed=None)
+    consumer._acked[tp].sort()
+    assert not consumer.has_gap(tp)
