@@ -35,9 +35,9 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/autopilot otelcol build > .otelcol-build.log 2>&1 & build=$$!; \
-	$(BIN)/pytest -m "not kafka" -n auto; tests=$$?; \
+	$(BIN)/pytest -m "not kafka" -n auto --durations=10; tests=$$?; \
 	wait $$build || { cat .otelcol-build.log; exit 1; }; exit $$tests
-	$(BIN)/pytest -m kafka -n 2 --dist loadfile
+	$(BIN)/pytest -m kafka -n 2 --dist loadfile --durations=30
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
