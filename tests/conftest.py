@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pytest
 
 from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
+from streams.lab.bench.support import metric_sum
 
 ROOT = Path(__file__).resolve().parents[1]
 # A worker script run as a subprocess by tests/e2e/test_offsets_watchdog.py: importing it
@@ -79,14 +79,7 @@ class WorkerProcess:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
-        total = 0.0
-        for line in self.metrics_text().splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_sum(self.metrics_text(), name, **labels)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -98,16 +91,32 @@ class WorkerProcess:
         """
         return simulate(self.env, out_dir, *args, name=name)
 
-    def wait_consumed(self, topic: str, count: int, timeout: float = 300) -> None:
-        """Wait until this worker has consumed ``count`` records of logical ``topic``.
+    def wait_handled(self, topic: str, count: int, timeout: float = 300) -> None:
+        """Wait until this worker has consumed ``count`` records of logical ``topic`` and
+        handled (processed or dead-lettered) every record it consumed.
+
+        Both are read from one scrape. An envelope's records count as consumed before the
+        first is handled, so the consumed count alone can be reached while the last envelope
+        (tens of records) is still being learned.
 
         The simulator sends envelopes, so a worker reads the other topics' records faster
         than before and ``topic``'s come later: on a loaded machine, minutes later.
         """
+
+        def handled() -> tuple[float, float]:
+            text = self.metrics_text()
+            consumed = metric_sum(text, "autopilot_events_consumed_total", topic=topic)
+            done = metric_sum(text, "autopilot_events_processed_total", topic=topic)
+            return consumed, done + metric_sum(text, "autopilot_dlq_total", topic=topic)
+
+        def caught_up() -> bool:
+            consumed, done = handled()
+            return consumed >= count and done >= consumed
+
         wait_until(
-            lambda: self.metric("autopilot_events_consumed_total", topic=topic) >= count,
+            caught_up,
             timeout,
-            f"worker did not consume {count} messages of {topic}",
+            f"worker did not consume and handle {count} messages of {topic}",
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:

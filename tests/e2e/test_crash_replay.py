@@ -4,15 +4,16 @@ budget and failover decisions of an uninterrupted worker under the same ids
 (:data:`SAME_IDS`; the other kinds, and the killed run's audits and AWS calls, are not yet
 asserted: they are in the summary).
 
-How: the ``mixed`` scenario is simulated once, as fast as it goes, under one topic prefix and
-copied record for record (partition, key, value, timestamp) under a second one, so that both
-runs read byte-identical input. One worker reads the first copy without interruption. Workers
-of the second copy are killed with SIGKILL at ``AUTOPILOT_CRASH_KILLS`` points (5 unless
-set, to keep the suite in its time budget; issue #24 asks for 20) spread evenly over the
-group's committed progress, every other one just after a new decision was published; each is restarted, on the same data directory, and must commit more
-input before the next kill. Both runs apply their scaling decisions through the actuator to
-a moto server, whose request recorder counts the AWS calls that really reached it (the audit
-topic cannot show a call whose worker died before its audit record).
+How: the ``mixed`` scenario is simulated once, as fast as it goes, under one topic prefix
+and copied record for record (partition, key, value, timestamp) under a second one, so that
+both runs read byte-identical input. One worker reads the first copy without interruption.
+Workers of the second copy are killed with SIGKILL at ``AUTOPILOT_CRASH_KILLS`` points (5
+unless set, to keep the suite in its time budget; issue #24 asks for 20) spread evenly over
+the group's committed progress, every other one just after a new decision was published;
+each is restarted, on the same data directory, and must commit more input before the next
+kill. Both runs apply their scaling decisions through the actuator to a moto server, whose
+request recorder counts the AWS calls that really reached it (the audit topic cannot show a
+call whose worker died before its audit record).
 
 A summary of what differs is printed, logged and recorded before the assertions: kills,
 decisions per kind in each run, ids found in one run only, ids published more than once,

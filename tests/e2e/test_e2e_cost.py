@@ -33,7 +33,7 @@ def test_budget_is_judged_over_all_series_once_a_month(
     env = {**FAST_CHECKPOINTS, "AUTOPILOT_BUDGETS": str(budgets)}
     worker = start_worker(env, name="first")
     summary, _ = worker.simulate(tmp_path, "--scenario", "healthy", "--duration", "600")
-    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
+    worker.wait_handled("telemetry.metrics", summary["sent"]["metrics"])
 
     def budget_decisions() -> list:
         return [d for d in decisions(kafka_bootstrap, topic_names.scaling) if d.kind == "budget"]
@@ -55,7 +55,7 @@ def test_budget_is_judged_over_all_series_once_a_month(
     later, _ = restarted.simulate(
         tmp_path, "--scenario", "healthy", "--duration", "300", "--seed", "1", name="later"
     )
-    restarted.wait_consumed("telemetry.metrics", later["sent"]["metrics"])
+    restarted.wait_handled("telemetry.metrics", later["sent"]["metrics"])
     wait_until(
         lambda: (cost_view(restarted)["evaluated_to"] or 0) >= later["event_end_ts"] - 10.0,
         60,

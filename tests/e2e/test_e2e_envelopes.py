@@ -106,7 +106,7 @@ def test_envelopes_dead_letter_bad_records_alone_and_count_records(
         for index, reason in refused.items():
             wanted[(prefixed[label], offset, index)] = reason
     for label, (consumed, _, _) in expected.items():
-        worker.wait_consumed(label, consumed, timeout=90)
+        worker.wait_handled(label, consumed, timeout=90)
 
     def counts() -> dict[str, tuple[float, float, float]]:
         return {

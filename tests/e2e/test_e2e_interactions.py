@@ -54,7 +54,7 @@ def test_brownout_burns_the_slo_and_lowers_region_health(
     scenario = tmp_path / "brownout.json"
     scenario.write_bytes(orjson.dumps(BROWNOUT))
     summary, _ = worker.simulate(tmp_path, "--scenario", str(scenario))
-    worker.wait_consumed("telemetry.interactions", summary["sent"]["interactions"])
+    worker.wait_handled("telemetry.interactions", summary["sent"]["interactions"])
     onset = summary["event_start_ts"] + 240
     burns = [d for d in decisions(kafka_bootstrap, topic_names.remediation) if d.kind == "slo_burn"]
     regional = [d for d in burns if d.subject.get("region") == "eu-west"]
@@ -81,7 +81,7 @@ def test_clean_run_burns_no_slo(start_worker, kafka_bootstrap, topic_names, tmp_
     worker = start_worker()
     summary, _ = worker.simulate(tmp_path, "--scenario", "healthy", "--duration", str(DURATION_S))
     assert summary["sent"]["interactions"] > 1000
-    worker.wait_consumed("telemetry.interactions", summary["sent"]["interactions"])
+    worker.wait_handled("telemetry.interactions", summary["sent"]["interactions"])
     burns = [d for d in decisions(kafka_bootstrap, topic_names.remediation) if d.kind == "slo_burn"]
     assert burns == [], [d.reason for d in burns]
 
@@ -130,7 +130,7 @@ def test_kill_9_then_restart_restores_both_brains_and_does_not_reannounce_a_burn
     scenario.write_bytes(orjson.dumps(BROWNOUT))
     summary, _ = worker.simulate(tmp_path, "--scenario", str(scenario), name="first")
     sent = summary["sent"]["interactions"]
-    worker.wait_consumed("telemetry.interactions", sent)
+    worker.wait_handled("telemetry.interactions", sent)
     # Every interaction handled is repartitioned as one tenant request, and each is learned
     # once (the topic also carries the partitions' progress records).
     tenants_learned(worker, sent)
@@ -173,7 +173,7 @@ def test_kill_9_then_restart_restores_both_brains_and_does_not_reannounce_a_burn
     goes_on = tmp_path / "goes_on.json"
     goes_on.write_bytes(orjson.dumps(BROWNOUT_GOES_ON))
     summary2, _ = restarted.simulate(tmp_path, "--scenario", str(goes_on), name="second")
-    restarted.wait_consumed("telemetry.interactions", summary2["sent"]["interactions"])
+    restarted.wait_handled("telemetry.interactions", summary2["sent"]["interactions"])
     tenants_learned(restarted, sent + summary2["sent"]["interactions"])
     later = burn_ids(kafka_bootstrap, topic_names.remediation)
     for key in burning | tenants_burning:

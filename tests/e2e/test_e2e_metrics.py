@@ -22,7 +22,7 @@ def test_surge_gets_scale_up_before_its_peak(
 ) -> None:
     worker = start_worker(FAST_CHECKPOINTS)
     summary, truth = worker.simulate(tmp_path, "--scenario", "load_surge")
-    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
+    worker.wait_handled("telemetry.metrics", summary["sent"]["metrics"])
     surge = next(i for i in truth["incidents"] if i["type"] == "load_surge")
     scaling = [
         d
@@ -47,7 +47,7 @@ def test_clean_run_gives_no_anomaly_after_warm_up(
     worker = start_worker()
     summary, truth = worker.simulate(tmp_path, "--scenario", "healthy", "--duration", "3600")
     assert truth["incidents"] == []
-    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
+    worker.wait_handled("telemetry.metrics", summary["sent"]["metrics"])
     warm_up_s = 144 * 5.0
     late = [
         d
@@ -60,7 +60,7 @@ def test_clean_run_gives_no_anomaly_after_warm_up(
 def test_kill_9_then_restart_resumes_learning(start_worker, tmp_path) -> None:
     worker = start_worker(FAST_CHECKPOINTS, name="first")
     summary, _ = worker.simulate(tmp_path, "--scenario", "healthy", "--duration", "1800")
-    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"])
+    worker.wait_handled("telemetry.metrics", summary["sent"]["metrics"])
     before = brain_view(worker, "checkout", "us-east")
     assert before["known"] and before["samples"] > 100
     # Three checkpoint intervals, so the last learned state is in the changelog.

@@ -78,8 +78,8 @@ def test_a_service_instrumented_with_opentelemetry_gets_scaled_and_remediated(
     assert toy.returncode == 0, toy.stderr[-3000:]
     run = orjson.loads(toy.stdout.splitlines()[-1])
     # One sample per collection reaches telemetry.metrics, one event per ERROR log line.
-    worker.wait_consumed("telemetry.metrics", run["sent"]["metrics"])
-    worker.wait_consumed("telemetry.errors", run["sent"]["errors"])
+    worker.wait_handled("telemetry.metrics", run["sent"]["metrics"])
+    worker.wait_handled("telemetry.errors", run["sent"]["errors"])
     assert worker.metric("autopilot_dlq_total", topic="otlp_metrics") == 0
     assert worker.metric("autopilot_dlq_total", topic="otlp_logs") == 0
 
@@ -236,8 +236,8 @@ def test_malformed_otlp_is_dead_lettered_point_by_point_and_nothing_is_lost(
     found = {(dl.source_topic, dl.offset, dl.envelope_index): dl.reason for dl in letters}
     assert found == wanted
     # The valid points and events went on: a sample per point time, and the error event.
-    worker.wait_consumed("telemetry.metrics", 3, timeout=60)
-    worker.wait_consumed("telemetry.errors", 1, timeout=60)
+    worker.wait_handled("telemetry.metrics", 3, timeout=60)
+    worker.wait_handled("telemetry.errors", 1, timeout=60)
     assert worker.proc.poll() is None and "Traceback" not in worker.log()
 
 

@@ -16,7 +16,7 @@ def test_simulated_leak_gets_one_risk_decision_before_the_breach(
     worker = start_worker()
     # No tenants, so no interactions: eight hours of them would only slow the run down.
     summary, truth = worker.simulate(tmp_path, "--scenario", "memory_leak", "--tenants", "0")
-    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"], timeout=600)
+    worker.wait_handled("telemetry.metrics", summary["sent"]["metrics"], timeout=600)
     (leak,) = truth["incidents"]
     assert leak["type"] == "saturation" and leak["metric"] == "mem_util"
     risks = [d for d in decisions(kafka_bootstrap, topic_names.remediation) if d.kind == "risk"]
@@ -43,6 +43,6 @@ def test_healthy_run_of_the_same_length_gets_no_risk_decision(
         tmp_path, "--scenario", "healthy", "--duration", "28800", "--tick", "60", "--tenants", "0"
     )
     assert truth["incidents"] == []
-    worker.wait_consumed("telemetry.metrics", summary["sent"]["metrics"], timeout=600)
+    worker.wait_handled("telemetry.metrics", summary["sent"]["metrics"], timeout=600)
     remediation = decisions(kafka_bootstrap, topic_names.remediation)
     assert [d.reason for d in remediation if d.kind == "risk"] == []

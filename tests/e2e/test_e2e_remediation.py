@@ -83,7 +83,7 @@ def test_a_burst_gets_one_decision_and_its_outcome_teaches_the_next_after_a_cras
 ) -> None:
     worker = start_worker(CHECKPOINT_EVERY_SECOND)
     summary, truth = worker.simulate(tmp_path, "--scenario", "error_burst", name="first")
-    worker.wait_consumed("telemetry.errors", summary["sent"]["errors"])
+    worker.wait_handled("telemetry.errors", summary["sent"]["errors"])
     burst = truth["incidents"][0]
 
     found = remediations(kafka_bootstrap, topic_names.remediation)
@@ -125,7 +125,7 @@ def test_a_burst_gets_one_decision_and_its_outcome_teaches_the_next_after_a_cras
     second_scenario = tmp_path / "error_burst_again.json"
     second_scenario.write_bytes(orjson.dumps(SECOND_BURST))
     summary2, truth2 = worker.simulate(tmp_path, "--scenario", str(second_scenario), name="second")
-    worker.wait_consumed("telemetry.errors", summary2["sent"]["errors"])
+    worker.wait_handled("telemetry.errors", summary2["sent"]["errors"])
     burst2 = truth2["incidents"][0]
     later = [d for d, _ in remediations(kafka_bootstrap, topic_names.remediation) if d != first]
     assert len(later) == 1, [(d.ts - burst2["onset_ts"], d.reason) for d in later]
