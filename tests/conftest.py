@@ -148,9 +148,15 @@ def simulate(
 
 
 def wait_until(
-    predicate: Callable[[], bool], timeout: float, message: str, interval: float = 0.25
+    predicate: Callable[[], bool],
+    timeout: float,
+    message: str | Callable[[], str],
+    interval: float = 0.25,
 ) -> None:
-    """Poll ``predicate`` until it holds; fail the test with ``message`` otherwise."""
+    """Poll ``predicate`` until it holds; fail the test with ``message`` otherwise.
+
+    A callable ``message`` is called at the timeout, to say what held then.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -159,7 +165,8 @@ def wait_until(
         except OSError:
             pass
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s: {message}")
+    said = message() if callable(message) else message
+    raise AssertionError(f"timed out after {timeout:.0f}s: {said}")
 
 
 def wait_progressing(
