@@ -150,8 +150,8 @@ class InOrderDelivery:
                 order.forget(tp)
                 continue
             log.info(
-                "%s[%d] went on to %d, not %d; reading it again from %d",
-                tp.topic, tp.partition, fetched[tp], offset, offset,
+                "%s[%d] was fetched to %d and delivered to %d; reading it again from %d",
+                tp.topic, tp.partition, fetched[tp] - 1, offset - 1, offset,
             )  # fmt: skip
             await self.seek(tp, offset)  # type: ignore[attr-defined]
 
