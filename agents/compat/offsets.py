@@ -14,14 +14,6 @@ restarted mid-stream, break that for good while the worker goes on reading:
   acknowledgements, and :func:`processed_before` tells :class:`agents.runtime.edge.Edge`
   to skip them, so that no brain learns a record twice (a worker whose brains had learned
   the records past the gap twice published other SLO burns than a worker that had not).
-* *dropped at the end*: messages handed over to the streams and then dropped (a stream's
-  queue cleared at a rebalance, an event of an old generation skipped) leave no later
-  acknowledgement to show a gap when they were a partition's last. A partition whose
-  messages were delivered (:mod:`streams.runtime.ordering`) past its last acknowledged
-  offset, with no message of it being processed, is read again the same way once two
-  checks in a row find it so while no stream is processing anything: a worker at rest.
-  A message still in a stream's queue is taken at once by a stream at rest, so it is not
-  mistaken for dropped.
 * *duplicates*: offsets faust took for a gap in the log are later read and acknowledged
   again, so the list of acknowledged offsets holds some twice; faust's run of consecutive
   offsets then ends at the first duplicate, and the commit crawls one offset per commit.
@@ -50,9 +42,8 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_S = 5.0
 """Wall seconds between two checks; a gap must be seen by two checks in a row."""
 
-# Partition -> (what was dropped, committed offset, first offset acknowledged past a gap or
-# first offset delivered and not acknowledged at the end) seen last check.
-_gaps: dict[TP, tuple[str, int, int]] = {}
+# Partition -> (committed offset, first acknowledged offset) of the gap seen last check.
+_gaps: dict[TP, tuple[int, int]] = {}
 # Partition -> offsets processed before it was sought back over a gap, not yet read again.
 _processed: dict[TP, set[int]] = {}
 
@@ -122,23 +113,6 @@ def _stuck_gaps() -> dict[TP, tuple[int, int]]:
     return gaps
 
 
-def _dropped_ends() -> dict[TP, tuple[int, int]]:
-    """Partitions delivered past their last acknowledged offset, with nothing of them in
-    flight: (committed offset, first offset delivered and not acknowledged)."""
-    consumer = app.consumer
-    ends = {}
-    for tp in consumer.assignment():
-        due = consumer.delivery_order.due(tp)
-        committed = consumer.commit_base(tp)
-        if due is None or committed is None:
-            continue
-        acked = consumer._acked.get(tp)
-        first_missing = max(max(acked) + 1, committed) if acked else committed
-        if first_missing < due:
-            ends[tp] = (committed, first_missing)
-    return ends
-
-
 def _remove_duplicate_acks() -> None:
     """Acknowledge each offset once, so that faust's runs of consecutive offsets are whole."""
     for tp, acked in list(app.consumer._acked.items()):
@@ -166,34 +140,22 @@ async def check_commits() -> None:
     """One check of every assigned partition.
 
     Duplicate acknowledgements are removed at once; a partition is sought back to its
-    committed offset when the previous check found the same gap, or the same end dropped
-    with the worker at rest both times.
+    committed offset when the previous check found the same gap.
     """
     if app.rebalancing or not app.tables.recovery.completed.is_set():
         _gaps.clear()
         return
-    found = {tp: ("gap", *gap) for tp, gap in _stuck_gaps().items()}
-    if not app.consumer.unacked:
-        # At rest: what was delivered and not acknowledged is not on its way.
-        for tp, end in _dropped_ends().items():
-            found.setdefault(tp, ("end", *end))
+    found = _stuck_gaps()
     _remove_duplicate_acks()
     for tp, gap in list(found.items()):
         if _gaps.get(tp) != gap:
             continue
-        kind, committed, offset = gap
-        if kind == "gap":
-            log.warning(
-                "offsets %d to %d of %s[%d] were dropped unprocessed and hold its commit "
-                "back; reading the partition again from %d",
-                committed, offset - 1, tp.topic, tp.partition, committed,
-            )  # fmt: skip
-        else:
-            log.warning(
-                "offsets of %s[%d] from %d were delivered and dropped unprocessed at its end; "
-                "reading the partition again from %d",
-                tp.topic, tp.partition, offset, committed,
-            )  # fmt: skip
+        committed, head = gap
+        log.warning(
+            "offsets %d to %d of %s[%d] were dropped unprocessed and hold its commit back; "
+            "reading the partition again from %d",
+            committed, head - 1, tp.topic, tp.partition, committed,
+        )  # fmt: skip
         _processed[tp] = set(app.consumer._acked.get(tp, ()))
         await app.consumer.seek(tp, committed)
         del found[tp]

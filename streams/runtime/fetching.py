@@ -40,7 +40,6 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as driver
 
 from streams.runtime.commits import BarrierCommits
-from streams.runtime.ordering import InOrderDelivery
 
 __all__ = ["BatchingTransport", "batch_fetches"]
 
@@ -58,15 +57,14 @@ class _BatchingConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
 
-class _BatchingConsumer(InOrderDelivery, BarrierCommits, driver.Consumer):
+class _BatchingConsumer(BarrierCommits, driver.Consumer):
     def _new_consumer_thread(self) -> _BatchingConsumerThread:
         return _BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class BatchingTransport(driver.Transport):
     """Faust's Kafka transport, whose worker consumer fetches as the app's
-    ``fetch_min_bytes`` and ``fetch_max_wait_ms`` say, hands each partition's messages to the
-    streams in offset order (:mod:`streams.runtime.ordering`), and commits inside the app's
+    ``fetch_min_bytes`` and ``fetch_max_wait_ms`` say, and commits inside the app's
     ``commit_barrier`` (:mod:`streams.runtime.commits`)."""
 
     Consumer = _BatchingConsumer

@@ -10,14 +10,13 @@ from faust.types import TP
 
 from agents.compat import offsets
 from streams.runtime.commits import BarrierCommits
-from streams.runtime.ordering import DeliveryOrder
 
 PARTITION = TP("telemetry.interactions", 2)
 
 
 class FakeConsumer(BarrierCommits):
-    """The parts of faust's consumer the watchdog reads (with the worker's commit base and
-    the offset delivered next), and a seek that records."""
+    """The parts of faust's consumer the watchdog reads (with the worker's commit base),
+    and a seek that records."""
 
     def __init__(
         self,
@@ -25,12 +24,8 @@ class FakeConsumer(BarrierCommits):
         acked: list[int],
         in_flight: list[int],
         fetched_from: int | None = None,
-        due: int | None = None,
     ) -> None:
         self._committed_offset = {PARTITION: committed}
-        self.delivery_order = DeliveryOrder()
-        if due is not None:
-            self.delivery_order.sought(PARTITION, due)
         self._fetched_from = {} if fetched_from is None else {PARTITION: fetched_from}
         self._acked = {PARTITION: acked}
         self.unacked = [SimpleNamespace(tp=PARTITION, offset=o) for o in in_flight]
@@ -46,9 +41,9 @@ class FakeConsumer(BarrierCommits):
 @pytest.fixture
 def consumer_of(monkeypatch):
     def install(
-        committed: int | None, acked: list[int], in_flight=(), fetched_from=None, due=None
+        committed: int | None, acked: list[int], in_flight=(), fetched_from=None
     ) -> FakeConsumer:
-        consumer = FakeConsumer(committed, acked, list(in_flight), fetched_from, due)
+        consumer = FakeConsumer(committed, acked, list(in_flight), fetched_from)
         recovery = SimpleNamespace(completed=asyncio.Event())
         recovery.completed.set()
         fake_app = SimpleNamespace(
@@ -112,33 +107,4 @@ def test_duplicate_acks_are_removed_so_the_commit_does_not_crawl(consumer_of) ->
     consumer = consumer_of(244, acked)
     asyncio.run(offsets.check_commits())
     assert consumer._acked[PARTITION] == list(range(243, 300))
-    assert consumer.seeks == []
-
-
-def test_an_end_delivered_and_dropped_is_read_again_once_the_worker_is_at_rest(
-    consumer_of,
-) -> None:
-    # Offsets 40 to 44 were delivered to the streams, and 43 and 44 never acknowledged: the
-    # last of the partition, so no later acknowledgement shows a gap.
-    consumer = consumer_of(40, [40, 41, 42], due=45)
-    asyncio.run(offsets.check_commits())
-    assert consumer.seeks == []
-    asyncio.run(offsets.check_commits())
-    assert consumer.seeks == [(PARTITION, 40)]
-    skipped = [o for o in range(40, 45) if offsets.processed_before(PARTITION, o)]
-    assert skipped == [40, 41, 42]
-
-
-@pytest.mark.parametrize(
-    ("acked", "in_flight", "due"),
-    [
-        ([40, 41, 42], [43], 45),  # a stream is processing: the rest may be in its queue
-        ([40, 41, 42], [], 43),  # every message delivered was acknowledged
-        ([], [], 40),  # nothing delivered past the committed offset
-    ],
-)
-def test_no_seek_without_an_end_dropped_at_rest(consumer_of, acked, in_flight, due) -> None:
-    consumer = consumer_of(40, acked, in_flight, due=due)
-    for _ in range(3):
-        asyncio.run(offsets.check_commits())
     assert consumer.seeks == []
