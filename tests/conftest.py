@@ -25,7 +25,7 @@ import pytest
 
 from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
-from streams.lab.bench.support import metric_sum
+from streams.lab.bench.support import handled_counts, metric_sum
 
 ROOT = Path(__file__).resolve().parents[1]
 # A worker script run as a subprocess by tests/e2e/test_offsets_watchdog.py: importing it
@@ -103,15 +103,9 @@ class WorkerProcess:
         than before and ``topic``'s come later: on a loaded machine, minutes later.
         """
 
-        def handled() -> tuple[float, float]:
-            text = self.metrics_text()
-            consumed = metric_sum(text, "autopilot_events_consumed_total", topic=topic)
-            done = metric_sum(text, "autopilot_events_processed_total", topic=topic)
-            return consumed, done + metric_sum(text, "autopilot_dlq_total", topic=topic)
-
         def caught_up() -> bool:
-            consumed, done = handled()
-            return consumed >= count and done >= consumed
+            consumed, handled = handled_counts(self.metrics_text(), topic)
+            return consumed >= count and handled >= consumed
 
         wait_until(
             caught_up,

@@ -44,7 +44,7 @@ from streams.lab.bench.support import (
     Log,
     WorkerRun,
     bench_broker,
-    metric_sum,
+    handled_counts,
 )
 from streams.lab.bench.throughput import bench_config
 from streams.lab.simulator import SimConfig, enveloped, run_simulation
@@ -131,13 +131,9 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
                 raise RuntimeError(f"{what}: a worker exited; log tail:\n{worker.log_tail()}")
             texts.append(worker.metrics(CONSERVATION_COUNTERS))
         if all(text is not None for text in texts):
-            label = {"topic": "telemetry.metrics"}
-            consumed = [metric_sum(t, "autopilot_events_consumed_total", **label) for t in texts]
-            handled = [
-                metric_sum(t, "autopilot_events_processed_total", **label)
-                + metric_sum(t, "autopilot_dlq_total", **label)
-                for t in texts
-            ]
+            counts = [handled_counts(t, "telemetry.metrics") for t in texts]
+            consumed = [c for c, _ in counts]
+            handled = [h for _, h in counts]
             now = time.monotonic()
             if started is None and all(c > 0 for c in consumed):
                 started, at_start = now, sum(handled)

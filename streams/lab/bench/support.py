@@ -25,6 +25,7 @@ __all__ = [
     "Log",
     "WorkerRun",
     "bench_broker",
+    "handled_counts",
     "metric_by_label",
     "metric_sum",
     "proc_cpu_seconds",
@@ -68,6 +69,21 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(match.group(2))
     return total
+
+
+def handled_counts(text: str, topic: str) -> tuple[float, float]:
+    """Records of logical ``topic`` consumed, and handled (processed or dead-lettered), in a
+    worker's Prometheus ``text``; each record of an envelope counts.
+
+    >>> handled_counts(
+    ...     'autopilot_events_consumed_total{topic="m"} 5.0\\n'
+    ...     'autopilot_events_processed_total{topic="m"} 3.0\\n'
+    ...     'autopilot_dlq_total{topic="m",reason="schema"} 1.0\\n', "m")
+    (5.0, 4.0)
+    """
+    consumed = metric_sum(text, "autopilot_events_consumed_total", topic=topic)
+    processed = metric_sum(text, "autopilot_events_processed_total", topic=topic)
+    return consumed, processed + metric_sum(text, "autopilot_dlq_total", topic=topic)
 
 
 def metric_by_label(text: str, name: str, label: str) -> dict[str, float]:
@@ -193,11 +209,7 @@ class WorkerRun:
         ``None`` while the worker's web server does not answer.
         """
         text = self.metrics(CONSERVATION_COUNTERS)
-        if text is None:
-            return None
-        consumed = metric_sum(text, "autopilot_events_consumed_total", topic=topic)
-        handled = metric_sum(text, "autopilot_events_processed_total", topic=topic)
-        return consumed, handled + metric_sum(text, "autopilot_dlq_total", topic=topic)
+        return None if text is None else handled_counts(text, topic)
 
     def time_backlog(
         self,
