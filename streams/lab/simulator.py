@@ -126,6 +126,7 @@ _DAY_S = 86_400.0
 _PEAK_HOUR = 15.0
 _DAILY_FLOOR = 0.3  # trough demand relative to the afternoon peak
 _WEEKEND = 0.72
+_WEEK_RAMP_S = 6 * 3600.0  # weekday and weekend demand blend over the night around midnight
 _TARGET_UTIL = 0.6
 _SCALE_EVERY_S = 60.0
 _MIN_REPLICAS = 2
@@ -698,9 +699,32 @@ def _daily(t: float, offset_s: float) -> float:
 
 
 def _weekly(t: float, offset_s: float) -> float:
-    """Weekends are quieter; 1970-01-01 was a Thursday, so day 0 is weekday 3."""
-    weekday = (int((t + offset_s) // _DAY_S) + 3) % 7
-    return _WEEKEND if weekday >= 5 else 1.0
+    """Weekends are quieter: demand relative to a weekday at local time ``t + offset_s``.
+
+    The change is spread over the night around midnight, as real traffic changes: a
+    step of 28 % at midnight is an incident the anomaly detector rightly reports, and a
+    healthy run crossing into Saturday must not have one.
+
+    >>> saturday_noon = 2 * 86_400 + 12 * 3600  # 1970-01-01 was a Thursday
+    >>> _weekly(saturday_noon, 0.0), _weekly(saturday_noon - 86_400, 0.0)
+    (0.72, 1.0)
+    >>> round(_weekly(2 * 86_400, 0.0), 2)  # Friday-to-Saturday midnight: half way
+    0.86
+    """
+    local = t + offset_s
+    midnight = round(local / _DAY_S)
+    into = (local - midnight * _DAY_S) / _WEEK_RAMP_S + 0.5
+    before, after = _day_factor(midnight - 1), _day_factor(midnight)
+    if before == after or into <= 0.0:
+        return before
+    if into >= 1.0:
+        return after
+    return before + (after - before) * (0.5 - 0.5 * math.cos(math.pi * into))
+
+
+def _day_factor(day: int) -> float:
+    """Weekday 1, weekend ``_WEEKEND``; day 0 (1970-01-01) was a Thursday."""
+    return _WEEKEND if (day + 3) % 7 >= 5 else 1.0
 
 
 def _desired_replicas(rps: float, capacity: float) -> int:

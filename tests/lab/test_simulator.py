@@ -157,6 +157,22 @@ def test_weekends_are_quieter() -> None:
     assert mean_rps(saturday) < 0.85 * mean_rps(WEDNESDAY + 6 * 3600)
 
 
+def test_demand_changes_smoothly_into_and_out_of_the_weekend() -> None:
+    # A healthy run crossing local midnight from Friday to Saturday (and from Sunday to
+    # Monday) must not step: the anomaly detector reports a drop of 28 % in one tick.
+    for midnight in (WEDNESDAY + 3 * DAY, WEDNESDAY + 5 * DAY):
+        start = midnight + 5 * 3600 - 2 * 3600  # us-east's midnight is 05:00 UTC
+        config = SimConfig(
+            duration_s=4 * 3600, tick_s=60, start_ts=start, tenants=0, errors_per_s=0, seed=3
+        )
+        series = metric_series(decoded(config), "catalog", "us-east")
+        before = [m["rps"] for ts, m in series.items() if start <= ts < start + 2 * 3600]
+        after = [m["rps"] for ts, m in series.items() if ts >= start + 2 * 3600]
+        # 20 minutes either side of midnight, to average out the per-sample noise.
+        step = statistics.fmean(after[:20]) / statistics.fmean(before[-20:])
+        assert 0.93 < step < 1.07, (midnight, step)
+
+
 def test_region_outage_degrades_then_silences_the_region() -> None:
     config = scenario_config("region_outage")
     truth = ground_truth(config, WEDNESDAY)
