@@ -14,32 +14,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime
 from typing import Any
 
 import click
 import orjson
 
+from streams.cli.params import TIMESTAMP
+
 __all__ = ["audit", "erase", "report"]
-
-
-def _parse_time(value: str | None) -> float | None:
-    """Epoch seconds, or an ISO 8601 time (UTC unless it says otherwise)."""
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither epoch seconds nor an ISO 8601 time"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.now().astimezone().tzinfo).astimezone()
-    return parsed.timestamp()
 
 
 async def _assigned(consumer: Any, wait_s: float = 10.0) -> list[Any]:
@@ -108,17 +90,24 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--from", "start", help="Check entries appended from this time (epoch s or ISO).")
-@click.option("--to", "end", help="... up to this time.")
+@click.option(
+    "--from",
+    "start",
+    type=TIMESTAMP,
+    help="Check entries appended from this time (epoch s or ISO 8601, UTC).",
+)
+@click.option("--to", "end", type=TIMESTAMP, help="... up to this time.")  # fmt: skip
 @click.option("--topic", help="Verify this topic instead of the deployment's trail (a copy).")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON object of the result.")
-def verify_command(start: str | None, end: str | None, topic: str | None, as_json: bool) -> None:
+def verify_command(
+    start: float | None, end: float | None, topic: str | None, as_json: bool
+) -> None:
     """Check every chain of the trail: gaps, reorderings, altered entries; exit 1 if any."""
     from models.compliance.trail import verify
     from streams.runtime.app import topic_names
 
     name = topic or topic_names.audit_trail
-    messages, anchored = asyncio.run(read_trail(name, _parse_time(start), _parse_time(end)))
+    messages, anchored = asyncio.run(read_trail(name, start, end))
     statuses = verify(messages, anchored=anchored)
     ok = all(s.ok for s in statuses.values())
     for s in statuses.values():
@@ -191,22 +180,30 @@ def report() -> None:
 
 
 @report.command("compliance")
-@click.option("--from", "start", help="Period start (epoch s or ISO); default: the beginning.")
-@click.option("--to", "end", help="Period end; default: now.")
+@click.option(
+    "--from",
+    "start",
+    type=TIMESTAMP,
+    help="Period start (epoch s or ISO 8601, UTC); default: the beginning.",
+)
+@click.option("--to", "end", type=TIMESTAMP, help="Period end; default: now.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
 @click.option("--metrics", "metrics_urls", multiple=True,
               help="A worker's /metrics URL, for PII counts (repeat per worker); "
               "default: the local worker's.")  # fmt: skip
 @click.option("--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 def report_compliance(
-    start: str | None, end: str | None, fmt: str, metrics_urls: tuple[str, ...], output: str | None
+    start: float | None,
+    end: float | None,
+    fmt: str,
+    metrics_urls: tuple[str, ...],
+    output: str | None,
 ) -> None:
     """Residency decisions, PII detections, actions, erasures and the trail's verification."""
     from models.compliance.report import compliance_report, render_html, render_markdown
     from models.compliance.trail import verify
     from streams.runtime.app import settings, topic_names
 
-    t0, t1 = _parse_time(start), _parse_time(end)
     # The chains are verified whole: a period's entries link to the ones before it.
     messages, anchored = asyncio.run(read_trail(topic_names.audit_trail))
     statuses = verify(messages, anchored=anchored)
@@ -217,11 +214,13 @@ def report_compliance(
         except orjson.JSONDecodeError:
             continue
         ts = entry.get("ts") if isinstance(entry, dict) else None
-        if isinstance(ts, (int, float)) and (t0 is None or ts >= t0) and (t1 is None or ts <= t1):
+        if not isinstance(ts, (int, float)):
+            continue
+        if (start is None or ts >= start) and (end is None or ts <= end):
             entries.append(entry)
     urls = metrics_urls or (f"http://127.0.0.1:{settings.web_port}/metrics",)
     pii, unreachable = _pii_counts(urls)
-    result = compliance_report(entries, statuses, pii, start=t0, end=t1 or time.time())
+    result = compliance_report(entries, statuses, pii, start=start, end=end or time.time())
     text = render_markdown(result) if fmt == "md" else render_html(result)
     if unreachable:
         note = f"PII counts exclude unreachable workers: {', '.join(unreachable)}."

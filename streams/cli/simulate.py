@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import orjson
 
+from streams.cli.params import TIMESTAMP
 from streams.lab.scenario import ScenarioError, bundled_scenarios, load_scenario
 from streams.lab.simulator import (
     DEFAULT_INTERACTIONS_PER_S,
@@ -85,6 +86,13 @@ def _pace(
         show_default=True,
         help="User interactions per second over all tenants at mean load.",
     ),
+    click.option(
+        "--start",
+        type=TIMESTAMP,
+        help="Event time of the first record (epoch s or ISO 8601, UTC), for a run at a "
+        "chosen time of day; default: placed to end about now. A worker refuses events "
+        "older than AUTOPILOT_MAX_PAST_S (a day by default).",
+    ),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option(
         "--envelope",
@@ -123,6 +131,7 @@ async def simulate(
     tick: float | None,
     base_rps: float,
     interactions_per_s: float,
+    start: float | None,
     seed: int,
     envelope_records: int,
     no_envelope: bool,
@@ -133,7 +142,7 @@ async def simulate(
 
     Progress (events sent, rate, event time) is printed about once a second; a
     summary per topic ends the run. Event time ends near now, so the worker's
-    timestamp-skew check accepts every event.
+    timestamp-skew check accepts every event, unless --start places it.
     """
     overrides: dict = {
         "services": _names(services),
@@ -144,6 +153,7 @@ async def simulate(
         "base_rps": base_rps,
         "interactions_per_s": interactions_per_s,
         "envelope_records": 1 if no_envelope else envelope_records,
+        "start_ts": start,
     }
     if tick is not None:
         overrides["tick_s"] = tick
