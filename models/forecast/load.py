@@ -320,6 +320,9 @@ class LoadForecaster(time_series.base.Forecaster):
         # How late a pending forecast may still be scored, per horizon.
         self._max_lags = tuple(max(300.0, 0.25 * h) for h in self.horizons_s)
         self._prior: list[float] | Callable[[float], float] | None = None
+        # (ts_now, horizon_s, mean) of the last forecast until the state changes: the
+        # predictive policy asks twice a sample, for its forecast and for its band.
+        self._mean_memo: tuple[float, float, float] | None = None
 
     # ----------------------------------------------------------------------------- prior
     def set_prior(self, profile: Sequence[float] | Callable[[float], float] | None) -> None:
@@ -330,6 +333,7 @@ class LoadForecaster(time_series.base.Forecaster):
         demand at that time (mean about 1). A sequence is part of :meth:`to_state`; a
         callable is not and must be set again after a restore.
         """
+        self._mean_memo = None
         if profile is None or callable(profile):
             self._prior = profile
             return
@@ -417,6 +421,7 @@ class LoadForecaster(time_series.base.Forecaster):
         """
         if self.last_ts is not None and ts < self.last_ts:
             return
+        self._mean_memo = None
         y = max(float(y), 0.0)
         self._score_pending(ts, y)
 
@@ -585,7 +590,12 @@ class LoadForecaster(time_series.base.Forecaster):
         if self.base is None:
             return Forecast(0.0, 0.0, 0.0, float(horizon_s))
         i = self._horizon_index(horizon_s)
-        mean = self._combine(i, self._experts(ts_now, horizon_s))
+        memo = self._mean_memo
+        if memo is not None and memo[0] == ts_now and memo[1] == horizon_s:
+            mean = memo[2]
+        else:
+            mean = self._combine(i, self._experts(ts_now, horizon_s))
+            self._mean_memo = (ts_now, horizon_s, mean)
         lo, hi = self._spread(ts_now, i, self.interval if interval is None else interval)
         a = self._offset()
         return Forecast(

@@ -281,3 +281,22 @@ def test_a_checkpoint_from_before_river_verbs_restores():
     assert restored.step_s == 0.0
     restored.update(f.last_ts + 300.0, 200.0)
     assert restored.step_s == 300.0
+
+
+def test_a_forecast_asked_again_is_the_same_until_the_forecaster_learns_or_gets_a_prior():
+    f = LoadForecaster()
+    for ts, y in stream(MONDAY, 3, lambda ts: 100.0 * daily_shape(ts)):
+        f.update(ts, y)
+    now = f.last_ts
+    first = f.forecast_at(now, 600.0)
+    # The scaler asks for its band next: same mean, a narrower interval.
+    band = f.forecast_at(now, 600.0, interval=0.5)
+    assert band.mean == first.mean and band.upper - band.lower < first.upper - first.lower
+    f.update(now, 3.0 * first.mean)  # learned at the same event time
+    learned = f.forecast_at(now, 600.0)
+    assert learned.mean > first.mean
+    f.set_prior([1.0] * (HOURS_PER_WEEK - 1) + [50.0])
+    assert f.forecast_at(now, 600.0).mean != learned.mean
+    assert LoadForecaster.from_state(f.to_state()).forecast_at(now, 600.0) == f.forecast_at(
+        now, 600.0
+    )
