@@ -96,7 +96,7 @@ def audit() -> None:
     type=TIMESTAMP,
     help="Check entries appended from this time (epoch s or ISO 8601, UTC).",
 )
-@click.option("--to", "end", type=TIMESTAMP, help="... up to this time.")  # fmt: skip
+@click.option("--to", "end", type=TIMESTAMP, help="... up to this time.")
 @click.option("--topic", help="Verify this topic instead of the deployment's trail (a copy).")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON object of the result.")
 def verify_command(
@@ -186,7 +186,7 @@ def report() -> None:
     type=TIMESTAMP,
     help="Period start (epoch s or ISO 8601, UTC); default: the beginning.",
 )
-@click.option("--to", "end", type=TIMESTAMP, help="Period end; default: now.")  # fmt: skip
+@click.option("--to", "end", type=TIMESTAMP, help="Period end; default: now.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
 @click.option("--metrics", "metrics_urls", multiple=True,
               help="A worker's /metrics URL, for PII counts (repeat per worker); "
