@@ -26,8 +26,6 @@ class Timestamp(click.ParamType):
     name = "timestamp"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
-        if isinstance(value, float | int):
-            return float(value)
         try:
             return float(value)
         except ValueError:
