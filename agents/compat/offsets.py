@@ -1,7 +1,7 @@
 """A watchdog for offset commits that stop advancing (faust-streaming issues #596 and #625).
 
 Faust commits a partition's offset only up to the end of the first run of consecutive
-acknowledged offsets. Two races of its start-up and rebalance paths, seen on a worker
+acknowledged offsets. Races of its start-up and rebalance paths, seen on a worker
 restarted mid-stream, break that for good while the worker goes on reading:
 
 * *dropped messages*: messages fetched while the flow was suspended are dropped, and the
@@ -14,6 +14,13 @@ restarted mid-stream, break that for good while the worker goes on reading:
   acknowledgements, and :func:`processed_before` tells :class:`agents.runtime.edge.Edge`
   to skip them, so that no brain learns a record twice (a worker whose brains had learned
   the records past the gap twice published other SLO burns than a worker that had not).
+* *a dropped tail*: when the dropped messages are the latest fetched, no acknowledgement
+  after them shows a gap, and the commit stands at them with nothing to wait for: they
+  would stay unread until the partition's next owner (a CI run's actuator waited 150 s for
+  133 decisions so dropped). The timer compares what the fetcher handed faust
+  (:meth:`~streams.runtime.commits.BarrierCommits.fetch_position`) with the highest offset
+  acknowledged or being processed, between two batches; when two checks in a row find the
+  same messages missing, it seeks the partition back to the first of them.
 * *duplicates*: offsets faust took for a gap in the log are later read and acknowledged
   again, so the list of acknowledged offsets holds some twice; faust's run of consecutive
   offsets then ends at the first duplicate, and the commit crawls one offset per commit.
@@ -44,6 +51,8 @@ CHECK_EVERY_S = 5.0
 
 # Partition -> (committed offset, first acknowledged offset) of the gap seen last check.
 _gaps: dict[TP, tuple[int, int]] = {}
+# Partition -> (first, end) of the dropped tail seen last check.
+_tails: dict[TP, tuple[int, int]] = {}
 # Partition -> offsets processed before it was sought back over a gap, not yet read again.
 _processed: dict[TP, set[int]] = {}
 
@@ -113,6 +122,41 @@ def _stuck_gaps() -> dict[TP, tuple[int, int]]:
     return gaps
 
 
+def _dropped_tails() -> dict[TP, tuple[int, int]]:
+    """Partitions whose latest fetched messages faust dropped: ``(first, end)`` of the
+    offsets the fetcher handed faust that no stream acknowledged or is processing, nothing
+    fetched after them.
+
+    The gaps of :func:`_stuck_gaps` show in the acknowledgements of the messages after
+    them; these have none after them, so the commit has nothing to wait for and they would
+    stay unread until the partition's next owner reads from the committed offset.
+    """
+    consumer = app.consumer
+    if consumer.delivering:
+        # A batch on its way to the streams' queues.
+        return {}
+    handled: dict[TP, int] = {}
+    for message in list(consumer.unacked):
+        handled[message.tp] = max(message.offset, handled.get(message.tp, -1))
+    tails = {}
+    for tp in sorted(app.assignor.assigned_actives()):
+        end = consumer.fetch_position(tp)
+        base = consumer.commit_base(tp)
+        if end is None or base is None or not app.topics.acks_enabled_for(tp.topic):
+            continue
+        # A stream takes on (tracks) a message when it takes it from its channel's queue:
+        # the messages queued are neither acknowledged nor in flight. Faust's conductor
+        # indexes the channels each partition's messages go to.
+        if any(not channel.queue.empty() for channel in app.topics._tp_index.get(tp, ())):
+            continue
+        acked = consumer._acked.get(tp)
+        first = max(base, handled.get(tp, -1) + 1, max(acked) + 1 if acked else 0)
+        # Faust tolerates one offset: a transaction's marker.
+        if end - first > 1:
+            tails[tp] = (first, end)
+    return tails
+
+
 def _remove_duplicate_acks() -> None:
     """Acknowledge each offset once, so that faust's runs of consecutive offsets are whole."""
     for tp, acked in list(app.consumer._acked.items()):
@@ -144,6 +188,7 @@ async def check_commits() -> None:
     """
     if app.rebalancing or not app.tables.recovery.completed.is_set():
         _gaps.clear()
+        _tails.clear()
         return
     found = _stuck_gaps()
     _remove_duplicate_acks()
@@ -159,5 +204,19 @@ async def check_commits() -> None:
         _processed[tp] = set(app.consumer._acked.get(tp, ()))
         await app.consumer.seek(tp, committed)
         del found[tp]
+    tails = {tp: tail for tp, tail in _dropped_tails().items() if tp not in found}
+    for tp, tail in list(tails.items()):
+        if _tails.get(tp) != tail:
+            continue
+        first, end = tail
+        log.warning(
+            "offsets %d to %d of %s[%d], the latest fetched, were dropped unprocessed; "
+            "reading the partition again from %d",
+            first, end - 1, tp.topic, tp.partition, first,
+        )  # fmt: skip
+        await app.consumer.seek(tp, first)
+        del tails[tp]
     _gaps.clear()
     _gaps.update(found)
+    _tails.clear()
+    _tails.update(tails)

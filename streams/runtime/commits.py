@@ -29,10 +29,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from faust.exceptions import ProducerSendError
 from faust.types import TP
 
-__all__ = ["BarrierCommits"]
+__all__ = ["BarrierCommits", "fetch_position"]
+
+
+def fetch_position(consumer: AIOKafkaConsumer, tp: TP) -> int | None:
+    """The position of ``tp`` in ``consumer``: the offset of the next message its fetcher
+    hands out, ``None`` when not assigned or being reset.
+
+    What aiokafka's ``position()`` returns without waiting, read from its subscription state
+    (private names of the pinned aiokafka; ``tests/e2e/test_fetching.py`` checks them). The
+    state belongs to the consumer's thread: an int, read without a lock.
+    """
+    subscription = consumer._subscription.subscription
+    assignment = None if subscription is None else subscription.assignment
+    if assignment is None or tp not in assignment.tps:
+        return None
+    state = assignment.state_value(tp)
+    return state.position if state.has_valid_position else None
 
 
 class BarrierCommits:
@@ -50,10 +67,14 @@ class BarrierCommits:
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         # Every message fetched, before faust can drop it from a stream's way.
         fetched = self.__dict__.setdefault("_fetched_from", {})
-        async for tp, message in super().getmany(timeout):  # type: ignore[misc]
-            if message.offset < fetched.get(tp, message.offset + 1):
-                fetched[tp] = message.offset
-            yield tp, message
+        try:
+            async for tp, message in super().getmany(timeout):  # type: ignore[misc]
+                self.__dict__["_delivering"] = True
+                if message.offset < fetched.get(tp, message.offset + 1):
+                    fetched[tp] = message.offset
+                yield tp, message
+        finally:
+            self.__dict__["_delivering"] = False
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Faust takes a jump in the offsets it reads for a gap in the log (a compacted or
@@ -69,6 +90,19 @@ class BarrierCommits:
         else the lowest offset fetched since the worker started (``None`` before any)."""
         committed = self._committed_offset.get(tp)  # type: ignore[attr-defined]
         return committed or self.__dict__.get("_fetched_from", {}).get(tp)
+
+    @property
+    def delivering(self) -> bool:
+        """Whether faust is handing a fetched batch to the streams: messages of it may be
+        neither acknowledged nor in flight yet, nor dropped."""
+        return self.__dict__.get("_delivering", False)
+
+    def fetch_position(self, tp: TP) -> int | None:
+        """The offset of the next message of ``tp`` the fetcher hands faust (``None`` when
+        unknown): every message below it went to faust, handled or dropped."""
+        # Faust runs its aiokafka consumer in its consumer thread (pinned faust-streaming).
+        consumer = getattr(getattr(self, "_thread", None), "_consumer", None)
+        return None if consumer is None else fetch_position(consumer, tp)
 
     def has_gap(self, tp: TP) -> bool:
         """Whether ``tp``'s acknowledged offsets start past :meth:`commit_base` (faust

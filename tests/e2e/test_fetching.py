@@ -1,13 +1,16 @@
-"""The private names :mod:`streams.runtime.fetching` sets reach the fetcher of a real
-aiokafka consumer: this test fails if an upgrade of the pinned aiokafka renames them."""
+"""The private names of aiokafka the worker's consumer uses work on a real consumer: those
+:mod:`streams.runtime.fetching` sets reach its fetcher, and
+:func:`streams.runtime.commits.fetch_position` reads its position. These tests fail if an
+upgrade of the pinned aiokafka renames them."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.runtime.commits import fetch_position
 from streams.runtime.fetching import batch_fetches
 
 pytestmark = pytest.mark.kafka
@@ -27,3 +30,37 @@ def test_a_started_consumer_fetches_as_batch_fetches_says(kafka_bootstrap: str) 
             await consumer.stop()
 
     assert asyncio.run(started_fetcher()) == (12_345, 67)
+
+
+def test_fetch_position_is_the_offset_after_the_last_message_handed_out(
+    kafka_bootstrap: str, topic_names
+) -> None:
+    topic = f"{topic_names.prefix}fetch-position"
+    tp = TopicPartition(topic, 0)
+
+    async def positions() -> list[int | None]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for n in range(7):
+                await producer.send_and_wait(topic, b"%d" % n, partition=0)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            seen = [fetch_position(consumer, tp)]  # not assigned
+            consumer.assign([tp])
+            consumer.seek(tp, 2)
+            got = 0
+            while got < 5:
+                batches = await consumer.getmany(tp, timeout_ms=5000, max_records=5 - got)
+                got += sum(len(records) for records in batches.values())
+            seen.append(fetch_position(consumer, tp))
+            consumer.seek(tp, 3)
+            seen.append(fetch_position(consumer, tp))
+            return seen
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(positions()) == [None, 7, 3]

@@ -76,3 +76,13 @@ def test_offsets_never_acknowledged_hold_a_partition_faust_holds_no_commit_for(c
     handled(consumer, tp, range(0, 12), committed=None)
     consumer._acked[tp].sort()
     assert not consumer.has_gap(tp)
+
+
+def test_the_fetch_position_is_read_where_the_pinned_faust_keeps_its_aiokafka_consumer(
+    consumer,
+) -> None:
+    # Faust runs aiokafka's consumer in its consumer thread, as ``_thread._consumer``; not
+    # started, there is none, and no position.
+    assert hasattr(consumer._thread, "_consumer")
+    assert consumer.fetch_position(TP(TOPIC, 0)) is None
+    assert consumer.delivering is False

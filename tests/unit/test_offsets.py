@@ -24,8 +24,10 @@ class FakeConsumer(BarrierCommits):
         acked: list[int],
         in_flight: list[int],
         fetched_from: int | None = None,
+        position: int | None = None,
     ) -> None:
         self._committed_offset = {PARTITION: committed}
+        self.position = position
         self._fetched_from = {} if fetched_from is None else {PARTITION: fetched_from}
         self._acked = {PARTITION: acked}
         self.unacked = [SimpleNamespace(tp=PARTITION, offset=o) for o in in_flight]
@@ -34,6 +36,9 @@ class FakeConsumer(BarrierCommits):
     def assignment(self) -> set[TP]:
         return {PARTITION}
 
+    def fetch_position(self, tp: TP) -> int | None:
+        return self.position if tp == PARTITION else None
+
     async def seek(self, tp: TP, offset: int) -> None:
         self.seeks.append((tp, offset))
 
@@ -41,16 +46,33 @@ class FakeConsumer(BarrierCommits):
 @pytest.fixture
 def consumer_of(monkeypatch):
     def install(
-        committed: int | None, acked: list[int], in_flight=(), fetched_from=None
+        committed: int | None,
+        acked: list[int],
+        in_flight=(),
+        fetched_from=None,
+        position=None,
+        acks=True,
+        queued=False,
     ) -> FakeConsumer:
-        consumer = FakeConsumer(committed, acked, list(in_flight), fetched_from)
+        consumer = FakeConsumer(committed, acked, list(in_flight), fetched_from, position)
         recovery = SimpleNamespace(completed=asyncio.Event())
         recovery.completed.set()
         fake_app = SimpleNamespace(
-            consumer=consumer, rebalancing=False, tables=SimpleNamespace(recovery=recovery)
+            consumer=consumer,
+            rebalancing=False,
+            tables=SimpleNamespace(recovery=recovery),
+            assignor=SimpleNamespace(assigned_actives=lambda: {PARTITION}),
+            topics=SimpleNamespace(
+                acks_enabled_for=lambda topic: acks,
+                # The channels the partition's messages go to, and whether one holds some.
+                _tp_index={
+                    PARTITION: [SimpleNamespace(queue=SimpleNamespace(empty=lambda: not queued))]
+                },
+            ),
         )
         monkeypatch.setattr(offsets, "app", fake_app)
         monkeypatch.setattr(offsets, "_gaps", {})
+        monkeypatch.setattr(offsets, "_tails", {})
         monkeypatch.setattr(offsets, "_processed", {})
         return consumer
 
@@ -107,4 +129,58 @@ def test_duplicate_acks_are_removed_so_the_commit_does_not_crawl(consumer_of) ->
     consumer = consumer_of(244, acked)
     asyncio.run(offsets.check_commits())
     assert consumer._acked[PARTITION] == list(range(243, 300))
+    assert consumer.seeks == []
+
+
+def test_the_latest_messages_fetched_and_dropped_are_read_again_on_the_second_check(
+    consumer_of,
+) -> None:
+    # 100 to 104 handled (committed up to 102), 105 to 109 fetched and dropped: nothing
+    # acknowledged after them shows them missing.
+    consumer = consumer_of(103, [103, 104], position=110)
+    asyncio.run(offsets.check_commits())
+    assert consumer.seeks == []
+    asyncio.run(offsets.check_commits())
+    assert consumer.seeks == [(PARTITION, 105)]
+    # Nothing processed after them: nothing to skip when they are read again.
+    assert not any(offsets.processed_before(PARTITION, o) for o in range(105, 110))
+
+
+def test_a_dropped_tail_after_a_commit_is_read_again_from_the_committed_offset(
+    consumer_of,
+) -> None:
+    consumer = consumer_of(105, [], position=110)
+    for _ in range(2):
+        asyncio.run(offsets.check_commits())
+    assert consumer.seeks == [(PARTITION, 105)]
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "position", "acks", "delivering", "queued"),
+    [
+        ([105, 106, 107, 108, 109], 110, True, False, False),  # being processed
+        ([], 105, True, False, False),  # every message fetched acknowledged
+        ([], 106, True, False, False),  # one offset: a transaction's marker
+        ([], 110, False, False, False),  # a table's changelog: no acks
+        ([], None, True, False, False),  # position unknown (being reset)
+        ([], 110, True, True, False),  # a batch on its way to the streams
+        ([], 110, True, False, True),  # waiting in a stream's queue
+    ],
+)
+def test_no_seek_without_a_dropped_tail(
+    consumer_of, in_flight, position, acks, delivering, queued
+) -> None:
+    consumer = consumer_of(103, [103, 104], in_flight, position=position, acks=acks, queued=queued)
+    consumer._delivering = delivering
+    for _ in range(3):
+        asyncio.run(offsets.check_commits())
+    assert consumer.seeks == []
+
+
+def test_a_tail_that_moves_between_checks_is_not_taken_for_dropped(consumer_of) -> None:
+    # A fetch handed faust more between the checks: the streams are still at work.
+    consumer = consumer_of(103, [103, 104], position=110)
+    asyncio.run(offsets.check_commits())
+    consumer.position = 120
+    asyncio.run(offsets.check_commits())
     assert consumer.seeks == []
