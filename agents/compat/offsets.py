@@ -10,9 +10,9 @@ restarted mid-stream, break that for good while the worker goes on reading:
   acknowledged offsets start past the committed one with no message of the gap still being
   processed; when two checks in a row find the same gap, it seeks the partition back to the
   committed offset: the dropped messages are read and processed, and the commit moves on.
-  The messages after them, processed already, are read again too; faust still holds their
-  acknowledgements, and :func:`processed_before` tells :class:`agents.runtime.edge.Edge`
-  to skip them, so that no brain learns a record twice (a worker whose brains had learned
+  The messages after them, processed already, or queued or in hand for a stream, are read
+  again too; :func:`processed_before` tells :class:`agents.runtime.edge.Edge` to skip each
+  second copy, so that no brain learns a record twice (a worker whose brains had learned
   the records past the gap twice published other SLO burns than a worker that had not).
 * *a dropped tail*: when the dropped messages are the latest fetched, no acknowledgement
   after them shows a gap, and the commit stands at them with nothing to wait for: they
@@ -53,7 +53,8 @@ CHECK_EVERY_S = 5.0
 _gaps: dict[TP, tuple[int, int]] = {}
 # Partition -> (first, end) of the dropped tail seen last check.
 _tails: dict[TP, tuple[int, int]] = {}
-# Partition -> offsets processed before it was sought back over a gap, not yet read again.
+# Partition -> offsets processed, or in a stream's hands, when it was sought back over
+# dropped messages, not yet read again.
 _processed: dict[TP, set[int]] = {}
 
 
@@ -70,8 +71,9 @@ def next_offset(tp: TP, highest_read: int) -> int:
 
 
 def processed_before(tp: TP, offset: int) -> bool:
-    """Whether the message at ``offset`` of ``tp`` was processed before the partition was
-    sought back over a gap of dropped messages; each is answered ``True`` once.
+    """Whether the message at ``offset`` of ``tp`` was processed, or in a stream's hands,
+    before the partition was sought back over dropped messages; each is answered ``True``
+    once.
 
     >>> tp = TP("telemetry.metrics", 0)
     >>> _processed[tp] = {7, 8}
@@ -89,6 +91,24 @@ def processed_before(tp: TP, offset: int) -> bool:
     return True
 
 
+def _seek_back(tp: TP, offset: int) -> Any:
+    """Seek ``tp`` back to ``offset``; what was processed or is in hand is skipped when it
+    is read again (:func:`processed_before`)."""
+    consumer = app.consumer
+    done = set(consumer._acked.get(tp, ()))
+    done.update(m.offset for m in list(consumer.unacked) if m.tp == tp)
+    _processed[tp] = {o for o in done if o >= offset}
+    return consumer.seek(tp, offset)
+
+
+def _queued(tp: TP) -> bool:
+    """Whether messages of ``tp`` wait in a stream's queue: a stream takes on (tracks) a
+    message when it takes it from its channel's queue, so the queued ones are neither
+    acknowledged nor in a stream's hands. Faust's conductor indexes the channels each
+    partition's messages go to."""
+    return any(not channel.queue.empty() for channel in app.topics._tp_index.get(tp, ()))
+
+
 async def _forget_processed(sender: Any, revoked: set[TP], **_: Any) -> None:
     # A partition that moves is read again by its next owner from its committed offset.
     for tp in revoked:
@@ -99,7 +119,8 @@ app.on_partitions_revoked.connect(_forget_processed)
 
 
 def _stuck_gaps() -> dict[TP, tuple[int, int]]:
-    """Partitions whose commit waits for offsets that no stream is processing."""
+    """Partitions whose commit waits for offsets that no stream is processing: ``(first,
+    end)`` of the offsets missing."""
     consumer = app.consumer
     in_flight: dict[TP, list[int]] = {}
     for message in list(consumer.unacked):
@@ -124,17 +145,14 @@ def _stuck_gaps() -> dict[TP, tuple[int, int]]:
 
 def _dropped_tails() -> dict[TP, tuple[int, int]]:
     """Partitions whose latest fetched messages faust dropped: ``(first, end)`` of the
-    offsets the fetcher handed faust that no stream acknowledged or is processing, nothing
-    fetched after them.
+    offsets the fetcher handed faust that no stream acknowledged, holds or has queued,
+    nothing fetched after them.
 
     The gaps of :func:`_stuck_gaps` show in the acknowledgements of the messages after
     them; these have none after them, so the commit has nothing to wait for and they would
     stay unread until the partition's next owner reads from the committed offset.
     """
     consumer = app.consumer
-    if consumer.delivering:
-        # A batch on its way to the streams' queues.
-        return {}
     handled: dict[TP, int] = {}
     for message in list(consumer.unacked):
         handled[message.tp] = max(message.offset, handled.get(message.tp, -1))
@@ -144,10 +162,7 @@ def _dropped_tails() -> dict[TP, tuple[int, int]]:
         base = consumer.commit_base(tp)
         if end is None or base is None or not app.topics.acks_enabled_for(tp.topic):
             continue
-        # A stream takes on (tracks) a message when it takes it from its channel's queue:
-        # the messages queued are neither acknowledged nor in flight. Faust's conductor
-        # indexes the channels each partition's messages go to.
-        if any(not channel.queue.empty() for channel in app.topics._tp_index.get(tp, ())):
+        if _queued(tp):
             continue
         acked = consumer._acked.get(tp)
         first = max(base, handled.get(tp, -1) + 1, max(acked) + 1 if acked else 0)
@@ -190,33 +205,29 @@ async def check_commits() -> None:
         _gaps.clear()
         _tails.clear()
         return
-    found = _stuck_gaps()
     _remove_duplicate_acks()
-    for tp, gap in list(found.items()):
-        if _gaps.get(tp) != gap:
-            continue
-        committed, head = gap
-        log.warning(
-            "offsets %d to %d of %s[%d] were dropped unprocessed and hold its commit back; "
-            "reading the partition again from %d",
-            committed, head - 1, tp.topic, tp.partition, committed,
-        )  # fmt: skip
-        _processed[tp] = set(app.consumer._acked.get(tp, ()))
-        await app.consumer.seek(tp, committed)
-        del found[tp]
-    tails = {tp: tail for tp, tail in _dropped_tails().items() if tp not in found}
-    for tp, tail in list(tails.items()):
-        if _tails.get(tp) != tail:
-            continue
-        first, end = tail
-        log.warning(
-            "offsets %d to %d of %s[%d], the latest fetched, were dropped unprocessed; "
-            "reading the partition again from %d",
-            first, end - 1, tp.topic, tp.partition, first,
-        )  # fmt: skip
-        await app.consumer.seek(tp, first)
-        del tails[tp]
-    _gaps.clear()
-    _gaps.update(found)
-    _tails.clear()
-    _tails.update(tails)
+    if app.consumer.delivering:
+        # A batch on its way to the streams' queues: messages of it are neither
+        # acknowledged, nor in a stream's hands or queue, and a seek now would read them
+        # twice. What the last check found waits for the next.
+        return
+    gaps = _stuck_gaps()
+    tails = {tp: tail for tp, tail in _dropped_tails().items() if tp not in gaps}
+    for found, seen, what in (
+        (gaps, _gaps, "hold its commit back"),
+        (tails, _tails, "were the latest fetched"),
+    ):
+        for tp, missing in list(found.items()):
+            # Queued messages would be read twice: once from the queue, once again.
+            if seen.get(tp) != missing or _queued(tp):
+                continue
+            first, end = missing
+            log.warning(
+                "offsets %d to %d of %s[%d] were dropped unprocessed and %s; reading the "
+                "partition again from %d",
+                first, end - 1, tp.topic, tp.partition, what, first,
+            )  # fmt: skip
+            await _seek_back(tp, first)
+            del found[tp]
+        seen.clear()
+        seen.update(found)

@@ -285,7 +285,14 @@ def repeats_under_new_ids(found: list[Decision]) -> dict[tuple, set[str]]:
 def describe(d: Decision) -> str:
     about = d.params.get("metric") or d.params.get("rule") or orjson.dumps(d.params).decode()
     subject = "/".join(d.subject.values())
-    return f"{d.kind} {subject} ts={d.ts:.3f} {d.action} {about[:80]} {d.decision_id[:12]}"
+    line = f"{d.kind} {subject} ts={d.ts:.3f} {d.action} {about[:80]} {d.decision_id[:12]}"
+    if d.kind == "slo_burn":
+        # What the burn was judged on: a replay learned twice counts more requests.
+        window = d.evidence["long"]
+        line += (
+            f" (long window {window['good']}/{window['total']} good over {window['covered_s']} s)"
+        )
+    return line
 
 
 def listed(label: str, lines: list[str]) -> list[str]:

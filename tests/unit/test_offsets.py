@@ -132,6 +132,33 @@ def test_duplicate_acks_are_removed_so_the_commit_does_not_crawl(consumer_of) ->
     assert consumer.seeks == []
 
 
+def test_a_message_in_a_streams_hands_at_the_seek_is_processed_once(consumer_of) -> None:
+    # 9897 to 9914 dropped; 9915 acknowledged, 9916 being processed.
+    consumer = consumer_of(9897, [9915], in_flight=[9916], position=9917)
+    for _ in range(2):
+        asyncio.run(offsets.check_commits())
+    assert consumer.seeks == [(PARTITION, 9897)]
+    read_again = range(9897, 9920)
+    skipped = [o for o in read_again if offsets.processed_before(PARTITION, o)]
+    assert skipped == [9915, 9916]
+
+
+@pytest.mark.parametrize("busy", ["queued", "delivering"])
+def test_a_gap_is_read_again_only_once_no_message_of_it_is_on_its_way(consumer_of, busy):
+    # Messages queued for a stream, or in a batch being handed to the streams, would come
+    # twice after a seek: once on their way, once read again.
+    consumer = consumer_of(9897, [9915, 9916], queued=busy == "queued")
+    consumer._delivering = busy == "delivering"
+    for _ in range(3):
+        asyncio.run(offsets.check_commits())
+    assert consumer.seeks == []
+    consumer._delivering = False
+    offsets.app.topics._tp_index[PARTITION] = []
+    for _ in range(2):
+        asyncio.run(offsets.check_commits())
+    assert consumer.seeks == [(PARTITION, 9897)]
+
+
 def test_the_latest_messages_fetched_and_dropped_are_read_again_on_the_second_check(
     consumer_of,
 ) -> None:
