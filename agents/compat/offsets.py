@@ -71,9 +71,11 @@ def next_offset(tp: TP, highest_read: int) -> int:
 
 
 def processed_before(tp: TP, offset: int) -> bool:
-    """Whether the message at ``offset`` of ``tp`` was processed, or in a stream's hands,
-    before the partition was sought back over dropped messages; each is answered ``True``
-    once.
+    """Whether to skip the message at ``offset`` of ``tp``: the partition was sought back
+    over dropped messages, and the message had been processed, or was in a stream's hands
+    or queue, at the seek; each is answered ``True`` once. A queued one comes twice: its
+    first copy is skipped, so that the copy read again is processed in the partition's
+    order.
 
     >>> tp = TP("telemetry.metrics", 0)
     >>> _processed[tp] = {7, 8}
@@ -92,21 +94,31 @@ def processed_before(tp: TP, offset: int) -> bool:
 
 
 def _seek_back(tp: TP, offset: int) -> Any:
-    """Seek ``tp`` back to ``offset``; what was processed or is in hand is skipped when it
-    is read again (:func:`processed_before`)."""
+    """Seek ``tp`` back to ``offset``; what was processed, or is in a stream's hands or
+    queue (to be processed before anything read again), is skipped when it is read again
+    (:func:`processed_before`)."""
     consumer = app.consumer
     done = set(consumer._acked.get(tp, ()))
     done.update(m.offset for m in list(consumer.unacked) if m.tp == tp)
+    done.update(_queued(tp))
     _processed[tp] = {o for o in done if o >= offset}
     return consumer.seek(tp, offset)
 
 
-def _queued(tp: TP) -> bool:
-    """Whether messages of ``tp`` wait in a stream's queue: a stream takes on (tracks) a
-    message when it takes it from its channel's queue, so the queued ones are neither
-    acknowledged nor in a stream's hands. Faust's conductor indexes the channels each
-    partition's messages go to."""
-    return any(not channel.queue.empty() for channel in app.topics._tp_index.get(tp, ()))
+def _queued(tp: TP) -> list[int]:
+    """Offsets of the messages of ``tp`` waiting in a stream's queue.
+
+    A stream takes on (tracks) a message when it takes it from its channel's queue, so the
+    queued ones are neither acknowledged nor in a stream's hands. Faust's conductor
+    indexes the channels each partition's messages go to; a channel's queue is an
+    ``asyncio.Queue`` of events (pinned faust-streaming and mode).
+    """
+    return [
+        event.message.offset
+        for channel in list(app.topics._tp_index.get(tp, ()))
+        for event in list(channel.queue._queue)
+        if getattr(event, "message", None) is not None and event.message.tp == tp
+    ]
 
 
 async def _forget_processed(sender: Any, revoked: set[TP], **_: Any) -> None:
@@ -153,6 +165,9 @@ def _dropped_tails() -> dict[TP, tuple[int, int]]:
     stay unread until the partition's next owner reads from the committed offset.
     """
     consumer = app.consumer
+    if consumer.delivering:
+        # A batch on its way to the streams' queues.
+        return {}
     handled: dict[TP, int] = {}
     for message in list(consumer.unacked):
         handled[message.tp] = max(message.offset, handled.get(message.tp, -1))
@@ -206,11 +221,6 @@ async def check_commits() -> None:
         _tails.clear()
         return
     _remove_duplicate_acks()
-    if app.consumer.delivering:
-        # A batch on its way to the streams' queues: messages of it are neither
-        # acknowledged, nor in a stream's hands or queue, and a seek now would read them
-        # twice. What the last check found waits for the next.
-        return
     gaps = _stuck_gaps()
     tails = {tp: tail for tp, tail in _dropped_tails().items() if tp not in gaps}
     for found, seen, what in (
@@ -218,8 +228,7 @@ async def check_commits() -> None:
         (tails, _tails, "were the latest fetched"),
     ):
         for tp, missing in list(found.items()):
-            # Queued messages would be read twice: once from the queue, once again.
-            if seen.get(tp) != missing or _queued(tp):
+            if seen.get(tp) != missing:
                 continue
             first, end = missing
             log.warning(

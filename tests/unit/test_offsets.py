@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from types import SimpleNamespace
 
 import pytest
@@ -43,6 +44,13 @@ class FakeConsumer(BarrierCommits):
         self.seeks.append((tp, offset))
 
 
+def queue_of(offsets_queued) -> deque:
+    """A channel's queue holding events of those messages of the partition."""
+    return deque(
+        SimpleNamespace(message=SimpleNamespace(tp=PARTITION, offset=o)) for o in offsets_queued
+    )
+
+
 @pytest.fixture
 def consumer_of(monkeypatch):
     def install(
@@ -52,7 +60,7 @@ def consumer_of(monkeypatch):
         fetched_from=None,
         position=None,
         acks=True,
-        queued=False,
+        queued=(),
     ) -> FakeConsumer:
         consumer = FakeConsumer(committed, acked, list(in_flight), fetched_from, position)
         recovery = SimpleNamespace(completed=asyncio.Event())
@@ -66,7 +74,7 @@ def consumer_of(monkeypatch):
                 acks_enabled_for=lambda topic: acks,
                 # The channels the partition's messages go to, and whether one holds some.
                 _tp_index={
-                    PARTITION: [SimpleNamespace(queue=SimpleNamespace(empty=lambda: not queued))]
+                    PARTITION: [SimpleNamespace(queue=SimpleNamespace(_queue=queue_of(queued)))]
                 },
             ),
         )
@@ -143,20 +151,17 @@ def test_a_message_in_a_streams_hands_at_the_seek_is_processed_once(consumer_of)
     assert skipped == [9915, 9916]
 
 
-@pytest.mark.parametrize("busy", ["queued", "delivering"])
-def test_a_gap_is_read_again_only_once_no_message_of_it_is_on_its_way(consumer_of, busy):
-    # Messages queued for a stream, or in a batch being handed to the streams, would come
-    # twice after a seek: once on their way, once read again.
-    consumer = consumer_of(9897, [9915, 9916], queued=busy == "queued")
-    consumer._delivering = busy == "delivering"
-    for _ in range(3):
-        asyncio.run(offsets.check_commits())
-    assert consumer.seeks == []
-    consumer._delivering = False
-    offsets.app.topics._tp_index[PARTITION] = []
+def test_messages_queued_for_a_stream_at_the_seek_are_processed_once(consumer_of) -> None:
+    # 9897 to 9914 dropped; 9915 acknowledged; 9916 and 9917 queued for a stream.
+    consumer = consumer_of(9897, [9915], queued=[9916, 9917])
     for _ in range(2):
         asyncio.run(offsets.check_commits())
     assert consumer.seeks == [(PARTITION, 9897)]
+    # The queued ones come out of their queue first, then everything read again: one copy
+    # of each but 9915 (processed before) is processed, in the order of the partition.
+    arrivals = [9916, 9917, *range(9897, 9920)]
+    processed = [o for o in arrivals if not offsets.processed_before(PARTITION, o)]
+    assert processed == [*range(9897, 9915), *range(9916, 9920)]
 
 
 def test_the_latest_messages_fetched_and_dropped_are_read_again_on_the_second_check(
@@ -185,13 +190,13 @@ def test_a_dropped_tail_after_a_commit_is_read_again_from_the_committed_offset(
 @pytest.mark.parametrize(
     ("in_flight", "position", "acks", "delivering", "queued"),
     [
-        ([105, 106, 107, 108, 109], 110, True, False, False),  # being processed
-        ([], 105, True, False, False),  # every message fetched acknowledged
-        ([], 106, True, False, False),  # one offset: a transaction's marker
-        ([], 110, False, False, False),  # a table's changelog: no acks
-        ([], None, True, False, False),  # position unknown (being reset)
-        ([], 110, True, True, False),  # a batch on its way to the streams
-        ([], 110, True, False, True),  # waiting in a stream's queue
+        ([105, 106, 107, 108, 109], 110, True, False, ()),  # being processed
+        ([], 105, True, False, ()),  # every message fetched acknowledged
+        ([], 106, True, False, ()),  # one offset: a transaction's marker
+        ([], 110, False, False, ()),  # a table's changelog: no acks
+        ([], None, True, False, ()),  # position unknown (being reset)
+        ([], 110, True, True, ()),  # a batch on its way to the streams
+        ([], 110, True, False, range(105, 110)),  # waiting in a stream's queue
     ],
 )
 def test_no_seek_without_a_dropped_tail(
