@@ -11,16 +11,17 @@ restarted mid-stream, break that for good while the worker goes on reading:
   processed; when two checks in a row find the same gap, it seeks the partition back to the
   committed offset: the dropped messages are read and processed, and the commit moves on.
   The messages after them, processed already, or queued or in hand for a stream, are read
-  again too; :func:`processed_before` tells :class:`agents.runtime.edge.Edge` to skip each
-  second copy, so that no brain learns a record twice (a worker whose brains had learned
+  again too; :func:`processed_before` tells :class:`agents.runtime.edge.Edge` to skip one
+  copy of each, so that no brain learns a record twice (a worker whose brains had learned
   the records past the gap twice published other SLO burns than a worker that had not).
 * *a dropped tail*: when the dropped messages are the latest fetched, no acknowledgement
   after them shows a gap, and the commit stands at them with nothing to wait for: they
   would stay unread until the partition's next owner (a CI run's actuator waited 150 s for
   133 decisions so dropped). The timer compares what the fetcher handed faust
   (:meth:`~streams.runtime.commits.BarrierCommits.fetch_position`) with the highest offset
-  acknowledged or being processed, between two batches; when two checks in a row find the
-  same messages missing, it seeks the partition back to the first of them.
+  acknowledged, in a stream's hands or queued for one, between two batches; when two
+  checks in a row find the same messages missing, it seeks the partition back to the first
+  of them.
 * *duplicates*: offsets faust took for a gap in the log are later read and acknowledged
   again, so the list of acknowledged offsets holds some twice; faust's run of consecutive
   offsets then ends at the first duplicate, and the commit crawls one offset per commit.

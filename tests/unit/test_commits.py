@@ -7,12 +7,13 @@ back must be committed by a later commit, or the partition's commits would stop 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
 
 import pytest
 from faust.types import TP
 
-from streams.runtime.app import app
+from streams.runtime.app import app, topics
 
 TOPIC = "test-commits"
 
@@ -86,3 +87,11 @@ def test_the_fetch_position_is_read_where_the_pinned_faust_keeps_its_aiokafka_co
     assert hasattr(consumer._thread, "_consumer")
     assert consumer.fetch_position(TP(TOPIC, 0)) is None
     assert consumer.delivering is False
+
+
+def test_the_watchdog_finds_queued_messages_where_the_pinned_faust_keeps_them() -> None:
+    # agents.compat.offsets reads the channels of a partition from faust's conductor, and
+    # the events waiting in each channel's queue.
+    assert isinstance(app.topics._tp_index, Mapping)
+    channel = topics.metrics.clone(is_iterator=True)
+    assert isinstance(channel.queue._queue, deque)
