@@ -31,7 +31,6 @@ restarted mid-stream, break that for good while the worker goes on reading:
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from faust.types import TP
@@ -40,7 +39,6 @@ from streams.runtime.app import app
 
 __all__ = [
     "CHECK_EVERY_S",
-    "MAX_BEHIND_S",
     "behind",
     "check_commits",
     "next_offset",
@@ -63,10 +61,6 @@ _tails: dict[TP, tuple[int, int]] = {}
 _read: dict[TP, tuple[int, set[int]]] = {}
 # Offsets missing beyond this many at once are not tracked (memory).
 _MAX_MISSING = 100_000
-# Partition -> when (monotonic) it was first found behind, while it is.
-_behind_since: dict[TP, float] = {}
-MAX_BEHIND_S = 60.0
-"""Wall seconds offsets may stay missing before :func:`behind` gives them up."""
 # Partition -> offsets processed, or in a stream's hands, when it was sought back over
 # dropped messages, not yet read again.
 _processed: dict[TP, set[int]] = {}
@@ -165,33 +159,14 @@ def took(tp: TP, offset: int) -> None:
         _read[tp] = (offset, missing)
     else:
         missing.discard(offset)
-    if not missing:
-        _behind_since.pop(tp, None)
 
 
 def behind(tp: TP) -> bool:
     """Whether messages of ``tp`` below the latest a stream took on are missing (dropped
     by faust, to be read again): what was handled of ``tp`` is then not all there is up to
-    it, and a brain fed from several partitions must not take its event time for done.
-
-    The watchdog reads dropped messages again within two or three checks. Offsets still
-    missing after :data:`MAX_BEHIND_S` will not come (e.g. deleted by retention while the
-    consumer was behind, and skipped by its reset): they are given up, and logged.
-    """
+    it, and a brain fed from several partitions must not take its event time for done."""
     entry = _read.get(tp)
-    if entry is None or not entry[1]:
-        return False
-    since = _behind_since.setdefault(tp, time.monotonic())
-    if time.monotonic() - since < MAX_BEHIND_S:
-        return True
-    missing = entry[1]
-    log.warning(
-        "%d offsets of %s[%d] from %d were skipped and not read again in %.0f s; going on "
-        "without them",
-        len(missing), tp.topic, tp.partition, min(missing), MAX_BEHIND_S,
-    )  # fmt: skip
-    missing.clear()
-    return False
+    return entry is not None and bool(entry[1])
 
 
 def _read_from(tp: TP) -> int | None:
@@ -214,7 +189,6 @@ async def _forget_processed(sender: Any, revoked: set[TP], **_: Any) -> None:
     for tp in revoked:
         _processed.pop(tp, None)
         _read.pop(tp, None)
-        _behind_since.pop(tp, None)
 
 
 app.on_partitions_revoked.connect(_forget_processed)

@@ -36,7 +36,6 @@ def sent(monkeypatch) -> list[dict]:
     monkeypatch.setattr(offsets, "app", SimpleNamespace(consumer=consumer))
     monkeypatch.setattr(tenants, "app", SimpleNamespace(consumer=consumer))
     monkeypatch.setattr(offsets, "_read", {})
-    monkeypatch.setattr(offsets, "_behind_since", {})
     for name in ("_positions", "_sent", "_told", "_held", "_waiting"):
         monkeypatch.setattr(tenants, name, {})
     return out
@@ -98,7 +97,6 @@ def test_a_partition_is_behind_from_where_its_reading_started(monkeypatch) -> No
     consumer = SimpleNamespace(_committed_offset={INTERACTIONS: COMMITTED})
     monkeypatch.setattr(offsets, "app", SimpleNamespace(consumer=consumer))
     monkeypatch.setattr(offsets, "_read", {})
-    monkeypatch.setattr(offsets, "_behind_since", {})
     # Faust dropped the first messages after a restart: 100 to 102.
     offsets.took(INTERACTIONS, 103)
     assert offsets.behind(INTERACTIONS)
@@ -107,22 +105,4 @@ def test_a_partition_is_behind_from_where_its_reading_started(monkeypatch) -> No
     assert not offsets.behind(INTERACTIONS)
     # A jump of one offset is a transaction's marker, not a drop.
     offsets.took(INTERACTIONS, 105)
-    assert not offsets.behind(INTERACTIONS)
-
-
-def test_offsets_that_never_come_are_given_up_after_a_while(monkeypatch) -> None:
-    # Deleted by retention while the consumer was behind, say: the reading goes on.
-    consumer = SimpleNamespace(_committed_offset={INTERACTIONS: COMMITTED})
-    monkeypatch.setattr(offsets, "app", SimpleNamespace(consumer=consumer))
-    monkeypatch.setattr(offsets, "_read", {})
-    monkeypatch.setattr(offsets, "_behind_since", {})
-    clock = [1000.0]
-    monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
-    offsets.took(INTERACTIONS, 110)
-    assert offsets.behind(INTERACTIONS)
-    clock[0] += offsets.MAX_BEHIND_S - 1
-    assert offsets.behind(INTERACTIONS)
-    clock[0] += 2
-    assert not offsets.behind(INTERACTIONS)
-    offsets.took(INTERACTIONS, 111)
     assert not offsets.behind(INTERACTIONS)
