@@ -39,7 +39,7 @@ import orjson
 from faust.types import TP
 
 from agents import tenants
-from agents.compat.offsets import behind, next_offset
+from agents.compat.offsets import next_offset
 from agents.runtime import fanout
 from agents.runtime.checkpoints import before_checkpoint, gate
 from agents.runtime.sources import source_name
@@ -96,8 +96,7 @@ def _recorder() -> EvidenceRecorder:
 
 
 async def _recorded(recorder: EvidenceRecorder) -> None:
-    # Rows of a partition behind wait for the messages missing (flush leaves them).
-    if recorder.size >= BATCH_ROWS and not behind(faust.current_event().message.tp):
+    if recorder.size >= BATCH_ROWS:
         await flush()
 
 
@@ -152,12 +151,10 @@ async def flush(*, idle_marks: bool = True) -> None:
     (:func:`agents.tenants.send_progress`)."""
     async with _sending:
         for tp, recorder in list(_recorders.items()):
-            # Rows recorded past messages faust dropped wait until those are read again:
-            # the evaluator takes a source's rows in the order of their positions.
-            if recorder.size and not behind(tp):
+            if recorder.size:
                 _idle_marked.pop(tp, None)
-                rows, spans = recorder.drain_in_order()
-                await _send(tp, {"rows": rows, "spans": spans})
+                spans = recorder.spans
+                await _send(tp, {"rows": recorder.drain(), "spans": spans})
         marked = await _send_idle_marks() if idle_marks else []
         await tenants.send_progress(
             idle=[tp for tp in marked if tp.topic == topic_names.interactions]
@@ -172,11 +169,7 @@ async def _send_idle_marks() -> list[TP]:
     # on a busy broker), and a mark sent before them would let the evaluator and the tenant
     # brains pass their event time.
     handling = {message.tp for message in list(app.consumer.unacked)}
-    due = [
-        tp
-        for tp in _assigned_sources()
-        if tp not in handling and not behind(tp) and _mark_due(tp, now)
-    ]
+    due = [tp for tp in _assigned_sources() if tp not in handling and _mark_due(tp, now)]
     if not due:
         return []
     # The highwater the consumer holds is as of its last fetch, and unknown before the

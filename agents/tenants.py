@@ -27,12 +27,7 @@ the region evidence (:func:`agents.region_evidence.flush`, every
 :data:`~agents.region_evidence.FLUSH_EVERY_S`, :func:`send_progress`), and from its idle
 marks ``{"source": ..., "idle": true}``, sent when region evidence marks the partition idle.
 A request read again by a partition's next reader (from the committed offset) carries its
-first position, and is learned once. A brain takes a position below the latest it has from
-a source for such a repeat, so requests go out, and records are taken, in their partition's
-order: while messages faust dropped are missing below the one being handled
-(:func:`agents.compat.offsets.behind`, until the watchdog has read them again), the
-requests of an interactions partition are held and its progress untold, and the records
-of a by-tenant partition wait. It is an internal
+first position, and is learned once. It is an internal
 record, written and read by the worker itself, rather than one of the topic contracts of
 :mod:`schemas` (what outside producers write, with their JSON Schemas): the interaction it
 comes from was validated where it came in, so it is only decoded here
@@ -62,7 +57,6 @@ import faust
 import orjson
 from faust.types import TP
 
-from agents.compat.offsets import behind
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.edge import Edge
 from agents.runtime.publish import publish
@@ -189,8 +183,6 @@ _SOURCES = source_names([topic_names.interactions], settings.partitions)
 _positions: dict[TP, Position] = {}
 _sent: dict[TP, float] = {}
 _told: dict[TP, float] = {}
-# Interactions partition -> requests held while it is behind: (position, key, value, ts).
-_held: dict[TP, list[tuple[Position, bytes, bytes, float]]] = {}
 
 
 async def send_request(request: TenantRequest) -> None:
@@ -200,12 +192,6 @@ async def send_request(request: TenantRequest) -> None:
     Awaiting hands it to the producer; Faust flushes the producer before it commits the
     offset of the interaction being handled, so an interaction whose request was not
     delivered is read again after a crash (at least once, as decisions are).
-
-    Requests go out in the order of their partition. A tenant brain takes a position
-    below the latest it has from a partition for a repeat, and event time past what a
-    partition sent for done: while messages faust dropped are missing below the one being
-    handled (:func:`agents.compat.offsets.behind`), its requests are held, and sent once
-    those are read again and theirs are out.
     """
     event = faust.current_event()
     if event is None:
@@ -214,28 +200,11 @@ async def send_request(request: TenantRequest) -> None:
     last = _positions.get(tp)
     position = (offset, last[1] + 1 if last is not None and last[0] == offset else 0)
     _positions[tp] = position
-    value = encode_request(Sourced(request, source_name(tp), position))
-    key = request.tenant.encode()
-    if behind(tp):
-        _held.setdefault(tp, []).append((position, key, value, request.ts))
-        return
-    await _send_held(tp, below=position)
-    await _send(tp, key, value, request.ts)
-
-
-async def _send(tp: TP, key: bytes, value: bytes, ts: float) -> None:
-    await topics.interactions_by_tenant.send(key=key, value=value)
-    _sent[tp] = max(ts, _sent.get(tp, -math.inf))
-
-
-async def _send_held(tp: TP, below: Position | None = None) -> None:
-    """Send, in order, the requests held for ``tp`` (those before ``below``, if given)."""
-    held = sorted(_held.pop(tp, ()))
-    later = [item for item in held if below is not None and item[0] > below]
-    if later:
-        _held[tp] = later
-    for _, key, value, ts in held[: len(held) - len(later)]:
-        await _send(tp, key, value, ts)
+    await topics.interactions_by_tenant.send(
+        key=request.tenant.encode(),
+        value=encode_request(Sourced(request, source_name(tp), position)),
+    )
+    _sent[tp] = max(request.ts, _sent.get(tp, -math.inf))
 
 
 async def _tell(tp: TP, body: dict[str, Any]) -> None:
@@ -246,19 +215,13 @@ async def _tell(tp: TP, body: dict[str, Any]) -> None:
 
 async def send_progress(idle: Iterable[TP] = ()) -> None:
     """Tell every tenant brain how far each interactions partition read here has sent
-    requests, then which of them are ``idle``; a partition behind tells nothing."""
-    # Held requests go out once nothing is missing, unless a message of their partition is
-    # being handled: its own requests come first.
-    handling = {message.tp for message in list(app.consumer.unacked)}
-    for tp in [tp for tp in _held if not behind(tp) and tp not in handling]:
-        await _send_held(tp)
+    requests, then which of them are ``idle``."""
     for tp, ts in list(_sent.items()):
-        if ts > _told.get(tp, -math.inf) and not behind(tp) and tp not in _held:
+        if ts > _told.get(tp, -math.inf):
             _told[tp] = ts
             await _tell(tp, {"ts": ts})
     for tp in idle:
-        if not behind(tp):
-            await _tell(tp, {"idle": True})
+        await _tell(tp, {"idle": True})
 
 
 async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
@@ -267,11 +230,6 @@ async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> Non
         _positions.pop(tp, None)
         _sent.pop(tp, None)
         _told.pop(tp, None)
-        # Their interactions are read again by the next reader: the commit stays below what
-        # is missing.
-        _held.pop(tp, None)
-        if tp.topic == topic_names.interactions_by_tenant:
-            _waiting.pop(tp.partition, None)
 
 
 app.on_partitions_revoked.connect(_on_partitions_revoked)
@@ -299,42 +257,16 @@ store: PartitionBrains[TenantBrain] = PartitionBrains(
 brains = store.brains
 
 
-# By-tenant partition -> records held while it is behind: (offset, record).
-_waiting: dict[int, list[tuple[int, Sourced | Progress]]] = {}
-
-
 async def _handle(record: Sourced | Progress) -> None:
     partition = handling_partition()
     brain = store.learning(partition)
     if brain is None:
         return
-    # A brain takes a source's position below the latest it has for a repeat: while
-    # messages faust dropped are missing below this one, it waits, and is taken once those
-    # are read again (agents.compat.offsets).
-    message = faust.current_event().message
-    if behind(message.tp):
-        _waiting.setdefault(partition, []).append((message.offset, record))
-        return
-    changed = False
-    waiting = sorted(_waiting.pop(partition, ()), key=lambda item: item[0])
-    for offset, held in waiting:
-        if offset > message.offset:
-            # Read after this one: taken with the next message read after them.
-            _waiting.setdefault(partition, []).append((offset, held))
-        else:
-            changed = await _take(brain, held) or changed
-    if await _take(brain, record) or changed:
-        store.touch(partition)
-
-
-async def _take(brain: TenantBrain, record: Sourced | Progress) -> bool:
-    """Give ``record`` to ``brain`` and publish what it decides; return whether the brain
-    changed."""
     if type(record) is Progress and record.idle and record.source in brain.clock.idle:
         # A mark renewed (every 2 s while its partition stays idle) changes nothing; taken
         # for a change, it would hold the partition's commit until the brain's next write,
         # for good while the marks go on.
-        return False
+        return
     if type(record) is Progress:
         if record.idle:
             brain.mark_idle(record.source)
@@ -347,7 +279,7 @@ async def _take(brain: TenantBrain, record: Sourced | Progress) -> bool:
         brain.receive(record.request, record.source, record.position)
     for decision in brain.advance():
         await publish(decision, decision.ts)
-    return True
+    store.touch(partition)
 
 
 @app.agent(topics.interactions_by_tenant)

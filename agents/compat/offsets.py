@@ -39,12 +39,10 @@ from streams.runtime.app import app
 
 __all__ = [
     "CHECK_EVERY_S",
-    "behind",
     "check_commits",
     "next_offset",
     "processed_before",
     "repair_stuck_commits",
-    "took",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,11 +54,6 @@ CHECK_EVERY_S = 5.0
 _gaps: dict[TP, tuple[int, int]] = {}
 # Partition -> (first, end) of the dropped tail seen last check.
 _tails: dict[TP, tuple[int, int]] = {}
-# Partition -> the highest offset a stream took on since it was assigned, and the offsets
-# below it missing (dropped on the way to the streams, not yet read again).
-_read: dict[TP, tuple[int, set[int]]] = {}
-# Offsets missing beyond this many at once are not tracked (memory).
-_MAX_MISSING = 100_000
 # Partition -> offsets processed, or in a stream's hands, when it was sought back over
 # dropped messages, not yet read again.
 _processed: dict[TP, set[int]] = {}
@@ -129,66 +122,10 @@ def _queued(tp: TP) -> list[int]:
     ]
 
 
-def took(tp: TP, offset: int) -> None:
-    """Note that a stream takes on the message at ``offset`` of ``tp``, before handling it.
-
-    Offsets skipped on the way (from where the partition's reading started, or between two
-    messages) are missing: faust dropped them, and the watchdog reads them again later. A
-    jump of one offset is not counted: a transaction's marker, which faust passes too.
-
-    >>> tp = TP("telemetry.interactions", 1)
-    >>> _read.pop(tp, None)
-    >>> for offset in (10, 11, 15, 16):
-    ...     took(tp, offset)
-    >>> behind(tp)
-    True
-    >>> for offset in (12, 13, 14):
-    ...     took(tp, offset)
-    >>> behind(tp), _read[tp]
-    (False, (16, set()))
-    """
-    entry = _read.get(tp)
-    if entry is None:
-        base = _read_from(tp)
-        last, missing = (offset - 1 if base is None else base - 1), set()
-    else:
-        last, missing = entry
-    if offset > last:
-        if 2 < offset - last <= _MAX_MISSING:
-            missing.update(range(last + 1, offset))
-        _read[tp] = (offset, missing)
-    else:
-        missing.discard(offset)
-
-
-def behind(tp: TP) -> bool:
-    """Whether messages of ``tp`` below the latest a stream took on are missing (dropped
-    by faust, to be read again): what was handled of ``tp`` is then not all there is up to
-    it, and a brain fed from several partitions must not take its event time for done."""
-    entry = _read.get(tp)
-    return entry is not None and bool(entry[1])
-
-
-def _read_from(tp: TP) -> int | None:
-    """Where reading ``tp`` started: its committed offset, or the lowest offset fetched
-    since the worker started if higher (the log's start, past an expired committed one)."""
-    consumer = app.consumer
-    known = [
-        offset
-        for offset in (
-            consumer._committed_offset.get(tp),
-            consumer.__dict__.get("_fetched_from", {}).get(tp),
-        )
-        if offset is not None
-    ]
-    return max(known) if known else None
-
-
 async def _forget_processed(sender: Any, revoked: set[TP], **_: Any) -> None:
     # A partition that moves is read again by its next owner from its committed offset.
     for tp in revoked:
         _processed.pop(tp, None)
-        _read.pop(tp, None)
 
 
 app.on_partitions_revoked.connect(_forget_processed)

@@ -29,7 +29,7 @@ from typing import Any
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
 
-from agents.compat.offsets import processed_before, took
+from agents.compat.offsets import processed_before
 from agents.runtime import checkpoints
 from agents.runtime.checkpoints import gate
 from models.text.fields import FieldScrubber
@@ -153,7 +153,6 @@ class Edge:
             message = event.message
             if processed_before(message.tp, message.offset):
                 continue
-            took(message.tp, message.offset)
             # A checkpoint is taken between messages, never in the middle of one.
             await gate.enter()
             try:

@@ -22,7 +22,6 @@ Rows are JSON-friendly lists, the first item their kind:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -129,33 +128,6 @@ class EvidenceRecorder:
         rows, self._rows = self._rows, []
         self.spans = []
         return rows
-
-    def drain_in_order(self) -> tuple[list[list[Any]], list[list[int]]]:
-        """The rows recorded since the last drain and their :attr:`spans`, in the order of
-        their positions; the recorder keeps none.
-
-        A source's messages read again after later ones (messages its reader dropped) are
-        recorded after them, and the region brain takes a position below the latest it has
-        from a source for a replay: drained in the source's order, none is lost.
-
-        >>> rec = EvidenceRecorder()
-        >>> for position, ts in ((5, 50.0), (2, 20.0), (3, 30.0)):
-        ...     rec.position = position
-        ...     rec.observe_interaction(ts, "eu-west", True, None)
-        >>> rows, spans = rec.drain_in_order()
-        >>> [row[1] for row in rows], spans
-        ([20.0, 30.0, 50.0], [[2, 0, 1], [3, 0, 1], [5, 0, 1]])
-        """
-        spans = self.spans
-        rows = self.drain()
-        if all(a[:2] <= b[:2] for a, b in itertools.pairwise(spans)):
-            return rows, spans
-        runs, start = [], 0
-        for span in spans:
-            runs.append((span, rows[start : start + span[2]]))
-            start += span[2]
-        runs.sort(key=lambda run: run[0][:2])
-        return [row for _, run in runs for row in run], [span for span, _ in runs]
 
 
 def evidence_of_row(row: list[Any]) -> HealthEvidence:

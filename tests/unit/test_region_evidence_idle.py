@@ -76,31 +76,3 @@ def test_reading_dropped_messages_again_does_not_take_the_partition_back(
     for dropped in (END - 10, END - 9):
         reading(dropped)
     assert region_evidence._next_offset(PARTITION) == END
-
-
-def test_a_partition_with_messages_missing_sends_neither_rows_nor_idle_marks(
-    marks, monkeypatch
-) -> None:
-    # Faust dropped messages below the last one read, and the watchdog reads them again
-    # later: the evaluator takes a source's rows in their order, and a mark would let its
-    # event time pass the missing ones.
-    sent, _ = marks
-    missing = {PARTITION}
-    monkeypatch.setattr(region_evidence, "behind", lambda tp: tp in missing)
-
-    async def no_progress(idle=()) -> None:
-        return None
-
-    monkeypatch.setattr(region_evidence.tenants, "send_progress", no_progress)
-    recorder = region_evidence.EvidenceRecorder()
-    for position, ts in ((END - 1, 41.0), (END - 3, 39.0), (END - 2, 40.0)):
-        recorder.position = position
-        recorder.observe_interaction(ts, "eu-west", True, None)
-    monkeypatch.setattr(region_evidence, "_recorders", {PARTITION: recorder})
-    asyncio.run(region_evidence.flush())
-    assert sent == []
-    missing.clear()
-    asyncio.run(region_evidence.flush())
-    rows = [row for record in sent if "rows" in record for row in record["rows"]]
-    assert [row[1] for row in rows] == [39.0, 40.0, 41.0]
-    assert {"source": f"{PARTITION.topic}/{PARTITION.partition}", "idle": True} in sent
