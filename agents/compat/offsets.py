@@ -5,15 +5,12 @@ acknowledged offsets. Races of its start-up and rebalance paths, seen on a worke
 restarted mid-stream, break that for good while the worker goes on reading:
 
 * *dropped messages*: messages fetched while the flow was suspended are dropped, and the
-  fetcher reads on after them. They are never processed nor acknowledged, and the commit
-  waits for them forever. Every :data:`CHECK_EVERY_S` the timer looks for a partition whose
-  acknowledged offsets start past the committed one with no message of the gap still being
-  processed; when two checks in a row find the same gap, it seeks the partition back to the
-  committed offset: the dropped messages are read and processed, and the commit moves on.
-  The messages after them, processed already, or queued or in hand for a stream, are read
-  again too; :func:`processed_before` tells :class:`agents.runtime.edge.Edge` to skip one
-  copy of each, so that no brain learns a record twice (a worker whose brains had learned
-  the records past the gap twice published other SLO burns than a worker that had not).
+  fetcher reads on after them. The edge (:func:`in_order`) sees the jump at the next
+  message that reaches it, handles nothing past it, and seeks back to the first missing
+  one; the commits stay below it. As a backstop, every :data:`CHECK_EVERY_S` the timer
+  looks for a partition whose acknowledged offsets start past the committed one with no
+  message of the gap still being processed, and when two checks in a row find the same
+  gap, seeks it back to the committed offset; what was handled is skipped again.
 * *a dropped tail*: when the dropped messages are the latest fetched, no acknowledgement
   after them shows a gap, and the commit stands at them with nothing to wait for: they
   would stay unread until the partition's next owner (a CI run's actuator waited 150 s for
@@ -31,6 +28,8 @@ restarted mid-stream, break that for good while the worker goes on reading:
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
 from faust.types import TP
@@ -40,8 +39,9 @@ from streams.runtime.app import app
 __all__ = [
     "CHECK_EVERY_S",
     "check_commits",
+    "in_order",
     "next_offset",
-    "processed_before",
+    "next_offsets",
     "repair_stuck_commits",
 ]
 
@@ -54,9 +54,15 @@ CHECK_EVERY_S = 5.0
 _gaps: dict[TP, tuple[int, int]] = {}
 # Partition -> (first, end) of the dropped tail seen last check.
 _tails: dict[TP, tuple[int, int]] = {}
-# Partition -> offsets processed, or in a stream's hands, when it was sought back over
-# dropped messages, not yet read again.
-_processed: dict[TP, set[int]] = {}
+# Partition -> the offset of the next message the edge handles.
+_next: dict[TP, int] = {}
+# Partition -> (when it fell behind, when it was last sought back), while messages past the
+# next offset come instead of it (monotonic seconds).
+_behind: dict[TP, tuple[float, float]] = {}
+RESEEK_AFTER_S = 2.0
+"""Wall seconds between two seeks back to the next offset while it does not come."""
+MAX_BEHIND_S = 60.0
+"""Wall seconds missing offsets are waited for before they are given up."""
 
 
 def next_offset(tp: TP, highest_read: int) -> int:
@@ -71,39 +77,91 @@ def next_offset(tp: TP, highest_read: int) -> int:
     return highest_read + 1 if highest_read >= 0 else app.consumer._committed_offset.get(tp) or 0
 
 
-def processed_before(tp: TP, offset: int) -> bool:
-    """Whether to skip the message at ``offset`` of ``tp``: the partition was sought back
-    over dropped messages, and the message had been processed, or was in a stream's hands
-    or queue, at the seek; each is answered ``True`` once. A queued one comes twice: its
-    first copy is skipped, so that the copy read again is processed in the partition's
-    order.
+async def in_order(tp: TP, offset: int) -> bool:
+    """Whether the edge handles the message at ``offset`` of ``tp`` now: it is the next of
+    its partition (or follows a transaction's marker).
 
-    >>> tp = TP("telemetry.metrics", 0)
-    >>> _processed[tp] = {7, 8}
-    >>> [processed_before(tp, offset) for offset in (5, 7, 8, 8)]
-    [False, True, True, False]
-    >>> tp in _processed
+    A message below the next offset was handled already (read again after a seek) and is
+    skipped. A message past it means faust dropped the ones between on their way: the
+    partition is sought back to the next offset and the message skipped, as are the others
+    past it, until the next one comes; were they handled, what the dropped ones made
+    (samples, tenant requests, region evidence) would come after theirs, and brains that
+    take a position below the latest they have from a partition for a repeat, or a sample
+    older than a series' latest for a replay, would never learn it. Faust's read offset
+    undoes a seek made while later messages of the partition are still on their way, so
+    the seek is made again every :data:`RESEEK_AFTER_S` while none comes; after
+    :data:`MAX_BEHIND_S` the missing offsets are given up (deleted by retention while the
+    consumer lagged, say), and logged. Commits stay at or below the next offset
+    (:func:`next_offsets`): faust acknowledges the messages skipped.
+
+    The next offset starts where the partition's reading starts: its committed offset, or
+    the lowest offset fetched since the worker started if higher.
+
+    >>> import asyncio
+    >>> tp = TP("telemetry.metrics", 7)
+    >>> _next[tp] = 10
+    >>> async def seek(tp, offset): print("seek", offset)
+    >>> app.consumer.seek = seek
+    >>> asyncio.run(in_order(tp, 10)), asyncio.run(in_order(tp, 9))
+    (True, False)
+    >>> asyncio.run(in_order(tp, 14))
+    seek 11
     False
+    >>> [asyncio.run(in_order(tp, o)) for o in (15, 11, 12, 13, 14, 15)]
+    [False, True, True, True, True, True]
+    >>> del app.consumer.seek, _next[tp]
     """
-    done = _processed.get(tp)
-    if done is None or offset not in done:
+    expected = _next.get(tp)
+    if expected is None:
+        start = _read_from(tp)
+        expected = offset if start is None else start
+    if offset < expected:
         return False
-    done.discard(offset)
-    if not done:
-        del _processed[tp]
-    return True
+    if offset - expected <= 1:
+        _next[tp] = offset + 1
+        _behind.pop(tp, None)
+        return True
+    now = time.monotonic()
+    since, sought = _behind.get(tp, (now, -math.inf))
+    if now - since >= MAX_BEHIND_S:
+        log.warning(
+            "offsets %d to %d of %s[%d] were skipped and not read again in %.0f s; going "
+            "on without them",
+            expected, offset - 1, tp.topic, tp.partition, MAX_BEHIND_S,
+        )  # fmt: skip
+        _next[tp] = offset + 1
+        _behind.pop(tp, None)
+        return True
+    if now - sought >= RESEEK_AFTER_S:
+        if sought == -math.inf:
+            log.info(
+                "offsets %d to %d of %s[%d] were dropped on their way; reading them first",
+                expected, offset - 1, tp.topic, tp.partition,
+            )  # fmt: skip
+        _behind[tp] = (since, now)
+        await app.consumer.seek(tp, expected)
+    return False
 
 
-def _seek_back(tp: TP, offset: int) -> Any:
-    """Seek ``tp`` back to ``offset``; what was processed, or is in a stream's hands or
-    queue (to be processed before anything read again), is skipped when it is read again
-    (:func:`processed_before`)."""
+def next_offsets() -> dict[TP, int]:
+    """Partition -> the offset of the next message the edge handles: every message below it
+    was handled, none at or past it may be committed."""
+    return dict(_next)
+
+
+def _read_from(tp: TP) -> int | None:
+    """Where reading ``tp`` starts: its committed offset, or the lowest offset fetched since
+    the worker started if higher (the log's start, past an expired committed offset)."""
     consumer = app.consumer
-    done = set(consumer._acked.get(tp, ()))
-    done.update(m.offset for m in list(consumer.unacked) if m.tp == tp)
-    done.update(_queued(tp))
-    _processed[tp] = {o for o in done if o >= offset}
-    return consumer.seek(tp, offset)
+    known = [
+        offset
+        for offset in (
+            consumer._committed_offset.get(tp),
+            consumer.__dict__.get("_fetched_from", {}).get(tp),
+        )
+        if offset is not None
+    ]
+    return max(known) if known else None
 
 
 def _queued(tp: TP) -> list[int]:
@@ -122,13 +180,14 @@ def _queued(tp: TP) -> list[int]:
     ]
 
 
-async def _forget_processed(sender: Any, revoked: set[TP], **_: Any) -> None:
+async def _forget_order(sender: Any, revoked: set[TP], **_: Any) -> None:
     # A partition that moves is read again by its next owner from its committed offset.
     for tp in revoked:
-        _processed.pop(tp, None)
+        _next.pop(tp, None)
+        _behind.pop(tp, None)
 
 
-app.on_partitions_revoked.connect(_forget_processed)
+app.on_partitions_revoked.connect(_forget_order)
 
 
 def _stuck_gaps() -> dict[TP, tuple[int, int]]:
@@ -237,7 +296,7 @@ async def check_commits() -> None:
                 "partition again from %d",
                 first, end - 1, tp.topic, tp.partition, what, first,
             )  # fmt: skip
-            await _seek_back(tp, first)
+            await app.consumer.seek(tp, first)
             del found[tp]
         seen.clear()
         seen.update(found)

@@ -29,6 +29,7 @@ import orjson
 from faust.streams import current_event
 from faust.types import TP
 
+from agents.compat.offsets import next_offsets
 from streams.runtime.app import DLQ_MAX_MESSAGE_BYTES, app, settings
 
 __all__ = [
@@ -198,8 +199,9 @@ def written(brain: Hashable) -> None:
 
 def commit_caps() -> dict[TP, int]:
     """Partition -> the offset its commits must stay at or below: the first message a
-    brain not yet written learned from."""
-    caps: dict[TP, int] = {}
+    brain not yet written learned from, and the next message the edge handles (those
+    skipped past messages faust dropped are acknowledged, not handled)."""
+    caps: dict[TP, int] = next_offsets()
     for since in list(_unwritten.values()):
         for tp, offset in since.items():
             caps[tp] = min(offset, caps.get(tp, offset))

@@ -29,7 +29,7 @@ from typing import Any
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
 
-from agents.compat.offsets import processed_before
+from agents.compat.offsets import in_order
 from agents.runtime import checkpoints
 from agents.runtime.checkpoints import gate
 from models.text.fields import FieldScrubber
@@ -151,7 +151,7 @@ class Edge:
                 await asyncio.sleep(0)
                 yielded = time.perf_counter()
             message = event.message
-            if processed_before(message.tp, message.offset):
+            if not await in_order(message.tp, message.offset):
                 continue
             # A checkpoint is taken between messages, never in the middle of one.
             await gate.enter()

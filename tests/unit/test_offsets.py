@@ -81,7 +81,6 @@ def consumer_of(monkeypatch):
         monkeypatch.setattr(offsets, "app", fake_app)
         monkeypatch.setattr(offsets, "_gaps", {})
         monkeypatch.setattr(offsets, "_tails", {})
-        monkeypatch.setattr(offsets, "_processed", {})
         return consumer
 
     return install
@@ -94,10 +93,6 @@ def test_a_gap_nothing_is_processing_is_read_again_on_the_second_check(consumer_
     assert consumer.seeks == []
     asyncio.run(offsets.check_commits())
     assert consumer.seeks == [(PARTITION, 9897)]
-    # Read again from 9897: the dropped messages are processed, those after them were.
-    read_again = range(9897, 9920)
-    skipped = [o for o in read_again if offsets.processed_before(PARTITION, o)]
-    assert skipped == [9915, 9916, 9917]
 
 
 @pytest.mark.parametrize(
@@ -140,30 +135,6 @@ def test_duplicate_acks_are_removed_so_the_commit_does_not_crawl(consumer_of) ->
     assert consumer.seeks == []
 
 
-def test_a_message_in_a_streams_hands_at_the_seek_is_processed_once(consumer_of) -> None:
-    # 9897 to 9914 dropped; 9915 acknowledged, 9916 being processed.
-    consumer = consumer_of(9897, [9915], in_flight=[9916], position=9917)
-    for _ in range(2):
-        asyncio.run(offsets.check_commits())
-    assert consumer.seeks == [(PARTITION, 9897)]
-    read_again = range(9897, 9920)
-    skipped = [o for o in read_again if offsets.processed_before(PARTITION, o)]
-    assert skipped == [9915, 9916]
-
-
-def test_messages_queued_for_a_stream_at_the_seek_are_processed_once(consumer_of) -> None:
-    # 9897 to 9914 dropped; 9915 acknowledged; 9916 and 9917 queued for a stream.
-    consumer = consumer_of(9897, [9915], queued=[9916, 9917])
-    for _ in range(2):
-        asyncio.run(offsets.check_commits())
-    assert consumer.seeks == [(PARTITION, 9897)]
-    # The queued ones come out of their queue first, then everything read again: one copy
-    # of each but 9915 (processed before) is processed, in the order of the partition.
-    arrivals = [9916, 9917, *range(9897, 9920)]
-    processed = [o for o in arrivals if not offsets.processed_before(PARTITION, o)]
-    assert processed == [*range(9897, 9915), *range(9916, 9920)]
-
-
 def test_the_latest_messages_fetched_and_dropped_are_read_again_on_the_second_check(
     consumer_of,
 ) -> None:
@@ -174,8 +145,6 @@ def test_the_latest_messages_fetched_and_dropped_are_read_again_on_the_second_ch
     assert consumer.seeks == []
     asyncio.run(offsets.check_commits())
     assert consumer.seeks == [(PARTITION, 105)]
-    # Nothing processed after them: nothing to skip when they are read again.
-    assert not any(offsets.processed_before(PARTITION, o) for o in range(105, 110))
 
 
 def test_a_dropped_tail_after_a_commit_is_read_again_from_the_committed_offset(

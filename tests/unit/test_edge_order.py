@@ -1,0 +1,85 @@
+"""The edge handles each partition's messages in their order, also when faust drops some on
+their way (agents.compat.offsets.in_order): what comes past a gap waits for the gap."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from faust.types import TP
+
+from agents.compat import offsets
+from agents.runtime import checkpoints
+
+PARTITION = TP("telemetry.interactions", 1)
+COMMITTED = 100
+
+
+@pytest.fixture
+def reader(monkeypatch):
+    """Offers offsets to the edge's order, as a stream delivers them; returns those handled,
+    and records the seeks and the clock."""
+    seeks: list[int] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append(offset)
+
+    consumer = SimpleNamespace(_committed_offset={PARTITION: COMMITTED}, seek=seek)
+    monkeypatch.setattr(offsets, "app", SimpleNamespace(consumer=consumer))
+    monkeypatch.setattr(offsets, "_next", {})
+    monkeypatch.setattr(offsets, "_behind", {})
+    clock = [1000.0]
+    monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
+
+    def offer(*arrivals: int) -> list[int]:
+        async def run() -> list[int]:
+            return [o for o in arrivals if await offsets.in_order(PARTITION, o)]
+
+        return asyncio.run(run())
+
+    return SimpleNamespace(offer=offer, seeks=seeks, clock=clock)
+
+
+def test_messages_past_dropped_ones_wait_for_them(reader) -> None:
+    # Faust dropped 102 to 104 after a restart; 105 to 107 reach the edge first.
+    assert reader.offer(100, 101, 105, 106, 107) == [100, 101]
+    assert reader.seeks == [102]
+    # Read again from 102: the gap first, then what came past it, each once.
+    assert reader.offer(102, 103, 104, 105, 106, 107, 108) == list(range(102, 109))
+    assert reader.offer(104, 108) == []
+
+
+def test_reading_starts_at_the_committed_offset(reader) -> None:
+    # The first messages after the committed offset were dropped at start-up.
+    assert reader.offer(103, 104) == []
+    assert reader.seeks == [COMMITTED]
+    assert reader.offer(100, 101, 102, 103, 104) == [100, 101, 102, 103, 104]
+
+
+def test_a_seek_undone_by_faust_is_made_again(reader) -> None:
+    assert reader.offer(100, 105) == [100]
+    reader.clock[0] += offsets.RESEEK_AFTER_S / 2
+    assert reader.offer(106) == []
+    assert reader.seeks == [101]
+    reader.clock[0] += offsets.RESEEK_AFTER_S
+    assert reader.offer(107) == []
+    assert reader.seeks == [101, 101]
+
+
+def test_offsets_that_never_come_are_given_up_after_a_while(reader) -> None:
+    # Deleted by retention while the consumer lagged, say: reading goes on without them.
+    assert reader.offer(100, 150) == [100]
+    reader.clock[0] += offsets.MAX_BEHIND_S
+    assert reader.offer(151, 152) == [151, 152]
+
+
+def test_a_transactions_marker_is_not_a_gap(reader) -> None:
+    assert reader.offer(100, 102, 103) == [100, 102, 103]
+    assert reader.seeks == []
+
+
+def test_commits_stay_below_the_next_message_to_handle(reader) -> None:
+    # 105 and 106, skipped, are acknowledged by faust: a commit must not pass them.
+    reader.offer(100, 101, 105, 106)
+    assert checkpoints.commit_caps()[PARTITION] == 102
