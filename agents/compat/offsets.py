@@ -94,8 +94,7 @@ async def in_order(tp: TP, offset: int) -> bool:
     consumer lagged, say), and logged. Commits stay at or below the next offset
     (:func:`next_offsets`): faust acknowledges the messages skipped.
 
-    The next offset starts where the partition's reading starts: its committed offset, or
-    the lowest offset fetched since the worker started if higher.
+    The next offset starts where the partition's reading starts (:func:`_read_from`).
 
     >>> import asyncio
     >>> tp = TP("telemetry.metrics", 7)
@@ -150,18 +149,17 @@ def next_offsets() -> dict[TP, int]:
 
 
 def _read_from(tp: TP) -> int | None:
-    """Where reading ``tp`` starts: its committed offset, or the lowest offset fetched since
-    the worker started if higher (the log's start, past an expired committed offset)."""
+    """Where reading ``tp`` starts: its committed offset, else (never committed, or at 0,
+    which faust holds as ``None``) the lowest offset fetched since the worker started.
+
+    Not the higher of the two: messages faust drops before its streams see them would
+    raise the lowest fetched past them, and the edge would skip them when read again. A
+    committed offset the log has deleted meanwhile is waited for, and given up
+    (:data:`MAX_BEHIND_S`).
+    """
     consumer = app.consumer
-    known = [
-        offset
-        for offset in (
-            consumer._committed_offset.get(tp),
-            consumer.__dict__.get("_fetched_from", {}).get(tp),
-        )
-        if offset is not None
-    ]
-    return max(known) if known else None
+    committed = consumer._committed_offset.get(tp)
+    return committed or consumer.__dict__.get("_fetched_from", {}).get(tp)
 
 
 def _queued(tp: TP) -> list[int]:

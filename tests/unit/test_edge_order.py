@@ -57,6 +57,22 @@ def test_reading_starts_at_the_committed_offset(reader) -> None:
     assert reader.offer(100, 101, 102, 103, 104) == [100, 101, 102, 103, 104]
 
 
+def test_messages_dropped_before_any_stream_saw_them_are_read_again(reader) -> None:
+    # Faust's fetch loop dropped 100 to 102 before yielding them: the lowest offset fetched
+    # is 103, but reading starts at the committed offset.
+    offsets.app.consumer._fetched_from = {PARTITION: 103}
+    assert reader.offer(103) == []
+    assert reader.seeks == [COMMITTED]
+    assert reader.offer(100, 101, 102, 103) == [100, 101, 102, 103]
+
+
+def test_a_partition_never_committed_starts_at_the_lowest_offset_fetched(reader) -> None:
+    offsets.app.consumer._committed_offset = {PARTITION: None}
+    offsets.app.consumer._fetched_from = {PARTITION: 40}
+    assert reader.offer(40, 41) == [40, 41]
+    assert reader.seeks == []
+
+
 def test_a_seek_undone_by_faust_is_made_again(reader) -> None:
     assert reader.offer(100, 105) == [100]
     reader.clock[0] += offsets.RESEEK_AFTER_S / 2
