@@ -10,7 +10,7 @@ restarted mid-stream, break that for good while the worker goes on reading:
   one; the commits stay below it. As a backstop, every :data:`CHECK_EVERY_S` the timer
   looks for a partition whose acknowledged offsets start past the committed one with no
   message of the gap still being processed, and when two checks in a row find the same
-  gap, seeks it back to the committed offset; what was handled is skipped again.
+  gap, seeks it back to the committed offset; the edge skips what it handled before.
 * *a dropped tail*: when the dropped messages are the latest fetched, no acknowledgement
   after them shows a gap, and the commit stands at them with nothing to wait for: they
   would stay unread until the partition's next owner (a CI run's actuator waited 150 s for
