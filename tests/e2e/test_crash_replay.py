@@ -77,8 +77,9 @@ ids), ``scaling`` by 2 of about 700 ids in one run of four killed 3 or 8 times, 
 ``failback`` by one return of traffic 240 s of event time apart in three killed runs of
 about ten; in five runs killed 8 or 20 times, ``slo_burn`` differed by 1 to 13 of about 35
 ids, and ``remediation``, ``scaling`` and ``failback`` in one run each. Since the edge keeps
-each partition's order (agents.compat.offsets.in_order), one run killed 20 times differed in
-one ``slo_burn`` id only, at the end of the hour. They are in the summary."""
+each partition's order (agents.compat.offsets.in_order), two runs killed 20 times differed by
+one ``slo_burn`` id each, one of them also by 11 scaling ids of one series. They are in the
+summary."""
 # Decisions listed per difference in the summary; the counts are always complete.
 LISTED = 15
 
