@@ -94,7 +94,8 @@ async def in_order(tp: TP, offset: int) -> bool:
     consumer lagged, say), and logged. Commits stay at or below the next offset
     (:func:`next_offsets`): faust acknowledges the messages skipped.
 
-    The next offset starts where the partition's reading starts (:func:`_read_from`).
+    The next offset starts where the partition's reading starts
+    (:meth:`~streams.runtime.commits.BarrierCommits.commit_base`).
 
     >>> import asyncio
     >>> tp = TP("telemetry.metrics", 7)
@@ -112,7 +113,11 @@ async def in_order(tp: TP, offset: int) -> bool:
     """
     expected = _next.get(tp)
     if expected is None:
-        start = _read_from(tp)
+        # Where reading starts: the committed offset, else (never committed, or at 0) the
+        # lowest fetched. Not the higher of the two: messages faust drops before its
+        # streams see them would raise the lowest fetched past them, and be skipped when
+        # read again. A committed offset the log has deleted is waited for, then given up.
+        start = app.consumer.commit_base(tp)
         expected = offset if start is None else start
     if offset < expected:
         return False
@@ -146,20 +151,6 @@ def next_offsets() -> dict[TP, int]:
     """Partition -> the offset of the next message the edge handles: every message below it
     was handled, none at or past it may be committed."""
     return dict(_next)
-
-
-def _read_from(tp: TP) -> int | None:
-    """Where reading ``tp`` starts: its committed offset, else (never committed, or at 0,
-    which faust holds as ``None``) the lowest offset fetched since the worker started.
-
-    Not the higher of the two: messages faust drops before its streams see them would
-    raise the lowest fetched past them, and the edge would skip them when read again. A
-    committed offset the log has deleted meanwhile is waited for, and given up
-    (:data:`MAX_BEHIND_S`).
-    """
-    consumer = app.consumer
-    committed = consumer._committed_offset.get(tp)
-    return committed or consumer.__dict__.get("_fetched_from", {}).get(tp)
 
 
 def _queued(tp: TP) -> list[int]:

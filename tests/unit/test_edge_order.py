@@ -11,6 +11,7 @@ from faust.types import TP
 
 from agents.compat import offsets
 from agents.runtime import checkpoints
+from streams.runtime.commits import BarrierCommits
 
 PARTITION = TP("telemetry.interactions", 1)
 COMMITTED = 100
@@ -26,6 +27,8 @@ def reader(monkeypatch):
         seeks.append(offset)
 
     consumer = SimpleNamespace(_committed_offset={PARTITION: COMMITTED}, seek=seek)
+    # The worker's consumer says where reading starts.
+    consumer.commit_base = lambda tp: BarrierCommits.commit_base(consumer, tp)
     monkeypatch.setattr(offsets, "app", SimpleNamespace(consumer=consumer))
     monkeypatch.setattr(offsets, "_next", {})
     monkeypatch.setattr(offsets, "_behind", {})
