@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 
+from agents.compat.offsets import in_order
 from agents.runtime.plugins import plugins
 from agents.runtime.publish import subject_key
 from models.policy.actuation import DecisionMemory, action_call_record, decode_decision
@@ -90,6 +91,9 @@ class _Actions:
         if not await declare_unless_stopping(topics.audit):
             return
         async for event in stream.events():
+            # In their partition's order, also after faust dropped some at a restart.
+            if not await in_order("actions", event.message.tp, event.message.offset):
+                continue
             try:
                 await self.handle(event.key, event.value)
             except Exception:

@@ -39,6 +39,7 @@ import time
 
 import click
 
+from agents.compat.offsets import in_order
 from agents.runtime.publish import subject_key
 from models.policy.actuation import (
     ActuationPolicy,
@@ -179,6 +180,10 @@ class _Actuator:
         if not await declare_unless_stopping(topics.audit):
             return
         async for event in stream.events():
+            # Decisions in their partition's order, also after faust dropped some at a
+            # restart: one read late would be refused as superseded by a newer one.
+            if not await in_order("actuator", event.message.tp, event.message.offset):
+                continue
             key, value = event.key, event.value
             record = await self.handle(key, value, event.message.topic)
             audit_key = record.decision_id.encode() if record.decision_id else key

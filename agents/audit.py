@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.compat.offsets import in_order
 from agents.runtime.checkpoints import partition_table
 from models.compliance.trail import RECENT_IDS, AuditChain, canonical
 from schemas import topics as names
@@ -124,6 +125,10 @@ async def _run(stream: Any) -> None:
     if not await declare_unless_stopping(topics.audit_trail):
         return
     async for event in stream.events():
+        # The chain follows each partition's order, also after faust dropped some messages
+        # at a restart.
+        if not await in_order("audit-trail", event.message.tp, event.message.offset):
+            continue
         try:
             await _append(event.message)
         except Exception:

@@ -34,7 +34,8 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.runtime.app import app
+from streams.runtime.app import app, settings
+from streams.runtime.log_probe import LogProbe
 
 __all__ = [
     "CHECK_EVERY_S",
@@ -54,15 +55,25 @@ CHECK_EVERY_S = 5.0
 _gaps: dict[TP, tuple[int, int]] = {}
 # Partition -> (first, end) of the dropped tail seen last check.
 _tails: dict[TP, tuple[int, int]] = {}
-# Partition -> the offset of the next message the edge handles.
-_next: dict[TP, int] = {}
-# Partition -> (when it fell behind, when it was last sought back), while messages past the
-# next offset come instead of it (monotonic seconds).
-_behind: dict[TP, tuple[float, float]] = {}
+# (reader, partition) -> the offset of the next message the reader handles. Several agents
+# read the decision topics, each message once: each keeps its own order.
+_next: dict[tuple[str, TP], int] = {}
+# (reader, partition) -> (when it fell behind, when it was last sought back), while messages
+# past the next offset come instead of it (monotonic seconds).
+_behind: dict[tuple[str, TP], tuple[float, float]] = {}
 RESEEK_AFTER_S = 2.0
 """Wall seconds between two seeks back to the next offset while it does not come."""
 MAX_BEHIND_S = 60.0
 """Wall seconds missing offsets are waited for before they are given up."""
+probe = LogProbe(settings.bootstrap_servers, **settings.aiokafka_security_kwargs())
+"""Asked where the log's next record is when a message comes past the one expected."""
+
+
+async def _stop_probe(sender: Any, **_: Any) -> None:
+    await probe.stop()
+
+
+app.on_before_shutdown.connect(_stop_probe)
 
 
 def next_offset(tp: TP, highest_read: int) -> int:
@@ -77,41 +88,53 @@ def next_offset(tp: TP, highest_read: int) -> int:
     return highest_read + 1 if highest_read >= 0 else app.consumer._committed_offset.get(tp) or 0
 
 
-async def in_order(tp: TP, offset: int) -> bool:
-    """Whether the edge handles the message at ``offset`` of ``tp`` now: it is the next of
-    its partition (or follows a transaction's marker).
+async def in_order(reader: str, tp: TP, offset: int) -> bool:
+    """Whether ``reader`` (an agent) handles the message at ``offset`` of ``tp`` now: it is
+    the next of its partition for that reader.
 
     A message below the next offset was handled already (read again after a seek) and is
-    skipped. A message past it means faust dropped the ones between on their way: the
-    partition is sought back to the next offset and the message skipped, as are the others
-    past it, until the next one comes; were they handled, what the dropped ones made
-    (samples, tenant requests, region evidence) would come after theirs, and brains that
-    take a position below the latest they have from a partition for a repeat, or a sample
-    older than a series' latest for a replay, would never learn it. Faust's read offset
-    undoes a seek made while later messages of the partition are still on their way, so
-    the seek is made again every :data:`RESEEK_AFTER_S` while none comes; after
-    :data:`MAX_BEHIND_S` the missing offsets are given up (deleted by retention while the
-    consumer lagged, say), and logged. Commits stay at or below the next offset
+    skipped. A message past it is either the next record of the log, the offsets between
+    holding none (a transaction's marker, records compacted away or deleted by retention),
+    or faust dropped the ones between on their way; the log says which (:data:`probe`).
+    Dropped ones are read first: the partition is sought back to them and the message
+    skipped, as are the others past them, until they come; were they handled later, what
+    they made (samples, tenant requests, region evidence) would come after theirs, and
+    brains that take a position below the latest they have from a partition for a repeat,
+    or a sample older than a series' latest for a replay, would never learn it; the actuator
+    would refuse a dropped decision as superseded by a newer one it read first. (Taking a
+    gap of one offset for a marker, as faust does, once lost a sample so, and with it a
+    scaling decision.) Faust's read offset undoes a seek made while later messages of the
+    partition are still on their way, so the seek is made again every
+    :data:`RESEEK_AFTER_S` while none comes; after :data:`MAX_BEHIND_S` the missing offsets
+    are given up, and logged. Commits stay at or below the next offset of every reader
     (:func:`next_offsets`): faust acknowledges the messages skipped.
 
     The next offset starts where the partition's reading starts
-    (:meth:`~streams.runtime.commits.BarrierCommits.commit_base`).
+    (:meth:`~streams.runtime.commits.BarrierCommits.commit_base`). Readers of one partition
+    keep their orders apart: a seek made for one gives the others copies, which they skip.
 
     >>> import asyncio
     >>> tp = TP("telemetry.metrics", 7)
-    >>> _next[tp] = 10
+    >>> _next["metrics", tp] = 10
     >>> async def seek(tp, offset): print("seek", offset)
-    >>> app.consumer.seek = seek
-    >>> asyncio.run(in_order(tp, 10)), asyncio.run(in_order(tp, 9))
+    >>> async def first_offset(tp, offset): return 12 if offset == 11 else offset
+    >>> app.consumer.seek, probe.first_offset = seek, first_offset
+    >>> asyncio.run(in_order("metrics", tp, 10)), asyncio.run(in_order("metrics", tp, 9))
     (True, False)
-    >>> asyncio.run(in_order(tp, 14))
-    seek 11
+
+    11 is a marker; 13 and 14 were dropped:
+
+    >>> asyncio.run(in_order("metrics", tp, 12))
+    True
+    >>> asyncio.run(in_order("metrics", tp, 15))
+    seek 13
     False
-    >>> [asyncio.run(in_order(tp, o)) for o in (15, 11, 12, 13, 14, 15)]
-    [False, True, True, True, True, True]
-    >>> del app.consumer.seek, _next[tp]
+    >>> [asyncio.run(in_order("metrics", tp, o)) for o in (16, 13, 14, 15, 16)]
+    [False, True, True, True, True]
+    >>> del app.consumer.seek, probe.first_offset, _next["metrics", tp]
     """
-    expected = _next.get(tp)
+    key = (reader, tp)
+    expected = _next.get(key)
     if expected is None:
         # Where reading starts: the committed offset, else (never committed, or at 0) the
         # lowest fetched. Not the higher of the two: messages faust drops before its
@@ -121,36 +144,45 @@ async def in_order(tp: TP, offset: int) -> bool:
         expected = offset if start is None else start
     if offset < expected:
         return False
-    if offset - expected <= 1:
-        _next[tp] = offset + 1
-        _behind.pop(tp, None)
+    if offset > expected and key not in _behind:
+        first = await probe.first_offset(tp, expected)
+        if first is not None and first > expected:
+            # No record between: nothing was dropped there.
+            expected = min(first, offset)
+    if offset == expected:
+        _next[key] = offset + 1
+        _behind.pop(key, None)
         return True
+    _next[key] = expected
     now = time.monotonic()
-    since, sought = _behind.get(tp, (now, -math.inf))
+    since, sought = _behind.get(key, (now, -math.inf))
     if now - since >= MAX_BEHIND_S:
         log.warning(
-            "offsets %d to %d of %s[%d] were skipped and not read again in %.0f s; going "
+            "%s: offsets %d to %d of %s[%d] were skipped and not read again in %.0f s; going "
             "on without them",
-            expected, offset - 1, tp.topic, tp.partition, MAX_BEHIND_S,
+            reader, expected, offset - 1, tp.topic, tp.partition, MAX_BEHIND_S,
         )  # fmt: skip
-        _next[tp] = offset + 1
-        _behind.pop(tp, None)
+        _next[key] = offset + 1
+        _behind.pop(key, None)
         return True
     if now - sought >= RESEEK_AFTER_S:
         if sought == -math.inf:
             log.info(
-                "offsets %d to %d of %s[%d] were dropped on their way; reading them first",
-                expected, offset - 1, tp.topic, tp.partition,
+                "%s: offsets %d to %d of %s[%d] were dropped on their way; reading them first",
+                reader, expected, offset - 1, tp.topic, tp.partition,
             )  # fmt: skip
-        _behind[tp] = (since, now)
+        _behind[key] = (since, now)
         await app.consumer.seek(tp, expected)
     return False
 
 
 def next_offsets() -> dict[TP, int]:
-    """Partition -> the offset of the next message the edge handles: every message below it
-    was handled, none at or past it may be committed."""
-    return dict(_next)
+    """Partition -> the lowest offset of a message its readers handle next: every message
+    below it was handled by each, none at or past it may be committed."""
+    lowest: dict[TP, int] = {}
+    for (_, tp), offset in list(_next.items()):
+        lowest[tp] = min(offset, lowest.get(tp, offset))
+    return lowest
 
 
 def _queued(tp: TP) -> list[int]:
@@ -171,9 +203,9 @@ def _queued(tp: TP) -> list[int]:
 
 async def _forget_order(sender: Any, revoked: set[TP], **_: Any) -> None:
     # A partition that moves is read again by its next owner from its committed offset.
-    for tp in revoked:
-        _next.pop(tp, None)
-        _behind.pop(tp, None)
+    for key in [key for key in list(_next) + list(_behind) if key[1] in revoked]:
+        _next.pop(key, None)
+        _behind.pop(key, None)
 
 
 app.on_partitions_revoked.connect(_forget_order)

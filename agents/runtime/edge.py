@@ -151,7 +151,7 @@ class Edge:
                 await asyncio.sleep(0)
                 yielded = time.perf_counter()
             message = event.message
-            if not await in_order(message.tp, message.offset):
+            if not await in_order(self.label, message.tp, message.offset):
                 continue
             # A checkpoint is taken between messages, never in the middle of one.
             await gate.enter()

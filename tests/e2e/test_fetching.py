@@ -1,7 +1,8 @@
 """The private names of aiokafka the worker's consumer uses work on a real consumer: those
 :mod:`streams.runtime.fetching` sets reach its fetcher, and
 :func:`streams.runtime.commits.fetch_position` reads its position. These tests fail if an
-upgrade of the pinned aiokafka renames them."""
+upgrade of the pinned aiokafka renames them. And :class:`streams.runtime.log_probe.LogProbe`
+tells a transaction's marker from a record on a real log."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.runtime.commits import fetch_position
 from streams.runtime.fetching import batch_fetches
+from streams.runtime.log_probe import LogProbe
 
 pytestmark = pytest.mark.kafka
 
@@ -64,3 +66,31 @@ def test_fetch_position_is_the_offset_after_the_last_message_handed_out(
             await consumer.stop()
 
     assert asyncio.run(positions()) == [None, 7, 3]
+
+
+def test_the_log_probe_passes_over_transaction_markers_to_the_next_record(
+    kafka_bootstrap: str, topic_names
+) -> None:
+    topic = f"{topic_names.prefix}log-probe"
+    tp = TopicPartition(topic, 0)
+
+    async def answers() -> list[int | None]:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, transactional_id=f"{topic}-producer"
+        )
+        await producer.start()
+        try:
+            # Two records a transaction: records at 0, 1, 3, 4; commit markers at 2 and 5.
+            for n in range(2):
+                async with producer.transaction():
+                    for m in range(2):
+                        await producer.send_and_wait(topic, b"%d" % (2 * n + m), partition=0)
+        finally:
+            await producer.stop()
+        probe = LogProbe(kafka_bootstrap, timeout_s=1.0)
+        try:
+            return [await probe.first_offset(tp, offset) for offset in (0, 1, 2, 3, 5, 6)]
+        finally:
+            await probe.stop()
+
+    assert asyncio.run(answers()) == [0, 1, 3, 3, None, None]

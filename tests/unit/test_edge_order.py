@@ -26,22 +26,31 @@ def reader(monkeypatch):
     async def seek(tp: TP, offset: int) -> None:
         seeks.append(offset)
 
+    # The offsets the log holds no record at (transactions' markers); every other one has.
+    markers: set[int] = set()
+
+    async def first_offset(tp: TP, offset: int) -> int:
+        while offset in markers:
+            offset += 1
+        return offset
+
     consumer = SimpleNamespace(_committed_offset={PARTITION: COMMITTED}, seek=seek)
     # The worker's consumer says where reading starts.
     consumer.commit_base = lambda tp: BarrierCommits.commit_base(consumer, tp)
     monkeypatch.setattr(offsets, "app", SimpleNamespace(consumer=consumer))
     monkeypatch.setattr(offsets, "_next", {})
     monkeypatch.setattr(offsets, "_behind", {})
+    monkeypatch.setattr(offsets, "probe", SimpleNamespace(first_offset=first_offset))
     clock = [1000.0]
     monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
 
-    def offer(*arrivals: int) -> list[int]:
+    def offer(*arrivals: int, reader: str = "interactions") -> list[int]:
         async def run() -> list[int]:
-            return [o for o in arrivals if await offsets.in_order(PARTITION, o)]
+            return [o for o in arrivals if await offsets.in_order(reader, PARTITION, o)]
 
         return asyncio.run(run())
 
-    return SimpleNamespace(offer=offer, seeks=seeks, clock=clock)
+    return SimpleNamespace(offer=offer, seeks=seeks, clock=clock, markers=markers)
 
 
 def test_messages_past_dropped_ones_wait_for_them(reader) -> None:
@@ -94,11 +103,56 @@ def test_offsets_that_never_come_are_given_up_after_a_while(reader) -> None:
 
 
 def test_a_transactions_marker_is_not_a_gap(reader) -> None:
-    assert reader.offer(100, 102, 103) == [100, 102, 103]
+    reader.markers.update({101, 104, 105})
+    assert reader.offer(100, 102, 103, 106) == [100, 102, 103, 106]
     assert reader.seeks == []
+
+
+def test_one_message_dropped_is_read_again_not_taken_for_a_marker(reader) -> None:
+    # Faust drops single messages too: a sample so lost once cost a scaling decision.
+    assert reader.offer(100, 102) == [100]
+    assert reader.seeks == [101]
+    assert reader.offer(101, 102) == [101, 102]
+
+
+def test_a_marker_before_dropped_messages_is_passed_over(reader) -> None:
+    reader.markers.add(101)
+    assert reader.offer(100, 104) == [100]
+    assert reader.seeks == [102]
+    assert reader.offer(102, 103, 104) == [102, 103, 104]
 
 
 def test_commits_stay_below_the_next_message_to_handle(reader) -> None:
     # 105 and 106, skipped, are acknowledged by faust: a commit must not pass them.
     reader.offer(100, 101, 105, 106)
     assert checkpoints.commit_caps()[PARTITION] == 102
+
+
+def test_readers_of_one_partition_keep_their_orders_apart(reader) -> None:
+    # The actuator and the audit trail both read each decision: each handles it once.
+    assert reader.offer(100, 101, reader="actuator") == [100, 101]
+    assert reader.offer(100, 101, 102, reader="audit-trail") == [100, 101, 102]
+    assert reader.offer(102, reader="actuator") == [102]
+
+
+def test_a_seek_for_one_reader_gives_the_others_copies_they_skip(reader) -> None:
+    assert reader.offer(100, 101, 102, reader="audit-trail") == [100, 101, 102]
+    # The actuator's 101 and 102 were dropped on their way: it seeks the partition back.
+    assert reader.offer(100, 103, reader="actuator") == [100]
+    assert reader.seeks == [101]
+    assert reader.offer(101, 102, 103, reader="actuator") == [101, 102, 103]
+    assert reader.offer(101, 102, 103, reader="audit-trail") == [103]
+
+
+def test_commits_stay_below_the_next_message_of_every_reader(reader) -> None:
+    reader.offer(100, 101, 102, 103, reader="audit-trail")
+    reader.offer(100, 105, reader="actuator")
+    assert checkpoints.commit_caps()[PARTITION] == 101
+
+
+def test_a_partition_that_moves_is_read_from_its_committed_offset_again(reader) -> None:
+    reader.offer(100, 101, reader="actuator")
+    reader.offer(100, reader="audit-trail")
+    asyncio.run(offsets._forget_order(None, {PARTITION}))
+    assert offsets.next_offsets() == {}
+    assert reader.offer(100, reader="actuator") == [100]
