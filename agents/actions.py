@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.compat.offsets import in_order
+from agents.compat.offsets import finished, in_order
 from agents.runtime.plugins import plugins
 from agents.runtime.publish import subject_key
 from models.policy.actuation import DecisionMemory, action_call_record, decode_decision
@@ -100,6 +100,8 @@ class _Actions:
                 # A bug (or the broker refusing the audit record) costs one decision's
                 # actions, not the agent and with it the worker.
                 log.exception("actions: failed on a message of %s", event.message.topic)
+            finally:
+                finished("actions", event.message.tp)
 
 
 _actions = _Actions()

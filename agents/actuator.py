@@ -39,7 +39,7 @@ import time
 
 import click
 
-from agents.compat.offsets import in_order
+from agents.compat.offsets import finished, in_order
 from agents.runtime.publish import subject_key
 from models.policy.actuation import (
     ActuationPolicy,
@@ -184,11 +184,14 @@ class _Actuator:
             # restart: one read late would be refused as superseded by a newer one.
             if not await in_order("actuator", event.message.tp, event.message.offset):
                 continue
-            key, value = event.key, event.value
-            record = await self.handle(key, value, event.message.topic)
-            audit_key = record.decision_id.encode() if record.decision_id else key
-            # Awaited: an action the audit topic did not receive is not accounted for.
-            await (await topics.audit.send(key=audit_key, value=record.to_bytes()))
+            try:
+                key, value = event.key, event.value
+                record = await self.handle(key, value, event.message.topic)
+                audit_key = record.decision_id.encode() if record.decision_id else key
+                # Awaited: an action the audit topic did not receive is not accounted for.
+                await (await topics.audit.send(key=audit_key, value=record.to_bytes()))
+            finally:
+                finished("actuator", event.message.tp)
             log.log(
                 logging.WARNING if record.outcome == "failed" else logging.INFO,
                 "actuator: %s %s:%s on %s -> %s%s",

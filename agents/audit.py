@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.compat.offsets import in_order
+from agents.compat.offsets import finished, in_order
 from agents.runtime.checkpoints import partition_table
 from models.compliance.trail import RECENT_IDS, AuditChain, canonical
 from schemas import topics as names
@@ -138,6 +138,8 @@ async def _run(stream: Any) -> None:
                 "audit: failed to append %s[%d]@%d",
                 event.message.topic, event.message.partition, event.message.offset,
             )  # fmt: skip
+        finally:
+            finished("audit-trail", event.message.tp)
 
 
 _locks: dict[int, asyncio.Lock] = {}

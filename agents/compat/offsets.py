@@ -40,6 +40,7 @@ from streams.runtime.log_probe import LogProbe
 __all__ = [
     "CHECK_EVERY_S",
     "check_commits",
+    "finished",
     "in_order",
     "next_offset",
     "next_offsets",
@@ -58,6 +59,8 @@ _tails: dict[TP, tuple[int, int]] = {}
 # (reader, partition) -> the offset of the next message the reader handles. Several agents
 # read the decision topics, each message once: each keeps its own order.
 _next: dict[tuple[str, TP], int] = {}
+# (reader, partition) -> the offset of the message the reader was given and has not finished.
+_taken: dict[tuple[str, TP], int] = {}
 # (reader, partition) -> (when it fell behind, when it was last sought back), while messages
 # past the next offset come instead of it (monotonic seconds).
 _behind: dict[tuple[str, TP], tuple[float, float]] = {}
@@ -106,8 +109,9 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
     scaling decision.) Faust's read offset undoes a seek made while later messages of the
     partition are still on their way, so the seek is made again every
     :data:`RESEEK_AFTER_S` while none comes; after :data:`MAX_BEHIND_S` the missing offsets
-    are given up, and logged. Commits stay at or below the next offset of every reader
-    (:func:`next_offsets`): faust acknowledges the messages skipped.
+    are given up, and logged. Commits stay at or below the next offset of every reader, and
+    below a message given and not yet :func:`finished` (:func:`next_offsets`): faust
+    acknowledges the messages skipped.
 
     The next offset starts where the partition's reading starts
     (:meth:`~streams.runtime.commits.BarrierCommits.commit_base`). Readers of one partition
@@ -134,6 +138,8 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
     >>> del app.consumer.seek, probe.first_offset, _next["metrics", tp]
     """
     key = (reader, tp)
+    # A reader asks again once done with the message it was given last.
+    _taken.pop(key, None)
     expected = _next.get(key)
     if expected is None:
         # Where reading starts: the committed offset, else (never committed, or at 0) the
@@ -151,6 +157,7 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
             expected = min(first, offset)
     if offset == expected:
         _next[key] = offset + 1
+        _taken[key] = offset
         _behind.pop(key, None)
         return True
     _next[key] = expected
@@ -163,6 +170,7 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
             reader, expected, offset - 1, tp.topic, tp.partition, MAX_BEHIND_S,
         )  # fmt: skip
         _next[key] = offset + 1
+        _taken[key] = offset
         _behind.pop(key, None)
         return True
     if now - sought >= RESEEK_AFTER_S:
@@ -176,11 +184,25 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
     return False
 
 
+def finished(reader: str, tp: TP) -> None:
+    """``reader`` is done with the message of ``tp`` :func:`in_order` gave it last: a commit
+    may now pass it."""
+    _taken.pop((reader, tp), None)
+
+
 def next_offsets() -> dict[TP, int]:
-    """Partition -> the lowest offset of a message its readers handle next: every message
-    below it was handled by each, none at or past it may be committed."""
+    """Partition -> the lowest offset of a message its readers have not finished: every
+    message below it was handled by each, none at or past it may be committed.
+
+    A message a reader was given and has not finished caps the commit at its own offset:
+    faust may count it acknowledged already, from a copy skipped before a seek back, and a
+    commit past it would lose it to a crash (a sample so lost, in a run killed 20 times,
+    moved two SLO burns).
+    """
     lowest: dict[TP, int] = {}
-    for (_, tp), offset in list(_next.items()):
+    for key, offset in list(_next.items()):
+        tp = key[1]
+        offset = _taken.get(key, offset)
         lowest[tp] = min(offset, lowest.get(tp, offset))
     return lowest
 
@@ -205,6 +227,7 @@ async def _forget_order(sender: Any, revoked: set[TP], **_: Any) -> None:
     # A partition that moves is read again by its next owner from its committed offset.
     for key in [key for key in list(_next) + list(_behind) if key[1] in revoked]:
         _next.pop(key, None)
+        _taken.pop(key, None)
         _behind.pop(key, None)
 
 

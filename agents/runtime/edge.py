@@ -29,7 +29,7 @@ from typing import Any
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
 
-from agents.compat.offsets import in_order
+from agents.compat.offsets import finished, in_order
 from agents.runtime import checkpoints
 from agents.runtime.checkpoints import gate
 from models.text.fields import FieldScrubber
@@ -153,14 +153,17 @@ class Edge:
             message = event.message
             if not await in_order(self.label, message.tp, message.offset):
                 continue
-            # A checkpoint is taken between messages, never in the middle of one.
-            await gate.enter()
             try:
-                await self._handle_message(message, handle, handled)
-                last = checkpoints.handled.get(message.tp, -1)
-                checkpoints.handled[message.tp] = max(last, message.offset)
+                # A checkpoint is taken between messages, never in the middle of one.
+                await gate.enter()
+                try:
+                    await self._handle_message(message, handle, handled)
+                    last = checkpoints.handled.get(message.tp, -1)
+                    checkpoints.handled[message.tp] = max(last, message.offset)
+                finally:
+                    gate.leave()
             finally:
-                gate.leave()
+                finished(self.label, message.tp)
 
     async def _handle_message(
         self,

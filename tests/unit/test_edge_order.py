@@ -40,6 +40,7 @@ def reader(monkeypatch):
     monkeypatch.setattr(offsets, "app", SimpleNamespace(consumer=consumer))
     monkeypatch.setattr(offsets, "_next", {})
     monkeypatch.setattr(offsets, "_behind", {})
+    monkeypatch.setattr(offsets, "_taken", {})
     monkeypatch.setattr(offsets, "probe", SimpleNamespace(first_offset=first_offset))
     clock = [1000.0]
     monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
@@ -154,5 +155,23 @@ def test_a_partition_that_moves_is_read_from_its_committed_offset_again(reader) 
     reader.offer(100, 101, reader="actuator")
     reader.offer(100, reader="audit-trail")
     asyncio.run(offsets._forget_order(None, {PARTITION}))
+    assert offsets._taken == {}
     assert offsets.next_offsets() == {}
     assert reader.offer(100, reader="actuator") == [100]
+
+
+def test_a_message_given_and_not_finished_holds_the_commit_at_its_offset(reader) -> None:
+    # Faust counts 102 acknowledged from a copy skipped before a seek back; the copy read
+    # again waits for a checkpoint to end: a commit past it would lose it to a crash.
+    assert reader.offer(100, 101, 102) == [100, 101, 102]
+    assert checkpoints.commit_caps()[PARTITION] == 102
+    offsets.finished("interactions", PARTITION)
+    assert checkpoints.commit_caps()[PARTITION] == 103
+
+
+def test_asking_about_another_message_finishes_the_last(reader) -> None:
+    assert reader.offer(100) == [100]
+    assert checkpoints.commit_caps()[PARTITION] == 100
+    # A copy below, skipped: the reader is done with 100.
+    assert reader.offer(99) == []
+    assert checkpoints.commit_caps()[PARTITION] == 101
