@@ -135,6 +135,7 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
     False
     >>> [asyncio.run(in_order("metrics", tp, o)) for o in (16, 13, 14, 15, 16)]
     [False, True, True, True, True]
+    >>> finished("metrics", tp)
     >>> del app.consumer.seek, probe.first_offset, _next["metrics", tp]
     """
     key = (reader, tp)
