@@ -185,6 +185,20 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
     return False
 
 
+async def _seek_back_waiting_readers() -> None:
+    """Seek again the partitions a reader waits on (:func:`in_order`) that it has not sought
+    for :data:`RESEEK_AFTER_S`: a reader seeks when a message past the missing ones comes,
+    and when those were the last of the partition none comes (faust undid the seek while
+    they were on their way); a CI run so stood still for 150 s."""
+    now = time.monotonic()
+    for key, (since, sought) in list(_behind.items()):
+        expected = _next.get(key)
+        if expected is None or now - sought < RESEEK_AFTER_S:
+            continue
+        _behind[key] = (since, now)
+        await app.consumer.seek(key[1], expected)
+
+
 def finished(reader: str, tp: TP) -> None:
     """``reader`` is done with the message of ``tp`` :func:`in_order` gave it last: a commit
     may now pass it."""
@@ -325,6 +339,7 @@ async def check_commits() -> None:
         _gaps.clear()
         _tails.clear()
         return
+    await _seek_back_waiting_readers()
     _remove_duplicate_acks()
     gaps = _stuck_gaps()
     tails = {tp: tail for tp, tail in _dropped_tails().items() if tp not in gaps}

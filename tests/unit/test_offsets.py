@@ -81,6 +81,8 @@ def consumer_of(monkeypatch):
         monkeypatch.setattr(offsets, "app", fake_app)
         monkeypatch.setattr(offsets, "_gaps", {})
         monkeypatch.setattr(offsets, "_tails", {})
+        monkeypatch.setattr(offsets, "_next", {})
+        monkeypatch.setattr(offsets, "_behind", {})
         return consumer
 
     return install
@@ -185,3 +187,21 @@ def test_a_tail_that_moves_between_checks_is_not_taken_for_dropped(consumer_of) 
     consumer.position = 120
     asyncio.run(offsets.check_commits())
     assert consumer.seeks == []
+
+
+def test_a_reader_waiting_on_the_last_messages_of_a_partition_is_sought_again(
+    consumer_of, monkeypatch
+) -> None:
+    # The edge sought back to 856, dropped on its way; faust undid the seek while 857 and
+    # 858 were on theirs, and no later message comes to make the edge seek again.
+    consumer = consumer_of(856, [857, 858], position=859)
+    clock = [500.0]
+    monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])
+    key = ("telemetry.interactions", PARTITION)
+    offsets._next[key] = 856
+    offsets._behind[key] = (490.0, 499.0)
+    asyncio.run(offsets.check_commits())
+    assert consumer.seeks == []
+    clock[0] += offsets.RESEEK_AFTER_S
+    asyncio.run(offsets.check_commits())
+    assert consumer.seeks == [(PARTITION, 856)]
