@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 
-from agents.compat.offsets import finished, in_order
+from agents.compat.offsets import ordered
 from agents.runtime.plugins import plugins
 from agents.runtime.publish import subject_key
 from models.policy.actuation import DecisionMemory, action_call_record, decode_decision
@@ -90,18 +90,14 @@ class _Actions:
             log.warning("actions on: %s", ", ".join(self.runner.plugins))
         if not await declare_unless_stopping(topics.audit):
             return
-        async for event in stream.events():
-            # In their partition's order, also after faust dropped some at a restart.
-            if not await in_order("actions", event.message.tp, event.message.offset):
-                continue
+        # In their partition's order, also after faust dropped some at a restart.
+        async for event in ordered("actions", stream):
             try:
                 await self.handle(event.key, event.value)
             except Exception:
                 # A bug (or the broker refusing the audit record) costs one decision's
                 # actions, not the agent and with it the worker.
                 log.exception("actions: failed on a message of %s", event.message.topic)
-            finally:
-                finished("actions", event.message.tp)
 
 
 _actions = _Actions()

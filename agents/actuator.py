@@ -39,7 +39,7 @@ import time
 
 import click
 
-from agents.compat.offsets import finished, in_order
+from agents.compat.offsets import ordered
 from agents.runtime.publish import subject_key
 from models.policy.actuation import (
     ActuationPolicy,
@@ -179,19 +179,14 @@ class _Actuator:
         )
         if not await declare_unless_stopping(topics.audit):
             return
-        async for event in stream.events():
-            # Decisions in their partition's order, also after faust dropped some at a
-            # restart: one read late would be refused as superseded by a newer one.
-            if not await in_order("actuator", event.message.tp, event.message.offset):
-                continue
-            try:
-                key, value = event.key, event.value
-                record = await self.handle(key, value, event.message.topic)
-                audit_key = record.decision_id.encode() if record.decision_id else key
-                # Awaited: an action the audit topic did not receive is not accounted for.
-                await (await topics.audit.send(key=audit_key, value=record.to_bytes()))
-            finally:
-                finished("actuator", event.message.tp)
+        # Decisions in their partition's order, also after faust dropped some at a restart:
+        # one read late would be refused as superseded by a newer one.
+        async for event in ordered("actuator", stream):
+            key, value = event.key, event.value
+            record = await self.handle(key, value, event.message.topic)
+            audit_key = record.decision_id.encode() if record.decision_id else key
+            # Awaited: an action the audit topic did not receive is not accounted for.
+            await (await topics.audit.send(key=audit_key, value=record.to_bytes()))
             log.log(
                 logging.WARNING if record.outcome == "failed" else logging.INFO,
                 "actuator: %s %s:%s on %s -> %s%s",

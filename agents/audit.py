@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.compat.offsets import finished, in_order
+from agents.compat.offsets import ordered
 from agents.runtime.checkpoints import partition_table
 from models.compliance.trail import RECENT_IDS, AuditChain, canonical
 from schemas import topics as names
@@ -124,11 +124,9 @@ async def _append(message: Any) -> None:
 async def _run(stream: Any) -> None:
     if not await declare_unless_stopping(topics.audit_trail):
         return
-    async for event in stream.events():
-        # The chain follows each partition's order, also after faust dropped some messages
-        # at a restart.
-        if not await in_order("audit-trail", event.message.tp, event.message.offset):
-            continue
+    # The chain follows each partition's order, also after faust dropped some messages at a
+    # restart.
+    async for event in ordered("audit-trail", stream):
         try:
             await _append(event.message)
         except Exception:
@@ -138,8 +136,6 @@ async def _run(stream: Any) -> None:
                 "audit: failed to append %s[%d]@%d",
                 event.message.topic, event.message.partition, event.message.offset,
             )  # fmt: skip
-        finally:
-            finished("audit-trail", event.message.tp)
 
 
 _locks: dict[int, asyncio.Lock] = {}

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.types import TP
@@ -44,6 +45,7 @@ __all__ = [
     "in_order",
     "next_offset",
     "next_offsets",
+    "ordered",
     "repair_stuck_commits",
 ]
 
@@ -156,33 +158,48 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
         if first is not None and first > expected:
             # No record between: nothing was dropped there.
             expected = min(first, offset)
-    if offset == expected:
-        _next[key] = offset + 1
-        _taken[key] = offset
-        _behind.pop(key, None)
-        return True
-    _next[key] = expected
-    now = time.monotonic()
-    since, sought = _behind.get(key, (now, -math.inf))
-    if now - since >= MAX_BEHIND_S:
+    if offset > expected:
+        _next[key] = expected
+        now = time.monotonic()
+        since, sought = _behind.get(key, (now, -math.inf))
+        if now - since < MAX_BEHIND_S:
+            if now - sought >= RESEEK_AFTER_S:
+                if sought == -math.inf:
+                    log.info(
+                        "%s: offsets %d to %d of %s[%d] were dropped on their way; reading "
+                        "them first",
+                        reader, expected, offset - 1, tp.topic, tp.partition,
+                    )  # fmt: skip
+                await _seek_again(key, since, now)
+            return False
         log.warning(
             "%s: offsets %d to %d of %s[%d] were skipped and not read again in %.0f s; going "
             "on without them",
             reader, expected, offset - 1, tp.topic, tp.partition, MAX_BEHIND_S,
         )  # fmt: skip
-        _next[key] = offset + 1
-        _taken[key] = offset
-        _behind.pop(key, None)
-        return True
-    if now - sought >= RESEEK_AFTER_S:
-        if sought == -math.inf:
-            log.info(
-                "%s: offsets %d to %d of %s[%d] were dropped on their way; reading them first",
-                reader, expected, offset - 1, tp.topic, tp.partition,
-            )  # fmt: skip
-        _behind[key] = (since, now)
-        await app.consumer.seek(tp, expected)
-    return False
+    _next[key] = offset + 1
+    _taken[key] = offset
+    _behind.pop(key, None)
+    return True
+
+
+async def ordered(reader: str, stream: Any) -> AsyncIterator[Any]:
+    """The events of ``stream`` that ``reader`` handles now (:func:`in_order`); each is
+    :func:`finished` when the reader asks for the next."""
+    async for event in stream.events():
+        message = event.message
+        if not await in_order(reader, message.tp, message.offset):
+            continue
+        try:
+            yield event
+        finally:
+            finished(reader, message.tp)
+
+
+async def _seek_again(key: tuple[str, TP], since: float, now: float) -> None:
+    """Seek a reader's partition back to its next offset, which it waits on since ``since``."""
+    _behind[key] = (since, now)
+    await app.consumer.seek(key[1], _next[key])
 
 
 async def _seek_back_waiting_readers() -> None:
@@ -192,11 +209,8 @@ async def _seek_back_waiting_readers() -> None:
     they were on their way); a CI run so stood still for 150 s."""
     now = time.monotonic()
     for key, (since, sought) in list(_behind.items()):
-        expected = _next.get(key)
-        if expected is None or now - sought < RESEEK_AFTER_S:
-            continue
-        _behind[key] = (since, now)
-        await app.consumer.seek(key[1], expected)
+        if key in _next and now - sought >= RESEEK_AFTER_S:
+            await _seek_again(key, since, now)
 
 
 def finished(reader: str, tp: TP) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import faust
 from aiokafka.errors import MessageSizeTooLargeError
 
-from agents.compat.offsets import finished, in_order
+from agents.compat.offsets import ordered
 from agents.runtime import checkpoints
 from agents.runtime.checkpoints import gate
 from models.text.fields import FieldScrubber
@@ -146,24 +146,19 @@ class Edge:
         # loop: a worker with a few hundred waiting handled them for up to 0.2 s in one go,
         # and the decisions made early on waited that long in the producer.
         yielded = time.perf_counter()
-        async for event in stream.events():
+        async for event in ordered(self.label, stream):
             if time.perf_counter() - yielded >= YIELD_EVERY_S:
                 await asyncio.sleep(0)
                 yielded = time.perf_counter()
             message = event.message
-            if not await in_order(self.label, message.tp, message.offset):
-                continue
+            # A checkpoint is taken between messages, never in the middle of one.
+            await gate.enter()
             try:
-                # A checkpoint is taken between messages, never in the middle of one.
-                await gate.enter()
-                try:
-                    await self._handle_message(message, handle, handled)
-                    last = checkpoints.handled.get(message.tp, -1)
-                    checkpoints.handled[message.tp] = max(last, message.offset)
-                finally:
-                    gate.leave()
+                await self._handle_message(message, handle, handled)
+                last = checkpoints.handled.get(message.tp, -1)
+                checkpoints.handled[message.tp] = max(last, message.offset)
             finally:
-                finished(self.label, message.tp)
+                gate.leave()
 
     async def _handle_message(
         self,

@@ -175,3 +175,21 @@ def test_asking_about_another_message_finishes_the_last(reader) -> None:
     # A copy below, skipped: the reader is done with 100.
     assert reader.offer(99) == []
     assert checkpoints.commit_caps()[PARTITION] == 101
+
+
+def test_ordered_gives_each_message_once_in_order_and_holds_the_commit_while_handled(
+    reader,
+) -> None:
+    class Stream:
+        async def events(self):
+            for offset in (100, 101, 100, 102):
+                yield SimpleNamespace(message=SimpleNamespace(tp=PARTITION, offset=offset))
+
+    async def read() -> list[tuple[int, int]]:
+        return [
+            (event.message.offset, checkpoints.commit_caps()[PARTITION])
+            async for event in offsets.ordered("interactions", Stream())
+        ]
+
+    assert asyncio.run(read()) == [(100, 100), (101, 101), (102, 102)]
+    assert checkpoints.commit_caps()[PARTITION] == 103
