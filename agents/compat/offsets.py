@@ -10,15 +10,19 @@ restarted mid-stream, break that for good while the worker goes on reading:
   one; the commits stay below it. As a backstop, every :data:`CHECK_EVERY_S` the timer
   looks for a partition whose acknowledged offsets start past the committed one with no
   message of the gap still being processed, and when two checks in a row find the same
-  gap, seeks it back to the committed offset; the edge skips what it handled before.
+  gap and the log holds records in it (:data:`probe`: a transaction's marker takes an
+  offset and holds none), seeks it back to the first; the edge skips what it handled
+  before.
 * *a dropped tail*: when the dropped messages are the latest fetched, no acknowledgement
   after them shows a gap, and the commit stands at them with nothing to wait for: they
   would stay unread until the partition's next owner (a CI run's actuator waited 150 s for
   133 decisions so dropped). The timer compares what the fetcher handed faust
   (:meth:`~streams.runtime.commits.BarrierCommits.fetch_position`) with the highest offset
   acknowledged, in a stream's hands or queued for one, between two batches; when two
-  checks in a row find the same messages missing, it seeks the partition back to the first
-  of them.
+  checks in a row find the same messages missing, and the log holds records there, it
+  seeks the partition back to the first of them. A CI run's actuator so waited for good on
+  a failover decision, the last of its partition: one offset, which the check passed over
+  as a marker, as faust does.
 * *duplicates*: offsets faust took for a gap in the log are later read and acknowledged
   again, so the list of acknowledged offsets holds some twice; faust's run of consecutive
   offsets then ends at the first duplicate, and the commit crawls one offset per commit.
@@ -58,6 +62,8 @@ CHECK_EVERY_S = 5.0
 _gaps: dict[TP, tuple[int, int]] = {}
 # Partition -> (first, end) of the dropped tail seen last check.
 _tails: dict[TP, tuple[int, int]] = {}
+# Partition -> (first, end) of the last gap or tail found to hold no record (markers).
+_no_records: dict[TP, tuple[int, int]] = {}
 # (reader, partition) -> the offset of the next message the reader handles. Several agents
 # read the decision topics, each message once: each keeps its own order.
 _next: dict[tuple[str, TP], int] = {}
@@ -123,7 +129,7 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
     >>> tp = TP("telemetry.metrics", 7)
     >>> _next["metrics", tp] = 10
     >>> async def seek(tp, offset): print("seek", offset)
-    >>> async def first_offset(tp, offset): return 12 if offset == 11 else offset
+    >>> async def first_offset(tp, offset, before): return 12 if offset == 11 else offset
     >>> app.consumer.seek, probe.first_offset = seek, first_offset
     >>> asyncio.run(in_order("metrics", tp, 10)), asyncio.run(in_order("metrics", tp, 9))
     (True, False)
@@ -154,10 +160,10 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
     if offset < expected:
         return False
     if offset > expected and key not in _behind:
-        first = await probe.first_offset(tp, expected)
+        first = await probe.first_offset(tp, expected, offset)
         if first is not None and first > expected:
             # No record between: nothing was dropped there.
-            expected = min(first, offset)
+            expected = first
     if offset > expected:
         _next[key] = expected
         now = time.monotonic()
@@ -274,13 +280,12 @@ def _stuck_gaps() -> dict[TP, tuple[int, int]]:
     # Faust's private bookkeeping (pinned faust-streaming): acknowledged offsets not yet
     # committed, and the committed offset (the next one to read).
     for tp, acked in list(consumer._acked.items()):
-        # The committed offset, else the lowest delivered (streams.runtime.commits); faust
-        # tolerates a gap of one offset.
+        # The committed offset, else the lowest delivered (streams.runtime.commits).
         committed = consumer.commit_base(tp)
         if not acked or committed is None or tp not in consumer.assignment():
             continue
         head = min(acked)
-        if head - committed <= 1:
+        if head <= committed:
             continue
         if any(committed <= offset < head for offset in in_flight.get(tp, ())):
             continue
@@ -314,8 +319,7 @@ def _dropped_tails() -> dict[TP, tuple[int, int]]:
             continue
         acked = consumer._acked.get(tp)
         first = max(base, handled.get(tp, -1) + 1, max(acked) + 1 if acked else 0)
-        # Faust tolerates one offset: a transaction's marker.
-        if end - first > 1:
+        if end > first:
             tails[tp] = (first, end)
     return tails
 
@@ -346,8 +350,9 @@ async def repair_stuck_commits() -> None:
 async def check_commits() -> None:
     """One check of every assigned partition.
 
-    Duplicate acknowledgements are removed at once; a partition is sought back to its
-    committed offset when the previous check found the same gap.
+    Duplicate acknowledgements are removed at once; a partition is sought back to the
+    first record missing when the previous check found the same gap and the log holds
+    records in it. Gaps of markers only are remembered, and not asked about again.
     """
     if app.rebalancing or not app.tables.recovery.completed.is_set():
         _gaps.clear()
@@ -362,15 +367,22 @@ async def check_commits() -> None:
         (tails, _tails, "were the latest fetched"),
     ):
         for tp, missing in list(found.items()):
-            if seen.get(tp) != missing:
+            if seen.get(tp) != missing or _no_records.get(tp) == missing:
                 continue
             first, end = missing
+            # A transaction's marker takes an offset and is never acknowledged.
+            record = await probe.first_offset(tp, first, end)
+            if record is None:
+                continue
+            if record == end:
+                _no_records[tp] = missing
+                continue
             log.warning(
                 "offsets %d to %d of %s[%d] were dropped unprocessed and %s; reading the "
                 "partition again from %d",
-                first, end - 1, tp.topic, tp.partition, what, first,
+                record, end - 1, tp.topic, tp.partition, what, record,
             )  # fmt: skip
-            await app.consumer.seek(tp, first)
+            await app.consumer.seek(tp, record)
             del found[tp]
         seen.clear()
         seen.update(found)

@@ -10,12 +10,19 @@ retention delete records). Faust's messages do not say which, so the edge
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 __all__ = ["LogProbe"]
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 100
+"""How long one fetch waits for a record before the probe looks at its position again."""
 
 
 class LogProbe:
@@ -31,7 +38,8 @@ class LogProbe:
     bootstrap_servers
         The brokers.
     timeout_s
-        How long a question waits for the broker; no answer in time is ``None``.
+        How long a question waits for the broker, start-up included; no answer in time
+        is ``None``.
     client
         Further keyword arguments of the consumer (security).
     """
@@ -43,20 +51,33 @@ class LogProbe:
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
 
-    async def first_offset(self, tp: TP, offset: int) -> int | None:
-        """The offset of the first record of ``tp`` at or after ``offset``: ``offset``
-        itself unless no record is there; ``None`` if the log has none yet or the broker did
-        not answer in time."""
+    async def first_offset(self, tp: TP, offset: int, before: int) -> int | None:
+        """The offset of the first record of ``tp`` in ``[offset, before)``: ``offset``
+        itself unless no record is there; ``before`` when the log holds none in the range
+        (its fetch position passed them); ``None`` when the broker did not answer in
+        time, or failed."""
         async with self._lock:
-            consumer = await self._started()
-            partition = TopicPartition(tp.topic, tp.partition)
-            consumer.assign([partition])
-            consumer.seek(partition, offset)
-            records = await consumer.getmany(
-                partition, timeout_ms=int(self.timeout_s * 1000), max_records=1
-            )
+            try:
+                return await asyncio.wait_for(
+                    self._first_offset(tp, offset, before), self.timeout_s
+                )
+            except (TimeoutError, KafkaError) as exc:
+                log.warning("could not read %s[%d] at %d: %r", tp.topic, tp.partition, offset, exc)
+                return None
+
+    async def _first_offset(self, tp: TP, offset: int, before: int) -> int:
+        consumer = await self._started()
+        partition = TopicPartition(tp.topic, tp.partition)
+        consumer.assign([partition])
+        consumer.seek(partition, offset)
+        while True:
+            records = await consumer.getmany(partition, timeout_ms=POLL_MS, max_records=1)
             batch = records.get(partition)
-            return batch[0].offset if batch else None
+            if batch:
+                return min(batch[0].offset, before)
+            # Markers hold no record: the fetcher passes them and moves its position on.
+            if await consumer.position(partition) >= before:
+                return before
 
     async def stop(self) -> None:
         """Stop the consumer, if started."""
@@ -74,6 +95,11 @@ class LogProbe:
                 auto_offset_reset="earliest",
                 **self.client,
             )
-            await consumer.start()
+            try:
+                await consumer.start()
+            except BaseException:
+                # Not answered in time: close what the start opened.
+                await consumer.stop()
+                raise
             self._consumer = consumer
         return self._consumer

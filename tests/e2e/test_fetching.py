@@ -89,8 +89,12 @@ def test_the_log_probe_passes_over_transaction_markers_to_the_next_record(
             await producer.stop()
         probe = LogProbe(kafka_bootstrap, timeout_s=1.0)
         try:
-            return [await probe.first_offset(tp, offset) for offset in (0, 1, 2, 3, 5, 6)]
+            # (offset, before): the log ends at 6.
+            questions = [(0, 6), (1, 6), (2, 6), (3, 6), (2, 3), (5, 6), (6, 7)]
+            return [await probe.first_offset(tp, *question) for question in questions]
         finally:
             await probe.stop()
 
-    assert asyncio.run(answers()) == [0, 1, 3, 3, None, None]
+    # A record's offset; past the range (its end) when it holds markers only; None when
+    # the log holds nothing there yet.
+    assert asyncio.run(answers()) == [0, 1, 3, 3, 3, 6, None]

@@ -29,8 +29,8 @@ def reader(monkeypatch):
     # The offsets the log holds no record at (transactions' markers); every other one has.
     markers: set[int] = set()
 
-    async def first_offset(tp: TP, offset: int) -> int:
-        while offset in markers:
+    async def first_offset(tp: TP, offset: int, before: int) -> int:
+        while offset < before and offset in markers:
             offset += 1
         return offset
 
