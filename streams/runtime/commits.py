@@ -85,6 +85,14 @@ class BarrierCommits:
         # taken for done: the commit waits, and the watchdog reads them again.
         return
 
+    async def _seek(self, partition: TP, offset: int) -> None:
+        # Faust's seek changes aiokafka's fetcher from the event loop's thread, while the
+        # consumer thread may be handing out its records: both removed a partition's
+        # records, and the KeyError crashed a worker that sought two partitions back in a
+        # row. The seek is made in the consumer thread, where the fetcher lives.
+        thread = self._thread  # type: ignore[attr-defined]
+        await thread.call_thread(thread.seek, partition, offset)
+
     def commit_base(self, tp: TP) -> int | None:
         """Where ``tp``'s acknowledged offsets must start for a commit: its committed offset,
         else the lowest offset fetched since the worker started (``None`` before any)."""

@@ -7,6 +7,7 @@ back must be committed by a later commit, or the partition's commits would stop 
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Iterator, Mapping
 
@@ -95,3 +96,23 @@ def test_the_watchdog_finds_queued_messages_where_the_pinned_faust_keeps_them() 
     assert isinstance(app.topics._tp_index, Mapping)
     channel = topics.metrics.clone(is_iterator=True)
     assert isinstance(channel.queue._queue, deque)
+
+
+def test_a_seek_is_made_in_the_consumer_thread(consumer, monkeypatch) -> None:
+    # Made from the event loop's thread, it raced aiokafka's fetcher in the consumer thread,
+    # and the KeyError crashed a worker.
+    calls = []
+
+    class ConsumerThread:
+        def seek(self, tp: TP, offset: int) -> None:
+            raise AssertionError("sought outside the consumer thread")
+
+        async def call_thread(self, fun, *args) -> None:
+            assert fun == self.seek
+            calls.append(args)
+
+    monkeypatch.setattr(consumer, "_thread", ConsumerThread())
+    tp = TP(TOPIC, 4)
+    asyncio.run(consumer.seek(tp, 17))
+    assert calls == [(tp, 17)]
+    assert consumer._read_offset.pop(tp) == 17
