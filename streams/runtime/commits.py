@@ -93,6 +93,21 @@ class BarrierCommits:
         thread = self._thread  # type: ignore[attr-defined]
         await thread.call_thread(thread.seek, partition, offset)
 
+    def ack(self, message: Any) -> bool:
+        """Faust's acknowledgement; a message whose offset was acknowledged before (a copy
+        read again after a seek back) leaves the set of messages being handled too.
+
+        Faust keeps such a copy in that set (a weak set: until nothing refers to it; a
+        stream holds its last event), where it looks handled for good: the worker killed
+        last in a CI run's crash test never marked an interactions partition read to its
+        end idle, so the tenant brains' event time stopped short of its last SLO burn, and
+        a rebalance waits for the set to empty.
+        """
+        acked = super().ack(message)  # type: ignore[misc]
+        if not acked:
+            self._unacked_messages.discard(message)  # type: ignore[attr-defined]
+        return acked
+
     def commit_base(self, tp: TP) -> int | None:
         """Where ``tp``'s acknowledged offsets must start for a commit: its committed offset,
         else the lowest offset fetched since the worker started (``None`` before any)."""

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 
 import pytest
-from faust.types import TP
+from faust.types import TP, Message
 
 from streams.runtime.app import app, topics
 
@@ -116,3 +116,22 @@ def test_a_seek_is_made_in_the_consumer_thread(consumer, monkeypatch) -> None:
     asyncio.run(consumer.seek(tp, 17))
     assert calls == [(tp, 17)]
     assert consumer._read_offset.pop(tp) == 17
+
+
+def test_a_copy_of_a_message_acknowledged_before_is_no_longer_being_handled(
+    consumer, monkeypatch
+) -> None:
+    # A seek back reads again messages acknowledged already; faust kept their copies among
+    # the messages being handled, and a partition so looked busy for good.
+    monkeypatch.setattr(app.topics, "_acking_topics", {TOPIC})
+    tp = TP(TOPIC, 7)
+
+    def delivered(offset: int) -> Message:
+        message = Message(TOPIC, tp.partition, offset, 0.0, 0, {}, b"k", b"v", None, tp=tp)
+        consumer.track_message(message)
+        return message
+
+    first, copy = delivered(3), delivered(3)
+    assert consumer.ack(first)
+    assert not consumer.ack(copy)
+    assert copy not in consumer.unacked and first not in consumer.unacked
