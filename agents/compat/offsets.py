@@ -114,9 +114,9 @@ async def in_order(reader: str, tp: TP, offset: int) -> bool:
     or a sample older than a series' latest for a replay, would never learn it; the actuator
     would refuse a dropped decision as superseded by a newer one it read first. (Taking a
     gap of one offset for a marker, as faust does, once lost a sample so, and with it a
-    scaling decision.) A seek can be lost as the messages were (faust drops a fetch made
-    while its flow is suspended), so it is made again every :data:`RESEEK_AFTER_S` while
-    none comes; after :data:`MAX_BEHIND_S` the missing offsets
+    scaling decision.) Faust's read offset undoes a seek made while later messages of the
+    partition are still on their way, so the seek is made again every
+    :data:`RESEEK_AFTER_S` while none comes; after :data:`MAX_BEHIND_S` the missing offsets
     are given up, and logged. Commits stay at or below the next offset of every reader, and
     below a message given and not yet :func:`finished` (:func:`next_offsets`): faust
     acknowledges the messages skipped.
@@ -211,8 +211,8 @@ async def _seek_again(key: tuple[str, TP], since: float, now: float) -> None:
 async def _seek_back_waiting_readers() -> None:
     """Seek again the partitions a reader waits on (:func:`in_order`) that it has not sought
     for :data:`RESEEK_AFTER_S`: a reader seeks when a message past the missing ones comes,
-    and when those were the last of the partition none comes (the seek was lost, as they
-    were); a CI run so stood still for 150 s."""
+    and when those were the last of the partition none comes (faust undid the seek while
+    they were on their way); a CI run so stood still for 150 s."""
     now = time.monotonic()
     for key, (since, sought) in list(_behind.items()):
         if key in _next and now - sought >= RESEEK_AFTER_S:

@@ -26,15 +26,14 @@ again.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from faust.exceptions import ProducerSendError
 from faust.types import TP
 
-__all__ = ["BarrierCommits", "ReadOffsets", "fetch_position"]
+__all__ = ["BarrierCommits", "fetch_position"]
 
 
 def fetch_position(consumer: AIOKafkaConsumer, tp: TP) -> int | None:
@@ -53,30 +52,6 @@ def fetch_position(consumer: AIOKafkaConsumer, tp: TP) -> int | None:
     return state.position if state.has_valid_position else None
 
 
-class ReadOffsets(defaultdict):
-    """Faust's read offsets (partition -> the highest offset handed to the streams), which
-    it drops every message below as a duplicate; none for the partitions of the topics
-    ``streamed`` says its streams read.
-
-    Those streams' readers skip what they handled already
-    (:func:`agents.compat.offsets.in_order`), and the filter undid their seeks back to
-    messages dropped on their way: the messages fetched before the seek and handed to the
-    streams after it raised the read offset past the ones sought, which faust then dropped
-    again. A worker sought one partition back to offset 0 three times, 10 s apart, before
-    the messages came; the edge seeks again every 2 s for the same reason. Tables'
-    changelogs keep the filter: an older record read after a newer one would set a key back.
-    """
-
-    def __init__(self, streamed: Callable[[str], bool]) -> None:
-        super().__init__(lambda: None)
-        self.streamed = streamed
-
-    def __getitem__(self, tp: TP) -> int | None:
-        if self.streamed(tp.topic):
-            return None
-        return super().__getitem__(tp)
-
-
 class BarrierCommits:
     """A mixin for Faust's consumer: the offsets of each commit are taken inside
     ``app.commit_barrier()``, if set, and kept at or below its caps.
@@ -88,17 +63,6 @@ class BarrierCommits:
     app: Any
     # Partition -> the lowest offset fetched since the worker started.
     _fetched_from: dict[TP, int]
-
-    @property
-    def _read_offset(self) -> ReadOffsets:
-        return self.__dict__["_read_offsets"]
-
-    @_read_offset.setter
-    def _read_offset(self, offsets: Mapping[TP, int | None]) -> None:
-        # Faust sets its own at construction.
-        read_offsets = ReadOffsets(lambda topic: self.app.topics.acks_enabled_for(topic))
-        read_offsets.update(offsets)
-        self.__dict__["_read_offsets"] = read_offsets
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         # Every message fetched, before faust can drop it from a stream's way.

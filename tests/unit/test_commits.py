@@ -135,19 +135,3 @@ def test_a_copy_of_a_message_acknowledged_before_is_no_longer_being_handled(
     assert consumer.ack(first)
     assert not consumer.ack(copy)
     assert copy not in consumer.unacked and first not in consumer.unacked
-
-
-def test_faust_drops_no_message_of_a_streamed_topic_below_its_read_offset(consumer) -> None:
-    # Faust drops a message below a partition's read offset as a duplicate: after a seek
-    # back, the messages fetched before it raised the read offset past those sought again.
-    stream, changelog = TP(TOPIC, 5), TP("test-commits-changelog", 0)
-    consumer._read_offset.streamed = lambda topic: topic == TOPIC
-    try:
-        consumer._read_offset[stream] = 500
-        consumer._read_offset[changelog] = 500
-        get_read_offset = consumer._read_offset.__getitem__  # as faust's fetch loop binds it
-        assert get_read_offset(stream) is None
-        assert get_read_offset(changelog) == 500
-        assert get_read_offset(TP(TOPIC, 6)) is None
-    finally:
-        consumer._read_offset = {}
