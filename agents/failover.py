@@ -12,7 +12,8 @@ partition (and the brain's changelog partition with it) to another worker, which
 Evaluating. Each record names its source partition and carries its rows, or says that the
 source is idle. The brain buffers the rows and, after each record, evaluates every 5 s of
 event time up to its horizon, the lowest latest event time over the sources that are not
-idle; until each source has been heard from once, nothing is evaluated. Each transition
+idle (for a source of envelopes, the earliest record of its latest message); until each
+source has been heard from once, nothing is evaluated. Each transition
 (``failover``, ``failover_blocked``, ``failback``) is published with its evidence, in mode
 ``recommend``, before the record that caused it counts as processed. Detection delays and
 decision timestamps are in event time: the decisions do not depend on how many workers read

@@ -6,6 +6,14 @@ It buffers what arrives and applies it once the *release horizon* passes it: the
 latest event time over the sources (partitions) that may still deliver something older. A
 :class:`SourceClock` keeps that horizon; the brain keeps its buffer.
 
+A source that delivers its records in envelopes (one Kafka message of many records, see
+:mod:`schemas.validate`) may send a message whose records are older than the newest of the
+one before: a collector that flushes every series' samples of a window in turn sends one
+series' window, then the next series' same window. What the source still may deliver is
+then bounded by the earliest record of its latest message, not by its newest record: the
+caller says so (:meth:`SourceClock.seen`'s ``low``), and a busy source holds the horizon at
+that *low*. A source of single records has low = latest.
+
 A source the caller marks idle (read to its end and quiet for a while) cannot deliver
 anything older than what it delivered last, and does not hold the horizon back. A mark holds
 until the source delivers again, except after a quiet spell: when a source delivers while
@@ -57,12 +65,25 @@ class SourceClock:
     >>> clock.mark_idle("b")
     >>> clock.horizon()
     160.0
+
+    A source of envelopes holds the horizon at the earliest record of its latest message,
+    until it is idle:
+
+    >>> clock.seen("a", 660.0, low=170.0)
+    >>> clock.seen("b", 700.0)
+    >>> clock.horizon(), clock.sources["a"]
+    (170.0, 660.0)
+    >>> clock.mark_idle("a")
+    >>> clock.horizon()
+    700.0
     """
 
-    __slots__ = ("_expected", "_horizon", "_idle", "_sources")
+    __slots__ = ("_expected", "_horizon", "_idle", "_lows", "_sources")
 
     def __init__(self) -> None:
         self._sources: dict[str, float] = {}
+        # Source -> the highest low it was given (below its latest for envelopes).
+        self._lows: dict[str, float] = {}
         self._idle: set[str] = set()
         self._expected: set[str] = set()
         self._horizon = -math.inf
@@ -76,8 +97,9 @@ class SourceClock:
         """
         self._expected.update(sources)
 
-    def seen(self, source: str, ts: float) -> None:
-        """``source`` delivered something of event time ``ts``."""
+    def seen(self, source: str, ts: float, low: float | None = None) -> None:
+        """``source`` delivered something of event time ``ts``; it may still deliver
+        anything from ``low`` on (``ts`` if not given: nothing older than its latest)."""
         if source in self._idle:
             if self.quiet:
                 self._idle.clear()
@@ -85,6 +107,9 @@ class SourceClock:
                 self._idle.discard(source)
         if ts > self._sources.get(source, -math.inf):
             self._sources[source] = ts
+        low = ts if low is None or low > ts else low
+        if low > self._lows.get(source, -math.inf):
+            self._lows[source] = low
 
     def mark_idle(self, source: str) -> None:
         """``source`` cannot deliver anything older than what it delivered last: it no longer
@@ -98,19 +123,21 @@ class SourceClock:
         keep = set(sources)
         for name in [s for s in self._sources if s not in keep]:
             del self._sources[name]
+            self._lows.pop(name, None)
             self._idle.discard(name)
 
     def horizon(self, idle: Collection[str] = ()) -> float:
         """Event time up to which every source has delivered (``-inf`` before any data).
 
-        The lowest latest event time of the sources not in ``idle`` nor marked idle
-        (:meth:`mark_idle`); with every source idle, the highest. It never goes back.
+        The lowest low (:meth:`seen`) of the sources not in ``idle`` nor marked idle
+        (:meth:`mark_idle`); with every source idle, the highest latest event time. It never
+        goes back.
         """
         if any(s not in self._sources and s not in self._idle for s in self._expected):
             return self._horizon
         if self._sources:
             busy = [
-                ts
+                self._lows.get(name, ts)
                 for name, ts in self._sources.items()
                 if name not in idle and name not in self._idle
             ]
@@ -133,10 +160,12 @@ class SourceClock:
         return set(self._idle)
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-friendly: the horizon (``None`` before any), the sources and the idle marks."""
+        """JSON-friendly: the horizon (``None`` before any), the sources, their lows where
+        below their latest, and the idle marks."""
         return {
             "horizon": self._horizon if math.isfinite(self._horizon) else None,
             "sources": dict(self._sources),
+            "lows": {name: low for name, low in self._lows.items() if low < self._sources[name]},
             "idle": sorted(self._idle),
         }
 
@@ -145,6 +174,9 @@ class SourceClock:
         (what this clock heard since is kept); the idle marks are the state's."""
         horizon = state.get("horizon")
         self._horizon = max(self._horizon, -math.inf if horizon is None else horizon)
+        lows = state.get("lows", {})
         for source, ts in state.get("sources", {}).items():
             self._sources[source] = max(ts, self._sources.get(source, -math.inf))
+            low = lows.get(source, ts)
+            self._lows[source] = max(low, self._lows.get(source, -math.inf))
         self._idle = set(state.get("idle", ()))

@@ -10,7 +10,11 @@ runs minutes of event time ahead of one holding four. Judging a region against t
 event time seen from any partition would make every region whose partitions are read more
 slowly look silent. So observations are not applied when they arrive: they wait in a buffer
 until the *release horizon* passes them, the lowest latest event time over the input sources
-(partitions) that may still deliver something older. A source the caller reports *idle* (read
+(partitions) that may still deliver something older; for a source of envelopes, the earliest
+record of its latest message, as a collector's next envelope (another series' records of the
+same window) may be older than the newest record of the one before. Observations of one
+event time are applied by source, each source's in its order, so the order in which the
+sources were read does not matter either. A source the caller reports *idle* (read
 to its end and quiet for a while) cannot, and does not hold the horizon back: that is how a
 partition whose only series belong to a region that went silent stops holding up the rest,
 and how that region's silence becomes visible.
@@ -163,10 +167,13 @@ class RegionBrain:
         self._traffic: dict[str, dict[str, float]] = {}
         # "region/service" -> (score, event time) of its latest anomalous episode start.
         self._anomalies: dict[str, tuple[float, float]] = {}
-        self._pending: list[tuple[float, int, int, tuple[Any, ...]]] = []
+        # (ts, source, arrival, kind, body): observations of one event time are applied by
+        # source, then in their source's order, whatever order the sources' rows arrived in.
+        self._pending: list[tuple[float, str, int, int, tuple[Any, ...]]] = []
         self._seq = itertools.count()
-        # Source -> (the latest position it delivered rows at, how many rows at it).
-        self._received: dict[str, list[int]] = {}
+        # Source -> [the latest position it delivered rows at, how many rows at it, the
+        # earliest event time of those rows].
+        self._received: dict[str, list[Any]] = {}
         self.clock = SourceClock()
         self._next_tick: float | None = None
         self._replay_floor = -math.inf
@@ -221,39 +228,51 @@ class RegionBrain:
 
         ``spans`` (the recorder's :attr:`~models.brains.region_evidence.EvidenceRecorder.spans`)
         says where in the source each run of rows was recorded: a row already received (a
-        source read again after its reader died) is a replay, and is ignored.
+        source read again after its reader died) is a replay, and is ignored. The rows of one
+        position are one message's, an envelope's records perhaps, older than the newest of
+        the message before: the source may still deliver anything from the earliest of them
+        on (:meth:`~models.brains.event_time.SourceClock.seen`'s ``low``).
         """
         if spans is None:
             self._observe_rows(rows, source)
             return
-        position, seen = self._received.get(source, (-1, 0))
+        # (A state written before lows were kept has none.)
+        position, seen, *low_kept = self._received.get(source) or (-1, 0)
+        low = low_kept[0] if low_kept else None
         start = 0
         for at, first, count in spans:
             if at > position:
-                position, seen = at, 0
+                position, seen, low = at, 0, None
             if at == position:
+                for row in rows[start : start + count]:
+                    if low is None or row[1] < low:
+                        low = row[1]
                 fresh = max(0, first + count - max(first, seen))
-                self._observe_rows(rows[start + count - fresh : start + count], source)
+                self._observe_rows(rows[start + count - fresh : start + count], source, low)
                 seen = max(seen, first + count)
             else:
                 fresh = 0
             self.replayed += count - fresh
             start += count
-        self._received[source] = [position, seen]
+        self._received[source] = [position, seen, low]
 
-    def _observe_rows(self, rows: Iterable[list[Any]], source: str) -> None:
+    def _observe_rows(
+        self, rows: Iterable[list[Any]], source: str, low: float | None = None
+    ) -> None:
         for row in rows:
-            kind = row[0]
+            kind, ts = row[0], row[1]
             if kind == METRICS:
-                self.observe_metrics(row[1], row[2], row[3], row[4], source)
+                metrics = row[4]
+                kept = {name: metrics[name] for name in HEALTH_METRICS if name in metrics}
+                self._push(ts, source, _METRICS, (row[2], row[3], kept), low)
             elif kind == ANOMALY:
-                self._push(row[1], source, _ANOMALY, (row[2], row[3], row[4]))
+                self._push(ts, source, _ANOMALY, (row[2], row[3], row[4]), low)
             elif kind == INTERACTION:
-                self.observe_interaction(row[1], row[2], row[3], row[4], source)
+                self._push(ts, source, _INTERACTION, (row[2], bool(row[3]), row[4]), low)
             elif kind == EVIDENCE:
-                self.observe_evidence(evidence_of_row(row), source)
+                self._push(ts, source, _EVIDENCE, (evidence_of_row(row),), low)
             else:
-                self.clock.seen(source, row[1])
+                self.clock.seen(source, ts, low)
 
     def expect(self, sources: Iterable[str]) -> None:
         """Hold the horizon until each of ``sources`` has delivered or is marked idle
@@ -265,12 +284,14 @@ class RegionBrain:
         (:meth:`~models.brains.event_time.SourceClock.mark_idle`)."""
         self.clock.mark_idle(source)
 
-    def _push(self, ts: float, source: str, kind: int, body: tuple[Any, ...]) -> None:
-        self.clock.seen(source, ts)
+    def _push(
+        self, ts: float, source: str, kind: int, body: tuple[Any, ...], low: float | None = None
+    ) -> None:
+        self.clock.seen(source, ts, low)
         if ts <= self._replay_floor:
             self.replayed += 1
             return
-        heapq.heappush(self._pending, (ts, next(self._seq), kind, body))
+        heapq.heappush(self._pending, (ts, source, next(self._seq), kind, body))
         if len(self._pending) > self.max_pending:
             self._apply(heapq.heappop(self._pending))
             self.forced += 1
@@ -317,8 +338,8 @@ class RegionBrain:
         self._drafts = []
         return drafts
 
-    def _apply(self, item: tuple[float, int, int, tuple[Any, ...]]) -> None:
-        ts, _, kind, body = item
+    def _apply(self, item: tuple[float, str, int, int, tuple[Any, ...]]) -> None:
+        ts, _, _, kind, body = item
         if kind == _METRICS:
             region, service, metrics = body
             self.bank.observe_metrics(ts, region, service, metrics)
@@ -403,10 +424,10 @@ class RegionBrain:
     def to_state(self) -> dict[str, Any]:
         """JSON-friendly snapshot: bank, policy, traffic, the event-time position, the
         observations waiting for their tick and each source's position."""
+        pending = sorted(self._pending)
         return {
-            "pending": [
-                [ts, kind, *_body_row(kind, body)] for ts, _, kind, body in sorted(self._pending)
-            ],
+            "pending": [[ts, kind, *_body_row(kind, body)] for ts, _, _, kind, body in pending],
+            "pending_from": [source for _, source, *_ in pending],
             "received": dict(self._received),
             "v": _STATE_VERSION,
             "bank": self.bank.to_state(),
@@ -442,9 +463,10 @@ class RegionBrain:
         self._reports = {}
         if "pending" in state:
             self._received = {source: list(at) for source, at in state["received"].items()}
+            sources = state.get("pending_from") or [""] * len(state["pending"])
             self._pending = [
-                (row[0], next(self._seq), row[1], _row_body(row[1], row[0], row[2:]))
-                for row in state["pending"]
+                (row[0], source, next(self._seq), row[1], _row_body(row[1], row[0], row[2:]))
+                for row, source in zip(state["pending"], sources, strict=True)
             ]
             return
         if self._next_tick is not None:

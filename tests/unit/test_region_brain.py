@@ -17,7 +17,7 @@ from models.brains.region_evidence import EvidenceRecorder
 from models.policy.failover import FailoverDecisionDraft
 from schemas.config.regions import load_region_config
 from streams.lab.scenario import parse_scenario
-from streams.lab.simulator import SimConfig, generate
+from streams.lab.simulator import SimConfig, enveloped, generate
 from streams.runtime.settings import Settings, SettingsError
 from tests.conftest import AUTOPILOT
 
@@ -189,6 +189,56 @@ def test_an_evaluator_taking_over_from_a_checkpoint_takes_the_same_transitions()
     # The observations lost with the dead evaluator's buffer may move a transition by a tick.
     assert [d[:3] for d in taken_over] == [d[:3] for d in live]
     assert all(abs(a[3] - b[3]) <= 5.0 for a, b in zip(taken_over, live, strict=True))
+
+
+def play_envelopes(span_s: float, turn: Callable[[int], int]) -> list[FailoverDecisionDraft]:
+    """The backlog's metrics in envelopes of up to 20 records of a series spanning
+    ``span_s``, read from each partition ``turn(round)`` messages at a time, partitions
+    taking turns, each reader's evidence sent to one evaluator after every message."""
+    partitioner = DefaultPartitioner()
+    config = SimConfig.for_scenario(
+        BACKLOG, start_ts=T0, envelope_records=20, envelope_span_s=span_s
+    )
+    queues: dict[str, list[list[dict]]] = {}
+    for attr, key, value, _ in enveloped(config):
+        if attr == "metrics":
+            body = orjson.loads(value)
+            source = f"{attr}/{partitioner(key, PARTITIONS, PARTITIONS)}"
+            queues.setdefault(source, []).append(body.get("samples", [body]))
+    recorders = {source: EvidenceRecorder() for source in queues}
+    position = dict.fromkeys(queues, 0)
+    brain, drafts, n = RegionBrain(CONFIG), [], 0
+    brain.expect(queues)
+    while any(position[s] < len(q) for s, q in queues.items()):
+        n += 1
+        for source, queue in queues.items():
+            rec = recorders[source]
+            for _ in range(turn(n)):
+                if position[source] == len(queue):
+                    break
+                rec.position = position[source]
+                for r in queue[position[source]]:
+                    rec.observe_metrics(r["ts"], r["region"], r["service"], r["metrics"])
+                position[source] += 1
+                spans = rec.spans
+                brain.observe_rows(rec.drain(), source, spans)
+                drafts += brain.advance()
+    for source in queues:
+        brain.mark_idle(source)
+    return drafts + brain.advance()
+
+
+@pytest.mark.parametrize("turn", [lambda n: 1, lambda n: 1 + n % 7], ids=["even", "uneven"])
+def test_envelopes_older_than_their_partitions_latest_get_the_decisions_of_the_live_stream(
+    turn: Callable[[int], int],
+) -> None:
+    # An envelope of one series spans 100 s: each partition's next message goes back that far.
+    # Taken as the partition's progress, its newest record would have event time pass the
+    # other series' records of the same 100 s, and regions whose records come later look
+    # silent.
+    metrics = [message for message in _messages() if message[0] == "metrics"]
+    live = [d[:3] for d in summary(play_in_order(metrics))]
+    assert [d[:3] for d in summary(play_envelopes(100.0, turn))] == live
 
 
 # -------------------------------------------------------------- sources and the horizon
@@ -479,3 +529,56 @@ def test_bench_failover_prints_the_figures_and_json_last() -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert unknown.returncode == 2 and "unknown failover scenario(s): quake" in unknown.stderr
+
+
+def test_records_of_one_event_time_are_applied_the_same_whatever_order_their_sources_came_in() -> (
+    None
+):
+    # us-east's successes and failures of one second come from two partitions; while its
+    # success rate looks alarming, its baseline does not learn, so the order of the two
+    # partitions' records would change what it learned.
+    def play(order: list[str]) -> dict:
+        brain = RegionBrain(CONFIG)
+        brain.expect(["a", "b"])
+        for i in range(60):
+            ts = T0 + 5.0 * i
+            for source in order:
+                for k in range(10):
+                    success = source == "b" or i < 50 or k < 2
+                    brain.observe_interaction(ts, "us-east", success, None, source)
+            brain.advance()
+        brain.mark_idle("a")
+        brain.mark_idle("b")
+        brain.advance()
+        return brain.to_state()["bank"]
+
+    assert play(["a", "b"]) == play(["b", "a"])
+
+
+def test_a_restored_brain_keeps_where_each_source_of_envelopes_stands() -> None:
+    brain = RegionBrain(CONFIG)
+    brain.expect(["a", "b"])
+    for source, region in (("a", "us-east"), ("b", "eu-west")):
+        rec = EvidenceRecorder()
+        rec.position = 7
+        for i in range(20):
+            rec.observe_metrics(T0 + 5.0 * i, region, "api", {"error_rate": 0.001})
+        spans = rec.spans
+        # The envelope's first half now, its second half with the next send.
+        rows = rec.drain()
+        brain.observe_rows(rows[:10], source, [[7, 0, 10]])
+        if source == "a":
+            brain.observe_rows(rows[10:], source, [[7, 10, 10]])
+        else:
+            rest = (rows[10:], [[7, 10, 10]])
+    assert spans == [[7, 0, 20]]
+    state = orjson.loads(orjson.dumps(brain.to_state()))
+    restored = RegionBrain(CONFIG)
+    restored.expect(["a", "b"])
+    restored.load_state(state)
+    assert restored.horizon() == brain.horizon() == T0
+    for b in (brain, restored):
+        b.observe_rows(rest[0], "b", rest[1])
+        b.advance()
+    assert restored.horizon() == brain.horizon() == T0
+    assert restored.to_state() == brain.to_state()

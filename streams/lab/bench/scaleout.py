@@ -17,11 +17,7 @@ c. the pipeline with two workers: two such subprocesses in one consumer group on
 
 It reports the three rates, pipeline / bare and two workers / one, the peak RSS of
 every worker, and whether the one- and two-worker runs published the same set of
-decisions (by ``decision_id``), with their kinds. An envelope of 100 samples of one
-series spans 500 event seconds (a sample every 5 s), so region health sees the regions
-out of step while a worker reads one series' envelope after another: region-level
-decisions of this stream say little about a deployment whose collectors flush every
-few seconds; the per-series ones (anomaly, scaling, cost) are what must agree.
+decisions (by ``decision_id``), with their kinds.
 """
 
 from __future__ import annotations
