@@ -280,7 +280,7 @@ def _stuck_gaps() -> dict[TP, tuple[int, int]]:
     # Faust's private bookkeeping (pinned faust-streaming): acknowledged offsets not yet
     # committed, and the committed offset (the next one to read).
     for tp, acked in list(consumer._acked.items()):
-        # The committed offset, else the lowest delivered (streams.runtime.commits).
+        # The committed offset, else the lowest fetched (streams.runtime.commits).
         committed = consumer.commit_base(tp)
         if not acked or committed is None or tp not in consumer.assignment():
             continue

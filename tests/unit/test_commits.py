@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterator, Mapping
+from types import SimpleNamespace
 
 import pytest
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP, Message
 
 from streams.runtime.app import app, topics
@@ -78,6 +80,25 @@ def test_offsets_never_acknowledged_hold_a_partition_faust_holds_no_commit_for(c
     handled(consumer, tp, range(0, 12), committed=None)
     consumer._acked[tp].sort()
     assert not consumer.has_gap(tp)
+
+
+def test_reading_starts_at_records_fetched_that_faust_dropped_before_its_streams(
+    consumer, monkeypatch
+) -> None:
+    # A worker given a partition never committed: its first batch (offsets 7 to 20) was
+    # fetched, and dropped as the group's generation changed; the next starts at 21.
+    tp = TP(TOPIC, 4)
+    batches = [[7, 8, 20], [21, 22]]
+
+    async def fetched(self, timeout: float) -> tuple[dict, set]:
+        return {tp: [SimpleNamespace(offset=o) for o in batches.pop(0)]}, {tp}
+
+    monkeypatch.setattr(FaustConsumer, "_wait_next_records", fetched)
+    for _ in range(2):
+        asyncio.run(consumer._wait_next_records(1.0))
+    assert consumer.commit_base(tp) == 7
+    handled(consumer, tp, range(21, 23), committed=None)
+    assert consumer.has_gap(tp)
 
 
 def test_the_fetch_position_is_read_where_the_pinned_faust_keeps_its_aiokafka_consumer(
