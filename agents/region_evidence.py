@@ -168,7 +168,7 @@ async def _send_idle_marks() -> list[TP]:
     # the tenant requests of its last records may still be on their way (a publish waiting
     # on a busy broker), and a mark sent before them would let the evaluator and the tenant
     # brains pass their event time.
-    handling = {message.tp for message in list(app.consumer.unacked)}
+    handling = {message.tp for message in app.consumer.being_handled()}
     due = [tp for tp in _assigned_sources() if tp not in handling and _mark_due(tp, now)]
     if not due:
         return []

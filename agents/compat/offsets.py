@@ -274,7 +274,7 @@ def _stuck_gaps() -> dict[TP, tuple[int, int]]:
     end)`` of the offsets missing."""
     consumer = app.consumer
     in_flight: dict[TP, list[int]] = {}
-    for message in list(consumer.unacked):
+    for message in consumer.being_handled():
         in_flight.setdefault(message.tp, []).append(message.offset)
     gaps = {}
     # Faust's private bookkeeping (pinned faust-streaming): acknowledged offsets not yet
@@ -307,7 +307,7 @@ def _dropped_tails() -> dict[TP, tuple[int, int]]:
         # A batch on its way to the streams' queues.
         return {}
     handled: dict[TP, int] = {}
-    for message in list(consumer.unacked):
+    for message in consumer.being_handled():
         handled[message.tp] = max(message.offset, handled.get(message.tp, -1))
     tails = {}
     for tp in sorted(app.assignor.assigned_actives()):

@@ -156,3 +156,19 @@ def test_a_copy_of_a_message_acknowledged_before_is_no_longer_being_handled(
     assert consumer.ack(first)
     assert not consumer.ack(copy)
     assert copy not in consumer.unacked and first not in consumer.unacked
+
+
+def test_a_message_faust_marked_acknowledged_is_no_longer_being_handled(
+    consumer, monkeypatch
+) -> None:
+    monkeypatch.setattr(app.topics, "_acking_topics", {TOPIC})
+    tp = TP(TOPIC, 8)
+    done, busy = (Message(TOPIC, 8, o, 0.0, 0, {}, b"k", b"v", None, tp=tp) for o in (4, 5))
+    for message in (done, busy):
+        consumer.track_message(message)
+    # Marked acknowledged, yet left in faust's set (seen for a partition's last message
+    # read again after a seek back).
+    done.acked = True
+    assert consumer.being_handled() == [busy]
+    assert done not in consumer.unacked and busy in consumer.unacked
+    consumer.unacked.discard(busy)

@@ -31,11 +31,14 @@ class FakeConsumer(BarrierCommits):
         self.position = position
         self._fetched_from = {} if fetched_from is None else {PARTITION: fetched_from}
         self._acked = {PARTITION: acked}
-        self.unacked = [SimpleNamespace(tp=PARTITION, offset=o) for o in in_flight]
+        self.handling = [SimpleNamespace(tp=PARTITION, offset=o) for o in in_flight]
         self.seeks: list[tuple[TP, int]] = []
 
     def assignment(self) -> set[TP]:
         return {PARTITION}
+
+    def being_handled(self) -> list[SimpleNamespace]:
+        return self.handling
 
     def fetch_position(self, tp: TP) -> int | None:
         return self.position if tp == PARTITION else None

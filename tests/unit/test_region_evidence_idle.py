@@ -31,7 +31,9 @@ def marks(monkeypatch) -> tuple[list[dict], list]:
         return dict.fromkeys(tps, END)
 
     fake_app = SimpleNamespace(
-        consumer=SimpleNamespace(highwaters=highwaters, _committed_offset={}, unacked=handling),
+        consumer=SimpleNamespace(
+            highwaters=highwaters, _committed_offset={}, being_handled=lambda: handling
+        ),
         assignor=SimpleNamespace(assigned_actives=lambda: {PARTITION}),
     )
     monkeypatch.setattr(region_evidence, "app", fake_app)
