@@ -192,10 +192,16 @@ class RegionBrain:
         service: str,
         metrics: Mapping[str, float],
         source: str = "",
+        *,
+        low: float | None = None,
     ) -> None:
-        """Buffer one metrics sample of ``service`` in ``region``, read from ``source``."""
+        """Buffer one metrics sample of ``service`` in ``region``, read from ``source``.
+
+        ``low``, here and in the other ``observe_`` methods: the earliest event time
+        ``source`` may still deliver, if below ``ts`` (:meth:`observe_rows`).
+        """
         kept = {name: metrics[name] for name in HEALTH_METRICS if name in metrics}
-        self._push(ts, source, _METRICS, (region, service, kept))
+        self._push(ts, source, _METRICS, (region, service, kept), low)
 
     def observe_anomaly(
         self, ts: float, region: str, service: str, metric: str, score: float, source: str = ""
@@ -207,18 +213,27 @@ class RegionBrain:
             self.clock.seen(source, ts)
 
     def observe_interaction(
-        self, ts: float, region: str, success: bool, data_class: str | None, source: str = ""
+        self,
+        ts: float,
+        region: str,
+        success: bool,
+        data_class: str | None,
+        source: str = "",
+        *,
+        low: float | None = None,
     ) -> None:
         """Buffer one user interaction served by ``region``; ``None`` is the default class."""
-        self._push(ts, source, _INTERACTION, (region, bool(success), data_class))
+        self._push(ts, source, _INTERACTION, (region, bool(success), data_class), low)
 
-    def observe_evidence(self, evidence: HealthEvidence, source: str = "") -> None:
+    def observe_evidence(
+        self, evidence: HealthEvidence, source: str = "", *, low: float | None = None
+    ) -> None:
         """Buffer health evidence of the interactions brain (e.g. a region's SLO burn).
 
         It waits for its tick like any observation, so a burn computed from a partition read
         ahead of the others is not judged against telemetry the brain has not applied yet.
         """
-        self._push(evidence.ts, source, _EVIDENCE, (evidence,))
+        self._push(evidence.ts, source, _EVIDENCE, (evidence,), low)
 
     def observe_rows(
         self, rows: list[list[Any]], source: str, spans: Iterable[list[int]] | None = None
@@ -260,19 +275,17 @@ class RegionBrain:
         self, rows: Iterable[list[Any]], source: str, low: float | None = None
     ) -> None:
         for row in rows:
-            kind, ts = row[0], row[1]
+            kind = row[0]
             if kind == METRICS:
-                metrics = row[4]
-                kept = {name: metrics[name] for name in HEALTH_METRICS if name in metrics}
-                self._push(ts, source, _METRICS, (row[2], row[3], kept), low)
+                self.observe_metrics(row[1], row[2], row[3], row[4], source, low=low)
             elif kind == ANOMALY:
-                self._push(ts, source, _ANOMALY, (row[2], row[3], row[4]), low)
+                self._push(row[1], source, _ANOMALY, (row[2], row[3], row[4]), low)
             elif kind == INTERACTION:
-                self._push(ts, source, _INTERACTION, (row[2], bool(row[3]), row[4]), low)
+                self.observe_interaction(row[1], row[2], row[3], row[4], source, low=low)
             elif kind == EVIDENCE:
-                self._push(ts, source, _EVIDENCE, (evidence_of_row(row),), low)
+                self.observe_evidence(evidence_of_row(row), source, low=low)
             else:
-                self.clock.seen(source, ts, low)
+                self.clock.seen(source, row[1], low)
 
     def expect(self, sources: Iterable[str]) -> None:
         """Hold the horizon until each of ``sources`` has delivered or is marked idle
