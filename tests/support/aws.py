@@ -131,6 +131,12 @@ def make_asg(name: str, desired: int, region: str = "us-east-1") -> None:
     )
 
 
+def set_asg_desired(name: str, desired: int, region: str = "us-east-1") -> None:
+    boto3.client("autoscaling", region_name=region).set_desired_capacity(
+        AutoScalingGroupName=name, DesiredCapacity=desired
+    )
+
+
 def asg_desired(name: str, region: str = "us-east-1") -> int:
     client = boto3.client("autoscaling", region_name=region)
     [group] = client.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
