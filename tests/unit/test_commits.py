@@ -172,3 +172,11 @@ def test_a_message_faust_marked_acknowledged_is_no_longer_being_handled(
     assert consumer.being_handled() == [busy]
     assert done not in consumer.unacked and busy in consumer.unacked
     consumer.unacked.discard(busy)
+
+
+def test_an_agents_stream_names_its_topics_where_the_pinned_faust_keeps_them() -> None:
+    # agents.compat.offsets.ordered learns the topics a reader reads from its stream, before
+    # any message comes, to hold their partitions' commits until it has had one.
+    from agents.metrics import metrics
+
+    assert metrics.stream().channel.topics == (topics.metrics.get_topic_name(),)

@@ -34,13 +34,16 @@ def reader(monkeypatch):
             offset += 1
         return offset
 
-    consumer = SimpleNamespace(_committed_offset={PARTITION: COMMITTED}, seek=seek)
+    consumer = SimpleNamespace(
+        _committed_offset={PARTITION: COMMITTED}, seek=seek, assignment=lambda: {PARTITION}
+    )
     # The worker's consumer says where reading starts.
     consumer.commit_base = lambda tp: BarrierCommits.commit_base(consumer, tp)
     monkeypatch.setattr(offsets, "app", SimpleNamespace(consumer=consumer))
     monkeypatch.setattr(offsets, "_next", {})
     monkeypatch.setattr(offsets, "_behind", {})
     monkeypatch.setattr(offsets, "_taken", {})
+    monkeypatch.setattr(offsets, "_readers", {})
     monkeypatch.setattr(offsets, "probe", SimpleNamespace(first_offset=first_offset))
     clock = [1000.0]
     monkeypatch.setattr(offsets.time, "monotonic", lambda: clock[0])

@@ -261,3 +261,46 @@ def test_a_reader_waiting_on_the_last_messages_of_a_partition_is_sought_again(
     clock[0] += offsets.RESEEK_AFTER_S
     asyncio.run(offsets.check_commits())
     assert consumer.seeks == [(PARTITION, 856)]
+
+
+def reading(reader: str, offsets_delivered=()) -> None:
+    """``reader`` starts reading the partition's topic in order, and is given those offsets."""
+
+    async def events():
+        for offset in offsets_delivered:
+            yield SimpleNamespace(message=SimpleNamespace(tp=PARTITION, offset=offset))
+
+    stream = SimpleNamespace(channel=SimpleNamespace(topics=(PARTITION.topic,)), events=events)
+
+    async def run() -> None:
+        async for _ in offsets.ordered(reader, stream):
+            pass
+
+    asyncio.run(run())
+
+
+def test_a_partition_no_reader_had_a_message_of_is_committed_no_further_than_its_start(
+    consumer_of, monkeypatch
+) -> None:
+    # Faust's stream skipped 103 to 105 (found in its queue while the flow was suspended)
+    # and acknowledged them: no reader had them, and a commit must not pass them.
+    monkeypatch.setattr(offsets, "_readers", {})
+    monkeypatch.setattr(offsets, "_taken", {})
+    consumer_of(103, [103, 104, 105])
+    reading("interactions")
+    assert offsets.next_offsets() == {PARTITION: 103}
+    # Once the reader has had 103 to 105, it is they that hold the commit.
+    reading("interactions", [103, 104, 105])
+    assert offsets.next_offsets() == {PARTITION: 106}
+
+
+def test_the_latest_messages_acknowledged_before_a_reader_had_any_are_read_again(
+    consumer_of, monkeypatch
+) -> None:
+    # As above, and nothing was fetched after them: no message comes to show them missing.
+    monkeypatch.setattr(offsets, "_readers", {})
+    consumer = consumer_of(103, [103, 104, 105], position=106)
+    reading("interactions")
+    for _ in range(2):
+        asyncio.run(offsets.check_commits())
+    assert consumer.seeks == [(PARTITION, 103)]
