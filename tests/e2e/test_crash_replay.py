@@ -294,6 +294,33 @@ def listed(label: str, lines: list[str]) -> list[str]:
     return [f"  {label} ({len(lines)}):", *(f"    {line}" for line in lines[:LISTED]), *more]
 
 
+# What the workers' logs say of their reading (agents.compat.offsets), counted per run: a
+# failure's summary then says whether messages went missing on their way.
+READING_NOTES = {
+    "gaps read again": "were dropped on their way; reading them first",
+    "partitions sought back by the watchdog": "were dropped unprocessed and",
+    "gaps given up": "were skipped and not read again",
+}
+
+
+def log_digest(run: str, logs: list[Path]) -> list[str]:
+    """One line of counts of ``READING_NOTES`` and errors in a run's worker logs, and the
+    errors and gaps given up themselves."""
+    counts = dict.fromkeys((*READING_NOTES, "errors"), 0)
+    shown: list[str] = []
+    for path in logs:
+        for line in path.read_text(errors="replace").splitlines():
+            notes = [name for name, text in READING_NOTES.items() if text in line]
+            if "[ERROR]" in line:
+                notes.append("errors")
+            for name in notes:
+                counts[name] += 1
+                if name in ("errors", "gaps given up"):
+                    shown.append(f"{path.stem}: {line.split('] ', 3)[-1][:200]}")
+    counted = ", ".join(f"{count} {name}" for name, count in counts.items())
+    return [f"{run} worker logs: {counted}", *listed("errors and gaps given up", shown)]
+
+
 def summary(
     kills: list[dict], runs: dict[str, list[Decision]], applied: dict[str, dict[str, int]]
 ) -> tuple[str, dict[str, object]]:
@@ -432,6 +459,10 @@ def test_a_worker_killed_again_and_again_decides_and_acts_as_one_never_killed(
     for run, count in unaudited.items():
         applied[run]["never_audited"] = count
     text, figures = summary(kills, runs, applied)
+    # Each worker logs to <name>.log in the test's directory (tests.conftest.spawn_worker).
+    logs = {"uninterrupted": [tmp_path / "uninterrupted.log"]}
+    logs["killed"] = [tmp_path / f"killed-{n}.log" for n in range(len(kills) + 1)]
+    text += "".join(f"\n{line}" for run in logs for line in log_digest(run, logs[run]))
     print(f"\n{text}")
     log.info("crash replay:\n%s", text)
     record_property("summary", text)
