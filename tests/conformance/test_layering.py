@@ -18,8 +18,9 @@ from tests.support.paths import ROOT
 
 STDLIB = set(sys.stdlib_module_names)
 # Pure, I/O-free libraries the brain may use: numerics, River, canonical JSON for hashing,
-# the VADER lexicon for feedback sentiment.
-MODEL_LIBRARIES = {"numpy", "river", "orjson", "vaderSentiment"}
+# the VADER lexicon for feedback sentiment, and mypyc's class attributes for the kernels
+# models.native compiles.
+MODEL_LIBRARIES = {"numpy", "river", "orjson", "vaderSentiment", "mypy_extensions"}
 TOP_OF_THE_TREE = ("streams.lab", "streams.cli", "tests")
 
 
