@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[native]'
 	touch $@
 
 # The example plugins too: tests/unit/test_example_plugins.py loads them by entry point.
@@ -18,15 +18,17 @@ EXAMPLE_PLUGINS := examples/plugins/river_hst examples/plugins/river_forecaster 
 	examples/plugins/webhook_action
 
 $(VENV)/.installed-test: pyproject.toml $(EXAMPLE_PLUGINS:=/pyproject.toml) | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,native]'
 	$(BIN)/pip install --quiet $(EXAMPLE_PLUGINS:%=-e %)
 	touch $@ $(VENV)/.installed
 
 # Local Kafka (unless AUTOPILOT_BROKER is set), a worker and the simulator; Ctrl-C stops all.
 run: $(VENV)/.installed
+	$(BIN)/autopilot native build
 	$(BIN)/autopilot up
 
-# The whole suite: the tests without a broker on every core (while the OpenTelemetry
+# The whole suite, on the models' kernels compiled (once for their sources, about 20 s:
+# models.native): the tests without a broker on every core (while the OpenTelemetry
 # Collector the OTLP tests run is built, once, from Go modules), then those on the real broker
 # in two processes, a test file at a time each. Those tests mostly wait (event time, session
 # timeouts, a broker down for 20 s): one at a time they kept 0.9 of the two cores busy. Each
@@ -34,6 +36,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/autopilot native build
 	$(BIN)/autopilot otelcol build > .otelcol-build.log 2>&1 & build=$$!; \
 	$(BIN)/pytest -m "not kafka" -n auto --durations=10; tests=$$?; \
 	wait $$build || { cat .otelcol-build.log; exit 1; }; exit $$tests

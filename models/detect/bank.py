@@ -16,9 +16,10 @@ __all__ = ["DetectorBank", "deep_sizeof"]
 def deep_sizeof(obj: Any, exclude: tuple[Any, ...] = ()) -> int:
     """Approximate bytes held by ``obj`` and everything it references.
 
-    Follows ``__dict__``, ``__slots__``, lists, tuples, sets, dicts and arrays (numpy arrays
-    report their buffer through ``sys.getsizeof``); each object is counted once. Objects in
-    ``exclude`` (e.g. a config shared by many detectors) and classes are not counted.
+    Follows ``__dict__``, ``__slots__`` (and their compiled form, mypyc's ``__mypyc_attrs__``:
+    :mod:`models.native`), lists, tuples, sets, dicts and arrays (numpy arrays report their
+    buffer through ``sys.getsizeof``); each object is counted once. Objects in ``exclude``
+    (e.g. a config shared by many detectors) and classes are not counted.
 
     Examples
     --------
@@ -47,7 +48,7 @@ def deep_sizeof(obj: Any, exclude: tuple[Any, ...] = ()) -> int:
         if hasattr(item, "__dict__"):
             stack.append(vars(item))
         for cls in type(item).__mro__:
-            names = getattr(cls, "__slots__", ())
+            names = getattr(cls, "__slots__", None) or getattr(cls, "__mypyc_attrs__", ())
             for name in (names,) if isinstance(names, str) else names:
                 if hasattr(item, name) and name not in ("__dict__", "__weakref__"):
                     stack.append(getattr(item, name))

@@ -12,7 +12,7 @@ service was restarted: the caller publishes one decision per episode.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -75,6 +75,10 @@ class BreachLimit:
             raise ValueError("limit must be finite, horizon_s and halflife_s > 0")
         if self.min_samples < 3:
             raise ValueError("min_samples must be >= 3")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled (models.native), a frozen dataclass cannot be unpickled field by field.
+        return type(self), tuple(getattr(self, f.name) for f in fields(self) if f.init)
 
 
 DEFAULT_LIMITS: dict[str, BreachLimit] = {
@@ -255,6 +259,11 @@ class BreachForecaster:
             self._in_episode = True
             opens = level < cfg.limit and x < cfg.limit
         return BreachRisk(probability, level, slope, time_to_breach, opens, self._in_episode)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled through its state: compiled (models.native), it has no constructor without
+        # the limit for pickle's default to call.
+        return BreachForecaster.from_state, (self.to_state(), self._limit)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-friendly snapshot of the fit and the episode (the limit is not included)."""

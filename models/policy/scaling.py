@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
-from models.forecast.load import Forecast
+from models.forecast.load_kernel import Forecast
 
 __all__ = ["PredictiveScaler", "ScalingRecommendation"]
 
@@ -40,6 +41,10 @@ class ScalingRecommendation:
     utilisation: float
     target_utilisation: float
     demand: float = 0.0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled (models.native), a frozen dataclass cannot be unpickled field by field.
+        return type(self), tuple(getattr(self, f.name) for f in fields(self) if f.init)
 
 
 class PredictiveScaler:

@@ -79,6 +79,7 @@ def main() -> None:
     from streams.cli.compliance import audit, erase, report
     from streams.cli.kafka import kafka
     from streams.cli.mirror import mirror
+    from streams.cli.native import native
     from streams.cli.otelcol import otelcol
     from streams.cli.plugins import plugins
     from streams.cli.score import score
@@ -88,6 +89,7 @@ def main() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     cli.add_command(kafka)
     cli.add_command(mirror)
+    cli.add_command(native)
     cli.add_command(otelcol)
     cli.add_command(bench)
     cli.add_command(up)

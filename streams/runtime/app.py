@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -18,6 +19,7 @@ from faust.exceptions import NotReady
 from faust.types import ConsumerT
 from faust.types.auth import CredentialsT
 
+from models import native
 from schemas.topics import TopicNames
 from streams.runtime.fetching import BatchingTransport
 from streams.runtime.heap import tune_collection
@@ -81,6 +83,21 @@ class QuietWorker(faust.Worker):
         # What the worker holds once started is the models' and Faust's own: frozen out of
         # the collector's walks, which otherwise stalled every decision (streams.runtime.heap).
         tune_collection(settings.gc_thresholds)
+        _log_kernels()
+
+
+def _log_kernels() -> None:
+    """Say whether the models' kernels run compiled: a worker decides about twice as fast."""
+    folder = native.loaded_from()
+    if folder is not None:
+        log.info("model kernels: compiled, from %s", folder)
+    else:
+        log.warning(
+            "model kernels: plain Python (AUTOPILOT_NATIVE=%s; no build of these sources in "
+            "%s): decisions are the same, about half as fast; `autopilot native build` "
+            "compiles them",
+            os.environ.get("AUTOPILOT_NATIVE", "auto"), native.cache_dir(),
+        )  # fmt: skip
 
 
 class AutopilotApp(faust.App):

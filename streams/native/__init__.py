@@ -1,0 +1,1 @@
+"""The compiled build of the models' kernels (:mod:`models.native`): ``autopilot native``."""
