@@ -84,8 +84,12 @@ class _CompiledLoader(importlib.machinery.ExtensionFileLoader):
 
     def exec_module(self, module: ModuleType) -> None:
         super().exec_module(module)
-        if module.__name__ in KERNELS:
-            module.__file__ = str(source_of(module.__name__))
+        # A kernel imported by another is made by the build's shared library, not by this
+        # loader: each is renamed once its importer is loaded.
+        for name in KERNELS:
+            kernel = sys.modules.get(name)
+            if kernel is not None and not kernel.__file__.endswith(".py"):
+                kernel.__file__ = str(source_of(name))
 
 
 class _BuildFinder(importlib.abc.MetaPathFinder):
@@ -132,7 +136,7 @@ def loaded_from() -> Path | None:
     if _loaded_from is None:
         return None
     compiled = all(
-        isinstance(sys.modules[m].__spec__.loader, _CompiledLoader)
+        not isinstance(sys.modules[m].__spec__.loader, importlib.machinery.SourceFileLoader)
         for m in KERNELS
         if m in sys.modules
     )
