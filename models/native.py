@@ -30,7 +30,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["KERNELS", "MANIFEST", "cache_dir", "digest", "install", "loaded_from", "source_of"]
+__all__ = [
+    "KERNELS",
+    "MANIFEST",
+    "MODES",
+    "cache_dir",
+    "digest",
+    "install",
+    "loaded_from",
+    "source_of",
+]
 
 KERNELS = (
     "models.detect.anomaly_kernel",
@@ -42,6 +51,10 @@ KERNELS = (
     "models.policy.scaling",
 )
 """The modules compiled: pure arithmetic on their own state, no class with a metaclass."""
+
+MODES = ("auto", "off")
+"""Values of ``AUTOPILOT_NATIVE``: the build when there is one, or always the sources. The
+CLI refuses any other (:mod:`streams.runtime.settings`); an import takes it for ``auto``."""
 
 MANIFEST = "manifest.json"
 """The file of a build that maps each module name to its compiled file."""

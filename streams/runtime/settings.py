@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from models.native import MODES as NATIVE_MODES
 from schemas.config.budgets import DEFAULT_BUDGETS_PATH, load_budgets
 from schemas.config.plugins import load_plugin_bindings
 from schemas.config.prices import DEFAULT_PRICES_PATH, load_price_table
@@ -227,6 +228,12 @@ no such plugins file
         if otlp_encoding not in ENCODINGS:
             raise SettingsError(
                 f"AUTOPILOT_OTLP_ENCODING={otlp_encoding!r} is not one of {', '.join(ENCODINGS)}"
+            )
+        native = env.get("AUTOPILOT_NATIVE", "auto")
+        if native not in NATIVE_MODES:
+            # Read when models is imported (models.native), before these settings.
+            raise SettingsError(
+                f"AUTOPILOT_NATIVE={native!r} is not one of {', '.join(NATIVE_MODES)}"
             )
         try:
             otlp = OtlpMapping.from_env(env)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from models import native
+from streams.runtime.settings import Settings, SettingsError
 from tests.support.paths import ROOT
 
 COMPILED = native.loaded_from() is not None
@@ -36,6 +37,7 @@ def _need_the_build() -> None:
 _DRIVE = """
 import hashlib, json, orjson
 from models import native
+from streams.runtime.settings import Settings, SettingsError
 from models.brains.metrics import MetricsBrain
 from schemas import Limits
 from schemas.validate import parse
@@ -145,3 +147,9 @@ def test_without_a_build_or_when_turned_off_the_sources_run(
     monkeypatch.setenv("AUTOPILOT_NATIVE", "off")
     assert native.install(folder=tmp_path) is None
     assert sys.meta_path == finders
+
+
+def test_the_cli_refuses_another_value_of_autopilot_native_by_name() -> None:
+    assert Settings.from_env({"AUTOPILOT_NATIVE": "off"}).broker
+    with pytest.raises(SettingsError, match="AUTOPILOT_NATIVE='on' is not one of auto, off"):
+        Settings.from_env({"AUTOPILOT_NATIVE": "on"})
