@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from models.native import KERNELS, cache_dir, digest, loaded_from
+from models.native import KERNELS, MANIFEST, cache_dir, digest, loaded_from
 
 __all__ = ["native"]
 
@@ -47,7 +47,7 @@ def build(cache_dir: Path | None, force: bool) -> None:
 def status() -> None:
     """Say whether this process runs the kernels compiled, and where their build is."""
     folder = cache_dir() / digest()
-    built = (folder / "manifest.json").exists()
+    built = (folder / MANIFEST).exists()
     click.echo(f"kernels: {', '.join(KERNELS)}")
     click.echo(f"build of these sources: {folder if built else 'none (autopilot native build)'}")
     used = loaded_from()

@@ -37,7 +37,6 @@ def _need_the_build() -> None:
 _DRIVE = """
 import hashlib, json, orjson
 from models import native
-from streams.runtime.settings import Settings, SettingsError
 from models.brains.metrics import MetricsBrain
 from schemas import Limits
 from schemas.validate import parse
