@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -38,7 +39,7 @@ from agents.runtime import fanout
 from agents.runtime.checkpoints import PartitionBrains, handling_partition
 from agents.runtime.publish import publish
 from models.brains.cost import BudgetWatch, CostBrain
-from schemas import MetricSample
+from schemas import Decision, MetricSample
 from schemas.config.budgets import load_budgets
 from schemas.config.prices import load_price_table
 from streams.runtime.app import app, settings, topic_names, topics
@@ -86,29 +87,54 @@ _read: dict[int, int] = {}
 _empty_since: dict[int, float] = {}
 
 
-@fanout.metric_samples.subscribe
-async def _on_sample(sample: MetricSample) -> None:
-    """Learn the cost of one sample and publish its rightsize decisions."""
-    partition = handling_partition()
+# The event handled last and the brain learning it (None: its checkpoint holds it already):
+# the records of an envelope are one event, and its partition's bookkeeping is done once.
+_last: tuple[Any, CostBrain | None] = (None, None)
+
+
+def _learning() -> CostBrain | None:
+    """The brain to learn the message being handled, its partition's reading noted."""
+    global _last
     event = faust.current_event()
+    if event is not None and event is _last[0]:
+        return _last[1]
+    partition = handling_partition()
     if event is not None:
         # The highest read, as next_offset wants it.
         _read[partition] = max(event.message.offset, _read.get(partition, -1))
     brain = store.learning(partition)
+    if brain is not None:
+        # A checkpoint is taken between messages, never inside one: once a message will do.
+        store.touch(partition)
+    _last = (event, brain)
+    return brain
+
+
+@fanout.metric_samples.subscribe
+def _on_sample(sample: MetricSample) -> Awaitable[None] | None:
+    """Learn the cost of one sample; publish its rightsize decisions, if it makes any (a plain
+    function: the fan-out awaits only those)."""
+    brain = _learning()
     if brain is None:
-        return
-    for decision in brain.observe(sample):
-        await publish(decision, sample.ts)
-    store.touch(partition)
+        return None
+    decisions = brain.observe(sample)
     # The cost a series reports, else the price table's.
     cost = sample.metrics.get("cost_per_hour", brain.cost_per_hour(sample.service, sample.region))
     if cost is not None:
         record_cost(sample.service, sample.region, cost)
+    return _publish(decisions, sample.ts) if decisions else None
+
+
+async def _publish(decisions: list[Decision], event_ts: float) -> None:
+    for decision in decisions:
+        await publish(decision, event_ts)
 
 
 async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
     # Read again by their next owner from the committed offset; were one to come back here,
     # what was read of it before would be out of date.
+    global _last
+    _last = (None, None)
     for tp in revoked:
         if tp.topic == topic_names.metrics:
             _read.pop(tp.partition, None)

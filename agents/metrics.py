@@ -111,13 +111,17 @@ def _restore_or_create(key: tuple[str, str]) -> None:
 
 
 async def _handle(sample: MetricSample) -> None:
+    global _last
     key = (sample.service, sample.region)
     if key not in brain:
         _restore_or_create(key)
     await fanout.metric_samples.emit(sample)
-    table_key = telemetry_key(*key)
-    floor = _restored_at.get(table_key)
-    if floor and replayed(floor):
+    event = current_event()
+    if event is None or _last[0] is not event or _last[1] != key:
+        # Once a message and series: the records of an envelope are one event, mostly of one
+        # series, and a checkpoint is taken between messages, never inside one.
+        _last = (event, key, _note_learning(key, event))
+    if not _last[2]:
         return
     for decision in brain.observe(sample.ts, sample.service, sample.region, sample.metrics):
         await publish(decision, sample.ts)
@@ -129,11 +133,24 @@ async def _handle(sample: MetricSample) -> None:
             desired = decision.params["desired_replicas"]
             record_scaling(sample.service, sample.region, desired_replicas=desired)
     _to_export[key] = sample
-    event = current_event()
+
+
+# The event and series noted last (_note_learning), and whether the brain learns them.
+_last: tuple[Any, tuple[str, str] | None, bool] = (None, None, False)
+
+
+def _note_learning(key: tuple[str, str], event: Any) -> bool:
+    """Note that series ``key`` learns the message of ``event``; False if its checkpoint
+    holds that message already (its brain must not learn it twice)."""
+    table_key = telemetry_key(*key)
+    floor = _restored_at.get(table_key)
+    if floor and replayed(floor):
+        return False
     if event is not None:
         _partition_of[table_key] = event.message.partition
     _dirty.add(key)
     changed((checkpoints.name, key))
+    return True
 
 
 # Series -> its latest sample learned in the message being handled. The gauges are set once

@@ -32,6 +32,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -78,11 +79,20 @@ _idle_marked: dict[TP, float] = {}
 _sending = asyncio.Lock()
 
 
+# The event whose partition's recorder was asked for last, and that recorder: the records of
+# an envelope are one event, and its partition's bookkeeping is done once for all of them.
+_last: tuple[Any, EvidenceRecorder | None] = (None, None)
+
+
 def _recorder() -> EvidenceRecorder:
     """The recorder of the partition whose message is being handled."""
+    global _last
     event = faust.current_event()
     if event is None:
         raise RuntimeError("region evidence recorded outside an agent's event")
+    last_event, last_recorder = _last
+    if event is last_event and last_recorder is not None:
+        return last_recorder
     message = event.message
     tp = message.tp
     # The highest offset read, as next_offset wants it.
@@ -92,6 +102,7 @@ def _recorder() -> EvidenceRecorder:
     if recorder is None:
         recorder = _recorders[tp] = EvidenceRecorder()
     recorder.position = message.offset
+    _last = (event, recorder)
     return recorder
 
 
@@ -101,10 +112,11 @@ async def _recorded(recorder: EvidenceRecorder) -> None:
 
 
 @fanout.metric_samples.subscribe
-async def _on_sample(sample: MetricSample) -> None:
+def _on_sample(sample: MetricSample) -> Awaitable[None] | None:
+    # Plain, not a coroutine: the fan-out awaits only the flush a full batch asks for.
     recorder = _recorder()
     recorder.observe_metrics(sample.ts, sample.region, sample.service, sample.metrics)
-    await _recorded(recorder)
+    return flush() if recorder.size >= BATCH_ROWS else None
 
 
 @fanout.metric_decisions.subscribe
@@ -232,6 +244,8 @@ async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> Non
         await flush(idle_marks=False)
     except Exception:
         log.exception("sending region evidence at revocation failed")
+    global _last
+    _last = (None, None)
     for tp in revoked:
         _recorders.pop(tp, None)
         _positions.pop(tp, None)

@@ -13,7 +13,6 @@ internal topic: see :mod:`agents.region_evidence` and :mod:`agents.cost`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -60,10 +59,15 @@ class Channel(Generic[T]):
         return handler
 
     async def emit(self, item: T) -> None:
-        """Hand ``item`` to every subscriber, awaiting those that are coroutines."""
+        """Hand ``item`` to every subscriber, awaiting what a subscriber returns, if anything.
+
+        A subscriber returns ``None`` or an awaitable: one that seldom waits (for a send)
+        can be a plain function returning a coroutine only then, and costs its emitter no
+        coroutine for every item.
+        """
         for handler in self._subscribers:
             result = handler(item)
-            if inspect.isawaitable(result):
+            if result is not None:
                 await result
 
 
