@@ -49,6 +49,9 @@ from streams.lab.simulator import SimConfig, enveloped, run_simulation
 
 __all__ = ["bare_decisions", "format_bench_scaleout", "run_bench_scaleout"]
 
+FAILOVER_MODE = "recommend"
+"""The mode of the failover decisions of the bare run: the region evaluator's
+(:data:`agents.failover.MODE`)."""
 TARGET_RECORDS_PER_S = 10_000.0
 TARGET_BARE_RATIO = 0.8
 TARGET_SPEEDUP = 1.5
@@ -70,8 +73,9 @@ def bare_decisions(
     """Drive the metrics agent's brains over ``messages`` in this process.
 
     Returns the seconds taken, the records handled and the decisions made, in order.
-    Every message is validated at the edge as a worker does (:func:`parse_message`), and
-    every decision encoded as it is to be published.
+    Every message is validated at the edge as a worker does (:func:`parse_message`), region
+    health evaluated after each as the region evaluator does after each batch of evidence,
+    and every decision encoded as it is to be published.
     """
     from models.brains.cost import CostBrain
     from models.brains.metrics import MetricsBrain
@@ -112,6 +116,13 @@ def bare_decisions(
                         decision.evidence["score"],
                     )
             decisions += made
+        # As the worker's region evaluator does with each batch of evidence: apply what is
+        # buffered up to the horizon and evaluate its ticks (left to pile up, the buffer
+        # would hold most of the run unapplied and unevaluated).
+        for draft in region.advance():
+            failover = draft.to_decision(mode=FAILOVER_MODE)
+            failover.to_bytes()
+            decisions.append(failover)
     return time.perf_counter() - started, handled, decisions
 
 
