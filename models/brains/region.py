@@ -277,7 +277,8 @@ class RegionBrain:
         for row in rows:
             kind = row[0]
             if kind == METRICS:
-                self.observe_metrics(row[1], row[2], row[3], row[4], source, low=low)
+                # The recorder kept only the health metrics (EvidenceRecorder.observe_metrics).
+                self._push(row[1], source, _METRICS, (row[2], row[3], row[4]), low)
             elif kind == ANOMALY:
                 self._push(row[1], source, _ANOMALY, (row[2], row[3], row[4]), low)
             elif kind == INTERACTION:
