@@ -155,6 +155,14 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
             now = time.monotonic()
             if started is None and all(c > 0 for c in consumed):
                 started, at_start = now, sum(handled)
+            if sum(handled) >= expected and started is None:
+                # Waiting on would wait for nothing, until the deadline.
+                raise RuntimeError(
+                    f"{what}: every record was handled before all {len(workers)} workers "
+                    f"consumed (handled: {', '.join(f'{h:,.0f}' for h in handled)}): one "
+                    "took them all before the group shared the partitions; produce more "
+                    "records (--records)"
+                )
             if sum(handled) >= expected and started is not None:
                 seconds = max(now - started, 1e-6)
                 return {

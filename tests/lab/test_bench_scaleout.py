@@ -1,0 +1,50 @@
+"""How ``autopilot bench scaleout`` times its workers, with workers that report counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.lab.bench import scaleout
+from streams.lab.bench.scaleout import _time_workers
+
+
+class _Reporting:
+    """A worker whose conservation counters follow ``reports``, one a poll."""
+
+    def __init__(self, reports: list[tuple[int, int]]) -> None:
+        self.reports = reports
+
+    def alive(self) -> bool:
+        return True
+
+    def metrics(self, _names: tuple[str, ...]) -> str:
+        consumed, handled = self.reports.pop(0) if len(self.reports) > 1 else self.reports[0]
+        return (
+            f'autopilot_events_consumed_total{{topic="telemetry.metrics"}} {consumed}\n'
+            f'autopilot_events_processed_total{{topic="telemetry.metrics"}} {handled}\n'
+        )
+
+    def peak_rss_bytes(self) -> int:
+        return 1
+
+
+@pytest.fixture(autouse=True)
+def _no_waiting(monkeypatch) -> None:
+    monkeypatch.setattr(scaleout, "_POLL_S", 0.0)
+
+
+def test_the_clock_starts_once_every_worker_consumes() -> None:
+    first = _Reporting([(100, 100), (300, 300), (600, 600)])
+    second = _Reporting([(0, 0), (100, 100), (400, 400)])
+    figures = _time_workers([first, second], 1000, lambda _m: None, "2 workers")
+    assert figures["handled_before_clock"] == 400
+    assert figures["handled_by_worker"] == [600, 400]
+
+
+def test_a_worker_that_got_nothing_to_consume_is_said_at_once() -> None:
+    # One worker handled the whole backlog before the other held a partition: no two-worker
+    # rate exists, and waiting would last until the deadline.
+    first = _Reporting([(500, 500), (1000, 1000)])
+    second = _Reporting([(0, 0)])
+    with pytest.raises(RuntimeError, match=r"before all 2 workers consumed.*--records"):
+        _time_workers([first, second], 1000, lambda _m: None, "2 workers")
