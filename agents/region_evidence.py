@@ -106,23 +106,23 @@ def _recorder() -> EvidenceRecorder:
     return recorder
 
 
-async def _recorded(recorder: EvidenceRecorder) -> None:
-    if recorder.size >= BATCH_ROWS:
-        await flush()
+def _recorded(recorder: EvidenceRecorder) -> Awaitable[None] | None:
+    """The flush of every partition's rows once ``recorder`` holds a full batch, else
+    nothing: the subscribers are plain functions, and the fan-out awaits only that."""
+    return flush() if recorder.size >= BATCH_ROWS else None
 
 
 @fanout.metric_samples.subscribe
 def _on_sample(sample: MetricSample) -> Awaitable[None] | None:
-    # Plain, not a coroutine: the fan-out awaits only the flush a full batch asks for.
     recorder = _recorder()
     recorder.observe_metrics(sample.ts, sample.region, sample.service, sample.metrics)
-    return flush() if recorder.size >= BATCH_ROWS else None
+    return _recorded(recorder)
 
 
 @fanout.metric_decisions.subscribe
-async def _on_decision(decision: Decision) -> None:
+def _on_decision(decision: Decision) -> Awaitable[None] | None:
     if decision.kind != "anomaly":
-        return
+        return None
     recorder = _recorder()
     subject, params = decision.subject, decision.params
     recorder.observe_anomaly(
@@ -132,22 +132,22 @@ async def _on_decision(decision: Decision) -> None:
         params["metric"],
         decision.evidence["score"],
     )
-    await _recorded(recorder)
+    return _recorded(recorder)
 
 
 @fanout.interactions.subscribe
-async def _on_interaction(interaction: Interaction) -> None:
+def _on_interaction(interaction: Interaction) -> Awaitable[None] | None:
     recorder = _recorder()
     i = interaction
     recorder.observe_interaction(i.ts, i.region, i.success, i.data_class)
-    await _recorded(recorder)
+    return _recorded(recorder)
 
 
 @fanout.health_evidence.subscribe
-async def _on_evidence(evidence: HealthEvidence) -> None:
+def _on_evidence(evidence: HealthEvidence) -> Awaitable[None] | None:
     recorder = _recorder()
     recorder.observe_evidence(evidence)
-    await _recorded(recorder)
+    return _recorded(recorder)
 
 
 async def _send(tp: TP, body: dict[str, Any]) -> None:
@@ -240,11 +240,11 @@ async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> Non
     # the rebalance, and a stop then cancels that request, which killed the consumer's
     # thread and left the worker waiting for its SIGKILL; the partitions' next owner marks
     # them idle.
+    global _last
     try:
         await flush(idle_marks=False)
     except Exception:
         log.exception("sending region evidence at revocation failed")
-    global _last
     _last = (None, None)
     for tp in revoked:
         _recorders.pop(tp, None)

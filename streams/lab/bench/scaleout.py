@@ -128,11 +128,11 @@ def bare_decisions(
 
 def _bare(
     messages: list[tuple[str, bytes, bytes, int]], now: float, log: Log
-) -> tuple[list[float], list[Decision]]:
-    """One bare run over ``messages``: its rate, in a list, and its decisions."""
+) -> tuple[float, list[Decision]]:
+    """One bare run over ``messages``: its records/s and its decisions."""
     seconds, handled, decisions = bare_decisions(messages, now=now)
     log(f"bare: {handled / seconds:,.0f} records/s, {len(decisions):,d} decisions")
-    return [handled / seconds], decisions
+    return handled / seconds, decisions
 
 
 def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) -> dict[str, Any]:
@@ -281,7 +281,8 @@ def run_bench_scaleout(
     produced = sum(n for *_, n in messages)
     now = time.time()
     log(f"bare: {produced:,d} records in {len(messages):,d} envelopes, in process...")
-    bare_rates, decisions = _bare(messages, now, log)
+    bare_rate, decisions = _bare(messages, now, log)
+    bare_rates = [bare_rate]
     runs: dict[int, dict[str, Any]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
@@ -304,7 +305,7 @@ def run_bench_scaleout(
                 again, decided = _bare(messages, now, log)
                 if [d.decision_id for d in decided] != [d.decision_id for d in decisions]:
                     raise RuntimeError("the bare brains decided otherwise the second time")
-                bare_rates += again
+                bare_rates.append(again)
     del messages
     # Both bare runs, the one before and the one after the worker, taken together: the speed
     # of a machine of this kind drifts by a fifth within minutes (the two bare rates say by
