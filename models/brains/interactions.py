@@ -182,6 +182,12 @@ class InteractionsBrain:
         interaction, so they are not counted twice.
     fresh_s
         A service counts in its region's burn while it had an interaction this recently.
+    burn_z
+        A region's burn is judged beyond doubt: each window's error ratio at the lower
+        bound of its Wilson interval at ``burn_z``
+        (:meth:`~models.health.slo.BurnRateMonitor.effective_burn`), so that one failure
+        among a quiet service's few requests does not read as a burning region and fail it
+        over. 0 takes the ratios as they are.
     max_regions, max_services
         Regions tracked for health, and services per region; least recent dropped first.
 
@@ -225,6 +231,7 @@ class InteractionsBrain:
         health_every_s: float = 5.0,
         health_tallies: bool = True,
         fresh_s: float = 300.0,
+        burn_z: float = 3.0,
         max_regions: int = 256,
         max_services: int = 256,
     ) -> None:
@@ -238,6 +245,7 @@ class InteractionsBrain:
         self.health_every_s = health_every_s
         self.health_tallies = health_tallies
         self.fresh_s = fresh_s
+        self.burn_z = burn_z
         self.max_regions = max_regions
         self.max_services = max_services
         self._regions: OrderedDict[str, _Region] = OrderedDict()
@@ -301,7 +309,7 @@ class InteractionsBrain:
         region.successes = region.total = 0
         region.flushed_ts = ts
         fresh = [s for s, last in region.services.items() if ts - last <= self.fresh_s]
-        burns = [self.slo.effective_burn(("service", s, name)) for s in fresh]
+        burns = [self.slo.effective_burn(("service", s, name), z=self.burn_z) for s in fresh]
         if burns:
             evidence.append(HealthEvidence("slo_burn", ts, name, value=statistics.median(burns)))
         for service in fresh:

@@ -47,6 +47,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from models.health.wilson import wilson_upper
+
 __all__ = [
     "COMPONENTS",
     "DEFAULT_HEALTH_CONFIG",
@@ -173,15 +175,6 @@ def _component(severity: float, power: float) -> float:
 def _decay(dt: float, halflife: float) -> float:
     """Weight left to the past after ``dt`` event seconds (1.0 for a step back in time)."""
     return 0.5 ** (max(dt, 0.0) / halflife)
-
-
-def _wilson_upper(successes: float, total: float, z: float) -> float:
-    """Upper bound of the Wilson score interval of a binomial proportion."""
-    p = successes / total
-    z2 = z * z
-    centre = p + z2 / (2 * total)
-    spread = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
-    return min(1.0, (centre + spread) / (1 + z2 / total))
 
 
 class _Normal:
@@ -507,7 +500,7 @@ class RegionHealth:
             n, s = n * keep, s * keep
         if n <= 0.0:
             return 0.0
-        upper = _wilson_upper(s, n, config.success_z)
+        upper = wilson_upper(s, n, config.success_z)
         return max(0.0, self._base_s / self._base_n - upper) / config.success_tolerance
 
     def evaluate(self, now: float) -> HealthReport:

@@ -31,6 +31,8 @@ from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from models.health.wilson import wilson_lower
+
 __all__ = [
     "DEFAULT_RULES",
     "SLO",
@@ -449,11 +451,27 @@ class BurnRateMonitor:
         stats = self.window(key, window_s)
         return 0.0 if stats is None else stats.burn_rate
 
-    def effective_burn(self, key: Hashable, rule_index: int = 0) -> float:
+    def effective_burn(self, key: Hashable, rule_index: int = 0, z: float = 0.0) -> float:
         """The burn rate a rule compares with its factor: the lower of its two windows.
 
         It is 0.0 while the short window has fewer than ``min_events`` requests, so it
-        can feed a health score directly.
+        can feed a health score directly. With ``z`` > 0 each window's error ratio is the
+        lower bound of its Wilson interval at ``z`` (:mod:`models.health.wilson`): the burn
+        the window shows beyond doubt. A quiet window's single failure is then no burn (one
+        in 87 requests is 11.5x a 99.9 % budget, but 1.1x at ``z = 3``), while a busy
+        window's ratio, or an incident's, is barely lowered.
+
+        A request every 3 s for an hour: 20 % bad for the first ten minutes, then one bad
+        request in the last five. The hour still burns at 34x; the last five minutes at 10x
+        by their ratio, at 0.9x beyond doubt:
+
+        >>> mon = BurnRateMonitor(SLO(target=0.999, latency_ms=None))
+        >>> for i in range(1200):
+        ...     _ = mon.learn_one("api", i * 3.0, good=i % 5 != 0 if i < 200 else i != 1190)
+        >>> round(mon.burn_rate("api", 3600)), round(mon.burn_rate("api", 300))
+        (34, 10)
+        >>> round(mon.effective_burn("api"), 1), round(mon.effective_burn("api", z=3.0), 1)
+        (10.0, 0.9)
         """
         win = self._keys.get(key)
         if win is None:
@@ -462,7 +480,9 @@ class BurnRateMonitor:
         long, short = self._stats(win, li), self._stats(win, si)
         if short.total < self.min_events:
             return 0.0
-        return min(long.burn_rate, short.burn_rate)
+        if z <= 0.0:
+            return min(long.burn_rate, short.burn_rate)
+        return min(_bounded_burn(long, win.slo, z), _bounded_burn(short, win.slo, z))
 
     def is_firing(self, key: Hashable, rule_index: int = 0, now: float | None = None) -> bool:
         """Whether a rule fires for ``key`` at ``now`` (default: its newest request).
@@ -558,3 +578,10 @@ class BurnRateMonitor:
             win.last_ts = -math.inf if entry["last_ts"] is None else entry["last_ts"]
             win.since = math.inf if entry["since"] is None else entry["since"]
             self._keys[key] = win
+
+
+def _bounded_burn(stats: WindowStats, slo: SLO, z: float) -> float:
+    """``stats.burn_rate`` with the window's error ratio at the lower bound of its Wilson
+    interval at ``z``."""
+    ratio = wilson_lower(stats.total - stats.good, stats.total, z)
+    return ratio * stats.covered_s / stats.window_s / slo.error_budget

@@ -325,3 +325,27 @@ def test_a_tenant_spread_over_partitions_that_goes_silent_gets_one_drop():
         ("anomaly", "tenant_drop", {"tenant": "t_0123456789ab"})
     ]
     assert drops[0].evidence["expected_per_hour"] > 120.0
+
+
+def quiet_service_after_an_incident(b: InteractionsBrain) -> tuple[list[float], list[float]]:
+    """A request every 3 s to one service: 20 % bad for ten minutes, then clean but for one
+    failure 55 minutes in. The region's burns during the incident and in its last minutes."""
+    during, last = [], []
+    for i in range(1200):
+        ts = START + i * 3.0
+        good = i % 5 != 0 if i < 200 else i != 1100
+        out = b.observe(Interaction(ts, "us-east", "acme", "search", "u-1", "view", 40.0, good))
+        burns = [e.value for e in out.health if e.kind == "slo_burn"]
+        (during if i < 200 else last if i > 1100 else []).extend(burns)
+    return during, last
+
+
+def test_one_failure_among_a_quiet_services_few_requests_is_no_burn():
+    # The hour still holds the incident (its window burns at about 30x): the last five
+    # minutes decide, and their 100 requests with one failure are a 10x burn by their ratio
+    # but not beyond doubt. Taken as 10x, region health failed the region over.
+    during, last = quiet_service_after_an_incident(brain())
+    assert max(during) > 14.4
+    assert last and max(last) < 2.0
+    _, by_ratio = quiet_service_after_an_incident(brain(burn_z=0.0))
+    assert max(by_ratio) >= 9.0
