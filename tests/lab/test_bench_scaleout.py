@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.lab.bench import scaleout
-from streams.lab.bench.scaleout import _time_workers
+from streams.lab.bench.scaleout import _time_workers, _wait_assigned
 
 
 class _Reporting:
@@ -28,6 +28,26 @@ class _Reporting:
         return 1
 
 
+class _Holding:
+    """A worker that exports the consumer lag of the metrics partitions in ``held``, one
+    set a poll."""
+
+    def __init__(self, held: list[set[int]]) -> None:
+        self.held = held
+        self.polls = 0
+
+    def alive(self) -> bool:
+        return True
+
+    def metrics(self, _names: tuple[str, ...]) -> str:
+        self.polls += 1
+        held = self.held.pop(0) if len(self.held) > 1 else self.held[0]
+        return "".join(
+            f'autopilot_consumer_lag{{partition="{p}",topic="telemetry.metrics"}} 0.0\n'
+            for p in held
+        )
+
+
 @pytest.fixture(autouse=True)
 def _no_waiting(monkeypatch) -> None:
     monkeypatch.setattr(scaleout, "_POLL_S", 0.0)
@@ -42,9 +62,25 @@ def test_the_clock_starts_once_every_worker_consumes() -> None:
 
 
 def test_a_worker_that_got_nothing_to_consume_is_said_at_once() -> None:
-    # One worker handled the whole backlog before the other held a partition: no two-worker
+    # One worker handled the whole backlog before the other consumed anything: no two-worker
     # rate exists, and waiting would last until the deadline.
     first = _Reporting([(500, 500), (1000, 1000)])
     second = _Reporting([(0, 0)])
-    with pytest.raises(RuntimeError, match=r"before all 2 workers consumed.*--records"):
+    with pytest.raises(RuntimeError, match=r"before all 2 workers consumed.*--records, --series"):
         _time_workers([first, second], 1000, lambda _m: None, "2 workers")
+
+
+def test_the_topics_wait_for_a_group_that_shares_every_partition() -> None:
+    # The first to join holds all four alone; then the second has joined but the first
+    # still exports its old assignment (its lag is refreshed every few seconds).
+    first = _Holding([{0, 1, 2, 3}, {0, 1, 2, 3}, {0, 1}])
+    second = _Holding([set(), {2, 3}, {2, 3}])
+    _wait_assigned([first, second], {0, 1, 2, 3}, lambda _m: None, "2 workers")
+    assert first.polls == second.polls == 3
+
+
+def test_a_group_that_never_shares_is_said() -> None:
+    alone = _Holding([{0, 1, 2, 3}])
+    idle = _Holding([set()])
+    with pytest.raises(RuntimeError, match=r"did not share partitions \[0, 1, 2, 3\]"):
+        _wait_assigned([alone, idle], {0, 1, 2, 3}, lambda _m: None, "2 workers", timeout_s=0.05)

@@ -1,20 +1,21 @@
 """Scale-out: records per second of the brains alone, of one worker and of two.
 
-One run, on one broker. The simulator's metric records (many series, in envelopes of
-``envelope`` records of one series) are produced to two sets of fresh topics before any
-clock starts, then:
+One run, on one broker, over the simulator's metric records (many series, in envelopes of
+``envelope`` records of one series):
 
 a. the bare rate: the brains the metrics agent drives (edge validation, the metrics
    brain, region health, the cost brain, decisions encoded) run in this process over
    the same envelopes, no Kafka, no Faust;
 b. the pipeline with one worker: a real ``autopilot worker`` subprocess, every agent on,
-   timed from its first consumed record until its conservation counters say every
-   record is processed or dead-lettered; then the bare rate again, which must decide
-   the same (pipeline / bare is against the mean of the two bare rates);
-c. the pipeline with two workers: two such subprocesses in one consumer group on the
-   other set of topics. The clock starts once both have consumed (both hold partitions
-   after the group's first rebalance); records handled before that are left out of
-   the rate.
+   on fresh topics. Once it holds the partitions, the topics are filled; the clock starts
+   when they are, and stops when the worker's conservation counters say every record is
+   processed or dead-lettered. Then the bare rate again, which must decide the same
+   (pipeline / bare is against the mean of the two bare rates);
+c. the pipeline with two workers: two such subprocesses in one consumer group, on other
+   fresh topics, filled once both hold partitions, so that the clock times the group
+   formed and not its forming (one worker reading alone until the other joins, then
+   handing partitions over). Records handled while the topics filled are left out of
+   the rate, in both runs.
 
 It reports the three rates, pipeline / bare and two workers / one, the peak RSS of
 every worker, and whether the one- and two-worker runs published the same set of
@@ -41,6 +42,7 @@ from streams.lab.bench.support import (
     CONSERVATION_COUNTERS,
     Log,
     WorkerRun,
+    assigned_partitions,
     bench_broker,
     handled_counts,
 )
@@ -159,9 +161,9 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
                 # Waiting on would wait for nothing, until the deadline.
                 raise RuntimeError(
                     f"{what}: every record was handled before all {len(workers)} workers "
-                    f"consumed (handled: {', '.join(f'{h:,.0f}' for h in handled)}): one "
-                    "took them all before the group shared the partitions; produce more "
-                    "records (--records)"
+                    f"consumed (handled: {', '.join(f'{h:,.0f}' for h in handled)}): the "
+                    "records fell in one worker's partitions, or it read them all before the "
+                    "other began; produce more records or series (--records, --series)"
                 )
             if sum(handled) >= expected and started is not None:
                 seconds = max(now - started, 1e-6)
@@ -220,11 +222,25 @@ async def _decision_ids(bootstrap: str, topics: TopicNames) -> dict[str, str]:
 
 
 def _pipeline(
-    bootstrap: str, topics: TopicNames, n: int, expected: int, workdir: Path, log: Log
+    bootstrap: str,
+    topics: TopicNames,
+    n: int,
+    config: SimConfig,
+    expected: int,
+    workdir: Path,
+    log: Log,
 ) -> dict[str, Any]:
-    """Run ``n`` workers in one group on ``topics`` until ``expected`` records are handled."""
+    """Run ``n`` workers in one group on ``topics``; once they share the partitions, fill
+    the topics with ``config``'s ``expected`` records and time them until all are handled."""
     workers = [WorkerRun(bootstrap, topics.prefix, workdir, name=f"w{n}-{i}") for i in range(n)]
     try:
+        partitions = asyncio.run(_partitions(bootstrap, topics.metrics))
+        _wait_assigned(workers, partitions, log, f"{n} worker(s)")
+        summary = asyncio.run(run_simulation(config, bootstrap_servers=bootstrap, topics=topics))
+        if summary.sent["metrics"] != expected:
+            raise RuntimeError(f"produced {summary.sent['metrics']} of {expected} records")
+        log(f"  {n} worker(s): topics filled, {expected:,d} records in {summary.messages:,d}"
+            " messages")  # fmt: skip
         figures = _time_workers(workers, expected, log, f"{n} worker(s)")
         # Decisions are sent while records are handled; let the last ones land.
         for worker in workers:
@@ -235,6 +251,52 @@ def _pipeline(
         for worker in workers:
             worker.stop()
     return figures
+
+
+async def _partitions(bootstrap: str, topic: str, timeout_s: float = 120.0) -> set[int]:
+    """The partitions of ``topic``, once the workers have created it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            (described,) = await admin.describe_topics([topic])
+            if described["partitions"]:
+                return {p["partition"] for p in described["partitions"]}
+            await asyncio.sleep(_POLL_S)
+    finally:
+        await admin.close()
+    raise RuntimeError(f"the workers did not create {topic} in {timeout_s:.0f}s")
+
+
+def _wait_assigned(
+    workers: list[WorkerRun], partitions: set[int], log: Log, what: str, timeout_s: float = 180.0
+) -> None:
+    """Wait until ``workers`` share ``partitions`` of telemetry.metrics, each holding some.
+
+    The workers start on empty topics so that the clock times a formed group: one that
+    joins a second before the other (the group's first rebalance waits for nobody) would
+    otherwise read alone until the other joins, then hand over partitions and replay what it
+    had not committed, a start-up cost the one-worker run does not pay.
+    """
+    deadline = time.monotonic() + timeout_s
+    held: list[set[int]] = []
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if not worker.alive():
+                raise RuntimeError(f"{what}: a worker exited; log tail:\n{worker.log_tail()}")
+        texts = [worker.metrics(("autopilot_consumer_lag",)) for worker in workers]
+        held = [assigned_partitions(t or "", "telemetry.metrics") for t in texts]
+        shared = sum(len(h) for h in held) == len(partitions) and set().union(*held) == partitions
+        if shared and all(held):
+            log(f"  {what}: telemetry.metrics partitions held: {[sorted(h) for h in held]}")
+            return
+        time.sleep(_POLL_S)
+    raise RuntimeError(
+        f"{what}: the workers did not share partitions {sorted(partitions)}; they held {held}"
+    )
 
 
 def _evaluator(workers: list[WorkerRun]) -> dict[str, Any]:
@@ -289,16 +351,9 @@ def run_bench_scaleout(
         bench_broker(broker, Path(tmp), log) as bootstrap,
     ):
         workdir = Path(tmp)
-        run_topics = {n: TopicNames(f"bench-{uuid.uuid4().hex[:8]}.") for n in (1, 2)}
-        for topics in run_topics.values():
-            summary = asyncio.run(
-                run_simulation(config, bootstrap_servers=bootstrap, topics=topics)
-            )
-            if summary.sent["metrics"] != produced:
-                raise RuntimeError(f"produced {summary.sent['metrics']} of {produced} records")
-            log(f"topics {topics.prefix}: {produced:,d} records in {summary.messages:,d} messages")
-        for n, topics in run_topics.items():
-            runs[n] = _pipeline(bootstrap, topics, n, produced, workdir, log)
+        for n in (1, 2):
+            topics = TopicNames(f"bench-{uuid.uuid4().hex[:8]}.")
+            runs[n] = _pipeline(bootstrap, topics, n, config, produced, workdir, log)
             log(f"{n} worker(s): {runs[n]['records_per_s']:,.0f} records/s")
             if n == 1:
                 log("bare again, after the worker...")

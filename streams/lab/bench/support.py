@@ -24,6 +24,7 @@ __all__ = [
     "CONSERVATION_COUNTERS",
     "Log",
     "WorkerRun",
+    "assigned_partitions",
     "bench_broker",
     "handled_counts",
     "metric_by_label",
@@ -84,6 +85,24 @@ def handled_counts(text: str, topic: str) -> tuple[float, float]:
     consumed = metric_sum(text, "autopilot_events_consumed_total", topic=topic)
     processed = metric_sum(text, "autopilot_events_processed_total", topic=topic)
     return consumed, processed + metric_sum(text, "autopilot_dlq_total", topic=topic)
+
+
+def assigned_partitions(text: str, topic: str) -> set[int]:
+    """Partitions of logical ``topic`` a worker holds, by the consumer lag it exports for
+    them (``autopilot_consumer_lag``, refreshed every few seconds) in its Prometheus ``text``.
+
+    >>> sorted(assigned_partitions(
+    ...     'autopilot_consumer_lag{partition="2",topic="m"} 0.0\\n'
+    ...     'autopilot_consumer_lag{partition="0",topic="m"} 7.0\\n'
+    ...     'autopilot_consumer_lag{partition="1",topic="e"} 0.0\\n', "m"))
+    [0, 2]
+    """
+    held = set()
+    for match in re.finditer(r"^autopilot_consumer_lag\{([^}]*)\} ", text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        if labels.get("topic") == topic:
+            held.add(int(labels["partition"]))
+    return held
 
 
 def metric_by_label(text: str, name: str, label: str) -> dict[str, float]:
