@@ -108,7 +108,9 @@ class HealthConfig:
     service_ttl_s
         Event seconds after which a silent service is forgotten.
     max_services
-        Services remembered per region, least recently seen dropped first.
+        Services remembered per region, least recently seen dropped first. It must exceed
+        the services a region runs: when they report in turn, a service dropped before it
+        reports again never has a normal to be judged against.
 
     Examples
     --------
@@ -138,7 +140,7 @@ class HealthConfig:
     slo_burn_limit: float = 14.4
     fresh_s: float = 60.0
     service_ttl_s: float = 3600.0
-    max_services: int = 256
+    max_services: int = 4096
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:

@@ -188,6 +188,19 @@ def test_slo_burn_fails_a_region_at_the_limit() -> None:
     assert not health.evaluate(600.0).healthy
 
 
+def test_a_region_of_a_thousand_services_learns_each_ones_normal() -> None:
+    # Every service reports in turn: remembering fewer than a region runs dropped each one
+    # before it reported again, and none ever had a normal to be judged against.
+    health = RegionHealth("us-east")
+    services = {f"svc-{i:04d}": 100.0 for i in range(1000)}
+    feed(health, 0, 600, services=services)
+    feed(health, 600, 615, error=0.2, latency=4.0, services=services)
+    report = health.evaluate(615.0)
+    assert report.signals["services"] == 1000
+    assert report.signals["error_rate_normal"] == pytest.approx(0.0024, rel=0.2)
+    assert not report.healthy
+
+
 def test_memory_is_bounded_and_idle_state_evicted() -> None:
     config = HealthConfig(max_services=8, service_ttl_s=600.0)
     health = RegionHealth("us-east", config)
