@@ -195,31 +195,35 @@ class _Normal:
         self.n = 0
         self.ts = 0.0
 
-    def tolerance(self, config: HealthConfig) -> float:
-        if self.n < config.warmup:
-            return self.floor
-        return max(config.z_tolerance * math.sqrt(self.var), self.floor)
+    def observe(self, ts: float, x: float, config: HealthConfig) -> float:
+        """The severity of ``x`` against the normal so far; then learn ``x`` unless it is
+        alarming (severity 1 or more), clipped to the band.
 
-    def severity(self, x: float, config: HealthConfig) -> float:
-        if self.n == 0:
-            return 0.0
-        return max(0.0, x - self.mean) / self.tolerance(config)
-
-    def learn(self, ts: float, x: float, config: HealthConfig) -> None:
-        if self.n == 0:
+        The band is computed once for both: the region evaluator does this for every health
+        metric of every sample, and judging and learning apart computed it four times.
+        """
+        n = self.n
+        if n == 0:
             self.mean, self.n, self.ts = x, 1, ts
-            return
-        if self.severity(x, config) >= 1.0:
+            return 0.0
+        band = (
+            self.floor
+            if n < config.warmup
+            else max(config.z_tolerance * math.sqrt(self.var), self.floor)
+        )
+        deviation = x - self.mean
+        severity = max(0.0, deviation) / band
+        if severity >= 1.0:
             # An alarming value is evidence of an incident, not of what is normal.
-            return
+            return severity
         # A running mean until the half-life takes over, so early samples are not overweighted.
-        alpha = max(1.0 / (self.n + 1), 1.0 - _decay(ts - self.ts, config.baseline_halflife_s))
-        band = self.tolerance(config)
-        r = min(max(x - self.mean, -band), band)
+        alpha = max(1.0 / (n + 1), 1.0 - _decay(ts - self.ts, config.baseline_halflife_s))
+        r = min(max(deviation, -band), band)
         self.mean += alpha * r
         self.var = (1.0 - alpha) * (self.var + alpha * r * r)
-        self.n += 1
+        self.n = n + 1
         self.ts = max(self.ts, ts)
+        return severity
 
     def to_list(self) -> list[float]:
         return [self.mean, self.var, self.n, self.ts]
@@ -429,25 +433,23 @@ class RegionHealth:
         error = metrics.get("error_rate")
         if error is not None and math.isfinite(error):
             error = min(max(float(error), 0.0), 1.0)
-            severity = max(severity, entry.error.severity(error, config))
+            normal = entry.error
             signals["error_rate"] = error
-            signals["error_rate_normal"] = entry.error.mean if entry.error.n else error
-            entry.error.learn(ts, error, config)
+            signals["error_rate_normal"] = normal.mean if normal.n else error
+            severity = max(severity, normal.observe(ts, error, config))
         p99 = metrics.get("latency_p99_ms")
         if p99 is not None and math.isfinite(p99) and p99 > 0:
             log_p99 = math.log(p99)
-            severity = max(severity, entry.latency.severity(log_p99, config))
-            normal = entry.latency.mean if entry.latency.n else log_p99
-            signals["p99_ratio"] = math.exp(log_p99 - normal)
-            entry.latency.learn(ts, log_p99, config)
+            normal = entry.latency
+            signals["p99_ratio"] = math.exp(log_p99 - (normal.mean if normal.n else log_p99))
+            severity = max(severity, normal.observe(ts, log_p99, config))
         availability = metrics.get("availability")
         if availability is not None and math.isfinite(availability):
             unavailable = 1.0 - min(max(float(availability), 0.0), 1.0)
             if entry.unavailable is None:
                 entry.unavailable = _Normal(config.error_tolerance)
-            severity = max(severity, entry.unavailable.severity(unavailable, config))
             signals["availability"] = 1.0 - unavailable
-            entry.unavailable.learn(ts, unavailable, config)
+            severity = max(severity, entry.unavailable.observe(ts, unavailable, config))
         if signals and ts >= entry.last_ts:
             entry.severity = severity
             entry.signals = signals
