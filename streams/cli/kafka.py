@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from streams.kafka.local import KafkaLocal, KafkaLocalError, named_broker
+from streams.kafka.local import KafkaLocal, KafkaLocalError, named_broker, started_port
 from streams.kafka.topics import create_topics
 
 __all__ = ["create_product_topics", "kafka"]
@@ -26,8 +26,9 @@ _port = click.option(
     "--port",
     type=click.IntRange(1, 65535),
     default=None,
-    help="Client port on 127.0.0.1 [AUTOPILOT_KAFKA_PORT or 9092; with --name: the "
-    "cluster's port from before, else a free one].",
+    help="Client port on 127.0.0.1 [the port of the broker last started in --data-dir, "
+    "else AUTOPILOT_KAFKA_PORT or 9092; with --name: the cluster's port from before, else a "
+    "free one].",
 )
 _name = click.option(
     "--name",
@@ -47,6 +48,11 @@ _data_dir = click.option(
 def _broker(name: str | None, port: int | None, data_dir: Path | None) -> KafkaLocal:
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     if name is None:
+        if port is None:
+            # status and stop find the broker on the port it was started with.
+            env = os.environ.get("AUTOPILOT_KAFKA_DATA")
+            started_in = data_dir or (Path(env) if env else None)
+            port = started_port(started_in) if started_in else None
         return KafkaLocal(port=port or _default_port(), data_dir=data_dir, log=log)
     try:
         return named_broker(name, port=port, data_dir=data_dir, log=log)

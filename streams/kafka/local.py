@@ -39,6 +39,7 @@ __all__ = [
     "default_cache_dir",
     "kafka_version",
     "named_broker",
+    "started_port",
     "state_dir",
 ]
 
@@ -82,6 +83,24 @@ def default_data_dir(port: int) -> Path:
     if env := os.environ.get("AUTOPILOT_KAFKA_DATA"):
         return Path(env)
     return state_dir() / f"kafka-{port}"
+
+
+def started_port(data_dir: Path) -> int | None:
+    """The client port of the broker last started with ``data_dir``, from the config it
+    wrote there; ``None`` if it holds none.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = (Path(tmp) / "server.properties").write_text(
+    ...         "node.id=1\\nadvertised.listeners=PLAINTEXT://127.0.0.1:19092\\n")
+    ...     started_port(Path(tmp)), started_port(Path(tmp) / "none")
+    (19092, None)
+    """
+    with contextlib.suppress(OSError):
+        config = (data_dir / "server.properties").read_text()
+        found = re.search(r"^advertised\.listeners=PLAINTEXT://[^:,]+:(\d+)", config, re.M)
+        return int(found.group(1)) if found else None
+    return None
 
 
 _CLUSTER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")

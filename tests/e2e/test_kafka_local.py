@@ -37,11 +37,15 @@ def test_start_twice_stop_twice_and_nothing_left(tmp_path: Path) -> None:
         second = autopilot("kafka", "start", "--port", port, "--data-dir", data)
         assert second.returncode == 0
         assert "already running" in second.stdout
-        status = autopilot("kafka", "status", "--port", port, "--data-dir", data)
-        assert status.returncode == 0 and "answering" in status.stdout
+        # Without --port, status and stop find the broker on the port it was started with.
+        status = autopilot("kafka", "status", "--data-dir", data)
+        assert status.returncode == 0
+        assert f"running on 127.0.0.1:{port} (pid" in status.stdout
+        assert status.stdout.rstrip().endswith(", answering")
     finally:
-        stopped = autopilot("kafka", "stop", "--port", port, "--data-dir", data)
+        stopped = autopilot("kafka", "stop", "--data-dir", data)
     assert stopped.returncode == 0, stopped.stderr
+    assert f"on 127.0.0.1:{port} stopped" in stopped.stderr
     assert our_java_pids(Path(data)) == []
     again = autopilot("kafka", "stop", "--port", port, "--data-dir", data)
     assert again.returncode == 0 and "not running" in again.stdout
