@@ -137,6 +137,12 @@ def _bare(
     return handled / seconds, decisions
 
 
+def _check_alive(workers: list[WorkerRun], what: str) -> None:
+    for worker in workers:
+        if not worker.alive():
+            raise RuntimeError(f"{what}: a worker exited; log tail:\n{worker.log_tail()}")
+
+
 def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) -> dict[str, Any]:
     """Records/s of ``workers`` from the moment all of them consume until ``expected`` are
     handled, with what each handled and its peak RSS."""
@@ -145,11 +151,8 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
     at_start = 0.0
     reported = time.monotonic()
     while time.monotonic() < deadline:
-        texts = []
-        for worker in workers:
-            if not worker.alive():
-                raise RuntimeError(f"{what}: a worker exited; log tail:\n{worker.log_tail()}")
-            texts.append(worker.metrics(CONSERVATION_COUNTERS))
+        _check_alive(workers, what)
+        texts = [worker.metrics(CONSERVATION_COUNTERS) for worker in workers]
         if all(text is not None for text in texts):
             counts = [handled_counts(t, "telemetry.metrics") for t in texts]
             consumed = [c for c, _ in counts]
@@ -284,9 +287,7 @@ def _wait_assigned(
     deadline = time.monotonic() + timeout_s
     held: list[set[int]] = []
     while time.monotonic() < deadline:
-        for worker in workers:
-            if not worker.alive():
-                raise RuntimeError(f"{what}: a worker exited; log tail:\n{worker.log_tail()}")
+        _check_alive(workers, what)
         texts = [worker.metrics(("autopilot_consumer_lag",)) for worker in workers]
         held = [assigned_partitions(t or "", "telemetry.metrics") for t in texts]
         shared = sum(len(h) for h in held) == len(partitions) and set().union(*held) == partitions

@@ -57,6 +57,15 @@ def bench_broker(broker: str | None, workdir: Path, log: Log) -> Iterator[str]:
         local.stop()
 
 
+def _samples(text: str, name: str, **labels: str) -> Iterator[tuple[dict[str, str], float]]:
+    """The labels and value of each sample of metric ``name`` in Prometheus ``text`` whose
+    labels include ``labels``."""
+    for match in re.finditer(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})? (\S+)$", text, re.M):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            yield found, float(match.group(2))
+
+
 def metric_sum(text: str, name: str, **labels: str) -> float:
     """Sum of the samples of metric ``name`` in Prometheus ``text`` whose labels include ``labels``.
 
@@ -64,12 +73,7 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
     >>> metric_sum(text, "a_total", topic="m"), metric_sum(text, "a_total")
     (2.0, 7.0)
     """
-    total = 0.0
-    for match in re.finditer(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})? (\S+)$", text, re.M):
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(match.group(2))
-    return total
+    return sum((value for _, value in _samples(text, name, **labels)), 0.0)
 
 
 def handled_counts(text: str, topic: str) -> tuple[float, float]:
@@ -97,12 +101,8 @@ def assigned_partitions(text: str, topic: str) -> set[int]:
     ...     'autopilot_consumer_lag{partition="1",topic="e"} 0.0\\n', "m"))
     [0, 2]
     """
-    held = set()
-    for match in re.finditer(r"^autopilot_consumer_lag\{([^}]*)\} ", text, re.M):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
-        if labels.get("topic") == topic:
-            held.add(int(labels["partition"]))
-    return held
+    lags = _samples(text, "autopilot_consumer_lag", topic=topic)
+    return {int(found["partition"]) for found, _ in lags}
 
 
 def metric_by_label(text: str, name: str, label: str) -> dict[str, float]:
@@ -112,10 +112,9 @@ def metric_by_label(text: str, name: str, label: str) -> dict[str, float]:
     {'a': 2.0, 'b': 3.0}
     """
     values: dict[str, float] = {}
-    for match in re.finditer(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$", text, re.M):
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+    for found, value in _samples(text, name):
         if label in found:
-            values[found[label]] = values.get(found[label], 0.0) + float(match.group(2))
+            values[found[label]] = values.get(found[label], 0.0) + value
     return values
 
 
