@@ -84,3 +84,20 @@ def test_a_group_that_never_shares_is_said() -> None:
     idle = _Holding([set()])
     with pytest.raises(RuntimeError, match=r"did not share partitions \[0, 1, 2, 3\]"):
         _wait_assigned([alone, idle], {0, 1, 2, 3}, lambda _m: None, "2 workers", timeout_s=0.05)
+
+
+def test_the_decisions_are_read_once_the_budget_judge_could_have_heard_every_part(monkeypatch):
+    from agents.cost import BUDGET_EVERY_S
+
+    clock = [0.0]
+    monkeypatch.setattr(scaleout.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    monkeypatch.setattr(scaleout.time, "monotonic", lambda: clock[0])
+
+    async def published(_bootstrap, _topics):
+        # The last partition's budget part goes out on the cost agent's timer, up to one
+        # period after the last scaling decision: the budget decision follows it.
+        budget = {"b": "budget"} if clock[0] >= BUDGET_EVERY_S else {}
+        return {"s": "scaling", **budget}
+
+    monkeypatch.setattr(scaleout, "_decision_ids", published)
+    assert scaleout._settled_decision_ids("broker", None) == {"s": "scaling", "b": "budget"}

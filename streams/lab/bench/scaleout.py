@@ -315,11 +315,14 @@ def _evaluator(workers: list[WorkerRun]) -> dict[str, Any]:
 
 
 def _settled_decision_ids(
-    bootstrap: str, topics: TopicNames, quiet_s: float = 5.0, timeout_s: float = 60.0
+    bootstrap: str, topics: TopicNames, quiet_s: float = 12.0, timeout_s: float = 90.0
 ) -> dict[str, str]:
     """The decisions once none came for ``quiet_s``, the workers still running: the region
     evaluator decides on the last records only after their partitions' idle marks (2 s of
-    quiet), and a worker stopped at its first idle second left those out."""
+    quiet), and a worker stopped at its first idle second left those out. The budget judge
+    decides only once each partition's last part has come, on a timer of
+    ``agents.cost.BUDGET_EVERY_S`` (10 s): a quiet spell shorter than that (it was 5 s) once
+    read a 1-worker run's decisions before its two budget decisions were made."""
     deadline = time.monotonic() + timeout_s
     ids = asyncio.run(_decision_ids(bootstrap, topics))
     while time.monotonic() < deadline:
