@@ -261,6 +261,17 @@ class _Service:
         self.anomaly_ts = -math.inf
 
 
+def _record_anomaly(entry: _Service, ts: float, score: float) -> None:
+    """Record one anomaly score of ``entry``'s service (ignored unless finite)."""
+    if not math.isfinite(score):
+        return
+    score = min(max(float(score), 0.0), 1.0)
+    # Several series of a service report in turn; within a moment the worst one counts.
+    if ts - entry.anomaly_ts > 1.0 or score > entry.anomaly:
+        entry.anomaly = score
+    entry.anomaly_ts = max(entry.anomaly_ts, ts)
+
+
 @dataclass(frozen=True, slots=True)
 class HealthReport:
     """A region's health at one event time, with the evidence behind it.
@@ -422,9 +433,17 @@ class RegionHealth:
             self._services.move_to_end(service)
         return entry
 
-    def observe_metrics(self, ts: float, service: str, metrics: Mapping[str, float]) -> None:
+    def observe_metrics(
+        self,
+        ts: float,
+        service: str,
+        metrics: Mapping[str, float],
+        anomaly: float | None = None,
+    ) -> None:
         """Learn one metrics sample of ``service``; uses ``error_rate``, ``latency_p99_ms``
-        and ``availability`` (a fraction) when present, ignores the rest."""
+        and ``availability`` (a fraction) when present, ignores the rest. ``anomaly``, if
+        given, is then recorded as :meth:`observe_anomaly` would: the region evaluator gives
+        the service's held score with every sample, and one call finds the service once."""
         config = self._config
         self._seen(ts)
         entry = self._service(service)
@@ -454,18 +473,13 @@ class RegionHealth:
             entry.severity = severity
             entry.signals = signals
             entry.last_ts = ts
+        if anomaly is not None:
+            _record_anomaly(entry, ts, anomaly)
 
     def observe_anomaly(self, ts: float, service: str, score: float) -> None:
         """Record the latest anomaly score in [0, 1] of one of ``service``'s series."""
         self._seen(ts)
-        entry = self._service(service)
-        if not math.isfinite(score):
-            return
-        score = min(max(float(score), 0.0), 1.0)
-        # Several series of a service report in turn; within a moment the worst one counts.
-        if ts - entry.anomaly_ts > 1.0 or score > entry.anomaly:
-            entry.anomaly = score
-        entry.anomaly_ts = max(entry.anomaly_ts, ts)
+        _record_anomaly(self._service(service), ts, score)
 
     def observe_interactions(self, ts: float, successes: int, total: int) -> None:
         """Learn ``total`` user interactions at ``ts``, of which ``successes`` succeeded."""
@@ -713,10 +727,15 @@ class RegionHealthBank:
         return health
 
     def observe_metrics(
-        self, ts: float, region: str, service: str, metrics: Mapping[str, float]
+        self,
+        ts: float,
+        region: str,
+        service: str,
+        metrics: Mapping[str, float],
+        anomaly: float | None = None,
     ) -> None:
         """See :meth:`RegionHealth.observe_metrics`."""
-        self._region(ts, region).observe_metrics(ts, service, metrics)
+        self._region(ts, region).observe_metrics(ts, service, metrics, anomaly)
 
     def observe_anomaly(self, ts: float, region: str, service: str, score: float) -> None:
         """See :meth:`RegionHealth.observe_anomaly`."""
