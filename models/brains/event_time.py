@@ -14,6 +14,9 @@ then bounded by the earliest record of its latest message, not by its newest rec
 caller says so (:meth:`SourceClock.seen`'s ``low``), and a busy source holds the horizon at
 that *low*. A source of single records has low = latest.
 
+What waits for the horizon waits in a :class:`TickBuffer`, by the tick of event time it
+belongs to.
+
 A source the caller marks idle (read to its end and quiet for a while) cannot deliver
 anything older than what it delivered last, and does not hold the horizon back. A mark holds
 until the source delivers again, except after a quiet spell: when a source delivers while
@@ -25,11 +28,16 @@ state has every source idle) would carry the horizon past the others' records.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import math
 from collections.abc import Collection, Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
-__all__ = ["SourceClock"]
+__all__ = ["SourceClock", "TickBuffer"]
+
+_ts_of = itemgetter(0)
 
 
 class SourceClock:
@@ -180,3 +188,105 @@ class SourceClock:
             low = lows.get(source, ts)
             self._lows[source] = max(low, self._lows.get(source, -math.inf))
         self._idle = set(state.get("idle", ()))
+
+
+class TickBuffer:
+    """Observations waiting for their tick, released in order: a heap's order, bucket-wise.
+
+    An item is a tuple whose first element is its event time and whose tuples compare
+    totally (a sequence number before any payload). Items wait in one unsorted list per tick
+    index ``ceil(ts / tick_s)``; :meth:`pop_until` sorts only the lists it releases. The items
+    come out in exactly the order a heap of them would pop them, at a fraction of the cost:
+    with a heap of 100,000 waiting (an envelope of 100 samples per series holds the horizon
+    100 samples back), each pop walked 17 levels of tuples scattered in memory, about a
+    quarter of the region evaluator's time.
+
+    Parameters
+    ----------
+    tick_s
+        Event seconds of one tick.
+
+    Notes
+    -----
+    Memory: the items, one list per tick index they fall in, and the indexes in a heap.
+
+    Examples
+    --------
+    >>> buffer = TickBuffer(5.0)
+    >>> for item in [(7.0, "a", 0), (3.0, "b", 1), (3.0, "a", 2), (11.0, "a", 3)]:
+    ...     buffer.push(item)
+    >>> buffer.first_index()
+    1
+    >>> buffer.pop_until(9.0)  # every item of event time 9 s or less, in order
+    [(3.0, 'a', 2), (3.0, 'b', 1), (7.0, 'a', 0)]
+    >>> buffer.push((1.0, "b", 4))  # late: it goes out first
+    >>> buffer.pop_first(), len(buffer)
+    ((1.0, 'b', 4), 1)
+    """
+
+    def __init__(self, tick_s: float) -> None:
+        if not tick_s > 0:
+            raise ValueError("tick_s must be > 0")
+        self.tick_s = tick_s
+        self._lists: dict[int, list[tuple[Any, ...]]] = {}
+        self._indexes: list[int] = []
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def push(self, item: tuple[Any, ...]) -> None:
+        """Add ``item``, whose first element is its event time."""
+        index = math.ceil(item[0] / self.tick_s)
+        waiting = self._lists.get(index)
+        if waiting is None:
+            waiting = self._lists[index] = []
+            heapq.heappush(self._indexes, index)
+        waiting.append(item)
+        self._count += 1
+
+    def first_index(self) -> int | None:
+        """The tick index of the earliest item, ``ceil(ts / tick_s)``; ``None`` if empty."""
+        return self._indexes[0] if self._indexes else None
+
+    def pop_until(self, ts: float) -> list[tuple[Any, ...]]:
+        """Remove and return every item of event time ``ts`` or less, in order."""
+        # An item at or before ts has an index at or below ts's: division and ceil keep
+        # order. The lists of those indexes may also hold items just after ts (a tick of
+        # event time need not be a multiple of tick_s): they stay.
+        last = math.ceil(ts / self.tick_s)
+        indexes, lists = self._indexes, self._lists
+        due: list[tuple[Any, ...]] = []
+        while indexes and indexes[0] <= last:
+            due += lists.pop(heapq.heappop(indexes))
+        due.sort()
+        cut = bisect.bisect_right(due, ts, key=_ts_of)
+        self._count -= len(due)
+        for item in due[cut:]:
+            self.push(item)
+        del due[cut:]
+        return due
+
+    def pop_first(self) -> tuple[Any, ...]:
+        """Remove and return the smallest item (``IndexError`` if empty)."""
+        if not self._indexes:
+            raise IndexError("pop from an empty TickBuffer")
+        index = self._indexes[0]
+        waiting = self._lists[index]
+        item = min(waiting)
+        waiting.remove(item)
+        if not waiting:
+            del self._lists[index]
+            heapq.heappop(self._indexes)
+        self._count -= 1
+        return item
+
+    def items(self) -> list[tuple[Any, ...]]:
+        """Every item, in order (the buffer unchanged)."""
+        return sorted(item for waiting in self._lists.values() for item in waiting)
+
+    def clear(self) -> None:
+        """Remove every item."""
+        self._lists.clear()
+        self._indexes.clear()
+        self._count = 0

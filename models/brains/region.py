@@ -51,13 +51,12 @@ already learned.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import itertools
 import math
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from models.brains.event_time import SourceClock
+from models.brains.event_time import SourceClock, TickBuffer
 from models.brains.interactions import HealthEvidence
 from models.brains.region_evidence import (
     ANOMALY,
@@ -169,7 +168,7 @@ class RegionBrain:
         self._anomalies: dict[str, tuple[float, float]] = {}
         # (ts, source, arrival, kind, body): observations of one event time are applied by
         # source, then in their source's order, whatever order the sources' rows arrived in.
-        self._pending: list[tuple[float, str, int, int, tuple[Any, ...]]] = []
+        self._pending = TickBuffer(tick_s)
         self._seq = itertools.count()
         # Source -> [the latest position it delivered rows at, how many rows at it, the
         # earliest event time of those rows].
@@ -305,9 +304,10 @@ class RegionBrain:
         if ts <= self._replay_floor:
             self.replayed += 1
             return
-        heapq.heappush(self._pending, (ts, source, next(self._seq), kind, body))
-        if len(self._pending) > self.max_pending:
-            self._apply(heapq.heappop(self._pending))
+        pending = self._pending
+        pending.push((ts, source, next(self._seq), kind, body))
+        if len(pending) > self.max_pending:
+            self._apply(pending.pop_first())
             self.forced += 1
 
     def retain_sources(self, sources: Iterable[str]) -> None:
@@ -337,16 +337,25 @@ class RegionBrain:
         # Kept on the brain until returned, so that transitions taken before an exception
         # in a later tick are returned by the next call, not lost.
         drafts = self._drafts
+        pending = self._pending
         for _ in range(max_ticks):
-            if not self._pending:
+            first = pending.first_index()
+            if first is None:
                 break
-            tick = math.ceil(self._pending[0][0] / self.tick_s) * self.tick_s
+            tick = first * self.tick_s
             if self._next_tick is not None:
                 tick = max(tick, self._next_tick)
             if tick > horizon:
                 break
-            while self._pending and self._pending[0][0] <= tick:
-                self._apply(heapq.heappop(self._pending))
+            due = pending.pop_until(tick)
+            for done, item in enumerate(due, 1):
+                try:
+                    self._apply(item)
+                except BaseException:
+                    # As a heap would: the observation that failed is gone, the rest wait.
+                    for left in due[done:]:
+                        pending.push(left)
+                    raise
             drafts.extend(dataclasses.replace(d, tick=tick) for d in self._evaluate())
             self._next_tick = tick + self.tick_s
         self._drafts = []
@@ -356,11 +365,9 @@ class RegionBrain:
         ts, _, _, kind, body = item
         if kind == _METRICS:
             region, service, metrics = body
-            self.bank.observe_metrics(ts, region, service, metrics)
             score, since = self._anomalies.get(f"{region}/{service}", (0.0, -math.inf))
-            self.bank.observe_anomaly(
-                ts, region, service, score if ts - since <= self.anomaly_hold_s else 0.0
-            )
+            held = score if ts - since <= self.anomaly_hold_s else 0.0
+            self.bank.observe_metrics(ts, region, service, metrics, held)
         elif kind == _ANOMALY:
             region, service, score = body
             self._anomalies[f"{region}/{service}"] = (score, ts)
@@ -438,7 +445,7 @@ class RegionBrain:
     def to_state(self) -> dict[str, Any]:
         """JSON-friendly snapshot: bank, policy, traffic, the event-time position, the
         observations waiting for their tick and each source's position."""
-        pending = sorted(self._pending)
+        pending = self._pending.items()
         return {
             "pending": [[ts, kind, *_body_row(kind, body)] for ts, _, _, kind, body in pending],
             "pending_from": [source for _, source, *_ in pending],
@@ -478,17 +485,20 @@ class RegionBrain:
         if "pending" in state:
             self._received = {source: list(at) for source, at in state["received"].items()}
             sources = state.get("pending_from") or [""] * len(state["pending"])
-            self._pending = [
-                (row[0], source, next(self._seq), row[1], _row_body(row[1], row[0], row[2:]))
-                for row, source in zip(state["pending"], sources, strict=True)
-            ]
+            self._pending.clear()
+            for row, source in zip(state["pending"], sources, strict=True):
+                body = _row_body(row[1], row[0], row[2:])
+                self._pending.push((row[0], source, next(self._seq), row[1], body))
             return
         if self._next_tick is not None:
             self._replay_floor = self._next_tick - self.tick_s
-            kept = [item for item in self._pending if item[0] > self._replay_floor]
-            self.replayed += len(self._pending) - len(kept)
-            heapq.heapify(kept)
-            self._pending = kept
+            waiting = self._pending.items()
+            self._pending.clear()
+            for item in waiting:
+                if item[0] > self._replay_floor:
+                    self._pending.push(item)
+                else:
+                    self.replayed += 1
 
 
 def _body_row(kind: int, body: tuple[Any, ...]) -> list[Any]:
