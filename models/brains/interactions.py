@@ -15,10 +15,10 @@ each interaction becomes here.
   a symptom, and the burn of the same incident already makes the decision.
 
 Every interaction also adds to the region's success tally; every ``health_every_s`` of event
-time a region gets its tally, its SLO burn rate (the median over its services of the 1h/5m
-rule's burn, so one failing service is a remediation matter rather than a regional failure)
-and any feedback surge, as :class:`HealthEvidence` for the failover models
-(:class:`models.health.region.RegionHealthBank`).
+time a region gets its tally, the SLO burn rate of each of its services heard from lately
+(the 1h/5m rule's burn; region health takes their median, so one failing service is a
+remediation matter rather than a regional failure) and any feedback surge, as
+:class:`HealthEvidence` for the failover models (:class:`models.health.region.RegionHealthBank`).
 
 Privacy: tenant names are replaced by keyed pseudonyms (:func:`pseudonym`) in the
 :class:`TenantRequest`, the only place a tenant appears; user ids are not used, and feedback
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import statistics
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,8 +101,9 @@ class HealthEvidence:
     Attributes
     ----------
     kind
-        ``interactions`` (a success tally), ``slo_burn`` (the region's burn rate) or
-        ``feedback`` (a surge of negative feedback for one service, with a score in [0, 1)).
+        ``interactions`` (a success tally), ``slo_burn`` (a service's burn rate; the
+        region's if ``service`` is ``None``) or ``feedback`` (a surge of negative feedback
+        for one service, with a score in [0, 1)).
     ts, region
         When and where.
     successes, total
@@ -111,7 +111,7 @@ class HealthEvidence:
     value
         The burn rate (``slo_burn``) or the score (``feedback``).
     service
-        The service, for ``feedback``.
+        The service, for ``slo_burn`` and ``feedback``.
     """
 
     kind: str
@@ -131,7 +131,7 @@ class HealthEvidence:
         if self.kind == "interactions":
             bank.observe_interactions(self.ts, self.region, self.successes, self.total)
         elif self.kind == "slo_burn":
-            bank.observe_slo_burn(self.ts, self.region, self.value)
+            bank.observe_slo_burn(self.ts, self.region, self.value, self.service)
         else:
             bank.observe_anomaly(self.ts, self.region, self.service or "", self.value)
 
@@ -309,9 +309,11 @@ class InteractionsBrain:
         region.successes = region.total = 0
         region.flushed_ts = ts
         fresh = [s for s, last in region.services.items() if ts - last <= self.fresh_s]
-        burns = [self.slo.effective_burn(("service", s, name), z=self.burn_z) for s in fresh]
-        if burns:
-            evidence.append(HealthEvidence("slo_burn", ts, name, value=statistics.median(burns)))
+        # Each service's burn, not this partition's median of them: the region's services
+        # are spread over the partitions, and only region health sees them all.
+        for service in fresh:
+            burn = self.slo.effective_burn(("service", service, name), z=self.burn_z)
+            evidence.append(HealthEvidence("slo_burn", ts, name, value=burn, service=service))
         for service in fresh:
             if self.feedback.is_surging(service, name, ts):
                 share = self.feedback.negative_share(service, name) or 0.0

@@ -19,7 +19,9 @@ independent pieces of evidence add up, and the region is healthy while the score
     The median of the services' latest anomaly scores (:mod:`models.detect.anomaly`), damped by
     ``anomaly_weight``: anomalies corroborate, they do not fail a region on their own.
 ``slo_burn``
-    The latest error-budget burn rate, against ``slo_burn_limit``.
+    The median of the services' latest error-budget burn rates, against ``slo_burn_limit``
+    (one burning service is a remediation matter, not a regional failure); the region's own
+    latest burn when no service reported one.
 ``silence``
     Time since the region's last telemetry of any kind, against the *global* event-time
     watermark (the latest event time seen from any region): after ``grace_s`` of producer lag
@@ -242,6 +244,8 @@ class _Service:
     __slots__ = (
         "anomaly",
         "anomaly_ts",
+        "burn",
+        "burn_ts",
         "error",
         "last_ts",
         "latency",
@@ -259,6 +263,8 @@ class _Service:
         self.signals: dict[str, float] = {}
         self.anomaly = 0.0
         self.anomaly_ts = -math.inf
+        self.burn = 0.0
+        self.burn_ts = -math.inf
 
 
 def _record_anomaly(entry: _Service, ts: float, score: float) -> None:
@@ -500,12 +506,19 @@ class RegionHealth:
             self._base_n = self._base_n * keep + total
             self._base_ts = max(self._base_ts, ts)
 
-    def observe_slo_burn(self, ts: float, burn: float) -> None:
-        """Record the region's latest error-budget burn rate (1.0: spending it exactly)."""
+    def observe_slo_burn(self, ts: float, burn: float, service: str | None = None) -> None:
+        """Record the latest error-budget burn rate (1.0: spending it exactly) of ``service``,
+        or of the region as a whole if ``None``."""
         self._seen(ts)
-        if math.isfinite(burn) and ts >= self._burn_ts:
-            self._burn = max(0.0, float(burn))
-            self._burn_ts = ts
+        if service is None:
+            if math.isfinite(burn) and ts >= self._burn_ts:
+                self._burn = max(0.0, float(burn))
+                self._burn_ts = ts
+            return
+        entry = self._service(service)
+        if math.isfinite(burn) and ts >= entry.burn_ts:
+            entry.burn = max(0.0, float(burn))
+            entry.burn_ts = ts
 
     def _success_severity(self, now: float | None = None) -> float:
         config = self._config
@@ -541,7 +554,11 @@ class RegionHealth:
             odds = _MAX_SEVERITY if anomaly >= 1.0 else anomaly / (1.0 - anomaly)
             # Inverse of the s**4 / (1 + s**4) squashing of models.detect.anomaly scores.
             sev_anomaly = config.anomaly_weight * odds**0.25
-        burn = self._burn if self._burn_ts >= fresh_after else None
+        burns = [e.burn for e in self._services.values() if e.burn_ts >= fresh_after]
+        if burns:
+            burn: float | None = statistics.median(burns)
+        else:
+            burn = self._burn if self._burn_ts >= fresh_after else None
         sev_burn = 0.0 if burn is None else burn / config.slo_burn_limit
         sev_silence = max(0.0, silent_for - config.grace_s) / config.silence_tolerance_s
         components = {
@@ -583,7 +600,11 @@ class RegionHealth:
     def evict_idle(self, now: float) -> int:
         """Forget services silent for more than ``service_ttl_s`` at ``now``; return how many."""
         cutoff = now - self._config.service_ttl_s
-        idle = [name for name, e in self._services.items() if max(e.last_ts, e.anomaly_ts) < cutoff]
+        idle = [
+            name
+            for name, e in self._services.items()
+            if max(e.last_ts, e.anomaly_ts, e.burn_ts) < cutoff
+        ]
         for name in idle:
             del self._services[name]
         return len(idle)
@@ -601,6 +622,7 @@ class RegionHealth:
                 "signals": e.signals,
                 "anomaly": e.anomaly,
                 "anomaly_ts": e.anomaly_ts if math.isfinite(e.anomaly_ts) else None,
+                "burn": [e.burn, e.burn_ts if math.isfinite(e.burn_ts) else None],
             }
         return {
             "v": _STATE_VERSION,
@@ -639,6 +661,10 @@ class RegionHealth:
             entry.signals = dict(s["signals"])
             entry.anomaly = s["anomaly"]
             entry.anomaly_ts = -math.inf if s["anomaly_ts"] is None else s["anomaly_ts"]
+            # (A state written before services had burns has none.)
+            burn, burn_ts = s.get("burn") or (0.0, None)
+            entry.burn = burn
+            entry.burn_ts = -math.inf if burn_ts is None else burn_ts
             health._services[name] = entry
         return health
 
@@ -745,9 +771,11 @@ class RegionHealthBank:
         """See :meth:`RegionHealth.observe_interactions`."""
         self._region(ts, region).observe_interactions(ts, successes, total)
 
-    def observe_slo_burn(self, ts: float, region: str, burn: float) -> None:
+    def observe_slo_burn(
+        self, ts: float, region: str, burn: float, service: str | None = None
+    ) -> None:
         """See :meth:`RegionHealth.observe_slo_burn`."""
-        self._region(ts, region).observe_slo_burn(ts, burn)
+        self._region(ts, region).observe_slo_burn(ts, burn, service)
 
     def evaluate(self, now: float | None = None) -> dict[str, HealthReport]:
         """Every region's report at ``now`` (default: the watermark); empty before telemetry."""

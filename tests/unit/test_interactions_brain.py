@@ -349,3 +349,24 @@ def test_one_failure_among_a_quiet_services_few_requests_is_no_burn():
     assert last and max(last) < 2.0
     _, by_ratio = quiet_service_after_an_incident(brain(burn_z=0.0))
     assert max(by_ratio) >= 9.0
+
+
+def test_each_service_sends_its_own_burn_and_region_health_takes_their_median():
+    # A partition reads some of a region's services: a median taken here was that
+    # partition's, and the region's burn was whichever partition had sent last.
+    b = brain()
+    bank = RegionHealthBank(REGIONS)
+    burns = {}
+    for i in range(400):
+        for service in ("search", "catalog", "cart"):
+            good = service != "search" or i % 2 == 0
+            out = b.observe(
+                Interaction(START + i, "us-east", "acme", service, "u-1", "view", 40.0, good)
+            )
+            for evidence in out.health:
+                evidence.apply(bank)
+                if evidence.kind == "slo_burn":
+                    burns[evidence.service] = evidence.value
+    assert set(burns) == {"search", "catalog", "cart"}
+    assert burns["search"] > 14.4 and burns["catalog"] == burns["cart"] == 0.0
+    assert bank.evaluate()["us-east"].signals["slo_burn"] == 0.0

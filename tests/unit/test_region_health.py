@@ -188,6 +188,27 @@ def test_slo_burn_fails_a_region_at_the_limit() -> None:
     assert not health.evaluate(600.0).healthy
 
 
+def test_the_region_burn_is_the_median_of_its_services_burns() -> None:
+    # Each partition's interactions brain sends the burns of the services it reads; only
+    # region health hears them all. One service burning is a remediation matter, most of
+    # them burning is the region's.
+    health = RegionHealth("us-east")
+    feed(health, 0, 600)
+    health.observe_slo_burn(595.0, 40.0, "search")
+    health.observe_slo_burn(596.0, 0.5, "checkout")
+    health.observe_slo_burn(597.0, 0.7, "catalog")
+    report = health.evaluate(600.0)
+    assert report.healthy and report.signals["slo_burn"] == 0.7
+    health.observe_slo_burn(599.0, 30.0, "checkout")
+    report = health.evaluate(600.0)
+    assert not report.healthy and report.signals["slo_burn"] == 30.0
+    # A service's burn counts while it is fresh; a region-wide burn only when none is.
+    health.observe_slo_burn(599.5, 0.0)
+    assert health.evaluate(600.0).signals["slo_burn"] == 30.0
+    feed(health, 600, 700)
+    assert health.evaluate(700.0).signals["slo_burn"] is None
+
+
 def test_a_region_of_a_thousand_services_learns_each_ones_normal() -> None:
     # Every service reports in turn: remembering fewer than a region runs dropped each one
     # before it reported again, and none ever had a normal to be judged against.
@@ -224,8 +245,11 @@ def test_state_round_trip_gives_the_same_reports() -> None:
     feed(health, 0, 900)
     health.observe_anomaly(890.0, "search", 0.3)
     health.observe_slo_burn(895.0, 1.5)
+    health.observe_slo_burn(896.0, 20.0, "search")
     state = orjson.loads(orjson.dumps(health.to_state()))
     restored = RegionHealth.from_state(state)
+    assert restored.evaluate(900.0) == health.evaluate(900.0)
+    assert restored.evaluate(900.0).signals["slo_burn"] == 20.0
     for h in (health, restored):
         feed(h, 900, 1000, error=0.1, seed=3)
     for now in (1000.0, 1020.0):
