@@ -6,11 +6,14 @@ targets are the benches' own business, against baselines of the same run.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import subprocess
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.conftest import AUTOPILOT
 
@@ -19,13 +22,28 @@ pytestmark = pytest.mark.kafka
 
 def bench(*args: str, timeout: float = 240) -> tuple[list[str], dict]:
     """Run ``autopilot bench *args --json``; return the summary lines and the JSON figures."""
+    summary, figures, _ = bench_logged(*args, timeout=timeout)
+    return summary, figures
+
+
+def bench_logged(*args: str, timeout: float = 240) -> tuple[list[str], dict, str]:
+    """:func:`bench`, with what the bench logged (its standard error) too."""
     result = subprocess.run(
         [str(AUTOPILOT), "bench", *args, "--json"],
         capture_output=True, text=True, timeout=timeout, env=dict(os.environ), check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     *summary, last = result.stdout.strip().splitlines()
-    return summary, orjson.loads(last)
+    return summary, orjson.loads(last), result.stderr
+
+
+async def _topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
 
 
 def test_bench_latency_matches_decisions_to_the_samples_that_caused_them(
@@ -117,7 +135,7 @@ def test_bench_soak_samples_the_worker_memory(kafka_bootstrap: str) -> None:
 def test_bench_throughput_reports_the_faust_floor_and_reads_envelopes(
     kafka_bootstrap: str,
 ) -> None:
-    summary, figures = bench(
+    summary, figures, logged = bench_logged(
         "throughput", "--events", "3000", "--series", "30", "--envelope", "50", "--otlp",
         "--broker", kafka_bootstrap,
     )  # fmt: skip
@@ -137,3 +155,8 @@ def test_bench_throughput_reports_the_faust_floor_and_reads_envelopes(
     assert otlp["points_consumed"] == otlp["points_handled"] == otlp["points"] > otlp["samples"]
     assert otlp["samples_ratio_to_native"] == pytest.approx(otlp["samples_per_s"] / pipeline, 0.01)
     assert any("OTLP pipeline" in line for line in summary)
+    # The run's topics (its workers' changelogs too) are gone from the broker it was given.
+    deleted = re.findall(r"deleted the (\d+) topics of (\S+)", logged)
+    assert len(deleted) == 2 and all(int(n) >= 4 for n, _ in deleted)
+    prefixes = tuple(prefix for _, prefix in deleted)
+    assert not [t for t in asyncio.run(_topics(kafka_bootstrap)) if t.startswith(prefixes)]

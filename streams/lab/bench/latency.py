@@ -41,7 +41,6 @@ import asyncio
 import math
 import tempfile
 import time
-import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,7 +51,13 @@ import numpy as np
 import orjson
 
 from schemas.topics import TopicNames
-from streams.lab.bench.support import Log, WorkerRun, bench_broker, proc_cpu_seconds
+from streams.lab.bench.support import (
+    Log,
+    WorkerRun,
+    bench_broker,
+    bench_topics,
+    proc_cpu_seconds,
+)
 from streams.lab.simulator import SimConfig, generate
 from streams.runtime.heap import tune_collection
 
@@ -488,8 +493,8 @@ def run_bench_latency(
     with (
         tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
         bench_broker(broker, Path(tmp), log) as bootstrap,
+        bench_topics(bootstrap, log) as topics,
     ):
-        topics = TopicNames(f"bench-{uuid.uuid4().hex[:8]}.")
         asyncio.run(create_bench_topics(bootstrap, topics))
         partitions = {"AUTOPILOT_PARTITIONS": str(PARTITIONS)}
         with WorkerRun(bootstrap, topics.prefix, Path(tmp), extra_env=partitions) as worker:

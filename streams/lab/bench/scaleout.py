@@ -29,7 +29,6 @@ import dataclasses
 import statistics
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from streams.lab.bench.support import (
     WorkerRun,
     assigned_partitions,
     bench_broker,
+    bench_topics,
     handled_counts,
 )
 from streams.lab.bench.throughput import bench_config
@@ -356,8 +356,8 @@ def run_bench_scaleout(
     ):
         workdir = Path(tmp)
         for n in (1, 2):
-            topics = TopicNames(f"bench-{uuid.uuid4().hex[:8]}.")
-            runs[n] = _pipeline(bootstrap, topics, n, config, produced, workdir, log)
+            with bench_topics(bootstrap, log) as topics:
+                runs[n] = _pipeline(bootstrap, topics, n, config, produced, workdir, log)
             log(f"{n} worker(s): {runs[n]['records_per_s']:,.0f} records/s")
             if n == 1:
                 log("bare again, after the worker...")

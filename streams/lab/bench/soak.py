@@ -21,14 +21,19 @@ import math
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from schemas.topics import TopicNames
-from streams.lab.bench.support import Log, WorkerRun, bench_broker, metric_by_label
+from streams.lab.bench.support import (
+    Log,
+    WorkerRun,
+    bench_broker,
+    bench_topics,
+    metric_by_label,
+)
 from streams.lab.simulator import MAX_DURATION_S, SimConfig, SimSummary, run_simulation
 
 __all__ = ["FLAT_MIB", "FLAT_SHARE", "format_bench_soak", "run_bench_soak"]
@@ -137,7 +142,8 @@ def run_bench_soak(
     with (
         tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
         bench_broker(broker, Path(tmp), log) as bootstrap,
-        WorkerRun(bootstrap, f"bench-{uuid.uuid4().hex[:8]}.", Path(tmp)) as worker,
+        bench_topics(bootstrap, log) as topics,
+        WorkerRun(bootstrap, topics.prefix, Path(tmp)) as worker,
     ):
         deadline = time.monotonic() + 90
         while worker.metrics() is None:

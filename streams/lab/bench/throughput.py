@@ -30,7 +30,6 @@ import asyncio
 import math
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ import orjson
 from schemas import Limits, MetricSample, parse
 from schemas.topics import TopicNames
 from streams.lab.bench.otlp import produce_otlp
-from streams.lab.bench.support import Log, WorkerRun, bench_broker
+from streams.lab.bench.support import Log, WorkerRun, bench_broker, bench_topics
 from streams.lab.simulator import SimConfig, generate, run_simulation
 
 __all__ = ["bench_config", "format_bench_throughput", "run_bench_throughput"]
@@ -126,7 +125,13 @@ def _run_otlp(
     bootstrap: str, config: SimConfig, envelope: int, workdir: Path, log: Log
 ) -> dict[str, Any]:
     """The pipeline fed the same samples as OTLP requests, on topics of its own."""
-    topics = TopicNames(f"bench-otlp-{uuid.uuid4().hex[:8]}.")
+    with bench_topics(bootstrap, log, "otlp-") as topics:
+        return _time_otlp(bootstrap, topics, config, envelope, workdir, log)
+
+
+def _time_otlp(
+    bootstrap: str, topics: TopicNames, config: SimConfig, envelope: int, workdir: Path, log: Log
+) -> dict[str, Any]:
     produced = asyncio.run(
         produce_otlp(bootstrap, topics.otlp_metrics, config, envelope, time.time())
     )
@@ -193,9 +198,9 @@ def run_bench_throughput(
     with (
         tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
         bench_broker(broker, Path(tmp), log) as bootstrap,
+        bench_topics(bootstrap, log) as topics,
     ):
         workdir = Path(tmp)
-        topics = TopicNames(f"bench-{uuid.uuid4().hex[:8]}.")
         config = bench_config(events, series, envelope)
         log(f"producing {events:,d} metric events over {series:,d} series to {bootstrap}")
         summary = asyncio.run(
