@@ -268,3 +268,19 @@ def test_memory_is_bounded_by_key_cap_and_idle_eviction():
     mon.learn_one(("tenant", "t_4"), 1000.0, True)
     assert mon.evict_idle(1000.0) == 2
     assert list(mon) == [("tenant", "t_4")]
+
+
+def test_a_quiet_service_needs_enough_failures_to_page_again():
+    # A request every 3 s: 20 % bad for ten minutes, then clean but for three failures in
+    # the last five minutes while the hour still holds the incident. Three failures in a
+    # hundred requests read as 30x; they are no incident.
+    def pages(mon):
+        fired = []
+        for i in range(900):
+            good = i % 5 != 0 if i < 200 else i not in (820, 840, 860)
+            fired += [round(a.ts) for a in mon.learn_one(KEY, i * 3.0, good)]
+        return fired
+
+    assert len(pages(availability())) == 1 and pages(availability())[0] < 600
+    by_ratio = BurnRateMonitor(SLO(target=0.999, latency_ms=None), min_bad=0)
+    assert len(pages(by_ratio)) == 2
