@@ -198,8 +198,9 @@ class TickBuffer:
     index ``ceil(ts / tick_s)``; :meth:`pop_until` sorts only the lists it releases. The items
     come out in exactly the order a heap of them would pop them, at a fraction of the cost:
     with a heap of 100,000 waiting (an envelope of 100 samples per series holds the horizon
-    100 samples back), each pop walked 17 levels of tuples scattered in memory, about a
-    quarter of the region evaluator's time.
+    100 samples back), each pop walked 17 levels of tuples scattered in memory. Over the
+    scale-out bench's records the region brain took 9.0 µs a record instead of 11.3 in
+    process, and in a worker its evaluator 8.7 % of the main thread instead of 19.5 %.
 
     Parameters
     ----------
