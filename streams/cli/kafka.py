@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from streams.kafka.local import KafkaLocal, KafkaLocalError, named_broker, started_port
+from streams.kafka.local import (
+    KafkaLocal,
+    KafkaLocalError,
+    env_data_dir,
+    named_broker,
+    started_port,
+)
 from streams.kafka.topics import create_topics
 
 __all__ = ["create_product_topics", "kafka"]
@@ -50,8 +56,7 @@ def _broker(name: str | None, port: int | None, data_dir: Path | None) -> KafkaL
     if name is None:
         if port is None:
             # status and stop find the broker on the port it was started with.
-            env = os.environ.get("AUTOPILOT_KAFKA_DATA")
-            started_in = data_dir or (Path(env) if env else None)
+            started_in = data_dir or env_data_dir()
             port = started_port(started_in) if started_in else None
         return KafkaLocal(port=port or _default_port(), data_dir=data_dir, log=log)
     try:

@@ -37,6 +37,7 @@ __all__ = [
     "KafkaLocal",
     "KafkaLocalError",
     "default_cache_dir",
+    "env_data_dir",
     "kafka_version",
     "named_broker",
     "started_port",
@@ -79,10 +80,14 @@ def state_dir() -> Path:
     return base / "paas-autopilot"
 
 
+def env_data_dir() -> Path | None:
+    """The data dir ``AUTOPILOT_KAFKA_DATA`` names, if it is set."""
+    env = os.environ.get("AUTOPILOT_KAFKA_DATA")
+    return Path(env) if env else None
+
+
 def default_data_dir(port: int) -> Path:
-    if env := os.environ.get("AUTOPILOT_KAFKA_DATA"):
-        return Path(env)
-    return state_dir() / f"kafka-{port}"
+    return env_data_dir() or state_dir() / f"kafka-{port}"
 
 
 def started_port(data_dir: Path) -> int | None:

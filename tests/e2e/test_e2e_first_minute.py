@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import Decision, decision_id_for
 from schemas.decision import KIND_TOPICS
@@ -25,6 +24,7 @@ from schemas.topics import FAILOVER, REMEDIATION, SCALING, TopicNames
 from streams.kafka.local import free_port
 from streams.kafka.topics import create_topics
 from tests.conftest import AUTOPILOT, wait_until
+from tests.support.topics import topics_on
 
 pytestmark = pytest.mark.kafka
 
@@ -74,15 +74,6 @@ async def produce(bootstrap: str, topic: str, value: bytes) -> None:
         await producer.send_and_wait(topic, value, key=b"eu-west")
     finally:
         await producer.stop()
-
-
-async def _topics(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return await admin.list_topics()
-    finally:
-        await admin.close()
 
 
 def test_up_shows_scaling_remediation_and_failover_and_tail_stays_quiet(
@@ -157,7 +148,7 @@ def test_tail_before_any_worker_waits_in_one_line_then_follows(
         wait_until(lambda: "waiting for" in log.read_text(), 60, "tail did not say it waits")
         time.sleep(3)  # a few more polls: still one line, and the topic not auto-created
         assert log.read_text().count("waiting for") == 1
-        assert topic_names.failover not in asyncio.run(_topics(kafka_bootstrap))
+        assert topic_names.failover not in topics_on(kafka_bootstrap)
         # The topics appear (as kafka start, up or a worker make them); tail follows.
         asyncio.run(create_topics(kafka_bootstrap, [(topic_names.failover, 4, {})]))
         wait_until(lambda: "following" in log.read_text(), 60, "tail did not follow")

@@ -6,16 +6,15 @@ targets are the benches' own business, against baselines of the same run.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.conftest import AUTOPILOT
+from tests.support.topics import topics_on
 
 pytestmark = pytest.mark.kafka
 
@@ -35,15 +34,6 @@ def bench_logged(*args: str, timeout: float = 240) -> tuple[list[str], dict, str
     assert result.returncode == 0, result.stderr[-3000:]
     *summary, last = result.stdout.strip().splitlines()
     return summary, orjson.loads(last), result.stderr
-
-
-async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 def test_bench_latency_matches_decisions_to_the_samples_that_caused_them(
@@ -159,4 +149,4 @@ def test_bench_throughput_reports_the_faust_floor_and_reads_envelopes(
     deleted = re.findall(r"deleted the (\d+) topics of (\S+)", logged)
     assert len(deleted) == 2 and all(int(n) >= 4 for n, _ in deleted)
     prefixes = tuple(prefix for _, prefix in deleted)
-    assert not [t for t in asyncio.run(_topics(kafka_bootstrap)) if t.startswith(prefixes)]
+    assert not [t for t in topics_on(kafka_bootstrap) if t.startswith(prefixes)]

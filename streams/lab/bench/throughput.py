@@ -36,7 +36,6 @@ from typing import Any
 import orjson
 
 from schemas import Limits, MetricSample, parse
-from schemas.topics import TopicNames
 from streams.lab.bench.otlp import produce_otlp
 from streams.lab.bench.support import Log, WorkerRun, bench_broker, bench_topics
 from streams.lab.simulator import SimConfig, generate, run_simulation
@@ -126,23 +125,17 @@ def _run_otlp(
 ) -> dict[str, Any]:
     """The pipeline fed the same samples as OTLP requests, on topics of its own."""
     with bench_topics(bootstrap, log, "otlp-") as topics:
-        return _time_otlp(bootstrap, topics, config, envelope, workdir, log)
-
-
-def _time_otlp(
-    bootstrap: str, topics: TopicNames, config: SimConfig, envelope: int, workdir: Path, log: Log
-) -> dict[str, Any]:
-    produced = asyncio.run(
-        produce_otlp(bootstrap, topics.otlp_metrics, config, envelope, time.time())
-    )
-    log(
-        f"produced {produced.samples:,d} samples as {produced.points:,d} OTLP data points in "
-        f"{produced.requests:,d} requests; OTLP pipeline worker..."
-    )
-    with WorkerRun(bootstrap, topics.prefix, workdir, name="otlp-worker") as worker:
-        seconds = worker.time_backlog(produced.samples, 1800, log, "OTLP pipeline")
-        consumed, handled = worker.handled("otlp_metrics") or (0.0, 0.0)
-        peak = worker.peak_rss_bytes()
+        produced = asyncio.run(
+            produce_otlp(bootstrap, topics.otlp_metrics, config, envelope, time.time())
+        )
+        log(
+            f"produced {produced.samples:,d} samples as {produced.points:,d} OTLP data points in "
+            f"{produced.requests:,d} requests; OTLP pipeline worker..."
+        )
+        with WorkerRun(bootstrap, topics.prefix, workdir, name="otlp-worker") as worker:
+            seconds = worker.time_backlog(produced.samples, 1800, log, "OTLP pipeline")
+            consumed, handled = worker.handled("otlp_metrics") or (0.0, 0.0)
+            peak = worker.peak_rss_bytes()
     return {
         "requests": produced.requests,
         "points": produced.points,
