@@ -194,6 +194,12 @@ class SimConfig:
         under region health's silence grace (10 s): a region whose envelopes come after
         the others' must not look silent. Benches of one series' records use more. A paced
         run also sends them before it waits.
+    profile_shift_s
+        Seconds added to event time where the demand profile reads the time of day and
+        week; the records' timestamps are not moved. A stream must end near the wall
+        clock (the validators refuse older records), so without a shift its demand
+        depends on the hour it is made at; a bench shifts it to play the same part of the
+        week at any hour (:func:`~streams.lab.bench.scaleout.scaleout_config`).
 
     Examples
     --------
@@ -225,6 +231,7 @@ class SimConfig:
     linger_ms: int = 20
     envelope_records: int = 100
     envelope_span_s: float = 5.0
+    profile_shift_s: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "services", tuple(self.services))
@@ -822,7 +829,7 @@ class _World:
         self.int_counts = np.random.default_rng([seed & 0xFFFFFFFF, 2])
         self.err_vars = _Vars(self.err_rng)
         self.int_vars = _Vars(self.int_rng)
-        self.offsets = [_utc_offset_s(r) for r in config.regions]
+        self.offsets = [_utc_offset_s(r) + config.profile_shift_s for r in config.regions]
         self.series = [
             _Series(s, r, ri, config)
             for ri, r in enumerate(config.regions)

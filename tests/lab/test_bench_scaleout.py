@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from streams.lab.bench import scaleout
 from streams.lab.bench.scaleout import _time_workers, _wait_assigned
+from streams.lab.simulator import generate
 
 
 class _Reporting:
@@ -101,3 +103,19 @@ def test_the_decisions_are_read_once_the_budget_judge_could_have_heard_every_par
 
     monkeypatch.setattr(scaleout, "_decision_ids", published)
     assert scaleout._settled_decision_ids("broker", None) == {"s": "scaling", "b": "budget"}
+
+
+def test_every_run_plays_the_same_demand_whatever_the_hour() -> None:
+    def demand(now: float) -> list[float]:
+        config = scaleout.scaleout_config(600, 6, 1, now)
+        return [
+            orjson.loads(value)["metrics"]["rps"]
+            for attr, _key, value, _ts in generate(config)
+            if attr == "metrics"
+        ]
+
+    tuesday_noon = 1_798_545_600.0
+    at_noon = demand(tuesday_noon)
+    # The demand of a day's trough and of a weekend are not a Tuesday's afternoon's.
+    for later in (9 * 3600.0, 4 * 86_400.0):
+        assert demand(tuesday_noon + later) == pytest.approx(at_noon, rel=1e-9)
