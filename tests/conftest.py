@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 
 from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
-from streams.lab.bench.support import handled_counts, metric_sum
+from streams.lab.bench.support import delete_topics, handled_counts, metric_sum
 
 ROOT = Path(__file__).resolve().parents[1]
 # A worker script run as a subprocess by tests/e2e/test_offsets_watchdog.py: importing it
@@ -58,9 +59,23 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def topic_names() -> TopicNames:
-    """A fresh topic prefix per test, so tests never see each other's messages."""
-    return TopicNames(f"t{uuid.uuid4().hex[:10]}.")
+def topic_names(request: pytest.FixtureRequest) -> Iterator[TopicNames]:
+    """A fresh topic prefix per test, so tests never see each other's messages.
+
+    On a broker of one's own (``AUTOPILOT_TEST_BROKER``), every topic under the prefix
+    (the workers' changelogs and internal topics too: their app id carries it) is deleted
+    after the test: a development broker had gathered thousands, and a worker there no
+    longer handled anything in the soak bench's short run. The session's own broker goes
+    with its session.
+    """
+    names = TopicNames(f"t{uuid.uuid4().hex[:10]}.")
+    yield names
+    if os.environ.get("AUTOPILOT_TEST_BROKER") and "kafka_bootstrap" in request.fixturenames:
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        try:
+            asyncio.run(asyncio.wait_for(delete_topics(bootstrap, names.prefix), 60))
+        except Exception as exc:  # the test's own outcome matters more than its clean-up
+            warnings.warn(f"could not delete the topics of {names.prefix}: {exc!r}", stacklevel=1)
 
 
 @dataclass
