@@ -48,6 +48,7 @@ KERNELS = (
     "models.forecast.load_kernel",
     "models.forecast.startup",
     "models.forecast.surges",
+    "models.health.region",
     "models.policy.scaling",
 )
 """The modules compiled: pure arithmetic on their own state, no class with a metaclass."""

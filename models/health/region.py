@@ -537,9 +537,11 @@ class RegionHealth:
     def evaluate(self, now: float) -> HealthReport:
         """Score the region at event time ``now``, the global watermark; learns nothing."""
         config = self._config
-        if self._last_ts is None and self._since is None:
-            self._since = now
-        last = self._last_ts if self._last_ts is not None else self._since
+        last = self._last_ts
+        if last is None:
+            if self._since is None:
+                self._since = now
+            last = self._since
         silent_for = max(0.0, now - last)
         fresh_after = last - config.fresh_s
         services = [e for e in self._services.values() if e.last_ts >= fresh_after]

@@ -33,12 +33,15 @@ def _need_the_build() -> None:
 
 
 # The metrics brain's decisions and checkpoints over two simulated streams, hashed: six hours
-# of the mixed scenario (scaling and anomaly decisions) and the memory leak (a risk).
+# of the mixed scenario (scaling and anomaly decisions) and the memory leak (a risk); then
+# the region brain's transitions, reports and state over the failover scenarios' hour.
 _DRIVE = """
 import hashlib, json, orjson
 from models import native
 from models.brains.metrics import MetricsBrain
+from models.brains.region import RegionBrain
 from schemas import Limits
+from schemas.config.regions import load_region_config
 from schemas.validate import parse
 from streams.lab.scenario import load_scenario
 from streams.lab.simulator import SimConfig, generate
@@ -60,6 +63,29 @@ for name, duration_s in (("mixed", 6 * 3600.0), ("memory_leak", None)):
                 kinds.append(decision.kind)
     for key in sorted(brain):
         states.update(orjson.dumps(brain.state_of(key), option=orjson.OPT_SORT_KEYS))
+
+# Region health: the failover scenarios' telemetry and anomalies into one region brain,
+# evaluated every hundred messages as the evaluator does a batch of evidence.
+metrics, region = MetricsBrain(), RegionBrain(load_region_config())
+config = SimConfig.for_scenario(load_scenario("failover_suite"), start_ts=1_700_000_000.0)
+for n, (kind, _key, value, ts) in enumerate(generate(config)):
+    if kind == "metrics":
+        s = parse(kind, value, now=ts, limits=Limits())
+        region.observe_metrics(s.ts, s.region, s.service, s.metrics)
+        for decision in metrics.observe(s.ts, s.service, s.region, s.metrics):
+            if decision.kind == "anomaly":
+                args = (decision.params["metric"], decision.evidence["score"])
+                region.observe_anomaly(decision.ts, s.region, s.service, *args)
+    elif kind == "interactions":
+        i = parse(kind, value, now=ts, limits=Limits())
+        region.observe_interaction(i.ts, i.region, i.success, i.data_class)
+    if n % 100 == 0:
+        for draft in region.advance():
+            decisions.update(draft.to_decision(mode="recommend").to_bytes())
+            kinds.append(draft.kind)
+        scores = {r: (h.score, h.components) for r, h in sorted(region.reports.items())}
+        states.update(orjson.dumps(scores, option=orjson.OPT_SORT_KEYS))
+states.update(orjson.dumps(region.to_state(), option=orjson.OPT_SORT_KEYS))
 print(json.dumps({
     "compiled": native.loaded_from() is not None,
     "handled": handled,
@@ -84,8 +110,10 @@ def test_the_compiled_kernels_decide_and_learn_as_their_sources_bit_for_bit() ->
     compiled, source = _drive("auto"), _drive("off")
     assert compiled["compiled"] and not source["compiled"]
     assert compiled["handled"] == source["handled"] > 40_000
-    # Every kind of the metrics brain's decisions, so that each of its kernels decides.
-    assert set(source["kinds"]) == {"anomaly", "risk", "scaling"}
+    # Every kind of the metrics brain's decisions, so that each of its kernels decides, and
+    # the region brain's transitions, so that region health's scores decide.
+    metrics_kinds = {"anomaly", "risk", "scaling"}
+    assert set(source["kinds"]) == metrics_kinds | {"failover", "failover_blocked", "failback"}
     assert compiled["kinds"] == source["kinds"]
     assert compiled["decisions_sha"] == source["decisions_sha"]
     assert compiled["states_sha"] == source["states_sha"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 import pytest
@@ -358,6 +359,22 @@ def test_a_full_buffer_applies_its_oldest_observation_early() -> None:
     assert brain.watermark is not None
 
 
+class _FailingAfter150:
+    """A region health bank whose evaluations after ``T0 + 150`` raise (its class may be
+    compiled, so its methods cannot be patched on the instance)."""
+
+    def __init__(self, bank: Any) -> None:
+        self._bank = bank
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bank, name)
+
+    def evaluate(self, now: float) -> dict:
+        if now > T0 + 150:
+            raise RuntimeError("a bug")
+        return self._bank.evaluate(now)
+
+
 def test_a_failing_tick_does_not_lose_the_transitions_taken_before_it(monkeypatch) -> None:
     brain = RegionBrain(CONFIG)
     for i in range(24):
@@ -365,14 +382,7 @@ def test_a_failing_tick_does_not_lose_the_transitions_taken_before_it(monkeypatc
         brain.advance()
     for i in range(24, 40):
         tick(brain, i, ["eu-west", "ap-south"])
-    evaluate = brain.bank.evaluate
-
-    def failing_after_150(now: float) -> dict:
-        if now > T0 + 150:
-            raise RuntimeError("a bug")
-        return evaluate(now)
-
-    monkeypatch.setattr(brain.bank, "evaluate", failing_after_150)
+    monkeypatch.setattr(brain, "bank", _FailingAfter150(brain.bank))
     with pytest.raises(RuntimeError):
         brain.advance()
     monkeypatch.undo()
