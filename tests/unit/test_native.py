@@ -47,6 +47,7 @@ from streams.lab.scenario import load_scenario
 from streams.lab.simulator import SimConfig, generate
 
 decisions, states = hashlib.sha256(), hashlib.sha256()
+limits = Limits()
 handled, kinds = 0, []
 for name, duration_s in (("mixed", 6 * 3600.0), ("memory_leak", None)):
     config = SimConfig.for_scenario(
@@ -56,7 +57,7 @@ for name, duration_s in (("mixed", 6 * 3600.0), ("memory_leak", None)):
     brain = MetricsBrain()
     for kind, _key, value, ts in generate(config):
         if kind == "metrics":
-            sample = parse(kind, value, now=ts, limits=Limits())
+            sample = parse(kind, value, now=ts, limits=limits)
             handled += 1
             for decision in brain.observe(sample.ts, sample.service, sample.region, sample.metrics):
                 decisions.update(decision.to_bytes())
@@ -70,14 +71,14 @@ metrics, region = MetricsBrain(), RegionBrain(load_region_config())
 config = SimConfig.for_scenario(load_scenario("failover_suite"), start_ts=1_700_000_000.0)
 for n, (kind, _key, value, ts) in enumerate(generate(config)):
     if kind == "metrics":
-        s = parse(kind, value, now=ts, limits=Limits())
+        s = parse(kind, value, now=ts, limits=limits)
         region.observe_metrics(s.ts, s.region, s.service, s.metrics)
         for decision in metrics.observe(s.ts, s.service, s.region, s.metrics):
             if decision.kind == "anomaly":
                 args = (decision.params["metric"], decision.evidence["score"])
                 region.observe_anomaly(decision.ts, s.region, s.service, *args)
     elif kind == "interactions":
-        i = parse(kind, value, now=ts, limits=Limits())
+        i = parse(kind, value, now=ts, limits=limits)
         region.observe_interaction(i.ts, i.region, i.success, i.data_class)
     if n % 100 == 0:
         for draft in region.advance():

@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from models.forecast.load import DAY_S, WEEK_S
 from schemas import Limits, MetricSample, Rejection
 from schemas.decision import Decision
 from schemas.topics import TopicNames
@@ -58,8 +59,7 @@ TARGET_RECORDS_PER_S = 10_000.0
 TARGET_BARE_RATIO = 0.8
 TARGET_SPEEDUP = 1.5
 _POLL_S = 0.5
-WEEK_S = 7 * 86_400.0
-START_IN_WEEK_S = 5 * 86_400.0 + 13 * 3600.0
+START_IN_WEEK_S = 5 * DAY_S + 13 * 3600.0
 """Where in the week (from the epoch's Thursday 00:00 UTC) the demand of every run starts:
 a Tuesday at 13:00 UTC, when demand rises in us-east (08:00 there) and eu-west (13:00)
 and falls in ap-south (18:30)."""
