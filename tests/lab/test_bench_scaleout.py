@@ -119,3 +119,72 @@ def test_every_run_plays_the_same_demand_whatever_the_hour() -> None:
     # The demand of a day's trough and of a weekend are not a Tuesday's afternoon's.
     for later in (9 * 3600.0, 4 * 86_400.0):
         assert demand(tuesday_noon + later) == pytest.approx(at_noon, rel=1e-9)
+
+
+def _a_round(bare: float, one: float, two: float, same: bool = True) -> dict:
+    """A round's figures, as :func:`scaleout._round` gives them."""
+    return {
+        "records": 300,
+        "series": 3,
+        "bare_records_per_s": bare,
+        "bare_runs_records_per_s": [bare, bare],
+        "bare_decisions": 2,
+        "one_worker_records_per_s": one,
+        "two_workers_records_per_s": two,
+        "pipeline_bare_ratio": round(one / bare, 4),
+        "two_one_ratio": round(two / one, 4),
+        "peak_rss_bytes": {"one_worker": [2**20], "two_workers": [2**20, 2**20]},
+        "handled_by_worker": {"one_worker": [300], "two_workers": [150, 150]},
+        "handled_before_clock": {"one_worker": 0, "two_workers": 0},
+        "decisions": {"one_worker": 2, "two_workers": 2 if same else 1},
+        "decisions_by_kind": {"one_worker": {"scaling": 2}, "two_workers": {"scaling": 2}},
+        "same_decisions": same,
+        "decisions_only_one_worker": 0 if same else 1,
+        "decisions_only_two_workers": 0,
+        "region_evaluator": {"one_worker": {}, "two_workers": {}},
+    }
+
+
+def test_rounds_share_one_broker_and_report_medians_and_targets_met(monkeypatch) -> None:
+    canned = [
+        _a_round(20_000.0, 12_000.0, 20_000.0),
+        _a_round(18_000.0, 9_000.0, 16_000.0, same=False),
+        _a_round(21_000.0, 13_000.0, 18_000.0),
+    ]
+    brokers = []
+
+    def one_round(bootstrap, _workdir, records, series, envelope, _log):
+        brokers.append(bootstrap)
+        assert (records, series, envelope) == (300, 3, 100)
+        return canned[len(brokers) - 1]
+
+    monkeypatch.setattr(scaleout, "_round", one_round)
+    result = scaleout.run_bench_scaleout(300, 3, 100, broker="given:9092", rounds=3)
+
+    assert brokers == ["given:9092"] * 3
+    assert result["rounds"] == canned
+    assert result["one_worker_records_per_s"] == 12_000.0
+    assert result["spread"]["pipeline_bare_ratio"] == {"min": 0.5, "median": 0.6, "max": 0.619}
+    assert result["met"] == {
+        "one_worker_records_per_s": 2,
+        "pipeline_bare_ratio": 0,
+        "two_one_ratio": 2,
+    }
+    assert (result["same_decisions"], result["same_decisions_rounds"]) == (False, 2)
+    text = scaleout.format_bench_scaleout(result)
+    assert "3 rounds on one broker" in text
+    assert "target >= 10,000: met in 2 of 3 rounds" in text
+    assert "target >= 0.8: met in 0 of 3 rounds" in text
+    assert "same set of decisions in 2 of 3 rounds" in text
+    assert [line.split()[0] for line in text.splitlines()[2:5]] == ["1", "2", "3"]
+
+
+def test_one_round_is_reported_in_detail(monkeypatch) -> None:
+    monkeypatch.setattr(scaleout, "_round", lambda *_args: _a_round(20_000.0, 12_000.0, 20_000.0))
+    result = scaleout.run_bench_scaleout(300, 3, 100, broker="given:9092")
+    assert result["pipeline_bare_ratio"] == 0.6
+    assert result["met"]["pipeline_bare_ratio"] == 0
+    text = scaleout.format_bench_scaleout(result)
+    assert "pipeline, 1 worker                   12,000 records/s  (target >= 10,000)" in text
+    assert "same set: yes" in text
+    assert "rounds" not in text

@@ -19,7 +19,9 @@ c. the pipeline with two workers: two such subprocesses in one consumer group, o
 
 It reports the three rates, pipeline / bare and two workers / one, the peak RSS of
 every worker, and whether the one- and two-worker runs published the same set of
-decisions (by ``decision_id``), with their kinds.
+decisions (by ``decision_id``), with their kinds. That is a round; several rounds on one
+broker (``--rounds``) give each figure's median and spread, and how many rounds met each
+target: the speed of a machine of this kind drifts by a fifth within minutes.
 """
 
 from __future__ import annotations
@@ -349,14 +351,10 @@ def _settled_decision_ids(
     return ids
 
 
-def run_bench_scaleout(
-    records: int = 300_000,
-    series: int = 1_000,
-    envelope: int = 100,
-    broker: str | None = None,
-    log: Log = lambda _msg: None,
+def _round(
+    bootstrap: str, workdir: Path, records: int, series: int, envelope: int, log: Log
 ) -> dict[str, Any]:
-    """Measure the bare rate and the pipeline with one and two workers, in one run."""
+    """One round: the bare brains, one worker, the bare brains again, two workers."""
     config = scaleout_config(records, series, envelope, time.time())
     messages = list(enveloped(config))
     produced = sum(n for *_, n in messages)
@@ -365,21 +363,16 @@ def run_bench_scaleout(
     bare_rate, decisions = _bare(messages, now, log)
     bare_rates = [bare_rate]
     runs: dict[int, dict[str, Any]] = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
-        bench_broker(broker, Path(tmp), log) as bootstrap,
-    ):
-        workdir = Path(tmp)
-        for n in (1, 2):
-            with bench_topics(bootstrap, log) as topics:
-                runs[n] = _pipeline(bootstrap, topics, n, config, produced, workdir, log)
-            log(f"{n} worker(s): {runs[n]['records_per_s']:,.0f} records/s")
-            if n == 1:
-                log("bare again, after the worker...")
-                again, decided = _bare(messages, now, log)
-                if [d.decision_id for d in decided] != [d.decision_id for d in decisions]:
-                    raise RuntimeError("the bare brains decided otherwise the second time")
-                bare_rates.append(again)
+    for n in (1, 2):
+        with bench_topics(bootstrap, log) as topics:
+            runs[n] = _pipeline(bootstrap, topics, n, config, produced, workdir, log)
+        log(f"{n} worker(s): {runs[n]['records_per_s']:,.0f} records/s")
+        if n == 1:
+            log("bare again, after the worker...")
+            again, decided = _bare(messages, now, log)
+            if [d.decision_id for d in decided] != [d.decision_id for d in decisions]:
+                raise RuntimeError("the bare brains decided otherwise the second time")
+            bare_rates.append(again)
     del messages
     # Both bare runs, the one before and the one after the worker, taken together: the speed
     # of a machine of this kind drifts by a fifth within minutes (the two bare rates say by
@@ -387,7 +380,6 @@ def run_bench_scaleout(
     bare_rate = statistics.fmean(bare_rates)
     one, two = runs[1], runs[2]
     ones, twos = one["decision_ids"], two["decision_ids"]
-    same = ones.keys() == twos.keys()
 
     def both(name: str) -> dict[str, Any]:
         return {"one_worker": one[name], "two_workers": two[name]}
@@ -395,7 +387,6 @@ def run_bench_scaleout(
     return {
         "records": produced,
         "series": len(config.services) * len(config.regions),
-        "envelope_records": envelope,
         "bare_records_per_s": round(bare_rate, 1),
         "bare_runs_records_per_s": [round(r, 1) for r in bare_rates],
         "bare_decisions": len(decisions),
@@ -410,54 +401,179 @@ def run_bench_scaleout(
         "decisions_by_kind": {
             k: dict(Counter(ids.values())) for k, ids in both("decision_ids").items()
         },
-        "same_decisions": same,
+        "same_decisions": ones.keys() == twos.keys(),
         "decisions_only_one_worker": len(ones.keys() - twos.keys()),
         "decisions_only_two_workers": len(twos.keys() - ones.keys()),
         "region_evaluator": both("region_evaluator"),
-        "targets": {
-            "one_worker_records_per_s": TARGET_RECORDS_PER_S,
-            "pipeline_bare_ratio": TARGET_BARE_RATIO,
-            "two_one_ratio": TARGET_SPEEDUP,
-        },
+    }
+
+
+FIGURES = (
+    "bare_records_per_s",
+    "one_worker_records_per_s",
+    "two_workers_records_per_s",
+    "pipeline_bare_ratio",
+    "two_one_ratio",
+)
+"""The figures of a round that :func:`summarise_rounds` spreads over the rounds."""
+TARGETS = {
+    "one_worker_records_per_s": TARGET_RECORDS_PER_S,
+    "pipeline_bare_ratio": TARGET_BARE_RATIO,
+    "two_one_ratio": TARGET_SPEEDUP,
+}
+"""Each figure with a target, and its target: met when the figure is at least as high."""
+
+
+def summarise_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of several rounds taken together: each figure's median, its spread
+    (min, median, max), and in how many rounds each target was met and the decisions of
+    one and two workers were the same set.
+
+    The median is the headline: a machine of this kind drifts by a fifth within minutes,
+    so one round says little, and a mean would follow its worst minutes.
+
+    >>> rounds = [{"bare_records_per_s": b, "one_worker_records_per_s": o,
+    ...            "two_workers_records_per_s": t, "pipeline_bare_ratio": o / b,
+    ...            "two_one_ratio": t / o, "same_decisions": True}
+    ...           for b, o, t in [(20e3, 12e3, 20e3), (18e3, 9e3, 16e3), (21e3, 13e3, 18e3)]]
+    >>> summary = summarise_rounds(rounds)
+    >>> summary["one_worker_records_per_s"], summary["spread"]["two_one_ratio"]
+    (12000.0, {'min': 1.3846, 'median': 1.6667, 'max': 1.7778})
+    >>> summary["met"], summary["same_decisions_rounds"]
+    ({'one_worker_records_per_s': 2, 'pipeline_bare_ratio': 0, 'two_one_ratio': 2}, 3)
+    """
+    spread = {}
+    for name in FIGURES:
+        values = [r[name] for r in rounds]
+        spread[name] = {
+            "min": round(min(values), 4),
+            "median": round(statistics.median(values), 4),
+            "max": round(max(values), 4),
+        }
+    return {
+        **{name: spread[name]["median"] for name in FIGURES},
+        "spread": spread,
+        "met": {name: sum(r[name] >= target for r in rounds) for name, target in TARGETS.items()},
+        "same_decisions_rounds": sum(bool(r["same_decisions"]) for r in rounds),
+    }
+
+
+def run_bench_scaleout(
+    records: int = 300_000,
+    series: int = 1_000,
+    envelope: int = 100,
+    broker: str | None = None,
+    log: Log = lambda _msg: None,
+    rounds: int = 1,
+) -> dict[str, Any]:
+    """Measure the bare rate and the pipeline with one and two workers, ``rounds`` times
+    on one broker.
+
+    The result holds every round's figures (``rounds``), and at its top the median of each
+    rate and ratio over the rounds (a round's own with one), their spread, and in how many
+    rounds each target was met (:func:`summarise_rounds`).
+    """
+    if rounds < 1:
+        raise ValueError("need at least one round")
+    done: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
+        bench_broker(broker, Path(tmp), log) as bootstrap,
+    ):
+        for number in range(1, rounds + 1):
+            if rounds > 1:
+                log(f"round {number} of {rounds}")
+            done.append(_round(bootstrap, Path(tmp), records, series, envelope, log))
+    last = done[-1]
+    return {
+        "records": last["records"],
+        "series": last["series"],
+        "envelope_records": envelope,
+        **summarise_rounds(done),
+        "same_decisions": all(r["same_decisions"] for r in done),
+        "rounds": done,
+        "targets": dict(TARGETS),
     }
 
 
 def format_bench_scaleout(result: dict[str, Any]) -> str:
-    """A readable summary of :func:`run_bench_scaleout`."""
-    targets = result["targets"]
-    rss = result["peak_rss_bytes"]
-    by_kind = result["decisions_by_kind"]
-    evaluator = result["region_evaluator"]
-
-    bare_runs = " and ".join(f"{r:,.0f}" for r in result["bare_runs_records_per_s"])
-
-    def mib(values: list[int]) -> str:
-        return ", ".join(f"{v / 2**20:,.0f}" for v in values)
-
-    return "\n".join(
-        [
-            f"bench scaleout: {result['records']:,d} metric records, {result['series']:,d}"
-            f" series, envelopes of {result['envelope_records']}",
-            f"  bare brains, in process        {result['bare_records_per_s']:>12,.0f} records/s"
-            f"  (mean of {bare_runs}, before and after the worker)",
-            f"  pipeline, 1 worker             {result['one_worker_records_per_s']:>12,.0f}"
-            f" records/s  (target >= {targets['one_worker_records_per_s']:,.0f})",
-            f"  pipeline, 2 workers            {result['two_workers_records_per_s']:>12,.0f}"
-            " records/s",
-            f"  pipeline / bare                {result['pipeline_bare_ratio']:>12.3f}"
-            f"   (target >= {targets['pipeline_bare_ratio']})",
-            f"  2 workers / 1 worker           {result['two_one_ratio']:>12.3f}"
-            f"   (target >= {targets['two_one_ratio']})",
-            f"  peak RSS, MiB                  1 worker: {mib(rss['one_worker'])};"
-            f" 2 workers: {mib(rss['two_workers'])}",
-            f"  decisions                      1 worker: {result['decisions']['one_worker']:,d};"
-            f" 2 workers: {result['decisions']['two_workers']:,d};"
-            f" same set: {'yes' if result['same_decisions'] else 'no'}"
-            f" ({result['decisions_only_one_worker']} only with 1,"
-            f" {result['decisions_only_two_workers']} only with 2)",
-            f"  decisions by kind              1 worker: {by_kind['one_worker']};"
-            f" 2 workers: {by_kind['two_workers']}",
-            f"  region evaluator               1 worker: {evaluator['one_worker']};"
-            f" 2 workers: {evaluator['two_workers']}",
-        ]
+    """A readable summary of :func:`run_bench_scaleout`: one round in detail, or several as
+    a table with the spread of each figure and how often each target was met."""
+    rounds = result["rounds"]
+    header = (
+        f"bench scaleout: {result['records']:,d} metric records, {result['series']:,d}"
+        f" series, envelopes of {result['envelope_records']}"
     )
+    if len(rounds) == 1:
+        return "\n".join([header, *_round_lines(rounds[0], result["targets"])])
+    lines = [
+        f"{header}, {len(rounds)} rounds on one broker",
+        "  round    bare brains     1 worker    2 workers  pipeline/bare    2/1"
+        "  decisions, same set  peak RSS MiB (1 worker; 2 workers)",
+    ]
+    for number, r in enumerate(rounds, 1):
+        rss = r["peak_rss_bytes"]
+        lines.append(
+            f"  {number:>5}  {r['bare_records_per_s']:>11,.0f}"
+            f"  {r['one_worker_records_per_s']:>11,.0f}"
+            f"  {r['two_workers_records_per_s']:>11,.0f}  {r['pipeline_bare_ratio']:>13.3f}"
+            f"  {r['two_one_ratio']:>5.2f}  {r['decisions']['one_worker']:>9,d}, "
+            f"{'yes' if r['same_decisions'] else 'no ':<9}"
+            f"  {_mib(rss['one_worker'])}; {_mib(rss['two_workers'])}"
+        )
+    spread, met = result["spread"], result["met"]
+    names = {
+        "bare_records_per_s": "bare brains, records/s",
+        "one_worker_records_per_s": "pipeline, 1 worker, records/s",
+        "two_workers_records_per_s": "pipeline, 2 workers, records/s",
+        "pipeline_bare_ratio": "pipeline / bare",
+        "two_one_ratio": "2 workers / 1 worker",
+    }
+    lines.append("  over the rounds                     min     median        max")
+    for name, label in names.items():
+        low, mid, high = (spread[name][k] for k in ("min", "median", "max"))
+        figure = "{:>10,.0f}" if name.endswith("_per_s") else "{:>10.3f}"
+        line = f"  {label:<30} {figure.format(low)} {figure.format(mid)} {figure.format(high)}"
+        if name in met:
+            target = result["targets"][name]
+            line += f"   target >= {target:,g}: met in {met[name]} of {len(rounds)} rounds"
+        lines.append(line)
+    lines.append(
+        f"  1 and 2 workers made the same set of decisions in {result['same_decisions_rounds']}"
+        f" of {len(rounds)} rounds"
+    )
+    return "\n".join(lines)
+
+
+def _mib(values: list[int]) -> str:
+    return ", ".join(f"{v / 2**20:,.0f}" for v in values)
+
+
+def _round_lines(r: dict[str, Any], targets: dict[str, float]) -> list[str]:
+    """The figures of one round, one line each."""
+    rss = r["peak_rss_bytes"]
+    by_kind = r["decisions_by_kind"]
+    evaluator = r["region_evaluator"]
+    bare_runs = " and ".join(f"{v:,.0f}" for v in r["bare_runs_records_per_s"])
+    return [
+        f"  bare brains, in process        {r['bare_records_per_s']:>12,.0f} records/s"
+        f"  (mean of {bare_runs}, before and after the worker)",
+        f"  pipeline, 1 worker             {r['one_worker_records_per_s']:>12,.0f}"
+        f" records/s  (target >= {targets['one_worker_records_per_s']:,.0f})",
+        f"  pipeline, 2 workers            {r['two_workers_records_per_s']:>12,.0f} records/s",
+        f"  pipeline / bare                {r['pipeline_bare_ratio']:>12.3f}"
+        f"   (target >= {targets['pipeline_bare_ratio']})",
+        f"  2 workers / 1 worker           {r['two_one_ratio']:>12.3f}"
+        f"   (target >= {targets['two_one_ratio']})",
+        f"  peak RSS, MiB                  1 worker: {_mib(rss['one_worker'])};"
+        f" 2 workers: {_mib(rss['two_workers'])}",
+        f"  decisions                      1 worker: {r['decisions']['one_worker']:,d};"
+        f" 2 workers: {r['decisions']['two_workers']:,d};"
+        f" same set: {'yes' if r['same_decisions'] else 'no'}"
+        f" ({r['decisions_only_one_worker']} only with 1,"
+        f" {r['decisions_only_two_workers']} only with 2)",
+        f"  decisions by kind              1 worker: {by_kind['one_worker']};"
+        f" 2 workers: {by_kind['two_workers']}",
+        f"  region evaluator               1 worker: {evaluator['one_worker']};"
+        f" 2 workers: {evaluator['two_workers']}",
+    ]
