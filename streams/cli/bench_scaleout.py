@@ -23,7 +23,7 @@ def bench_scaleout(
 ) -> None:
     """Records per second of the brains in process, and of the pipeline with 1 and 2 workers.
 
-    A round takes about 3.5 minutes on 2 cores with the defaults.
+    A round takes about 2.5 minutes on 2 cores with the defaults.
     """
     from streams.lab.bench.scaleout import format_bench_scaleout, run_bench_scaleout
 
