@@ -405,7 +405,7 @@ class BurnRateMonitor:
             return 0.0
         window_s = self._lengths[index] * self.bucket_s
         covered = min(window_s, max(now - win.since, 1.0))
-        return (1.0 - good / total) * covered / window_s / win.slo.error_budget
+        return _burn_rate(1.0 - good / total, covered, window_s, win.slo)
 
     def _stats(self, win: _Windows, index: int, now: float | None = None) -> WindowStats:
         good, total = win.sums[index]
@@ -419,7 +419,7 @@ class BurnRateMonitor:
             good=good,
             total=total,
             error_ratio=ratio,
-            burn_rate=ratio * covered / window_s / win.slo.error_budget,
+            burn_rate=_burn_rate(ratio, covered, window_s, win.slo),
         )
 
     def _evaluate(self, key: Hashable, win: _Windows, ts: float) -> list[BurnAlert]:
@@ -598,4 +598,10 @@ def _bounded_burn(stats: WindowStats, slo: SLO, z: float) -> float:
     """``stats.burn_rate`` with the window's error ratio at the lower bound of its Wilson
     interval at ``z``."""
     ratio = wilson_lower(stats.total - stats.good, stats.total, z)
-    return ratio * stats.covered_s / stats.window_s / slo.error_budget
+    return _burn_rate(ratio, stats.covered_s, stats.window_s, slo)
+
+
+def _burn_rate(error_ratio: float, covered_s: float, window_s: float, slo: SLO) -> float:
+    """The burn rate of a window whose history covers ``covered_s`` of its ``window_s`` at
+    ``error_ratio``: the rest of it counts as good requests, at the same rate."""
+    return error_ratio * covered_s / window_s / slo.error_budget
