@@ -28,6 +28,10 @@ __all__ = ["bench_latency"]
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="With --curve: draw p50 and p99 against the load into this PNG "
               "(needs matplotlib: pip install 'paas-autopilot[lab]').")  # fmt: skip
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(1),
+              help="Rounds of the whole measurement on one broker, each with fresh topics "
+              "and a fresh worker: a line a round, the median and spread of each figure, "
+              "and how many rounds met the p99 target.")  # fmt: skip
 @broker_option
 @json_option
 def bench_latency(
@@ -37,6 +41,7 @@ def bench_latency(
     probe_events: int,
     curve: bool,
     plot: Path | None,
+    rounds: int,
     broker: str | None,
     as_json: bool,
 ) -> None:
@@ -55,6 +60,8 @@ def bench_latency(
 
     if plot is not None and not curve:
         raise click.UsageError("--plot draws the curve: give --curve too")
+    if plot is not None and rounds > 1:
+        raise click.UsageError("--plot draws the curve of one round: leave out --rounds")
     if curve and rate is not None:
         raise click.UsageError("--curve offers fractions of the capacity: leave out --rate")
     if plot is not None:
@@ -72,6 +79,7 @@ def bench_latency(
         probe_events=probe_events,
         fractions=CURVE_FRACTIONS if curve else (HEADLINE_FRACTION,),
         log=lambda m: click.echo(m, err=True),
+        rounds=rounds,
     )
     if plot is not None:
         plot_curve(result, plot)

@@ -92,15 +92,28 @@ def test_bench_latency_curve_measures_each_load_and_draws_it(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_latency_takes_the_offered_rate_from_the_command_line(kafka_bootstrap: str) -> None:
-    _, figures = bench(
+def test_bench_latency_takes_the_offered_rate_from_the_command_line_in_every_round(
+    kafka_bootstrap: str,
+) -> None:
+    summary, figures = bench(
         "latency", "--series", "6", "--seconds", "3", "--rate", "150", "--probe-events", "900",
-        "--broker", kafka_bootstrap,
+        "--rounds", "2", "--broker", kafka_bootstrap,
     )  # fmt: skip
-    assert figures["rate_source"] == "--rate"
-    assert figures["offered_rate_per_s"] == 150.0
-    assert figures["samples"] == pytest.approx(150 * 3, abs=figures["series"])
-    assert figures["decisions_matched"] > 0
+    rounds = figures["rounds"]
+    assert len(rounds) == 2
+    for r in rounds:
+        assert r["rate_source"] == "--rate"
+        assert r["offered_rate_per_s"] == 150.0
+        assert r["samples"] == pytest.approx(150 * 3, abs=r["series"])
+        assert r["decisions_matched"] > 0
+    low, high = sorted(r["p99_ms"] for r in rounds)
+    assert figures["spread"]["p99_ms"] == pytest.approx(
+        {"min": low, "median": (low + high) / 2, "max": high}, abs=1e-3
+    )
+    assert figures["p99_ms"] == figures["spread"]["p99_ms"]["median"]
+    assert figures["p99_met_rounds"] == sum(r["p99_ms"] <= 250.0 for r in rounds)
+    assert [line.split()[0] for line in summary[2:4]] == ["1", "2"]
+    assert f"met in {figures['p99_met_rounds']} of 2 rounds" in "\n".join(summary)
 
 
 def test_bench_soak_samples_the_worker_memory(kafka_bootstrap: str) -> None:

@@ -57,6 +57,7 @@ from streams.lab.bench.support import (
     bench_broker,
     bench_topics,
     proc_cpu_seconds,
+    spread,
 )
 from streams.lab.simulator import SimConfig, generate
 from streams.runtime.heap import tune_collection
@@ -72,6 +73,7 @@ __all__ = [
     "measure_decision_latency",
     "plot_curve",
     "run_bench_latency",
+    "summarise_latency_rounds",
 ]
 
 TARGET_P99_MS = 250.0
@@ -460,6 +462,17 @@ def _figures(
     }
 
 
+ROUND_FIGURES = (
+    "capacity_per_s",
+    "offered_rate_per_s",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "worker_cpu_us_per_sample",
+)
+"""The figures of a round that several rounds give as their median and spread."""
+
+
 def run_bench_latency(
     rate: float | None = None,
     seconds: float = 30.0,
@@ -468,6 +481,7 @@ def run_bench_latency(
     probe_events: int = 30_000,
     fractions: tuple[float, ...] = (HEADLINE_FRACTION,),
     log: Log = lambda _msg: None,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """Measure decision latency at fixed offered rates against a real worker, in one run.
 
@@ -489,15 +503,45 @@ def run_bench_latency(
         curve); the figures at the top are those at half, or at the first.
     log
         Progress lines.
+    rounds
+        Runs of the whole measurement on the same broker, each with fresh topics and a fresh
+        worker. With more than one, the result holds each round under ``rounds``, and at its
+        top the median and spread of :data:`ROUND_FIGURES` and how many rounds met the p99
+        target and kept up (:func:`summarise_latency_rounds`).
     """
+    if rounds < 1:
+        raise ValueError("need at least one round")
+    done: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
         bench_broker(broker, Path(tmp), log) as bootstrap,
-        bench_topics(bootstrap, log) as topics,
     ):
+        for number in range(1, rounds + 1):
+            if rounds > 1:
+                log(f"round {number} of {rounds}")
+            done.append(
+                _latency_round(
+                    bootstrap, Path(tmp), rate, seconds, series, probe_events, fractions, log
+                )
+            )
+    return done[0] if rounds == 1 else summarise_latency_rounds(done)
+
+
+def _latency_round(
+    bootstrap: str,
+    workdir: Path,
+    rate: float | None,
+    seconds: float,
+    series: int,
+    probe_events: int,
+    fractions: tuple[float, ...],
+    log: Log,
+) -> dict[str, Any]:
+    """One measurement, on fresh topics, against a fresh worker."""
+    with bench_topics(bootstrap, log) as topics:
         asyncio.run(create_bench_topics(bootstrap, topics))
         partitions = {"AUTOPILOT_PARTITIONS": str(PARTITIONS)}
-        with WorkerRun(bootstrap, topics.prefix, Path(tmp), extra_env=partitions) as worker:
+        with WorkerRun(bootstrap, topics.prefix, workdir, extra_env=partitions) as worker:
             return asyncio.run(
                 measure_decision_latency(
                     bootstrap, bootstrap, topics, worker, rate, tuple(fractions), seconds,
@@ -506,13 +550,44 @@ def run_bench_latency(
             )  # fmt: skip
 
 
+def summarise_latency_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several rounds of :func:`run_bench_latency` taken together: the median of each of
+    :data:`ROUND_FIGURES` at the top, their spread, and in how many rounds p99 met its
+    target and the worker kept up with the offered rate.
+
+    >>> summary = summarise_latency_rounds([
+    ...     {"p99_ms": 120.0, "p50_ms": 40.0, "kept_up": True},
+    ...     {"p99_ms": 310.0, "p50_ms": 45.0, "kept_up": False},
+    ...     {"p99_ms": 150.0, "p50_ms": 38.0, "kept_up": True},
+    ... ])
+    >>> summary["p99_ms"], summary["spread"]["p50_ms"]
+    (150.0, {'min': 38.0, 'median': 40.0, 'max': 45.0})
+    >>> summary["p99_met_rounds"], summary["kept_up_rounds"]
+    (2, 2)
+    """
+    figures = spread(rounds, ROUND_FIGURES)
+    return {
+        **{name: figures[name]["median"] for name in ROUND_FIGURES},
+        "spread": figures,
+        "target_p99_ms": TARGET_P99_MS,
+        "p99_met_rounds": sum(
+            r.get("p99_ms") is not None and r["p99_ms"] <= TARGET_P99_MS for r in rounds
+        ),
+        "kept_up_rounds": sum(bool(r.get("kept_up")) for r in rounds),
+        "rounds": rounds,
+    }
+
+
 def format_ms(value: float | None) -> str:
     """Milliseconds for a summary line; ``-`` for a figure not measured."""
     return "-" if value is None else f"{value:,.0f} ms"
 
 
 def format_bench_latency(result: dict[str, Any]) -> str:
-    """A readable summary of :func:`run_bench_latency`."""
+    """A readable summary of :func:`run_bench_latency`: one run in detail, or several rounds
+    as a table with the spread of each figure."""
+    if "rounds" in result:
+        return _format_rounds(result)
     ratio = result["p99_ratio_to_target"]
     lines = [
         f"bench latency: {result['samples']:,d} metric samples over {result['series']:,d}"
@@ -553,6 +628,47 @@ def format_bench_latency(result: dict[str, Any]) -> str:
                 f"  {format_ms(level['max_ms']):>9}  {'yes' if level['kept_up'] else 'no ':>7}"
                 f"  {level['worker_cpu_us_per_sample']:>7,.0f} µs"
             )
+    return "\n".join(lines)
+
+
+def _format_rounds(result: dict[str, Any]) -> str:
+    rounds = result["rounds"]
+    lines = [
+        f"bench latency: {len(rounds)} rounds on one broker, each on fresh topics with a fresh"
+        " worker; the figures at half the capacity the round's probe measured (or at --rate)",
+        "  round  capacity/s   offered/s        p50        p99        max  kept up  CPU/sample",
+    ]
+    for number, r in enumerate(rounds, 1):
+        lines.append(
+            f"  {number:>5}  {r['capacity_per_s']:>10,.0f}  {r['offered_rate_per_s']:>10,.0f}"
+            f"  {format_ms(r['p50_ms']):>9}  {format_ms(r['p99_ms']):>9}"
+            f"  {format_ms(r['max_ms']):>9}  {'yes' if r['kept_up'] else 'no ':>7}"
+            f"  {r['worker_cpu_us_per_sample']:>7,.0f} µs"
+        )
+    names = {
+        "capacity_per_s": "capacity (probe), samples/s",
+        "offered_rate_per_s": "offered, samples/s",
+        "p50_ms": "p50, ms",
+        "p99_ms": "p99, ms",
+        "max_ms": "max, ms",
+        "worker_cpu_us_per_sample": "worker CPU a sample, µs",
+    }
+    lines.append("  over the rounds                      min     median        max")
+    for name, label in names.items():
+        values = (result["spread"][name][k] for k in ("min", "median", "max"))
+        line = f"  {label:<29}" + "".join(
+            "          -" if v is None else f" {v:>10,.0f}" for v in values
+        )
+        if name == "p99_ms":
+            line += (
+                f"   target <= {TARGET_P99_MS:.0f} ms: met in {result['p99_met_rounds']}"
+                f" of {len(rounds)} rounds"
+            )
+        lines.append(line)
+    lines.append(
+        f"  the worker kept up with the offered rate in {result['kept_up_rounds']} of"
+        f" {len(rounds)} rounds"
+    )
     return "\n".join(lines)
 
 

@@ -48,6 +48,7 @@ from streams.lab.bench.support import (
     bench_broker,
     bench_topics,
     handled_counts,
+    spread,
 )
 from streams.lab.bench.throughput import bench_config
 from streams.lab.simulator import SimConfig, enveloped, run_simulation
@@ -425,12 +426,9 @@ TARGETS = {
 
 
 def summarise_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The figures of several rounds taken together: each figure's median, its spread
-    (min, median, max), and in how many rounds each target was met and the decisions of
-    one and two workers were the same set.
-
-    The median is the headline: a machine of this kind drifts by a fifth within minutes,
-    so one round says little, and a mean would follow its worst minutes.
+    """The figures of several rounds taken together: each figure's median and spread
+    (:func:`~streams.lab.bench.support.spread`), and in how many rounds each target was met
+    and the decisions of one and two workers were the same set.
 
     >>> rounds = [{"bare_records_per_s": b, "one_worker_records_per_s": o,
     ...            "two_workers_records_per_s": t, "pipeline_bare_ratio": o / b,
@@ -442,17 +440,10 @@ def summarise_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     >>> summary["met"], summary["same_decisions_rounds"]
     ({'one_worker_records_per_s': 2, 'pipeline_bare_ratio': 0, 'two_one_ratio': 2}, 3)
     """
-    spread = {}
-    for name in FIGURES:
-        values = [r[name] for r in rounds]
-        spread[name] = {
-            "min": round(min(values), 4),
-            "median": round(statistics.median(values), 4),
-            "max": round(max(values), 4),
-        }
+    figures = spread(rounds, FIGURES)
     return {
-        **{name: spread[name]["median"] for name in FIGURES},
-        "spread": spread,
+        **{name: figures[name]["median"] for name in FIGURES},
+        "spread": figures,
         "met": {name: sum(r[name] >= target for r in rounds) for name, target in TARGETS.items()},
         "same_decisions_rounds": sum(bool(r["same_decisions"]) for r in rounds),
     }

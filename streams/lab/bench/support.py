@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
@@ -34,6 +36,7 @@ __all__ = [
     "metric_sum",
     "proc_cpu_seconds",
     "proc_status_bytes",
+    "spread",
 ]
 
 Log = Callable[[str], None]
@@ -44,6 +47,26 @@ CONSERVATION_COUNTERS = (
     "autopilot_dlq_total",
 )
 """The samples a bench polls to know how far a worker got."""
+
+
+def spread(rounds: Sequence[Mapping[str, Any]], names: Iterable[str]) -> dict[str, Any]:
+    """The min, median and max of each figure of ``names`` over ``rounds``, for a bench run
+    several times: a machine of this kind drifts by a fifth within minutes, so one round
+    says little, and the median of several is the headline. A round without a figure
+    (``None``: not measured) is left out of it.
+
+    >>> spread([{"p99_ms": 120.0}, {"p99_ms": 90.0}, {"p99_ms": None}], ["p99_ms"])
+    {'p99_ms': {'min': 90.0, 'median': 105.0, 'max': 120.0}}
+    """
+    out: dict[str, Any] = {}
+    for name in names:
+        values = [r[name] for r in rounds if r.get(name) is not None]
+        out[name] = {
+            "min": round(min(values), 4) if values else None,
+            "median": round(statistics.median(values), 4) if values else None,
+            "max": round(max(values), 4) if values else None,
+        }
+    return out
 
 
 @contextlib.contextmanager
