@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import tempfile
 import time
 import zlib
 from collections.abc import Iterator
@@ -54,9 +53,9 @@ from schemas.topics import TopicNames
 from streams.lab.bench.support import (
     Log,
     WorkerRun,
-    bench_broker,
     bench_topics,
     proc_cpu_seconds,
+    run_rounds,
     spread,
 )
 from streams.lab.simulator import SimConfig, generate
@@ -509,21 +508,14 @@ def run_bench_latency(
         top the median and spread of :data:`ROUND_FIGURES` and how many rounds met the p99
         target and kept up (:func:`summarise_latency_rounds`).
     """
-    if rounds < 1:
-        raise ValueError("need at least one round")
-    done: list[dict[str, Any]] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
-        bench_broker(broker, Path(tmp), log) as bootstrap,
-    ):
-        for number in range(1, rounds + 1):
-            if rounds > 1:
-                log(f"round {number} of {rounds}")
-            done.append(
-                _latency_round(
-                    bootstrap, Path(tmp), rate, seconds, series, probe_events, fractions, log
-                )
-            )
+    done = run_rounds(
+        rounds,
+        broker,
+        log,
+        lambda bootstrap, workdir: _latency_round(
+            bootstrap, workdir, rate, seconds, series, probe_events, fractions, log
+        ),
+    )
     return done[0] if rounds == 1 else summarise_latency_rounds(done)
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import statistics
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -45,9 +44,9 @@ from streams.lab.bench.support import (
     Log,
     WorkerRun,
     assigned_partitions,
-    bench_broker,
     bench_topics,
     handled_counts,
+    run_rounds,
     spread,
 )
 from streams.lab.bench.throughput import bench_config
@@ -464,17 +463,12 @@ def run_bench_scaleout(
     rate and ratio over the rounds (a round's own with one), their spread, and in how many
     rounds each target was met (:func:`summarise_rounds`).
     """
-    if rounds < 1:
-        raise ValueError("need at least one round")
-    done: list[dict[str, Any]] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
-        bench_broker(broker, Path(tmp), log) as bootstrap,
-    ):
-        for number in range(1, rounds + 1):
-            if rounds > 1:
-                log(f"round {number} of {rounds}")
-            done.append(_round(bootstrap, Path(tmp), records, series, envelope, log))
+    done = run_rounds(
+        rounds,
+        broker,
+        log,
+        lambda bootstrap, workdir: _round(bootstrap, workdir, records, series, envelope, log),
+    )
     last = done[-1]
     return {
         "records": last["records"],

@@ -15,6 +15,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -36,6 +37,7 @@ __all__ = [
     "metric_sum",
     "proc_cpu_seconds",
     "proc_status_bytes",
+    "run_rounds",
     "spread",
 ]
 
@@ -81,6 +83,25 @@ def bench_broker(broker: str | None, workdir: Path, log: Log) -> Iterator[str]:
         yield local.bootstrap
     finally:
         local.stop()
+
+
+def run_rounds(
+    rounds: int, broker: str | None, log: Log, one_round: Callable[[str, Path], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The figures of ``one_round(bootstrap, workdir)``, run ``rounds`` times on one broker
+    (``broker``, or a local one started for them all) with one scratch directory."""
+    if rounds < 1:
+        raise ValueError("need at least one round")
+    done = []
+    with (
+        tempfile.TemporaryDirectory(prefix="autopilot-bench-") as tmp,
+        bench_broker(broker, Path(tmp), log) as bootstrap,
+    ):
+        for number in range(1, rounds + 1):
+            if rounds > 1:
+                log(f"round {number} of {rounds}")
+            done.append(one_round(bootstrap, Path(tmp)))
+    return done
 
 
 @contextlib.contextmanager
