@@ -506,7 +506,7 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
             f"{'yes' if r['same_decisions'] else 'no ':<9}"
             f"  {_mib(rss['one_worker'])}; {_mib(rss['two_workers'])}"
         )
-    spread, met = result["spread"], result["met"]
+    figures, met = result["spread"], result["met"]
     names = {
         "bare_records_per_s": "bare brains, records/s",
         "one_worker_records_per_s": "pipeline, 1 worker, records/s",
@@ -516,7 +516,7 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
     }
     lines.append("  over the rounds                     min     median        max")
     for name, label in names.items():
-        low, mid, high = (spread[name][k] for k in ("min", "median", "max"))
+        low, mid, high = (figures[name][k] for k in ("min", "median", "max"))
         figure = "{:>10,.0f}" if name.endswith("_per_s") else "{:>10.3f}"
         line = f"  {label:<30} {figure.format(low)} {figure.format(mid)} {figure.format(high)}"
         if name in met:
