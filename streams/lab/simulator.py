@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import hashlib
 import math
 import os
@@ -199,7 +200,7 @@ class SimConfig:
         week; the records' timestamps are not moved. A stream must end near the wall
         clock (the validators refuse older records), so without a shift its demand
         depends on the hour it is made at; a bench shifts it to play the same part of the
-        week at any hour (:func:`~streams.lab.bench.scaleout.scaleout_config`).
+        week at any hour (:meth:`playing_week_from`).
 
     Examples
     --------
@@ -328,6 +329,21 @@ class SimConfig:
             return float(self.start_ts)
         now = time.time() if now is None else now
         return now - self.duration_s + min(self.duration_s, self.wall_s())
+
+    def playing_week_from(self, start_in_week_s: float) -> SimConfig:
+        """This stream, its demand that of ``start_in_week_s`` seconds into the week onwards
+        (from the epoch's Thursday 00:00 UTC) whatever its ``start_ts``, which must be set:
+        :attr:`profile_shift_s` set to the difference.
+
+        >>> a = SimConfig(start_ts=1_000_000.0).playing_week_from(3600.0)
+        >>> b = SimConfig(start_ts=1_050_000.0).playing_week_from(3600.0)
+        >>> [(c.start_ts + c.profile_shift_s) % (7 * _DAY_S) for c in (a, b)]
+        [3600.0, 3600.0]
+        """
+        if self.start_ts is None:
+            raise ValueError("a stream plays a part of the week from a set start_ts")
+        shift = (start_in_week_s - self.start_ts) % (7 * _DAY_S)
+        return dataclasses.replace(self, profile_shift_s=shift)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ import orjson
 
 from schemas.topics import TopicNames
 from streams.lab.bench.support import (
+    START_IN_WEEK_S,
     Log,
     WorkerRun,
     bench_topics,
@@ -123,6 +124,7 @@ class _Decisions:
 
 
 def _fleet(series: int) -> SimConfig:
+    """The fleet's stream, its demand that of the same part of the week at any hour."""
     regions = ("us-east", "eu-west", "ap-south")
     services = tuple(f"svc-{i:05d}" for i in range(math.ceil(series / len(regions))))
     return SimConfig(
@@ -133,7 +135,7 @@ def _fleet(series: int) -> SimConfig:
         tick_s=TICK_S,
         duration_s=MAX_TICKS * TICK_S,
         start_ts=time.time() - (MAX_TICKS + 12) * TICK_S,
-    )
+    ).playing_week_from(START_IN_WEEK_S)
 
 
 Sample = tuple[bytes, bytes, float, int]

@@ -34,13 +34,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from models.forecast.load import DAY_S, WEEK_S
 from schemas import Limits, MetricSample, Rejection
 from schemas.decision import Decision
 from schemas.topics import TopicNames
 from schemas.validate import Envelope, parse_message
 from streams.lab.bench.support import (
     CONSERVATION_COUNTERS,
+    START_IN_WEEK_S,
     Log,
     WorkerRun,
     assigned_partitions,
@@ -61,10 +61,6 @@ TARGET_RECORDS_PER_S = 10_000.0
 TARGET_BARE_RATIO = 0.8
 TARGET_SPEEDUP = 1.5
 _POLL_S = 0.5
-START_IN_WEEK_S = 5 * DAY_S + 13 * 3600.0
-"""Where in the week (from the epoch's Thursday 00:00 UTC) the demand of every run starts:
-a Tuesday at 13:00 UTC, when demand rises in us-east (08:00 there) and eu-west (13:00)
-and falls in ap-south (18:30)."""
 
 
 def scaleout_config(records: int, series: int, envelope: int, now: float) -> SimConfig:
@@ -77,13 +73,12 @@ def scaleout_config(records: int, series: int, envelope: int, now: float) -> Sim
 
     >>> a = scaleout_config(3_000, 30, 10, now=1_000_000.0)
     >>> b = scaleout_config(3_000, 30, 10, now=1_050_000.0)
-    >>> [(c.start_ts + c.profile_shift_s) % WEEK_S == START_IN_WEEK_S for c in (a, b)]
+    >>> [(c.start_ts + c.profile_shift_s) % (7 * 86_400) == START_IN_WEEK_S for c in (a, b)]
     [True, True]
     """
     config = bench_config(records, series, envelope)
     start = now - config.duration_s
-    shift = (START_IN_WEEK_S - start) % WEEK_S
-    return dataclasses.replace(config, start_ts=start, profile_shift_s=shift)
+    return dataclasses.replace(config, start_ts=start).playing_week_from(START_IN_WEEK_S)
 
 
 def bare_decisions(
