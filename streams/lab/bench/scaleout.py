@@ -71,9 +71,10 @@ def scaleout_config(records: int, series: int, envelope: int, now: float) -> Sim
     Its demand profile is shifted to the same part of the week whatever the hour: runs at
     other hours made 553 to 2,034 decisions, and did that much other work.
 
+    >>> from models.forecast.load import WEEK_S
     >>> a = scaleout_config(3_000, 30, 10, now=1_000_000.0)
     >>> b = scaleout_config(3_000, 30, 10, now=1_050_000.0)
-    >>> [(c.start_ts + c.profile_shift_s) % (7 * 86_400) == START_IN_WEEK_S for c in (a, b)]
+    >>> [(c.start_ts + c.profile_shift_s) % WEEK_S == START_IN_WEEK_S for c in (a, b)]
     [True, True]
     """
     config = bench_config(records, series, envelope)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from models.forecast.load import DAY_S
 from schemas.topics import TopicNames
 from streams.kafka.local import KafkaLocal, free_port
 
@@ -44,7 +45,7 @@ __all__ = [
 
 Log = Callable[[str], None]
 
-START_IN_WEEK_S = 5 * 86_400.0 + 13 * 3600.0
+START_IN_WEEK_S = 5 * DAY_S + 13 * 3600.0
 """Where in the week (from the epoch's Thursday 00:00 UTC) the simulated demand of the
 scale-out and latency benches starts, whatever the hour they run at
 (:meth:`~streams.lab.simulator.SimConfig.playing_week_from`): a Tuesday at 13:00 UTC, when
