@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from schemas.config import cache
+
 __all__ = [
     "KERNELS",
     "MANIFEST",
@@ -66,10 +68,7 @@ _loaded_from: Path | None = None
 
 def cache_dir() -> Path:
     """Where builds are kept: ``$AUTOPILOT_NATIVE_CACHE`` or the XDG cache."""
-    if env := os.environ.get("AUTOPILOT_NATIVE_CACHE"):
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "paas-autopilot" / "native"
+    return cache.cache_dir("native")
 
 
 def source_of(module: str, root: Path = _ROOT) -> Path:

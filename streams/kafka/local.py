@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schemas.config import cache
+
 __all__ = [
     "BrokerSecurity",
     "KafkaLocal",
@@ -68,10 +70,7 @@ def kafka_version(pom: Path = POM) -> str:
 
 def default_cache_dir() -> Path:
     """Where broker jars are kept: ``$AUTOPILOT_KAFKA_CACHE`` or the XDG cache."""
-    if env := os.environ.get("AUTOPILOT_KAFKA_CACHE"):
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "paas-autopilot" / "kafka"
+    return cache.cache_dir("kafka")
 
 
 def state_dir() -> Path:

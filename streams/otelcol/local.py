@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schemas.config import cache
 from streams.kafka.local import _port_in_use, die_with_parent, free_port, pid_alive, terminate
 
 __all__ = [
@@ -45,10 +46,7 @@ class OtelcolError(RuntimeError):
 
 def default_cache_dir() -> Path:
     """Where built collectors are kept: ``$AUTOPILOT_OTELCOL_CACHE`` or the XDG cache."""
-    if env := os.environ.get("AUTOPILOT_OTELCOL_CACHE"):
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "paas-autopilot" / "otelcol"
+    return cache.cache_dir("otelcol")
 
 
 @dataclass(frozen=True)
