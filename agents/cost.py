@@ -30,13 +30,12 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-import faust
 import orjson
 from faust.types import TP
 
 from agents.compat.offsets import next_offset
 from agents.runtime import fanout
-from agents.runtime.checkpoints import PartitionBrains, handling_partition
+from agents.runtime.checkpoints import OncePerMessage, PartitionBrains, handling_partition
 from agents.runtime.publish import publish
 from models.brains.cost import BudgetWatch, CostBrain
 from schemas import Decision, MetricSample
@@ -87,27 +86,20 @@ _read: dict[int, int] = {}
 _empty_since: dict[int, float] = {}
 
 
-# The event handled last and the brain learning it (None: its checkpoint holds it already):
-# the records of an envelope are one event, and its partition's bookkeeping is done once.
-_last: tuple[Any, CostBrain | None] = (None, None)
-
-
-def _learning() -> CostBrain | None:
-    """The brain to learn the message being handled, its partition's reading noted."""
-    global _last
-    event = faust.current_event()
-    if event is not None and event is _last[0]:
-        return _last[1]
+def _brain_of(event: Any, _: None) -> CostBrain | None:
+    """The brain to learn the message of ``event`` (None: its checkpoint holds it already),
+    its partition's reading noted."""
     partition = handling_partition()
-    if event is not None:
-        # The highest read, as next_offset wants it.
-        _read[partition] = max(event.message.offset, _read.get(partition, -1))
+    # The highest read, as next_offset wants it.
+    _read[partition] = max(event.message.offset, _read.get(partition, -1))
     brain = store.learning(partition)
     if brain is not None:
-        # A checkpoint is taken between messages, never inside one: once a message will do.
         store.touch(partition)
-    _last = (event, brain)
     return brain
+
+
+# The records of an envelope are one event: its partition's bookkeeping is done once.
+_learning: OncePerMessage[CostBrain | None] = OncePerMessage(_brain_of)
 
 
 @fanout.metric_samples.subscribe
@@ -133,8 +125,7 @@ async def _publish(decisions: list[Decision], event_ts: float) -> None:
 async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
     # Read again by their next owner from the committed offset; were one to come back here,
     # what was read of it before would be out of date.
-    global _last
-    _last = (None, None)
+    _learning.forget()
     for tp in revoked:
         if tp.topic == topic_names.metrics:
             _read.pop(tp.partition, None)

@@ -30,12 +30,12 @@ from typing import Any
 
 import faust
 import orjson
-from faust.streams import current_event
 from faust.types import TP
 
 from agents import interactions
 from agents.runtime import fanout
 from agents.runtime.checkpoints import (
+    OncePerMessage,
     changed,
     checkpoint_entry,
     checkpointing,
@@ -111,17 +111,11 @@ def _restore_or_create(key: tuple[str, str]) -> None:
 
 
 async def _handle(sample: MetricSample) -> None:
-    global _last
     key = (sample.service, sample.region)
     if key not in brain:
         _restore_or_create(key)
     await fanout.metric_samples.emit(sample)
-    event = current_event()
-    if event is None or _last[0] is not event or _last[1] != key:
-        # Once a message and series: the records of an envelope are one event, mostly of one
-        # series, and a checkpoint is taken between messages, never inside one.
-        _last = (event, key, _note_learning(key, event))
-    if not _last[2]:
+    if not _learns(key):
         return
     for decision in brain.observe(sample.ts, sample.service, sample.region, sample.metrics):
         await publish(decision, sample.ts)
@@ -135,11 +129,7 @@ async def _handle(sample: MetricSample) -> None:
     _to_export[key] = sample
 
 
-# The event and series noted last (_note_learning), and whether the brain learns them.
-_last: tuple[Any, tuple[str, str] | None, bool] = (None, None, False)
-
-
-def _note_learning(key: tuple[str, str], event: Any) -> bool:
+def _note_learning(event: Any, key: tuple[str, str]) -> bool:
     """Note that series ``key`` learns the message of ``event``; False if its checkpoint
     holds that message already (its brain must not learn it twice)."""
     table_key = telemetry_key(*key)
@@ -151,6 +141,10 @@ def _note_learning(key: tuple[str, str], event: Any) -> bool:
     _dirty.add(key)
     changed((checkpoints.name, key))
     return True
+
+
+# Once a message and series: an envelope's records are mostly of one series.
+_learns: OncePerMessage[bool] = OncePerMessage(_note_learning)
 
 
 # Series -> its latest sample learned in the message being handled. The gauges are set once

@@ -35,14 +35,13 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-import faust
 import orjson
 from faust.types import TP
 
 from agents import tenants
 from agents.compat.offsets import next_offset
 from agents.runtime import fanout
-from agents.runtime.checkpoints import before_checkpoint, gate
+from agents.runtime.checkpoints import OncePerMessage, before_checkpoint, gate
 from agents.runtime.sources import source_name
 from models.brains.interactions import HealthEvidence
 from models.brains.region_evidence import EvidenceRecorder
@@ -79,20 +78,10 @@ _idle_marked: dict[TP, float] = {}
 _sending = asyncio.Lock()
 
 
-# The event whose partition's recorder was asked for last, and that recorder: the records of
-# an envelope are one event, and its partition's bookkeeping is done once for all of them.
-_last: tuple[Any, EvidenceRecorder | None] = (None, None)
-
-
-def _recorder() -> EvidenceRecorder:
-    """The recorder of the partition whose message is being handled."""
-    global _last
-    event = faust.current_event()
+def _recorder_of(event: Any, _: None) -> EvidenceRecorder:
+    """The recorder of the partition of ``event``'s message, its reading noted."""
     if event is None:
         raise RuntimeError("region evidence recorded outside an agent's event")
-    last_event, last_recorder = _last
-    if event is last_event and last_recorder is not None:
-        return last_recorder
     message = event.message
     tp = message.tp
     # The highest offset read, as next_offset wants it.
@@ -102,8 +91,11 @@ def _recorder() -> EvidenceRecorder:
     if recorder is None:
         recorder = _recorders[tp] = EvidenceRecorder()
     recorder.position = message.offset
-    _last = (event, recorder)
     return recorder
+
+
+# The records of an envelope are one event: its partition's bookkeeping is done once.
+_recorder: OncePerMessage[EvidenceRecorder] = OncePerMessage(_recorder_of)
 
 
 def _recorded(recorder: EvidenceRecorder) -> Awaitable[None] | None:
@@ -240,12 +232,11 @@ async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> Non
     # the rebalance, and a stop then cancels that request, which killed the consumer's
     # thread and left the worker waiting for its SIGKILL; the partitions' next owner marks
     # them idle.
-    global _last
     try:
         await flush(idle_marks=False)
     except Exception:
         log.exception("sending region evidence at revocation failed")
-    _last = (None, None)
+    _recorder.forget()
     for tp in revoked:
         _recorders.pop(tp, None)
         _positions.pop(tp, None)

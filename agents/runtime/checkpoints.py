@@ -36,6 +36,7 @@ __all__ = [
     "CHECKPOINT_MAX_BYTES",
     "QUIET_WAIT_S",
     "HandlingGate",
+    "OncePerMessage",
     "PartitionBrains",
     "PartitionTable",
     "before_checkpoint",
@@ -339,6 +340,51 @@ def handling_partition() -> int:
     if event is None:
         raise RuntimeError("not called from an agent handling a message")
     return event.message.partition
+
+
+T = TypeVar("T")
+
+
+class OncePerMessage(Generic[T]):
+    """What ``work(event, key)`` makes of the message being handled, worked out once a message
+    and ``key``.
+
+    The records of an envelope are one event, and a checkpoint is taken between messages,
+    never inside one: what a subscriber makes of its message (its partition's brain, its
+    reading noted) is worked out for the first record and kept for the others, as long as
+    they share ``key``. Outside an event, ``work(None, key)`` is called every time (and may
+    refuse).
+
+    Examples
+    --------
+    >>> calls = []
+    >>> def work(event, key):
+    ...     calls.append(key)
+    ...     return len(calls)
+    >>> memo = OncePerMessage(work)
+    >>> memo("a"), memo("a"), memo("b")  # no event: worked out each time
+    (1, 2, 3)
+    """
+
+    __slots__ = ("_event", "_key", "_value", "_work")
+
+    def __init__(self, work: Callable[[Any, Hashable], T]) -> None:
+        self._work = work
+        self._event: Any = None
+        self._key: Hashable = None
+        self._value: Any = None
+
+    def __call__(self, key: Hashable = None) -> T:
+        event = current_event()
+        if event is None or event is not self._event or key != self._key:
+            self._value = self._work(event, key)
+            self._event, self._key = event, key
+        return self._value
+
+    def forget(self) -> None:
+        """Work it out again at the next call, even for the same message (partitions were
+        revoked: what was worked out may be gone)."""
+        self._event = None
 
 
 class PartitionBrains(Generic[B]):

@@ -44,7 +44,6 @@ def test_the_records_of_one_message_are_learned_or_skipped_together(monkeypatch)
     monkeypatch.setattr(fanout.metric_samples, "_subscribers", [])
     tp = TP(agent.topic_names.metrics, 3)
     handling = []  # the event of the message handled: one each
-    monkeypatch.setattr(agent, "current_event", lambda: handling[-1])
     monkeypatch.setattr(checkpoints, "current_event", lambda: handling[-1])
     key = ("memo", "eu-west")
     table_key = telemetry_key(*key)

@@ -11,6 +11,7 @@ import pytest
 from faust.types import TP
 
 from agents import region_evidence
+from agents.runtime import checkpoints
 from streams.runtime.app import topic_names
 
 PARTITION = TP(topic_names.interactions, 2)
@@ -70,7 +71,7 @@ def test_reading_dropped_messages_again_does_not_take_the_partition_back(
     # again, the later ones (read already) skipped. The partition is still read to its end.
     def reading(offset: int) -> None:
         event = SimpleNamespace(message=SimpleNamespace(tp=PARTITION, offset=offset))
-        monkeypatch.setattr(region_evidence.faust, "current_event", lambda: event)
+        monkeypatch.setattr(checkpoints, "current_event", lambda: event)
         region_evidence._recorder()
 
     monkeypatch.setattr(region_evidence, "_recorders", {})
