@@ -7,6 +7,7 @@ import pytest
 
 from streams.lab.bench import scaleout
 from streams.lab.bench.scaleout import _time_workers, _wait_assigned
+from streams.lab.bench.throughput import bench_config
 from streams.lab.simulator import generate
 
 
@@ -107,7 +108,7 @@ def test_the_decisions_are_read_once_the_budget_judge_could_have_heard_every_par
 
 def test_every_run_plays_the_same_demand_whatever_the_hour() -> None:
     def demand(now: float) -> list[float]:
-        config = scaleout.scaleout_config(600, 6, 1, now)
+        config = bench_config(600, 6, 1, now)
         return [
             orjson.loads(value)["metrics"]["rps"]
             for attr, _key, value, _ts in generate(config)

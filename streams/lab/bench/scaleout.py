@@ -27,7 +27,6 @@ target: the speed of a machine of this kind drifts by a fifth within minutes.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import statistics
 import time
 from collections import Counter
@@ -40,7 +39,6 @@ from schemas.topics import TopicNames
 from schemas.validate import Envelope, parse_message
 from streams.lab.bench.support import (
     CONSERVATION_COUNTERS,
-    START_IN_WEEK_S,
     Log,
     WorkerRun,
     assigned_partitions,
@@ -61,25 +59,6 @@ TARGET_RECORDS_PER_S = 10_000.0
 TARGET_BARE_RATIO = 0.8
 TARGET_SPEEDUP = 1.5
 _POLL_S = 0.5
-
-
-def scaleout_config(records: int, series: int, envelope: int, now: float) -> SimConfig:
-    """The stream of :func:`~streams.lab.bench.throughput.bench_config`, ending at ``now``,
-    its demand that of :data:`START_IN_WEEK_S` onwards.
-
-    Its start is fixed, so the in-process run and the produced topics see the same records.
-    Its demand profile is shifted to the same part of the week whatever the hour: runs at
-    other hours made 553 to 2,034 decisions, and did that much other work.
-
-    >>> from models.forecast.load import WEEK_S
-    >>> a = scaleout_config(3_000, 30, 10, now=1_000_000.0)
-    >>> b = scaleout_config(3_000, 30, 10, now=1_050_000.0)
-    >>> [(c.start_ts + c.profile_shift_s) % WEEK_S == START_IN_WEEK_S for c in (a, b)]
-    [True, True]
-    """
-    config = bench_config(records, series, envelope)
-    start = now - config.duration_s
-    return dataclasses.replace(config, start_ts=start).playing_week_from(START_IN_WEEK_S)
 
 
 def bare_decisions(
@@ -351,7 +330,7 @@ def _round(
     bootstrap: str, workdir: Path, records: int, series: int, envelope: int, log: Log
 ) -> dict[str, Any]:
     """One round: the bare brains, one worker, the bare brains again, two workers."""
-    config = scaleout_config(records, series, envelope, time.time())
+    config = bench_config(records, series, envelope, time.time())
     messages = list(enveloped(config))
     produced = sum(n for *_, n in messages)
     now = time.time()

@@ -27,6 +27,7 @@ d. OTLP: the same samples as the OpenTelemetry Collector's Kafka exporter writes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import tempfile
 import time
@@ -37,21 +38,37 @@ import orjson
 
 from schemas import Limits, MetricSample, parse
 from streams.lab.bench.otlp import produce_otlp
-from streams.lab.bench.support import Log, WorkerRun, bench_broker, bench_topics
+from streams.lab.bench.support import (
+    START_IN_WEEK_S,
+    Log,
+    WorkerRun,
+    bench_broker,
+    bench_topics,
+)
 from streams.lab.simulator import SimConfig, generate, run_simulation
 
 __all__ = ["bench_config", "format_bench_throughput", "run_bench_throughput"]
 
 
-def bench_config(events: int, series: int, envelope: int = 1) -> SimConfig:
-    """Metric samples only, over about ``series`` series, ``events`` in all.
+def bench_config(events: int, series: int, envelope: int, now: float) -> SimConfig:
+    """Metric samples only, over about ``series`` series, ``events`` in all, ending at
+    ``now``; their demand that of :data:`~streams.lab.bench.support.START_IN_WEEK_S` onwards.
 
     An envelope may span ``envelope`` ticks, so that it fills up with one series' samples.
+    The start is set, so every run over the config sees the same records (the scale-out
+    bench's in process and on its topics). The demand is the same part of the week whatever
+    the hour: runs at other hours made 553 to 2,034 decisions, and did that much other work.
+
+    >>> from models.forecast.load import WEEK_S
+    >>> a = bench_config(3_000, 30, 10, now=1_000_000.0)
+    >>> b = bench_config(3_000, 30, 10, now=1_050_000.0)
+    >>> [(c.start_ts + c.profile_shift_s) % WEEK_S == START_IN_WEEK_S for c in (a, b)]
+    [True, True]
     """
     regions = ("us-east", "eu-west", "ap-south")
     services = tuple(f"svc-{i:05d}" for i in range(math.ceil(series / len(regions))))
     ticks = math.ceil(events / (len(services) * len(regions)))
-    return SimConfig(
+    config = SimConfig(
         services=services,
         regions=regions,
         tenants=0,
@@ -61,6 +78,8 @@ def bench_config(events: int, series: int, envelope: int = 1) -> SimConfig:
         envelope_records=envelope,
         envelope_span_s=envelope * 5.0,
     )
+    start = now - config.duration_s
+    return dataclasses.replace(config, start_ts=start).playing_week_from(START_IN_WEEK_S)
 
 
 async def _raw_consume(bootstrap: str, topic: str, expected: int) -> float:
@@ -194,7 +213,7 @@ def run_bench_throughput(
         bench_topics(bootstrap, log) as topics,
     ):
         workdir = Path(tmp)
-        config = bench_config(events, series, envelope)
+        config = bench_config(events, series, envelope, time.time())
         log(f"producing {events:,d} metric events over {series:,d} series to {bootstrap}")
         summary = asyncio.run(
             run_simulation(
@@ -208,7 +227,11 @@ def run_bench_throughput(
         floor_s = _run_floor(bootstrap, topics.prefix, messages, workdir, log)
         log(f"Faust floor: {produced / floor_s:,.0f} events/s; pipeline worker...")
         pipeline = _run_worker(bootstrap, topics.prefix, produced, workdir, log)
-        fed_otlp = _run_otlp(bootstrap, config, envelope, workdir, log) if otlp else None
+        fed_otlp = None
+        if otlp:
+            # The same stream, ending when it is produced, as the first did.
+            again = bench_config(events, series, envelope, time.time())
+            fed_otlp = _run_otlp(bootstrap, again, envelope, workdir, log)
     stages = _profile(config, min(profile_sample, produced))
     raw_rate = produced / raw_s
     floor_rate = produced / floor_s
