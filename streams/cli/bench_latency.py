@@ -82,6 +82,6 @@ def bench_latency(
         rounds=rounds,
     )
     if plot is not None:
-        plot_curve(result, plot)
+        plot_curve(result["rounds"][0], plot)
         click.echo(f"curve drawn to {plot}", err=True)
     emit(format_bench_latency(result), result, as_json)

@@ -506,9 +506,14 @@ def run_bench_latency(
         Progress lines.
     rounds
         Runs of the whole measurement on the same broker, each with fresh topics and a fresh
-        worker. With more than one, the result holds each round under ``rounds``, and at its
-        top the median and spread of :data:`ROUND_FIGURES` and how many rounds met the p99
-        target and kept up (:func:`summarise_latency_rounds`).
+        worker.
+
+    Returns
+    -------
+    dict
+        Every round's figures under ``rounds``, and at the top the median and spread of
+        :data:`ROUND_FIGURES` and how many rounds met the p99 target and kept up
+        (:func:`summarise_latency_rounds`): one shape for any number of rounds.
     """
     done = run_rounds(
         rounds,
@@ -518,7 +523,7 @@ def run_bench_latency(
             bootstrap, workdir, rate, seconds, series, probe_events, fractions, log
         ),
     )
-    return done[0] if rounds == 1 else summarise_latency_rounds(done)
+    return summarise_latency_rounds(done)
 
 
 def _latency_round(
@@ -578,10 +583,14 @@ def format_ms(value: float | None) -> str:
 
 
 def format_bench_latency(result: dict[str, Any]) -> str:
-    """A readable summary of :func:`run_bench_latency`: one run in detail, or several rounds
+    """A readable summary of :func:`run_bench_latency`: one round in detail, or several
     as a table with the spread of each figure."""
-    if "rounds" in result:
+    if len(result["rounds"]) > 1:
         return _format_rounds(result)
+    return _format_round(result["rounds"][0])
+
+
+def _format_round(result: dict[str, Any]) -> str:
     ratio = result["p99_ratio_to_target"]
     lines = [
         f"bench latency: {result['samples']:,d} metric samples over {result['series']:,d}"
@@ -667,8 +676,9 @@ def _format_rounds(result: dict[str, Any]) -> str:
 
 
 def plot_curve(result: dict[str, Any], path: Path) -> None:
-    """Draw p50 and p99 against the offered load of :func:`run_bench_latency` into ``path``
-    (PNG), with the target; needs matplotlib (``pip install 'paas-autopilot[lab]'``)."""
+    """Draw p50 and p99 against the offered load of a round of :func:`run_bench_latency`
+    into ``path`` (PNG), with the target; needs matplotlib (``pip install
+    'paas-autopilot[lab]'``)."""
     import matplotlib
 
     matplotlib.use("Agg")
