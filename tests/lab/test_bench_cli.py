@@ -45,9 +45,8 @@ def test_bench_latency_matches_decisions_to_the_samples_that_caused_them(
     )  # fmt: skip
     # One round has the shape of several: its figures at the top, its details under rounds.
     [figures] = result["rounds"]
-    assert result["p99_ms"] == figures["p99_ms"] and result["p99_met_rounds"] == (
-        figures["p99_ms"] <= 250.0
-    )
+    assert result["p99_ms"] == pytest.approx(figures["p99_ms"], abs=1e-3)
+    assert result["p99_met_rounds"] == (figures["p99_ms"] <= 250.0)
     for key in ("capacity_per_s", "settle_s", "offered_rate_per_s", "achieved_rate_per_s",
                 "samples", "triggers", "triggers_decided", "decisions_matched", "p50_ms", "p90_ms",
                 "p99_ms", "max_ms", "target_p99_ms", "p99_ratio_to_target", "drain_s",
