@@ -47,7 +47,7 @@ Log = Callable[[str], None]
 
 START_IN_WEEK_S = 5 * DAY_S + 13 * 3600.0
 """Where in the week (from the epoch's Thursday 00:00 UTC) the simulated demand of the
-scale-out and latency benches starts, whatever the hour they run at
+scale-out, latency and throughput benches starts, whatever the hour they run at
 (:meth:`~streams.lab.simulator.SimConfig.playing_week_from`): a Tuesday at 13:00 UTC, when
 demand rises in us-east (08:00 there) and eu-west (13:00) and falls in ap-south (18:30)."""
 
