@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import orjson
 import pytest
 
@@ -13,6 +15,8 @@ from streams.lab.simulator import generate
 
 class _Reporting:
     """A worker whose conservation counters follow ``reports``, one a poll."""
+
+    pid = os.getpid()
 
     def __init__(self, reports: list[tuple[int, int]]) -> None:
         self.reports = reports
@@ -62,6 +66,22 @@ def test_the_clock_starts_once_every_worker_consumes() -> None:
     figures = _time_workers([first, second], 1000, lambda _m: None, "2 workers")
     assert figures["handled_before_clock"] == 400
     assert figures["handled_by_worker"] == [600, 400]
+
+
+def test_each_worker_says_when_it_handled_its_last_record(monkeypatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(scaleout.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + 1.0))
+    monkeypatch.setattr(scaleout.time, "monotonic", lambda: clock[0])
+    # The first worker's share is done on the clock's second poll; the second works on.
+    early = _Reporting([(100, 100), (500, 500)])
+    late = _Reporting([(100, 100), (200, 200), (300, 300), (400, 400), (500, 500)])
+    figures = _time_workers([early, late], 1000, lambda _m: None, "2 workers")
+    assert [w["handled_on_clock"] for w in figures["workers"]] == [400, 400]
+    assert [w["done_after_s"] for w in figures["workers"]] == [1.0, 4.0]
+    assert figures["seconds"] == 4.0
+    # Both fakes are this process, which the test keeps busy on one core at most.
+    assert all(0.0 <= w["cores_busy"] <= 1.0 for w in figures["workers"])
+    assert 0.0 <= figures["machine_cores_busy"] <= (os.cpu_count() or 1)
 
 
 def test_a_worker_that_got_nothing_to_consume_is_said_at_once() -> None:
@@ -137,6 +157,16 @@ def _a_round(bare: float, one: float, two: float, same: bool = True) -> dict:
         "peak_rss_bytes": {"one_worker": [2**20], "two_workers": [2**20, 2**20]},
         "handled_by_worker": {"one_worker": [300], "two_workers": [150, 150]},
         "handled_before_clock": {"one_worker": 0, "two_workers": 0},
+        "seconds": {"one_worker": 300 / one, "two_workers": 300 / two},
+        "workers": {
+            "one_worker": [{"handled_on_clock": 300, "done_after_s": 300 / one, "cores_busy": 1.0}],
+            "two_workers": [
+                {"handled_on_clock": 150, "done_after_s": 150 / two, "cores_busy": 0.5},
+                {"handled_on_clock": 150, "done_after_s": 300 / two, "cores_busy": 0.9},
+            ],
+        },
+        "machine_cores_busy": {"one_worker": 1.5, "two_workers": 2.0},
+        "machine_cores_stolen": {"one_worker": 0.0, "two_workers": 0.25},
         "decisions": {"one_worker": 2, "two_workers": 2 if same else 1},
         "decisions_by_kind": {"one_worker": {"scaling": 2}, "two_workers": {"scaling": 2}},
         "same_decisions": same,
@@ -178,6 +208,10 @@ def test_rounds_share_one_broker_and_report_medians_and_targets_met(monkeypatch)
     assert "target >= 0.8: met in 0 of 3 rounds" in text
     assert "same set of decisions in 2 of 3 rounds" in text
     assert [line.split()[0] for line in text.splitlines()[2:5]] == ["1", "2", "3"]
+    assert (
+        "2 workers: 0.0 s, last record after 0.0 and 0.0 s, 0.50 and 0.90 cores;"
+        " machine 2.00 cores busy, 0.25 stolen"
+    ) in text
 
 
 def test_one_round_is_reported_in_detail(monkeypatch) -> None:
@@ -188,4 +222,5 @@ def test_one_round_is_reported_in_detail(monkeypatch) -> None:
     text = scaleout.format_bench_scaleout(result)
     assert "pipeline, 1 worker                   12,000 records/s  (target >= 10,000)" in text
     assert "same set: yes" in text
+    assert "1 worker: 0.0 s, last record after 0.0 s, 1.00 cores; machine 1.50 cores busy" in text
     assert "rounds" not in text

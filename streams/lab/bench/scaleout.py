@@ -27,6 +27,7 @@ target: the speed of a machine of this kind drifts by a fifth within minutes.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections import Counter
@@ -44,6 +45,8 @@ from streams.lab.bench.support import (
     assigned_partitions,
     bench_topics,
     handled_counts,
+    machine_cpu_seconds,
+    proc_cpu_seconds,
     run_rounds,
     spread,
 )
@@ -137,11 +140,15 @@ def _check_alive(workers: list[WorkerRun], what: str) -> None:
 
 def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) -> dict[str, Any]:
     """Records/s of ``workers`` from the moment all of them consume until ``expected`` are
-    handled, with what each handled and its peak RSS."""
+    handled, with what each handled, its peak RSS, and where the time went
+    (:func:`_time_shares`)."""
     deadline = time.monotonic() + 1800
     started: float | None = None
     at_start = 0.0
     reported = time.monotonic()
+    last_handled = [0.0] * len(workers)
+    last_growth = [0.0] * len(workers)
+    clock: dict[str, Any] = {}
     while time.monotonic() < deadline:
         _check_alive(workers, what)
         texts = [worker.metrics(CONSERVATION_COUNTERS) for worker in workers]
@@ -150,8 +157,12 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
             consumed = [c for c, _ in counts]
             handled = [h for _, h in counts]
             now = time.monotonic()
+            for i, h in enumerate(handled):
+                if h > last_handled[i]:
+                    last_handled[i], last_growth[i] = h, now
             if started is None and all(c > 0 for c in consumed):
                 started, at_start = now, sum(handled)
+                clock = _cpu_clock(workers, handled)
             if sum(handled) >= expected and started is None:
                 # Waiting on would wait for nothing, until the deadline.
                 raise RuntimeError(
@@ -168,12 +179,56 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
                     "handled_before_clock": int(at_start),
                     "handled_by_worker": [int(h) for h in handled],
                     "peak_rss_bytes": [w.peak_rss_bytes() for w in workers],
+                    **_time_shares(workers, clock, handled, last_growth, started, seconds),
                 }
             if now - reported >= 5.0:
                 log(f"  {what}: {int(sum(handled)):,d}/{expected:,d} records handled")
                 reported = now
         time.sleep(_POLL_S)
     raise RuntimeError(f"{what}: the workers did not handle {expected} records in time")
+
+
+def _cpu_clock(workers: list[WorkerRun], handled: list[float]) -> dict[str, Any]:
+    """What :func:`_time_shares` measures from: CPU seconds of each worker and of the
+    machine, and what each worker had handled, when the clock starts."""
+    return {
+        "workers_cpu_s": [proc_cpu_seconds(w.pid) for w in workers],
+        "machine": machine_cpu_seconds(),
+        "handled": list(handled),
+    }
+
+
+def _time_shares(
+    workers: list[WorkerRun],
+    clock: dict[str, Any],
+    handled: list[float],
+    last_growth: list[float],
+    started: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """Where the timed ``seconds`` went: for each worker the records it handled on the clock,
+    when it handled its last (seconds after the clock started: a worker done well before
+    the other left its core idle) and the cores it kept busy; and the cores the whole
+    machine kept busy, and lost to steal (on two cores, the broker and anything else take
+    what the workers leave)."""
+    machine = machine_cpu_seconds()
+    spent = {k: machine[k] - clock["machine"][k] for k in machine}
+    # Per core of the machine: /proc/stat counts in ticks, and a span may hold none.
+    per_core = (os.cpu_count() or 1) / max(spent["total"], 1e-9)
+    shares = []
+    for i, worker in enumerate(workers):
+        cpu_s = proc_cpu_seconds(worker.pid) - clock["workers_cpu_s"][i]
+        share = {
+            "handled_on_clock": int(handled[i] - clock["handled"][i]),
+            "done_after_s": round(max(0.0, last_growth[i] - started), 2),
+            "cores_busy": round(cpu_s / seconds, 3),
+        }
+        shares.append(share)
+    return {
+        "workers": shares,
+        "machine_cores_busy": round(spent["busy"] * per_core, 3),
+        "machine_cores_stolen": round(spent["steal"] * per_core, 3),
+    }
 
 
 async def _decision_ids(bootstrap: str, topics: TopicNames) -> dict[str, str]:
@@ -372,6 +427,10 @@ def _round(
         "peak_rss_bytes": both("peak_rss_bytes"),
         "handled_by_worker": both("handled_by_worker"),
         "handled_before_clock": both("handled_before_clock"),
+        "seconds": both("seconds"),
+        "workers": both("workers"),
+        "machine_cores_busy": both("machine_cores_busy"),
+        "machine_cores_stolen": both("machine_cores_stolen"),
         "decisions": {k: len(ids) for k, ids in both("decision_ids").items()},
         "decisions_by_kind": {
             k: dict(Counter(ids.values())) for k, ids in both("decision_ids").items()
@@ -481,6 +540,12 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
             f"{'yes' if r['same_decisions'] else 'no ':<9}"
             f"  {_mib(rss['one_worker'])}; {_mib(rss['two_workers'])}"
         )
+    lines.append(
+        "  where the time went: seconds on the clock, each worker's last record (seconds after"
+        " the clock started) and cores busy, the machine's cores busy and stolen"
+    )
+    for number, r in enumerate(rounds, 1):
+        lines.append(f"  {number:>5}  " + "   ".join(_time_line(r, k) for k in _RUNS))
     figures, met = result["spread"], result["met"]
     names = {
         "bare_records_per_s": "bare brains, records/s",
@@ -503,6 +568,21 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
         f" of {len(rounds)} rounds"
     )
     return "\n".join(lines)
+
+
+_RUNS = {"one_worker": "1 worker", "two_workers": "2 workers"}
+
+
+def _time_line(r: dict[str, Any], run: str) -> str:
+    """Where the time of one run of round ``r`` went, on one line."""
+    workers = r["workers"][run]
+    done = " and ".join(f"{w['done_after_s']:.1f}" for w in workers)
+    cores = " and ".join(f"{w['cores_busy']:.2f}" for w in workers)
+    return (
+        f"{_RUNS[run]}: {r['seconds'][run]:.1f} s, last record after {done} s, {cores} cores;"
+        f" machine {r['machine_cores_busy'][run]:.2f} cores busy,"
+        f" {r['machine_cores_stolen'][run]:.2f} stolen"
+    )
 
 
 def _mib(values: list[int]) -> str:
@@ -536,4 +616,5 @@ def _round_lines(r: dict[str, Any], targets: dict[str, float]) -> list[str]:
         f" 2 workers: {by_kind['two_workers']}",
         f"  region evaluator               1 worker: {evaluator['one_worker']};"
         f" 2 workers: {evaluator['two_workers']}",
+        *(f"  where the time went            {_time_line(r, run)}" for run in _RUNS),
     ]

@@ -35,6 +35,7 @@ __all__ = [
     "assigned_partitions",
     "bench_broker",
     "handled_counts",
+    "machine_cpu_seconds",
     "metric_by_label",
     "metric_sum",
     "proc_cpu_seconds",
@@ -227,6 +228,24 @@ def proc_cpu_seconds(pid: int) -> float:
     # The command name, in parentheses, may hold spaces: count fields after it.
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of the whole machine since boot, summed over its cores: ``busy`` (user,
+    nice, system, interrupts), ``steal`` (taken by the hypervisor for other guests) and
+    ``total`` (busy, steal, idle and I/O wait). Differences over a span give how many cores
+    everything on the machine kept busy (a broker, a bench's own process, a neighbour).
+
+    >>> seconds = machine_cpu_seconds()
+    >>> 0 <= seconds["busy"] + seconds["steal"] <= seconds["total"]
+    True
+    """
+    # /proc/stat's first line: "cpu" then user nice system idle iowait irq softirq steal...
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = user + nice + system + irq + softirq
+    return {"busy": busy / tick, "steal": steal / tick, "total": sum(fields) / tick}
 
 
 class WorkerRun:
