@@ -52,6 +52,31 @@ def _modules_of(src: Path) -> dict[str, str]:
     return found
 
 
+def _keep(modules: dict[str, str], src: Path, out: Path) -> None:
+    """Copy the compiled ``modules`` (name -> file under ``src``) to ``out`` at the same
+    paths, with the manifest that maps their names to them.
+
+    Each keeps its package folders: two kernels of one last name (``models.health.region``,
+    a ``models.policy.region``) would otherwise be one file, the second copied over the first.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     src, out = Path(tmp, "src"), Path(tmp, "out")
+    ...     files = {"m.a.region": "m/a/region.so", "m.b.region": "m/b/region.so"}
+    ...     for name, file in files.items():
+    ...         (src / file).parent.mkdir(parents=True, exist_ok=True)
+    ...         _ = (src / file).write_text(name)
+    ...     _keep(files, src, out)
+    ...     kept = json.loads((out / MANIFEST).read_text())["modules"]
+    ...     [(out / kept[name]).read_text() for name in sorted(kept)]
+    ['m.a.region', 'm.b.region']
+    """
+    for file in modules.values():
+        (out / file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / file, out / file)
+    (out / MANIFEST).write_text(json.dumps({"modules": modules}, indent=1))
+
+
 def _compile(src: Path, log: Callable[[str], None]) -> None:
     """Run mypyc on the kernels copied under ``src``."""
     for module in KERNELS:
@@ -100,11 +125,7 @@ def build(
             if missing:
                 raise NativeBuildError(f"mypyc made no module for {', '.join(missing)}")
             out = Path(scratch) / "out"
-            out.mkdir()
-            for name, file in modules.items():
-                shutil.copyfile(src / file, out / Path(file).name)
-                modules[name] = Path(file).name
-            (out / MANIFEST).write_text(json.dumps({"modules": modules}, indent=1))
+            _keep(modules, src, out)
             if folder.exists():
                 shutil.rmtree(folder)
             out.rename(folder)
