@@ -18,10 +18,13 @@ c. the pipeline with two workers: two such subprocesses in one consumer group, o
    the rate, in both runs.
 
 It reports the three rates, pipeline / bare and two workers / one, the peak RSS of
-every worker, and whether the one- and two-worker runs published the same set of
-decisions (by ``decision_id``), with their kinds. That is a round; several rounds on one
-broker (``--rounds``) give each figure's median and spread, and how many rounds met each
-target: the speed of a machine of this kind drifts by a fifth within minutes.
+every worker, whether the one- and two-worker runs published the same set of
+decisions (by ``decision_id``), with their kinds, and where each run's time went: when
+each worker handled its last record and how many cores it kept busy, and how many the
+whole machine did (a worker bound by its own core, or workers short of the machine's).
+That is a round; several rounds on one broker (``--rounds``) give each figure's median and
+spread, and how many rounds met each target: the speed of a machine of this kind drifts by
+a fifth within minutes.
 """
 
 from __future__ import annotations
@@ -540,12 +543,15 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
             f"{'yes' if r['same_decisions'] else 'no ':<9}"
             f"  {_mib(rss['one_worker'])}; {_mib(rss['two_workers'])}"
         )
-    lines.append(
-        "  where the time went: seconds on the clock, each worker's last record (seconds after"
-        " the clock started) and cores busy, the machine's cores busy and stolen"
-    )
+    lines += [
+        "  where the time went: seconds on the clock; when each worker handled its last record"
+        " (seconds after",
+        "  the clock started) and the cores it kept busy; the cores the machine kept busy and"
+        " lost to steal",
+    ]
     for number, r in enumerate(rounds, 1):
-        lines.append(f"  {number:>5}  " + "   ".join(_time_line(r, k) for k in _RUNS))
+        first, second = (_time_line(r, run) for run in _RUNS)
+        lines += [f"  {number:>5}  {first}", f"         {second}"]
     figures, met = result["spread"], result["met"]
     names = {
         "bare_records_per_s": "bare brains, records/s",
