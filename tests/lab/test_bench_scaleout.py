@@ -172,7 +172,7 @@ def _a_round(bare: float, one: float, two: float, same: bool = True) -> dict:
         "same_decisions": same,
         "decisions_only_one_worker": 0 if same else 1,
         "decisions_only_two_workers": 0,
-        "region_evaluator": {"one_worker": {}, "two_workers": {}},
+        "region_evaluator": {"one_worker": {"worker": 0}, "two_workers": {"worker": 1}},
     }
 
 
@@ -209,8 +209,8 @@ def test_rounds_share_one_broker_and_report_medians_and_targets_met(monkeypatch)
     assert "same set of decisions in 2 of 3 rounds" in text
     assert [line.split()[0] for line in text.splitlines()[2:5]] == ["1", "2", "3"]
     assert (
-        "2 workers: 0.0 s, last record after 0.0 and 0.0 s, 0.50 and 0.90 cores;"
-        " machine 2.00 cores busy, 0.25 stolen"
+        "2 workers: 0.0 s, last record after 0.0 and 0.0 s, 0.50 and 0.90 cores (the region"
+        " evaluator on worker 2); machine 2.00 cores busy, 0.25 stolen"
     ) in text
 
 

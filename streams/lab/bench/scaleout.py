@@ -354,13 +354,15 @@ def _evaluator(workers: list[WorkerRun]) -> dict[str, Any]:
     """What the region evaluator (whichever worker holds it) says of its buffer: the
     observations applied ahead of their tick because it was full (``forced``: their order
     was the order of arrival, so region decisions may differ between runs) and those
-    ignored as replays."""
+    ignored as replays; and which worker holds it (``worker``, from 0): it judges region
+    health for every worker's records."""
     import orjson
 
-    for worker in workers:
+    for number, worker in enumerate(workers):
         view = orjson.loads(worker.get("/failover/"))
         if view.get("evaluating"):
-            return {key: view.get(key) for key in ("forced", "replayed", "pending")}
+            said = {key: view.get(key) for key in ("forced", "replayed", "pending")}
+            return {**said, "worker": number}
     return {}
 
 
@@ -583,9 +585,12 @@ def _time_line(r: dict[str, Any], run: str) -> str:
     """Where the time of one run of round ``r`` went, on one line."""
     workers = r["workers"][run]
     done = " and ".join(f"{w['done_after_s']:.1f}" for w in workers)
-    cores = " and ".join(f"{w['cores_busy']:.2f}" for w in workers)
+    cores = " and ".join(f"{w['cores_busy']:.2f}" for w in workers) + " cores"
+    evaluator = r["region_evaluator"][run].get("worker")
+    if len(workers) > 1 and evaluator is not None:
+        cores += f" (the region evaluator on worker {evaluator + 1})"
     return (
-        f"{_RUNS[run]}: {r['seconds'][run]:.1f} s, last record after {done} s, {cores} cores;"
+        f"{_RUNS[run]}: {r['seconds'][run]:.1f} s, last record after {done} s, {cores};"
         f" machine {r['machine_cores_busy'][run]:.2f} cores busy,"
         f" {r['machine_cores_stolen'][run]:.2f} stolen"
     )
