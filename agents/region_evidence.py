@@ -75,6 +75,13 @@ _recorders: dict[TP, EvidenceRecorder] = {}
 _positions: dict[TP, tuple[int, float]] = {}
 # Partition -> when (monotonic) its idle mark was sent last, if no rows were sent since.
 _idle_marked: dict[TP, float] = {}
+# When (monotonic) a partition delivered while every partition of this worker was marked
+# idle. The evaluator voids every mark then (models.brains.event_time), and each other
+# partition gets IDLE_AFTER_S from then before it is marked anew: a producer that resumes
+# writes its partitions a few milliseconds apart, and a mark renewed in between let a
+# replay at full speed carry the evaluator's event time 15 s past a region's first records
+# (a false "silent" failover, seen once in CI).
+_resumed_at = -math.inf
 _sending = asyncio.Lock()
 
 
@@ -82,11 +89,15 @@ def _recorder_of(event: Any, _: None) -> EvidenceRecorder:
     """The recorder of the partition of ``event``'s message, its reading noted."""
     if event is None:
         raise RuntimeError("region evidence recorded outside an agent's event")
+    global _resumed_at
     message = event.message
     tp = message.tp
+    now = time.monotonic()
+    if tp in _idle_marked and _idle_marked.keys() >= set(_assigned_sources()):
+        _resumed_at = now
     # The highest offset read, as next_offset wants it.
     offset, _ = _positions.get(tp, (-1, 0.0))
-    _positions[tp] = (max(offset, message.offset), time.monotonic())
+    _positions[tp] = (max(offset, message.offset), now)
     recorder = _recorders.get(tp)
     if recorder is None:
         recorder = _recorders[tp] = EvidenceRecorder()
@@ -195,10 +206,10 @@ def _assigned_sources() -> list[TP]:
 
 
 def _mark_due(tp: TP, now: float) -> bool:
-    """Whether ``tp`` delivered nothing for :data:`IDLE_AFTER_S` (or since it was assigned)
-    and its idle mark, if any, is as old."""
+    """Whether ``tp`` delivered nothing for :data:`IDLE_AFTER_S` (or since it was assigned),
+    and its idle mark, if any, and the end of this worker's last all-idle spell are as old."""
     _, read_at = _positions.setdefault(tp, (-1, now))
-    return now - max(read_at, _idle_marked.get(tp, -math.inf)) >= IDLE_AFTER_S
+    return now - max(read_at, _idle_marked.get(tp, -math.inf), _resumed_at) >= IDLE_AFTER_S
 
 
 def _next_offset(tp: TP) -> int:

@@ -79,3 +79,57 @@ def test_reading_dropped_messages_again_does_not_take_the_partition_back(
     for dropped in (END - 10, END - 9):
         reading(dropped)
     assert region_evidence._next_offset(PARTITION) == END
+
+
+def test_after_an_all_idle_spell_the_other_partitions_wait_before_their_marks(
+    marks, monkeypatch
+) -> None:
+    # Both partitions were marked idle a minute ago; one delivers. The other's records may be
+    # a few milliseconds behind at the broker: its mark is renewed only IDLE_AFTER_S later.
+    sent, _ = marks
+    other = TP(topic_names.metrics, 0)
+    clock = [time.monotonic()]
+    monkeypatch.setattr(region_evidence.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(
+        region_evidence.app.assignor, "assigned_actives", lambda: {PARTITION, other}
+    )
+    monkeypatch.setattr(
+        region_evidence, "_idle_marked", dict.fromkeys((PARTITION, other), clock[0] - 60)
+    )
+    monkeypatch.setattr(
+        region_evidence,
+        "_positions",
+        {PARTITION: (END - 1, clock[0] - 60), other: (END - 1, clock[0] - 60)},
+    )
+    monkeypatch.setattr(region_evidence, "_recorders", {})
+    monkeypatch.setattr(region_evidence, "_resumed_at", -float("inf"))
+    event = SimpleNamespace(message=SimpleNamespace(tp=other, offset=END))
+    monkeypatch.setattr(checkpoints, "current_event", lambda: event)
+    region_evidence._recorder()
+
+    assert asyncio.run(region_evidence._send_idle_marks()) == []
+    assert sent == []
+    clock[0] += region_evidence.IDLE_AFTER_S
+    # Both now: the one that delivered has been quiet as long since.
+    assert asyncio.run(region_evidence._send_idle_marks()) == [PARTITION, other]
+
+
+def test_a_partition_that_delivers_while_others_are_busy_delays_no_mark(marks, monkeypatch) -> None:
+    # Only an all-idle spell's end holds the marks back: a partition that stays empty while
+    # another comes and goes is marked as ever, or its silence would hold event time for good.
+    other = TP(topic_names.metrics, 0)
+    now = time.monotonic()
+    monkeypatch.setattr(
+        region_evidence.app.assignor, "assigned_actives", lambda: {PARTITION, other}
+    )
+    monkeypatch.setattr(region_evidence, "_idle_marked", {other: now - 60})
+    monkeypatch.setattr(
+        region_evidence, "_positions", {PARTITION: (END - 1, now - 60), other: (END - 1, now - 60)}
+    )
+    monkeypatch.setattr(region_evidence, "_recorders", {})
+    monkeypatch.setattr(region_evidence, "_resumed_at", -float("inf"))
+    event = SimpleNamespace(message=SimpleNamespace(tp=other, offset=END))
+    monkeypatch.setattr(checkpoints, "current_event", lambda: event)
+    region_evidence._recorder()
+
+    assert asyncio.run(region_evidence._send_idle_marks()) == [PARTITION]
