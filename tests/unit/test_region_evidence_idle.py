@@ -64,21 +64,40 @@ def test_no_idle_mark_while_its_last_message_is_being_handled(marks) -> None:
     assert asyncio.run(region_evidence._send_idle_marks()) == [PARTITION]
 
 
+def _read(monkeypatch, tp: TP, offset: int) -> None:
+    """This worker reads the message at ``offset`` of ``tp``, as a subscriber records it."""
+    event = SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+    monkeypatch.setattr(checkpoints, "current_event", lambda: event)
+    region_evidence._recorder()
+
+
 def test_reading_dropped_messages_again_does_not_take_the_partition_back(
     marks, monkeypatch
 ) -> None:
     # agents.compat.offsets seeks a partition back over messages faust dropped: they are read
     # again, the later ones (read already) skipped. The partition is still read to its end.
-    def reading(offset: int) -> None:
-        event = SimpleNamespace(message=SimpleNamespace(tp=PARTITION, offset=offset))
-        monkeypatch.setattr(checkpoints, "current_event", lambda: event)
-        region_evidence._recorder()
-
     monkeypatch.setattr(region_evidence, "_recorders", {})
-    reading(END - 1)
+    _read(monkeypatch, PARTITION, END - 1)
     for dropped in (END - 10, END - 9):
-        reading(dropped)
+        _read(monkeypatch, PARTITION, dropped)
     assert region_evidence._next_offset(PARTITION) == END
+
+
+OTHER = TP(topic_names.metrics, 0)
+
+
+def _two_partitions(monkeypatch, now: float, marked: tuple[TP, ...]) -> None:
+    """This worker reads PARTITION and OTHER, both read to their end a minute before ``now``;
+    those in ``marked`` were marked idle then."""
+    monkeypatch.setattr(
+        region_evidence.app.assignor, "assigned_actives", lambda: {PARTITION, OTHER}
+    )
+    monkeypatch.setattr(region_evidence, "_idle_marked", dict.fromkeys(marked, now - 60))
+    monkeypatch.setattr(
+        region_evidence, "_positions", {tp: (END - 1, now - 60) for tp in (PARTITION, OTHER)}
+    )
+    monkeypatch.setattr(region_evidence, "_recorders", {})
+    monkeypatch.setattr(region_evidence, "_resumed_at", -float("inf"))
 
 
 def test_after_an_all_idle_spell_the_other_partitions_wait_before_their_marks(
@@ -87,49 +106,22 @@ def test_after_an_all_idle_spell_the_other_partitions_wait_before_their_marks(
     # Both partitions were marked idle a minute ago; one delivers. The other's records may be
     # a few milliseconds behind at the broker: its mark is renewed only IDLE_AFTER_S later.
     sent, _ = marks
-    other = TP(topic_names.metrics, 0)
     clock = [time.monotonic()]
     monkeypatch.setattr(region_evidence.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(
-        region_evidence.app.assignor, "assigned_actives", lambda: {PARTITION, other}
-    )
-    monkeypatch.setattr(
-        region_evidence, "_idle_marked", dict.fromkeys((PARTITION, other), clock[0] - 60)
-    )
-    monkeypatch.setattr(
-        region_evidence,
-        "_positions",
-        {PARTITION: (END - 1, clock[0] - 60), other: (END - 1, clock[0] - 60)},
-    )
-    monkeypatch.setattr(region_evidence, "_recorders", {})
-    monkeypatch.setattr(region_evidence, "_resumed_at", -float("inf"))
-    event = SimpleNamespace(message=SimpleNamespace(tp=other, offset=END))
-    monkeypatch.setattr(checkpoints, "current_event", lambda: event)
-    region_evidence._recorder()
+    _two_partitions(monkeypatch, clock[0], marked=(PARTITION, OTHER))
+    _read(monkeypatch, OTHER, END)
 
     assert asyncio.run(region_evidence._send_idle_marks()) == []
     assert sent == []
     clock[0] += region_evidence.IDLE_AFTER_S
     # Both now: the one that delivered has been quiet as long since.
-    assert asyncio.run(region_evidence._send_idle_marks()) == [PARTITION, other]
+    assert asyncio.run(region_evidence._send_idle_marks()) == [PARTITION, OTHER]
 
 
 def test_a_partition_that_delivers_while_others_are_busy_delays_no_mark(marks, monkeypatch) -> None:
     # Only an all-idle spell's end holds the marks back: a partition that stays empty while
     # another comes and goes is marked as ever, or its silence would hold event time for good.
-    other = TP(topic_names.metrics, 0)
-    now = time.monotonic()
-    monkeypatch.setattr(
-        region_evidence.app.assignor, "assigned_actives", lambda: {PARTITION, other}
-    )
-    monkeypatch.setattr(region_evidence, "_idle_marked", {other: now - 60})
-    monkeypatch.setattr(
-        region_evidence, "_positions", {PARTITION: (END - 1, now - 60), other: (END - 1, now - 60)}
-    )
-    monkeypatch.setattr(region_evidence, "_recorders", {})
-    monkeypatch.setattr(region_evidence, "_resumed_at", -float("inf"))
-    event = SimpleNamespace(message=SimpleNamespace(tp=other, offset=END))
-    monkeypatch.setattr(checkpoints, "current_event", lambda: event)
-    region_evidence._recorder()
+    _two_partitions(monkeypatch, time.monotonic(), marked=(OTHER,))
+    _read(monkeypatch, OTHER, END)
 
     assert asyncio.run(region_evidence._send_idle_marks()) == [PARTITION]
