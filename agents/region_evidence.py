@@ -12,12 +12,12 @@ Sending. Every :data:`FLUSH_EVERY_S` wall seconds, and whenever a partition has
 for :data:`IDLE_AFTER_S` gets ``{"source": ..., "idle": true}``, renewed every
 :data:`IDLE_AFTER_S` while it stays so: its silence no longer holds the evaluator's event
 time back. A mark holds at the evaluator until its source delivers again; when a source
-delivers after a spell in which every source was idle, every mark must be renewed (see
-:class:`~models.brains.region.RegionBrain`), which takes at most :data:`IDLE_AFTER_S`. Read
-to its end means to the broker's end offset, asked when a mark is due, with no message of
-the partition still being handled. The topic has one
-partition, so the evaluator reads every source's records in the order they were sent, and a
-source's rows in the order they were read. Records are keyed by source.
+delivers after a spell in which every source was idle, every other mark must be renewed
+twice (see :mod:`models.brains.event_time`), which takes about twice :data:`IDLE_AFTER_S`.
+Read to its end means to the broker's end offset, asked when a mark is due, with no message
+of the partition still being handled. The topic has one partition, so the evaluator reads
+every source's records in the order they were sent, and a source's rows in the order they
+were read. Records are keyed by source.
 
 Crashes. The rows are sent before every commit of the offsets they were read at
 (:func:`~agents.runtime.checkpoints.before_checkpoint`) and on revocation, so a worker that
@@ -75,13 +75,6 @@ _recorders: dict[TP, EvidenceRecorder] = {}
 _positions: dict[TP, tuple[int, float]] = {}
 # Partition -> when (monotonic) its idle mark was sent last, if no rows were sent since.
 _idle_marked: dict[TP, float] = {}
-# When (monotonic) a partition delivered while every partition of this worker was marked
-# idle. The evaluator voids every mark then (models.brains.event_time), and each other
-# partition gets IDLE_AFTER_S from then before it is marked anew: a producer that resumes
-# writes its partitions a few milliseconds apart, and a mark renewed in between let a
-# replay at full speed carry the evaluator's event time 15 s past a region's first records
-# (a false "silent" failover, seen once in CI).
-_resumed_at = -math.inf
 _sending = asyncio.Lock()
 
 
@@ -89,15 +82,11 @@ def _recorder_of(event: Any, _: None) -> EvidenceRecorder:
     """The recorder of the partition of ``event``'s message, its reading noted."""
     if event is None:
         raise RuntimeError("region evidence recorded outside an agent's event")
-    global _resumed_at
     message = event.message
     tp = message.tp
-    now = time.monotonic()
-    if tp in _idle_marked and _idle_marked.keys() >= set(_assigned_sources()):
-        _resumed_at = now
     # The highest offset read, as next_offset wants it.
     offset, _ = _positions.get(tp, (-1, 0.0))
-    _positions[tp] = (max(offset, message.offset), now)
+    _positions[tp] = (max(offset, message.offset), time.monotonic())
     recorder = _recorders.get(tp)
     if recorder is None:
         recorder = _recorders[tp] = EvidenceRecorder()
@@ -206,10 +195,10 @@ def _assigned_sources() -> list[TP]:
 
 
 def _mark_due(tp: TP, now: float) -> bool:
-    """Whether ``tp`` delivered nothing for :data:`IDLE_AFTER_S` (or since it was assigned),
-    and its idle mark, if any, and the end of this worker's last all-idle spell are as old."""
+    """Whether ``tp`` delivered nothing for :data:`IDLE_AFTER_S` (or since it was assigned)
+    and its idle mark, if any, is as old."""
     _, read_at = _positions.setdefault(tp, (-1, now))
-    return now - max(read_at, _idle_marked.get(tp, -math.inf), _resumed_at) >= IDLE_AFTER_S
+    return now - max(read_at, _idle_marked.get(tp, -math.inf)) >= IDLE_AFTER_S
 
 
 def _next_offset(tp: TP) -> int:

@@ -21,9 +21,14 @@ A source the caller marks idle (read to its end and quiet for a while) cannot de
 anything older than what it delivered last, and does not hold the horizon back. A mark holds
 until the source delivers again, except after a quiet spell: when a source delivers while
 every source is marked idle, every mark is void, and each idle source holds the horizon back
-until it is marked anew. The spell is over, and the others' records may be on their way too;
-were their marks kept, the first source read after it (or after a restart, whose restored
-state has every source idle) would carry the horizon past the others' records.
+until it is marked twice more. The spell is over, and the others' records may be on their
+way too; were their marks kept, the first source read after it (or after a restart, whose
+restored state has every source idle) would carry the horizon past the others' records. The
+first mark after the spell does not count either: a producer that resumes writes its
+partitions a few milliseconds apart, and the reader of one of them (another worker, whose
+partitions never went quiet for it) may have found it at its end and marked it in between.
+The marks are renewed at intervals longer than such a gap, so the second one is sent after
+that partition's records were written, and its reader sends those first.
 """
 
 from __future__ import annotations
@@ -64,10 +69,13 @@ class SourceClock:
     100.0
 
     Two sources go quiet; when one resumes, the other holds the horizon back until it is
-    marked anew:
+    marked twice more:
 
     >>> clock.mark_idle("a")
     >>> clock.seen("a", 160.0)
+    >>> clock.horizon()
+    100.0
+    >>> clock.mark_idle("b")
     >>> clock.horizon()
     100.0
     >>> clock.mark_idle("b")
@@ -86,13 +94,15 @@ class SourceClock:
     700.0
     """
 
-    __slots__ = ("_expected", "_horizon", "_idle", "_lows", "_sources")
+    __slots__ = ("_expected", "_horizon", "_idle", "_lows", "_sources", "_voided")
 
     def __init__(self) -> None:
         self._sources: dict[str, float] = {}
         # Source -> the highest low it was given (below its latest for envelopes).
         self._lows: dict[str, float] = {}
         self._idle: set[str] = set()
+        # Sources whose mark the end of a quiet spell voided, not marked since.
+        self._voided: set[str] = set()
         self._expected: set[str] = set()
         self._horizon = -math.inf
 
@@ -110,9 +120,11 @@ class SourceClock:
         anything from ``low`` on (``ts`` if not given: nothing older than its latest)."""
         if source in self._idle:
             if self.quiet:
+                self._voided = self._idle - {source}
                 self._idle.clear()
             else:
                 self._idle.discard(source)
+        self._voided.discard(source)
         if ts > self._sources.get(source, -math.inf):
             self._sources[source] = ts
         low = ts if low is None or low > ts else low
@@ -122,8 +134,11 @@ class SourceClock:
     def mark_idle(self, source: str) -> None:
         """``source`` cannot deliver anything older than what it delivered last: it no longer
         holds the horizon back, until it delivers again, or any source does while every
-        source is marked idle."""
-        if source in self._sources or source in self._expected:
+        source is marked idle. The first mark after its mark was voided so does not count
+        (see the module's docstring)."""
+        if source in self._voided:
+            self._voided.discard(source)
+        elif source in self._sources or source in self._expected:
             self._idle.add(source)
 
     def retain(self, sources: Iterable[str]) -> None:
@@ -133,6 +148,7 @@ class SourceClock:
             del self._sources[name]
             self._lows.pop(name, None)
             self._idle.discard(name)
+            self._voided.discard(name)
 
     def horizon(self, idle: Collection[str] = ()) -> float:
         """Event time up to which every source has delivered (``-inf`` before any data).
@@ -169,17 +185,18 @@ class SourceClock:
 
     def to_state(self) -> dict[str, Any]:
         """JSON-friendly: the horizon (``None`` before any), the sources, their lows where
-        below their latest, and the idle marks."""
+        below their latest, the idle marks and the voided ones not marked since."""
         return {
             "horizon": self._horizon if math.isfinite(self._horizon) else None,
             "sources": dict(self._sources),
             "lows": {name: low for name, low in self._lows.items() if low < self._sources[name]},
             "idle": sorted(self._idle),
+            "voided": sorted(self._voided),
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Take :meth:`to_state` output: the horizon and each source's position never go back
-        (what this clock heard since is kept); the idle marks are the state's."""
+        (what this clock heard since is kept); the idle and voided marks are the state's."""
         horizon = state.get("horizon")
         self._horizon = max(self._horizon, -math.inf if horizon is None else horizon)
         lows = state.get("lows", {})
@@ -188,6 +205,7 @@ class SourceClock:
             low = lows.get(source, ts)
             self._lows[source] = max(low, self._lows.get(source, -math.inf))
         self._idle = set(state.get("idle", ()))
+        self._voided = set(state.get("voided", ()))
 
 
 class TickBuffer:

@@ -291,8 +291,14 @@ def test_a_source_resuming_voids_the_idle_marks_until_they_are_renewed(
     # The others' old marks no longer count: they might be read next.
     assert brain.advance() == []
     assert brain.horizon() == T0 + 5 * 23 + 1
+    # Nor does each one's first mark since: its reader (another worker) may have found its
+    # partition at its end a moment before the producer wrote to it.
+    for region in others:
+        brain.mark_idle(source(region))
+    assert brain.advance() == []
+    assert brain.horizon() == T0 + 5 * 23 + 1
     if still_quiet:
-        # Their readers find nothing more and mark them anew: now their silence shows.
+        # Their readers still find nothing 2 s later and mark them again: their silence shows.
         for region in others:
             brain.mark_idle(source(region))
         assert {d.kind for d in brain.advance()} >= {"failover"}
@@ -302,6 +308,28 @@ def test_a_source_resuming_voids_the_idle_marks_until_they_are_renewed(
             tick(brain, i, others, source)
         assert brain.advance() == []
         assert brain.failed_regions == ()
+
+
+def test_an_evaluator_taking_over_after_a_quiet_spell_still_waits_for_two_marks() -> None:
+    # The evaluator's worker dies after us-east's partition voided the others' marks; the
+    # brain restored from its checkpoint must not take their next mark alone either.
+    source = own_partition
+    brain = healthy_brain(source)
+    for region in CONFIG.names:
+        brain.mark_idle(source(region))
+    for i in range(30, 42):
+        tick(brain, i, ["us-east"], source)
+    brain.advance()
+    restored = RegionBrain(CONFIG)
+    restored.load_state(orjson.loads(orjson.dumps(brain.to_state())))
+    others = [r for r in CONFIG.names if r != "us-east"]
+    for region in others:
+        restored.mark_idle(source(region))
+    assert restored.advance() == []
+    assert restored.horizon() == T0 + 5 * 23 + 1
+    for region in others:
+        restored.mark_idle(source(region))
+    assert restored.idle_sources == {source(r) for r in others}
 
 
 def test_a_source_resuming_while_others_deliver_keeps_the_idle_marks() -> None:
