@@ -14,14 +14,16 @@ The record on the topic is JSON: ``{"ts": <epoch s>, "tenant": "t_<12 hex>", "se
 ..., "region": ..., "good": <bool>, "source": "<interactions topic>/<partition>", "offset":
 <int>, "index": <int>}``, ``good`` meaning the request met its service's SLO, and the last
 three where the interaction was read (``index``: its place among the requests of its
-message, an envelope holding several). No tenant name, user id or feedback: only what the
-tenant brain needs.
+message, an envelope holding several); plus ``"low": <epoch s>``, the earliest event time
+of its message's requests so far, when older than its own. No tenant name, user id or
+feedback: only what the tenant brain needs.
 
 Order. The brain learns in event time over the interactions partitions, whichever workers
 read them and at whatever pace (:class:`~models.brains.tenants.TenantBrain`: ``receive``,
 ``advance``), so that a tenant's decisions are the same with one worker or several. A
 partition's requests tell its progress to the by-tenant partitions they go to; the others
-learn it from progress records ``{"source": ..., "ts": <latest request's event time>}``,
+learn it from progress records ``{"source": ..., "ts": <latest request's event time>}``
+(with ``"low"``, that of its latest message, when older),
 which the reader of each interactions partition sends to every partition of the topic with
 the region evidence (:func:`agents.region_evidence.flush`, every
 :data:`~agents.region_evidence.FLUSH_EVERY_S`, :func:`send_progress`), and from its idle
@@ -97,20 +99,24 @@ _FIELDS: tuple[tuple[str, tuple[type, ...]], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Sourced:
-    """A request, with the interactions partition it was read from and where."""
+    """A request, with the interactions partition it was read from and where, and the
+    earliest event time of the message it came in if older than its own (``low``)."""
 
     request: TenantRequest
     source: str
     position: Position
+    low: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """A partition's progress: every request up to ``ts`` sent, or ``idle``."""
+    """A partition's progress: every request up to ``ts`` sent, the earliest of its latest
+    message at ``low`` if older; or ``idle``."""
 
     source: str
     ts: float
     idle: bool
+    low: float | None = None
 
 
 def encode_request(sourced: Sourced) -> bytes:
@@ -119,12 +125,17 @@ def encode_request(sourced: Sourced) -> bytes:
     >>> request = TenantRequest(1700000000.0, "t_c162214972b5", "api", "eu-west", True)
     >>> encode_request(Sourced(request, "telemetry.interactions/2", (41, 0)))[92:]
     b'"source":"telemetry.interactions/2","offset":41,"index":0}'
+    >>> encode_request(Sourced(request, "telemetry.interactions/2", (41, 1), 1699999990.0))[140:]
+    b'"index":1,"low":1699999990.0}'
     """
     r, (offset, index) = sourced.request, sourced.position
-    return orjson.dumps(
-        {"ts": r.ts, "tenant": r.tenant, "service": r.service, "region": r.region,
-         "good": r.good, "source": sourced.source, "offset": offset, "index": index}
-    )  # fmt: skip
+    record = {
+        "ts": r.ts, "tenant": r.tenant, "service": r.service, "region": r.region,
+        "good": r.good, "source": sourced.source, "offset": offset, "index": index,
+    }  # fmt: skip
+    if sourced.low is not None:
+        record["low"] = sourced.low
+    return orjson.dumps(record)
 
 
 def decode_request(raw: bytes) -> Sourced | Progress | Rejection:
@@ -138,9 +149,11 @@ def decode_request(raw: bytes) -> Sourced | Progress | Rejection:
     ...     request, "i/0", (5, 1))
     True
     >>> decode_request(b'{"source": "i/0", "ts": 12}')
-    Progress(source='i/0', ts=12.0, idle=False)
+    Progress(source='i/0', ts=12.0, idle=False, low=None)
+    >>> decode_request(b'{"source": "i/0", "ts": 12, "low": 7}')
+    Progress(source='i/0', ts=12.0, idle=False, low=7.0)
     >>> decode_request(b'{"source": "i/0", "idle": true}')
-    Progress(source='i/0', ts=-inf, idle=True)
+    Progress(source='i/0', ts=-inf, idle=True, low=None)
     >>> decode_request(b'{"ts": 1, "tenant": "t_1", "service": "api", "region": "eu-west",'
     ...                b' "source": "i/0"}')
     Rejection(reason='missing_field', field='good', detail="required field 'good' is missing")
@@ -168,21 +181,28 @@ def decode_request(raw: bytes) -> Sourced | Progress | Rejection:
         if type(value) not in types:
             return Rejection("wrong_type", name, f"field {name!r} has the wrong type")
         values.append(value)
-    ts = values[0]
+    ts, low = values[0], obj.get("low")
     if not math.isfinite(ts):
         return Rejection("not_finite", "ts", "field 'ts' is not a finite number")
+    if low is not None:
+        if type(low) not in (int, float) or not math.isfinite(low):
+            return Rejection("wrong_type", "low", "field 'low' is not a finite number")
+        low = float(low)
     if len(values) == 1:
-        return Progress(source, float(ts), False)
+        return Progress(source, float(ts), False, low)
     _, tenant, service, region, good, offset, index = values
-    return Sourced(TenantRequest(float(ts), tenant, service, region, good), source, (offset, index))
+    request = TenantRequest(float(ts), tenant, service, region, good)
+    return Sourced(request, source, (offset, index), low)
 
 
 _SOURCES = source_names([topic_names.interactions], settings.partitions)
-# Interactions partition -> (offset, index) of the latest request sent, and the latest event
-# time sent and the latest told as progress.
+# Interactions partition -> (offset, index) of the latest request sent, the earliest event
+# time of the requests of that offset's message, the latest event time sent, and the latest
+# (event time, low) told as progress.
 _positions: dict[TP, Position] = {}
+_lows: dict[TP, float] = {}
 _sent: dict[TP, float] = {}
-_told: dict[TP, float] = {}
+_told: dict[TP, tuple[float, float | None]] = {}
 
 
 async def send_request(request: TenantRequest) -> None:
@@ -198,11 +218,18 @@ async def send_request(request: TenantRequest) -> None:
         raise RuntimeError("a tenant request sent outside an agent's event")
     tp, offset = event.message.tp, event.message.offset
     last = _positions.get(tp)
-    position = (offset, last[1] + 1 if last is not None and last[0] == offset else 0)
+    same_message = last is not None and last[0] == offset
+    position = (offset, last[1] + 1 if same_message else 0)
     _positions[tp] = position
+    # (An envelope's records come in the order its producer wrote them, one series' window in
+    # time order: the low of the records handled so far is the message's low by the time the
+    # brains may pass it.)
+    low = _lows[tp] = min(_lows[tp], request.ts) if same_message else request.ts
     await topics.interactions_by_tenant.send(
         key=request.tenant.encode(),
-        value=encode_request(Sourced(request, source_name(tp), position)),
+        value=encode_request(
+            Sourced(request, source_name(tp), position, low if low < request.ts else None)
+        ),
     )
     _sent[tp] = max(request.ts, _sent.get(tp, -math.inf))
 
@@ -217,9 +244,10 @@ async def send_progress(idle: Iterable[TP] = ()) -> None:
     """Tell every tenant brain how far each interactions partition read here has sent
     requests, then which of them are ``idle``."""
     for tp, ts in list(_sent.items()):
-        if ts > _told.get(tp, -math.inf):
-            _told[tp] = ts
-            await _tell(tp, {"ts": ts})
+        low = _lows[tp] if _lows[tp] < ts else None
+        if (ts, low) != _told.get(tp):
+            _told[tp] = (ts, low)
+            await _tell(tp, {"ts": ts} if low is None else {"ts": ts, "low": low})
     for tp in idle:
         await _tell(tp, {"idle": True})
 
@@ -228,6 +256,7 @@ async def _on_partitions_revoked(sender: Any, revoked: set[TP], **_: Any) -> Non
     # The partitions' next readers tell their progress, from the committed offsets.
     for tp in revoked:
         _positions.pop(tp, None)
+        _lows.pop(tp, None)
         _sent.pop(tp, None)
         _told.pop(tp, None)
 
@@ -271,12 +300,12 @@ async def _handle(record: Sourced | Progress) -> None:
         if record.idle:
             brain.mark_idle(record.source)
         else:
-            brain.progress(record.source, record.ts)
+            brain.progress(record.source, record.ts, record.low)
     elif erasures.erased(record.request.tenant, record.request.ts):
         # Not learned from; its position still counts, so that it is not learned later.
-        brain.progress(record.source, record.request.ts)
+        brain.progress(record.source, record.request.ts, record.low)
     else:
-        brain.receive(record.request, record.source, record.position)
+        brain.receive(record.request, record.source, record.position, record.low)
     for decision in brain.advance():
         await publish(decision, decision.ts)
     store.touch(partition)

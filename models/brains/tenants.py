@@ -29,7 +29,11 @@ learns them in event-time order (ties by source and position) up to the horizon 
 source has delivered, which sources also report without a request
 (:meth:`TenantBrain.progress`, :meth:`TenantBrain.mark_idle`), less the most a request may
 trail the latest one of its partition (producers write a partition a little out of order;
-the simulator up to one 5 s tick). When every source is idle, everything buffered is learned.
+the simulator up to one 5 s tick). A source of envelopes has delivered only up to the
+earliest record of its latest message (the ``low`` its requests and progress carry): a
+collector that flushes a window series by series sends each series' envelope of the window
+after the other, however long the window. When every source is idle, everything buffered is
+learned.
 A request later than that is learned at the next advance, in arrival order, and counted
 (:attr:`TenantBrain.late`): only its decisions may then depend on the readers. A request that
 a source delivers again (a new reader of the partition reads on from its last committed
@@ -179,14 +183,22 @@ class TenantBrain:
         """Learn nothing until each of ``sources`` has delivered or is marked idle."""
         self.clock.expect(sources)
 
-    def receive(self, request: TenantRequest, source: str, position: Position) -> None:
+    def receive(
+        self, request: TenantRequest, source: str, position: Position, low: float | None = None
+    ) -> None:
         """Buffer ``request``, read from ``source`` at ``position``, until the horizon passes
-        it; a position at or before the source's latest is a repeat, not learned again."""
+        it; a position at or before the source's latest is a repeat, not learned again.
+
+        ``low`` is the earliest event time of the message it came in, if older than its own:
+        an envelope's records may be older than the newest of the message before, and the
+        source may still deliver anything from there on
+        (:meth:`~models.brains.event_time.SourceClock.seen`).
+        """
         if position <= self._positions.get(source, (-1, -1)):
             self.replayed += 1
             return
         self._positions[source] = position
-        self.clock.seen(source, request.ts)
+        self.clock.seen(source, request.ts, low)
         if request.ts <= self._released:
             self.late += 1
         heapq.heappush(self._pending, (request.ts, source, position, request))
@@ -194,9 +206,10 @@ class TenantBrain:
             self._ready += self.observe(heapq.heappop(self._pending)[3])
             self.forced += 1
 
-    def progress(self, source: str, ts: float) -> None:
-        """``source`` has delivered everything up to event time ``ts``."""
-        self.clock.seen(source, ts)
+    def progress(self, source: str, ts: float, low: float | None = None) -> None:
+        """``source`` has delivered everything up to event time ``ts``; it may still deliver
+        anything from ``low`` on (the earliest record of its latest message), if given."""
+        self.clock.seen(source, ts, low)
 
     def mark_idle(self, source: str) -> None:
         """``source`` has nothing more to deliver for now: it no longer holds the horizon

@@ -60,12 +60,13 @@ def in_event_time(sourced) -> list[str]:
     return [d.decision_id for _, _, r in ordered for d in brain.observe(r)]
 
 
-def fed(brain: TenantBrain, deliveries) -> list[str]:
-    """Deliver ``(source, position, request)`` in the order given, advancing after each,
-    then mark every source idle; the ids of the decisions, in order."""
+def fed(brain: TenantBrain, deliveries, lows: dict | None = None) -> list[str]:
+    """Deliver ``(source, position, request)`` in the order given (with its envelope's low
+    from ``lows``, by source and position, if given), advancing after each, then mark every
+    source idle; the ids of the decisions, in order."""
     ids = []
     for source, position, request in deliveries:
-        brain.receive(request, source, position)
+        brain.receive(request, source, position, lows and lows[source, position])
         ids += [d.decision_id for d in brain.advance()]
     for source in SOURCES:
         brain.mark_idle(source)
@@ -111,6 +112,45 @@ def test_requests_delivered_again_are_learned_once(sourced):
     ids = fed(brain, interleaved(sourced, 3, repeat_every=4))
     assert brain.replayed > 0
     assert ids == in_event_time(sourced)
+
+
+def in_envelopes(sourced, window_s: float):
+    """Each source's requests as a collector batching ``window_s`` windows sends them: one
+    envelope per (window, service and region) in turn, each in time order. Returns
+    ``(source, position, request, low)`` in each source's order, ``low`` being the earliest
+    event time of the request's envelope if older than the request's own."""
+    out = []
+    for source in SOURCES:
+        envelopes: dict[tuple, list] = {}
+        for _, _, r in (x for x in sourced if x[0] == source):
+            envelopes.setdefault((r.ts // window_s, r.service, r.region), []).append(r)
+        for offset, key in enumerate(sorted(envelopes)):
+            requests = sorted(envelopes[key], key=lambda r: r.ts)
+            low = requests[0].ts
+            out += [
+                (source, (offset, index), r, low if low < r.ts else None)
+                for index, r in enumerate(requests)
+            ]
+    return out
+
+
+@pytest.mark.parametrize("with_lows", [True, False])
+def test_envelopes_spanning_more_than_the_lateness_give_the_event_time_decisions(
+    sourced, with_lows
+):
+    # Each envelope of a series spans a minute, six times the lateness the brain allows: the
+    # next series' envelope of the same minute goes back that far. Without the low its
+    # requests carry, the horizon passes the earlier records of that minute.
+    enveloped = in_envelopes(sourced, 60.0)
+    lows = {(source, position): low for source, position, _, low in enveloped}
+    brain = TenantBrain()
+    brain.expect(SOURCES)
+    ids = fed(brain, interleaved([x[:3] for x in enveloped], 5), lows if with_lows else None)
+    if with_lows:
+        assert ids == in_event_time([x[:3] for x in enveloped])
+        assert brain.late == 0
+    else:
+        assert brain.late > 0
 
 
 def test_one_source_alone_holds_back_until_the_others_are_heard_from(sourced):
