@@ -152,6 +152,8 @@ def decode_request(raw: bytes) -> Sourced | Progress | Rejection:
     Progress(source='i/0', ts=12.0, idle=False, low=None)
     >>> decode_request(b'{"source": "i/0", "ts": 12, "low": 7}')
     Progress(source='i/0', ts=12.0, idle=False, low=7.0)
+    >>> decode_request(b'{"source": "i/0", "ts": 12, "low": true}').field
+    'low'
     >>> decode_request(b'{"source": "i/0", "idle": true}')
     Progress(source='i/0', ts=-inf, idle=True, low=None)
     >>> decode_request(b'{"ts": 1, "tenant": "t_1", "service": "api", "region": "eu-west",'
