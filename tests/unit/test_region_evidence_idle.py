@@ -64,20 +64,18 @@ def test_no_idle_mark_while_its_last_message_is_being_handled(marks) -> None:
     assert asyncio.run(region_evidence._send_idle_marks()) == [PARTITION]
 
 
-def _read(monkeypatch, tp: TP, offset: int) -> None:
-    """This worker reads the message at ``offset`` of ``tp``, as a subscriber records it."""
-    event = SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
-    monkeypatch.setattr(checkpoints, "current_event", lambda: event)
-    region_evidence._recorder()
-
-
 def test_reading_dropped_messages_again_does_not_take_the_partition_back(
     marks, monkeypatch
 ) -> None:
     # agents.compat.offsets seeks a partition back over messages faust dropped: they are read
     # again, the later ones (read already) skipped. The partition is still read to its end.
+    def reading(offset: int) -> None:
+        event = SimpleNamespace(message=SimpleNamespace(tp=PARTITION, offset=offset))
+        monkeypatch.setattr(checkpoints, "current_event", lambda: event)
+        region_evidence._recorder()
+
     monkeypatch.setattr(region_evidence, "_recorders", {})
-    _read(monkeypatch, PARTITION, END - 1)
+    reading(END - 1)
     for dropped in (END - 10, END - 9):
-        _read(monkeypatch, PARTITION, dropped)
+        reading(dropped)
     assert region_evidence._next_offset(PARTITION) == END
