@@ -42,7 +42,7 @@ from schemas import Decision, MetricSample
 from schemas.config.budgets import load_budgets
 from schemas.config.prices import load_price_table
 from streams.runtime.app import app, settings, topic_names, topics
-from streams.runtime.exporter import SERIES_TRACKED, record_cost
+from streams.runtime.exporter import HANDLING_SECONDS, SERIES_TRACKED, record_cost
 
 __all__ = [
     "BUDGET_EVERY_S",
@@ -100,6 +100,7 @@ def _brain_of(event: Any, _: None) -> CostBrain | None:
 
 # The records of an envelope are one event: its partition's bookkeeping is done once.
 _learning: OncePerMessage[CostBrain | None] = OncePerMessage(_brain_of)
+_spent = HANDLING_SECONDS.seconds
 
 
 @fanout.metric_samples.subscribe
@@ -109,7 +110,9 @@ def _on_sample(sample: MetricSample) -> Awaitable[None] | None:
     brain = _learning()
     if brain is None:
         return None
+    started = time.perf_counter()
     decisions = brain.observe(sample)
+    _spent["cost_brain"] += time.perf_counter() - started
     # The cost a series reports, else the price table's.
     cost = sample.metrics.get("cost_per_hour", brain.cost_per_hour(sample.service, sample.region))
     if cost is not None:

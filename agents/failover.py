@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,7 @@ from models.policy.failover import FailoverDecisionDraft
 from schemas import Rejection
 from schemas.config.regions import load_region_config
 from streams.runtime.app import app, settings, topic_names, topics
-from streams.runtime.exporter import set_region_health
+from streams.runtime.exporter import HANDLING_SECONDS, set_region_health
 
 __all__ = ["MODE", "Evidence", "decode_evidence", "failover", "retry_publish"]
 
@@ -93,6 +94,7 @@ store: PartitionBrains[RegionBrain] = PartitionBrains(
 # Transitions taken but not yet published; the state is not checkpointed while any are.
 _outbox: list[FailoverDecisionDraft] = []
 _deciding = asyncio.Lock()
+_spent = HANDLING_SECONDS.seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +143,12 @@ async def _handle(evidence: Evidence) -> None:
         # (A mark renewed while its source stays idle changes nothing, and must not hold the
         # commit back as a change would.)
         return
+    started = time.perf_counter()
     if evidence.idle:
         brain.mark_idle(evidence.source)
     else:
         brain.observe_rows(evidence.rows, evidence.source, evidence.spans)
+    _spent["region_brain"] += time.perf_counter() - started
     store.touch(partition)
     await _decide(brain)
 
@@ -152,7 +156,9 @@ async def _handle(evidence: Evidence) -> None:
 async def _decide(brain: RegionBrain) -> None:
     """Evaluate up to the horizon; publish the transitions."""
     async with _deciding:
+        started = time.perf_counter()
         _outbox.extend(brain.advance())
+        _spent["region_brain"] += time.perf_counter() - started
         while _outbox:
             draft = _outbox[0]
             try:

@@ -52,6 +52,7 @@ from schemas import MetricSample
 from schemas.topics import telemetry_key
 from streams.runtime.app import COMMIT_INTERVAL_S, app, settings, topic_names, topics
 from streams.runtime.exporter import (
+    HANDLING_SECONDS,
     MODEL_BYTES,
     SERIES_TRACKED,
     record_anomaly_score,
@@ -94,6 +95,7 @@ checkpoints = app.tables.add(
     )
 )
 _dirty: set[tuple[str, str]] = set()
+_spent = HANDLING_SECONDS.seconds
 # Series (table key) -> the positions its checkpoint was restored with.
 _restored_at: dict[bytes, dict[str, int]] = {}
 
@@ -117,7 +119,10 @@ async def _handle(sample: MetricSample) -> None:
     await fanout.metric_samples.emit(sample)
     if not _learns(key):
         return
-    for decision in brain.observe(sample.ts, sample.service, sample.region, sample.metrics):
+    started = time.perf_counter()
+    made = brain.observe(sample.ts, sample.service, sample.region, sample.metrics)
+    _spent["metrics_brain"] += time.perf_counter() - started
+    for decision in made:
         await publish(decision, sample.ts)
         await fanout.metric_decisions.emit(decision)
         if decision.kind == "anomaly":

@@ -47,6 +47,7 @@ from models.brains.interactions import HealthEvidence
 from models.brains.region_evidence import EvidenceRecorder
 from schemas import Decision, Interaction, MetricSample
 from streams.runtime.app import app, topic_names, topics
+from streams.runtime.exporter import HANDLING_SECONDS
 
 __all__ = [
     "BATCH_ROWS",
@@ -76,6 +77,7 @@ _positions: dict[TP, tuple[int, float]] = {}
 # Partition -> when (monotonic) its idle mark was sent last, if no rows were sent since.
 _idle_marked: dict[TP, float] = {}
 _sending = asyncio.Lock()
+_spent = HANDLING_SECONDS.seconds
 
 
 def _recorder_of(event: Any, _: None) -> EvidenceRecorder:
@@ -106,8 +108,10 @@ def _recorded(recorder: EvidenceRecorder) -> Awaitable[None] | None:
 
 @fanout.metric_samples.subscribe
 def _on_sample(sample: MetricSample) -> Awaitable[None] | None:
+    started = time.perf_counter()
     recorder = _recorder()
     recorder.observe_metrics(sample.ts, sample.region, sample.service, sample.metrics)
+    _spent["region_evidence"] += time.perf_counter() - started
     return _recorded(recorder)
 
 

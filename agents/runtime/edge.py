@@ -41,6 +41,7 @@ from streams.runtime.exporter import (
     DLQ,
     EVENTS_CONSUMED,
     EVENTS_PROCESSED,
+    HANDLING_SECONDS,
     PII_DETECTED,
 )
 
@@ -76,6 +77,7 @@ LAG_WARN_S = 5.0
 """A topic whose messages wait longer than this to be handled is said to be behind."""
 # The edge of each topic this worker reads, for the lag report.
 _edges: dict[str, Edge] = {}
+_spent = HANDLING_SECONDS.seconds
 
 
 class Edge:
@@ -117,6 +119,8 @@ class Edge:
         self.decode = decode or self._parse
         self._consumed = EVENTS_CONSUMED.labels(label)
         self._processed = EVENTS_PROCESSED.labels(label)
+        self._part = f"edge:{label}"
+        _spent.setdefault(self._part, 0.0)
         self._scrubber = FieldScrubber()
         self.lag_s = 0.0
         """The most wall seconds a message waited from its produce time to being handled,
@@ -168,7 +172,9 @@ class Edge:
     ) -> None:
         consumed, processed = self._consumed, self._processed
         raw = message.value if message.value is not None else b""
+        started = time.perf_counter()
         result = self.decode(raw)
+        _spent[self._part] += time.perf_counter() - started
         envelope = isinstance(result, Envelope)
         records = result.records if envelope else (result,)
         # Counted once a message, not once a record: an increment takes a lock.

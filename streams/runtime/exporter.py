@@ -63,6 +63,7 @@ __all__ = [
     "EVENTS_CONSUMED",
     "EVENTS_PROCESSED",
     "FORECAST_RPS",
+    "HANDLING_SECONDS",
     "MODEL_BYTES",
     "PII_DETECTED",
     "REGION_HEALTH",
@@ -72,6 +73,7 @@ __all__ = [
     "SERIES_TRACKED",
     "WORKER_UP",
     "CappedGauge",
+    "HandlingTime",
     "PluginCollector",
     "record_action_call",
     "record_anomaly_score",
@@ -273,6 +275,47 @@ class CappedGauge(Collector):
         yield family
 
 
+class HandlingTime(Collector):
+    """Seconds spent in each part of handling records, a counter family by ``part``.
+
+    Added to for every record, so adding is a dict update and nothing else (a
+    :class:`~prometheus_client.Counter` takes a lock at each increment); the family is
+    built at a scrape. The parts are a closed set: those given, and one per edge.
+
+    Examples
+    --------
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> spent = HandlingTime("example_handling_seconds", "doc", ["brain"], registry)
+    >>> spent.seconds["brain"] += 0.25
+    >>> spent.seconds["brain"] += 0.5
+    >>> registry.get_sample_value("example_handling_seconds_total", {"part": "brain"})
+    0.75
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        parts: Sequence[str] = (),
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.seconds: dict[str, float] = dict.fromkeys(parts, 0.0)
+        """Seconds spent so far, by part: add to it, once a part is done with a record."""
+        registry.register(self)
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=["part"])
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=["part"])
+        for part, seconds in list(self.seconds.items()):
+            family.add_metric([part], seconds)
+        yield family
+
+
 class PluginCollector(Collector):
     """What the plugins' calls did, per plugin, read from their guard at each scrape.
 
@@ -348,6 +391,12 @@ class PluginCollector(Collector):
         return [calls, errors, seconds, quarantined]
 
 
+HANDLING_SECONDS = HandlingTime(
+    "autopilot_handling_seconds",
+    "Wall seconds the worker spent in each part of handling records: validating them at "
+    "an edge (part edge:<topic>), and each brain learning from them and deciding.",
+    ["metrics_brain", "cost_brain", "region_evidence", "region_brain"],
+)
 _cap = series_cap()
 ANOMALY_SCORE = CappedGauge(
     "autopilot_anomaly_score",
