@@ -14,17 +14,27 @@ from streams.lab.simulator import generate
 
 
 class _Reporting:
-    """A worker whose conservation counters follow ``reports``, one a poll."""
+    """A worker whose conservation counters follow ``reports``, one a poll, and whose
+    seconds in each part of its handling follow ``spent``, one a reading."""
 
     pid = os.getpid()
 
-    def __init__(self, reports: list[tuple[int, int]]) -> None:
+    def __init__(
+        self, reports: list[tuple[int, int]], spent: list[dict[str, float]] | None = None
+    ) -> None:
         self.reports = reports
+        self.spent = spent or [{}]
 
     def alive(self) -> bool:
         return True
 
-    def metrics(self, _names: tuple[str, ...]) -> str:
+    def metrics(self, names: tuple[str, ...]) -> str:
+        if names == (scaleout.HANDLING,):
+            spent = self.spent.pop(0) if len(self.spent) > 1 else self.spent[0]
+            return "".join(
+                f'autopilot_handling_seconds_total{{part="{part}"}} {seconds}\n'
+                for part, seconds in spent.items()
+            )
         consumed, handled = self.reports.pop(0) if len(self.reports) > 1 else self.reports[0]
         return (
             f'autopilot_events_consumed_total{{topic="telemetry.metrics"}} {consumed}\n'
@@ -82,6 +92,32 @@ def test_each_worker_says_when_it_handled_its_last_record(monkeypatch) -> None:
     # Both fakes are this process, which the test keeps busy on one core at most.
     assert all(0.0 <= w["cores_busy"] <= 1.0 for w in figures["workers"])
     assert 0.0 <= figures["machine_cores_busy"] <= (os.cpu_count() or 1)
+
+
+def test_the_parts_of_a_record_are_what_the_workers_spent_in_them_on_the_clock() -> None:
+    # Readings at the clock's start and end; what was spent before the clock is left out.
+    first = _Reporting(
+        [(100, 100), (300, 300)],
+        [
+            {"edge:telemetry.metrics": 1.0, "metrics_brain": 5.0, "region_evidence": 0.5},
+            {"edge:telemetry.metrics": 1.1, "metrics_brain": 5.6, "region_evidence": 0.52},
+        ],
+    )
+    second = _Reporting(
+        [(100, 100), (300, 300)],
+        [
+            {"metrics_brain": 2.0, "region_brain": 0.0, "edge:internal.region-evidence": 0.0},
+            {"metrics_brain": 2.2, "region_brain": 0.05, "edge:internal.region-evidence": 0.01},
+            # Read once more by nobody: a reading after the clock stopped would show this.
+            {"metrics_brain": 9.0},
+        ],
+    )
+    figures = _time_workers([first, second], 600, lambda _m: None, "2 workers")
+    us = figures["us_per_record"]
+    # 400 records on the clock: 0.1 s at the edge, 0.8 s in the brain, 0.08 s of region health.
+    assert (us["validation"], us["metrics_brain"], us["region_health"]) == (250.0, 2000.0, 200.0)
+    assert us["cost_brain"] == 0.0
+    assert us["rest"] == pytest.approx(us["total"] - 2450.0, abs=0.02)
 
 
 def test_a_worker_that_got_nothing_to_consume_is_said_at_once() -> None:
@@ -173,6 +209,17 @@ def _a_round(bare: float, one: float, two: float, same: bool = True) -> dict:
         "decisions_only_one_worker": 0 if same else 1,
         "decisions_only_two_workers": 0,
         "region_evaluator": {"one_worker": {"worker": 0}, "two_workers": {"worker": 1}},
+        "us_per_record": {
+            run: {
+                "validation": 5.0,
+                "metrics_brain": 1e6 / rate - 10.0,
+                "cost_brain": 2.0,
+                "region_health": 3.0,
+                "rest": 0.0,
+                "total": 1e6 / rate,
+            }
+            for run, rate in (("bare", bare), ("one_worker", one), ("two_workers", two))
+        },
     }
 
 
@@ -208,6 +255,10 @@ def test_rounds_share_one_broker_and_report_medians_and_targets_met(monkeypatch)
     assert "target >= 0.8: met in 0 of 3 rounds" in text
     assert "same set of decisions in 2 of 3 rounds" in text
     assert [line.split()[0] for line in text.splitlines()[2:5]] == ["1", "2", "3"]
+    # The median round's: 50 µs a record bare, 83.3 with one worker and 55.6 with two.
+    assert "where a record's time went, microseconds (medians over the rounds;" in text
+    assert "    all                           50.0      83.3      55.6" in text
+    assert "    metrics brain                 40.0      73.3      45.6" in text
     assert (
         "2 workers: 0.0 s, last record after 0.0 and 0.0 s, 0.50 and 0.90 cores (the region"
         " evaluator on worker 2); machine 2.00 cores busy, 0.25 stolen"
@@ -224,3 +275,5 @@ def test_one_round_is_reported_in_detail(monkeypatch) -> None:
     assert "same set: yes" in text
     assert "1 worker: 0.0 s, last record after 0.0 s, 1.00 cores; machine 1.50 cores busy" in text
     assert "rounds" not in text
+    assert "    validation at the edge         5.0       5.0       5.0" in text
+    assert "    all                           50.0      83.3      50.0" in text

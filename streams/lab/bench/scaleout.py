@@ -34,6 +34,7 @@ import os
 import statistics
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from streams.lab.bench.support import (
     bench_topics,
     handled_counts,
     machine_cpu_seconds,
+    metric_by_label,
     proc_cpu_seconds,
     run_rounds,
     spread,
@@ -56,7 +58,13 @@ from streams.lab.bench.support import (
 from streams.lab.bench.throughput import bench_config
 from streams.lab.simulator import SimConfig, enveloped, run_simulation
 
-__all__ = ["bare_decisions", "format_bench_scaleout", "run_bench_scaleout"]
+__all__ = [
+    "bare_decisions",
+    "format_bench_scaleout",
+    "per_record",
+    "run_bench_scaleout",
+    "worker_parts",
+]
 
 FAILOVER_MODE = "recommend"
 """The mode of the failover decisions of the bare run: the region evaluator's
@@ -65,17 +73,59 @@ TARGET_RECORDS_PER_S = 10_000.0
 TARGET_BARE_RATIO = 0.8
 TARGET_SPEEDUP = 1.5
 _POLL_S = 0.5
+PARTS = ("validation", "metrics_brain", "cost_brain", "region_health")
+"""The parts of a record's handling timed in the bare run and in the workers; the time
+outside them is the ``rest``."""
+HANDLING = "autopilot_handling_seconds_total"
+"""A worker's seconds in each part of its handling
+(:data:`streams.runtime.exporter.HANDLING_SECONDS`)."""
+_REGION_PARTS = ("region_evidence", "edge:internal.region-evidence", "region_brain")
+"""A worker's parts of region health: the evidence recorder of its telemetry partitions, and
+the region evaluator's edge (:data:`agents.failover.LABEL`) and brain."""
+
+
+def per_record(spent: Mapping[str, float], seconds: float, handled: float) -> dict[str, float]:
+    """Microseconds a record in each of the :data:`PARTS` of ``spent``, in the ``rest`` of
+    ``seconds`` and in all of it (``total``).
+
+    >>> per_record({"validation": 0.5, "metrics_brain": 2.0, "cost_brain": 0.25,
+    ...             "region_health": 0.25}, 4.0, 100_000)
+    {'validation': 5.0, 'metrics_brain': 20.0, 'cost_brain': 2.5, 'region_health': 2.5, \
+'rest': 10.0, 'total': 40.0}
+    """
+    scale = 1e6 / max(handled, 1.0)
+    out = {part: round(spent.get(part, 0.0) * scale, 2) for part in PARTS}
+    out["rest"] = round((seconds - sum(spent.get(part, 0.0) for part in PARTS)) * scale, 2)
+    out["total"] = round(seconds * scale, 2)
+    return out
+
+
+def worker_parts(handling: Mapping[str, float]) -> dict[str, float]:
+    """A worker's seconds by part (``autopilot_handling_seconds_total``) as :data:`PARTS`.
+
+    >>> worker_parts({"edge:telemetry.metrics": 1.0, "metrics_brain": 4.0, "cost_brain": 0.5,
+    ...               "region_evidence": 0.25, "region_brain": 0.5, "edge:feedback": 9.0})
+    {'validation': 1.0, 'metrics_brain': 4.0, 'cost_brain': 0.5, 'region_health': 0.75}
+    """
+    return {
+        "validation": handling.get("edge:telemetry.metrics", 0.0),
+        "metrics_brain": handling.get("metrics_brain", 0.0),
+        "cost_brain": handling.get("cost_brain", 0.0),
+        "region_health": sum(handling.get(part, 0.0) for part in _REGION_PARTS),
+    }
 
 
 def bare_decisions(
     messages: list[tuple[str, bytes, bytes, int]], now: float
-) -> tuple[float, int, list[Decision]]:
+) -> tuple[float, int, list[Decision], dict[str, float]]:
     """Drive the metrics agent's brains over ``messages`` in this process.
 
-    Returns the seconds taken, the records handled and the decisions made, in order.
-    Every message is validated at the edge as a worker does (:func:`parse_message`), region
-    health evaluated after each as the region evaluator does after each batch of evidence,
-    and every decision encoded as it is to be published.
+    Returns the seconds taken, the records handled, the decisions made, in order, and the
+    seconds spent in each part (:data:`PARTS`), timed as a worker times its own
+    (``autopilot_handling_seconds_total``). Every message is validated at the edge as a
+    worker does (:func:`parse_message`), region health evaluated after each as the region
+    evaluator does after each batch of evidence, and every decision encoded as it is to be
+    published.
     """
     from models.brains.cost import CostBrain
     from models.brains.metrics import MetricsBrain
@@ -90,24 +140,35 @@ def bare_decisions(
     limits = Limits()
     decisions: list[Decision] = []
     handled = 0
+    clock = time.perf_counter
+    spent = dict.fromkeys(PARTS, 0.0)
     # Collected as a started worker's heap is (streams.runtime.heap), so that the bare rate
     # and the pipeline's pay the same for garbage collection.
     tune_collection()
     started = time.perf_counter()
     for _, _, value, _ in messages:
+        at = clock()
         result = parse_message("metrics", value, now=now, limits=limits)
+        spent["validation"] += clock() - at
         records = result.records if type(result) is Envelope else [result]
         for sample in records:
             handled += 1
             if type(sample) is Rejection:
                 continue
             assert type(sample) is MetricSample
+            at = clock()
             region.observe_metrics(sample.ts, sample.region, sample.service, sample.metrics)
+            spent["region_health"] += clock() - at
+            at = clock()
             made = cost.observe(sample)
+            spent["cost_brain"] += clock() - at
+            at = clock()
             made += metrics.observe(sample.ts, sample.service, sample.region, sample.metrics)
+            spent["metrics_brain"] += clock() - at
             for decision in made:
                 decision.to_bytes()
                 if decision.kind == "anomaly":
+                    at = clock()
                     region.observe_anomaly(
                         decision.ts,
                         sample.region,
@@ -115,24 +176,29 @@ def bare_decisions(
                         decision.params["metric"],
                         decision.evidence["score"],
                     )
+                    spent["region_health"] += clock() - at
             decisions += made
         # As the worker's region evaluator does with each batch of evidence: apply what is
         # buffered up to the horizon and evaluate its ticks (left to pile up, the buffer
         # would hold most of the run unapplied and unevaluated).
-        for draft in region.advance():
+        at = clock()
+        drafts = region.advance()
+        spent["region_health"] += clock() - at
+        for draft in drafts:
             failover = draft.to_decision(mode=FAILOVER_MODE)
             failover.to_bytes()
             decisions.append(failover)
-    return time.perf_counter() - started, handled, decisions
+    return time.perf_counter() - started, handled, decisions, spent
 
 
 def _bare(
     messages: list[tuple[str, bytes, bytes, int]], now: float, log: Log
-) -> tuple[float, list[Decision]]:
-    """One bare run over ``messages``: its records/s and its decisions."""
-    seconds, handled, decisions = bare_decisions(messages, now=now)
+) -> tuple[float, list[Decision], dict[str, float]]:
+    """One bare run over ``messages``: its records/s, its decisions and the microseconds a
+    record of each part (:func:`per_record`)."""
+    seconds, handled, decisions, spent = bare_decisions(messages, now=now)
     log(f"bare: {handled / seconds:,.0f} records/s, {len(decisions):,d} decisions")
-    return handled / seconds, decisions
+    return handled / seconds, decisions, per_record(spent, seconds, handled)
 
 
 def _check_alive(workers: list[WorkerRun], what: str) -> None:
@@ -193,12 +259,20 @@ def _time_workers(workers: list[WorkerRun], expected: int, log: Log, what: str) 
 
 def _cpu_clock(workers: list[WorkerRun], handled: list[float]) -> dict[str, Any]:
     """What :func:`_time_shares` measures from: CPU seconds of each worker and of the
-    machine, and what each worker had handled, when the clock starts."""
+    machine, what each worker had handled, and its seconds in each part, when the clock
+    starts."""
     return {
         "workers_cpu_s": [proc_cpu_seconds(w.pid) for w in workers],
         "machine": machine_cpu_seconds(),
         "handled": list(handled),
+        "spent": [_handling(w) for w in workers],
     }
+
+
+def _handling(worker: WorkerRun) -> dict[str, float]:
+    """A worker's seconds in each part of its handling so far, by :data:`PARTS`."""
+    text = worker.metrics((HANDLING,)) or ""
+    return worker_parts(metric_by_label(text, HANDLING, "part"))
 
 
 def _time_shares(
@@ -211,24 +285,35 @@ def _time_shares(
 ) -> dict[str, Any]:
     """Where the timed ``seconds`` went: for each worker the records it handled on the clock,
     when it handled its last (seconds after the clock started: a worker done well before
-    the other left its core idle) and the cores it kept busy; and the cores the whole
-    machine kept busy, and lost to steal (on two cores, the broker and anything else take
-    what the workers leave)."""
+    the other left its core idle) and the cores it kept busy; the workers' CPU microseconds
+    a record, in each of the :data:`PARTS` and the rest; and the cores the whole machine
+    kept busy, and lost to steal (on two cores, the broker and anything else take what the
+    workers leave)."""
     machine = machine_cpu_seconds()
     spent = {k: machine[k] - clock["machine"][k] for k in machine}
     # Per core of the machine: /proc/stat counts in ticks, and a span may hold none.
     per_core = (os.cpu_count() or 1) / max(spent["total"], 1e-9)
     shares = []
+    all_cpu_s = 0.0
+    parts = dict.fromkeys(PARTS, 0.0)
     for i, worker in enumerate(workers):
         cpu_s = proc_cpu_seconds(worker.pid) - clock["workers_cpu_s"][i]
+        all_cpu_s += cpu_s
+        handling = _handling(worker)
+        for part in PARTS:
+            parts[part] += handling[part] - clock["spent"][i][part]
         share = {
             "handled_on_clock": int(handled[i] - clock["handled"][i]),
             "done_after_s": round(max(0.0, last_growth[i] - started), 2),
             "cores_busy": round(cpu_s / seconds, 3),
         }
         shares.append(share)
+    on_clock = sum(share["handled_on_clock"] for share in shares)
     return {
         "workers": shares,
+        # Against the workers' CPU time (every thread of theirs): the rest is what they
+        # spent outside the parts, Kafka and Faust among it.
+        "us_per_record": per_record(parts, all_cpu_s, on_clock),
         "machine_cores_busy": round(spent["busy"] * per_core, 3),
         "machine_cores_stolen": round(spent["steal"] * per_core, 3),
     }
@@ -395,8 +480,8 @@ def _round(
     produced = sum(n for *_, n in messages)
     now = time.time()
     log(f"bare: {produced:,d} records in {len(messages):,d} envelopes, in process...")
-    bare_rate, decisions = _bare(messages, now, log)
-    bare_rates = [bare_rate]
+    bare_rate, decisions, parts = _bare(messages, now, log)
+    bare_rates, bare_parts = [bare_rate], [parts]
     runs: dict[int, dict[str, Any]] = {}
     for n in (1, 2):
         with bench_topics(bootstrap, log) as topics:
@@ -404,10 +489,11 @@ def _round(
         log(f"{n} worker(s): {runs[n]['records_per_s']:,.0f} records/s")
         if n == 1:
             log("bare again, after the worker...")
-            again, decided = _bare(messages, now, log)
+            again, decided, parts = _bare(messages, now, log)
             if [d.decision_id for d in decided] != [d.decision_id for d in decisions]:
                 raise RuntimeError("the bare brains decided otherwise the second time")
             bare_rates.append(again)
+            bare_parts.append(parts)
     del messages
     # Both bare runs, the one before and the one after the worker, taken together: the speed
     # of a machine of this kind drifts by a fifth within minutes (the two bare rates say by
@@ -444,7 +530,13 @@ def _round(
         "decisions_only_one_worker": len(ones.keys() - twos.keys()),
         "decisions_only_two_workers": len(twos.keys() - ones.keys()),
         "region_evaluator": both("region_evaluator"),
+        "us_per_record": {"bare": _mean_parts(bare_parts), **both("us_per_record")},
     }
+
+
+def _mean_parts(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The mean microseconds a record of each part over ``runs``."""
+    return {part: round(statistics.fmean(run[part] for run in runs), 2) for part in runs[0]}
 
 
 FIGURES = (
@@ -470,18 +562,29 @@ def summarise_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
     >>> rounds = [{"bare_records_per_s": b, "one_worker_records_per_s": o,
     ...            "two_workers_records_per_s": t, "pipeline_bare_ratio": o / b,
-    ...            "two_one_ratio": t / o, "same_decisions": True}
+    ...            "two_one_ratio": t / o, "same_decisions": True,
+    ...            "us_per_record": {"bare": {"total": 1e6 / b}}}
     ...           for b, o, t in [(20e3, 12e3, 20e3), (18e3, 9e3, 16e3), (21e3, 13e3, 18e3)]]
     >>> summary = summarise_rounds(rounds)
     >>> summary["one_worker_records_per_s"], summary["spread"]["two_one_ratio"]
     (12000.0, {'min': 1.3846, 'median': 1.6667, 'max': 1.7778})
+    >>> summary["us_per_record"]
+    {'bare': {'total': 50.0}}
     >>> summary["met"], summary["same_decisions_rounds"]
     ({'one_worker_records_per_s': 2, 'pipeline_bare_ratio': 0, 'two_one_ratio': 2}, 3)
     """
     figures = spread(rounds, FIGURES)
+    runs = rounds[0]["us_per_record"]
     return {
         **{name: figures[name]["median"] for name in FIGURES},
         "spread": figures,
+        "us_per_record": {
+            run: {
+                part: round(statistics.median(r["us_per_record"][run][part] for r in rounds), 2)
+                for part in runs[run]
+            }
+            for run in runs
+        },
         "met": {name: sum(r[name] >= target for r in rounds) for name, target in TARGETS.items()},
         "same_decisions_rounds": sum(bool(r["same_decisions"]) for r in rounds),
     }
@@ -575,7 +678,31 @@ def format_bench_scaleout(result: dict[str, Any]) -> str:
         f"  1 and 2 workers made the same set of decisions in {result['same_decisions_rounds']}"
         f" of {len(rounds)} rounds"
     )
+    lines += _parts_lines(result["us_per_record"], "medians over the rounds")
     return "\n".join(lines)
+
+
+_PART_NAMES = {
+    "validation": "validation at the edge",
+    "metrics_brain": "metrics brain",
+    "cost_brain": "cost brain",
+    "region_health": "region health",
+    "rest": "the rest",
+    "total": "all",
+}
+
+
+def _parts_lines(us: dict[str, dict[str, float]], which: str) -> list[str]:
+    """Where a record's time went, part by part, in the bare run and the workers."""
+    lines = [
+        f"  where a record's time went, microseconds ({which}; the workers' is their CPU"
+        " time, every thread)",
+        f"    {'':<24}{'bare':>10}{'1 worker':>10}{'2 workers':>11}",
+    ]
+    for part, name in _PART_NAMES.items():
+        figures = (us[run][part] for run in ("bare", "one_worker", "two_workers"))
+        lines.append(f"    {name:<24}" + "".join(f"{v:>10.1f}" for v in figures))
+    return lines
 
 
 _RUNS = {"one_worker": "1 worker", "two_workers": "2 workers"}
@@ -628,4 +755,5 @@ def _round_lines(r: dict[str, Any], targets: dict[str, float]) -> list[str]:
         f"  region evaluator               1 worker: {evaluator['one_worker']};"
         f" 2 workers: {evaluator['two_workers']}",
         *(f"  where the time went            {_time_line(r, run)}" for run in _RUNS),
+        *_parts_lines(r["us_per_record"], "this round"),
     ]
