@@ -394,7 +394,8 @@ class PluginCollector(Collector):
 HANDLING_SECONDS = HandlingTime(
     "autopilot_handling_seconds",
     "Wall seconds the worker spent in each part of handling records: validating them at "
-    "an edge (part edge:<topic>), and each brain learning from them and deciding.",
+    "an edge (part edge:<topic>), each brain learning from them and deciding, and metric "
+    "samples recorded as region evidence (region_evidence).",
     ["metrics_brain", "cost_brain", "region_evidence", "region_brain"],
 )
 _cap = series_cap()

@@ -120,6 +120,14 @@ def test_the_parts_of_a_record_are_what_the_workers_spent_in_them_on_the_clock()
     assert us["rest"] == pytest.approx(us["total"] - 2450.0, abs=0.02)
 
 
+def test_the_region_evaluators_edge_is_read_as_region_health() -> None:
+    # An edge names its part after its label (agents.runtime.edge): a label renamed
+    # without the bench would leave its time in the rest.
+    from agents.failover import LABEL
+
+    assert f"edge:{LABEL}" in scaleout._REGION_PARTS
+
+
 def test_a_worker_that_got_nothing_to_consume_is_said_at_once() -> None:
     # One worker handled the whole backlog before the other consumed anything: no two-worker
     # rate exists, and waiting would last until the deadline.
